@@ -45,15 +45,36 @@ pub(crate) struct GgufVocab<'a> {
     pub merges: Option<&'a [String]>,
 }
 
-/// Texts of end tokens that chat models emit besides the file's declared EOS/EOT.
+/// Token texts that end a turn. llama.cpp treats these as control tokens and as end-of-generation
+/// whatever type the file gives them (some converters store them as normal text), so we do too:
+/// tokenization of text containing them must match.
 const END_TOKENS: &[&str] = &[
-    "<|im_end|>",
-    "<|endoftext|>",
     "<|eot_id|>",
-    "<|eom_id|>",
-    "<|end_of_text|>",
-    "<｜end▁of▁sentence｜>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
     "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<｜end▁of▁sentence｜>",
+];
+
+/// Fill-in-the-middle markers, also forced to control type by llama.cpp.
+const FIM_TOKENS: &[&str] = &[
+    "<|fim_prefix|>",
+    "<|fim_suffix|>",
+    "<|fim_middle|>",
+    "<|fim_pad|>",
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+    "<｜fim▁begin｜>",
+    "<｜fim▁hole｜>",
+    "<｜fim▁end｜>",
 ];
 
 /// A tokenizer plus the special ids generation needs.
@@ -81,7 +102,7 @@ impl Tokenizer {
             .as_strings()
             .ok_or_else(|| TokenizerError::BadVocab("tokenizer.ggml.tokens is not a string array".into()))?;
         let n = tokens.len();
-        let types = match file.get("tokenizer.ggml.token_type") {
+        let mut types = match file.get("tokenizer.ggml.token_type") {
             Some(_) => file
                 .get_array("tokenizer.ggml.token_type")?
                 .to_i64_vec()
@@ -106,6 +127,11 @@ impl Tokenizer {
         };
         if types.len() != n || scores.as_ref().is_some_and(|s| s.len() != n) {
             return Err(TokenizerError::BadVocab(format!("{n} tokens but token types or scores of another length")));
+        }
+        for (t, ty) in tokens.iter().zip(types.iter_mut()) {
+            if END_TOKENS.contains(&t.as_str()) || FIM_TOKENS.contains(&t.as_str()) {
+                *ty = token_type::CONTROL;
+            }
         }
         let vocab = GgufVocab { tokens, types, scores, merges };
         let inner = match model {
@@ -136,8 +162,7 @@ impl Tokenizer {
             .flatten()
             .collect();
         for (i, t) in tokens.iter().enumerate() {
-            let control = matches!(vocab.types[i], token_type::CONTROL | token_type::USER_DEFINED);
-            if control && END_TOKENS.contains(&t.as_str()) && !stop_tokens.contains(&(i as u32)) {
+            if END_TOKENS.contains(&t.as_str()) && !stop_tokens.contains(&(i as u32)) {
                 stop_tokens.push(i as u32);
             }
         }
@@ -198,15 +223,15 @@ impl Tokenizer {
     }
 }
 
-/// Added tokens: control tokens are special (dropped when decoding with skip), user-defined ones
-/// are ordinary text that is never split.
+/// Added tokens, matched in text before anything else as llama.cpp does: control and unknown
+/// tokens are special (dropped when decoding with skip), user-defined ones are ordinary text.
 fn added_tokens(vocab: &GgufVocab) -> Vec<tokenizers::AddedToken> {
     vocab
         .tokens
         .iter()
         .zip(&vocab.types)
-        .filter(|(_, &t)| t == token_type::CONTROL || t == token_type::USER_DEFINED)
-        .map(|(s, &t)| tokenizers::AddedToken::from(s.clone(), t == token_type::CONTROL).normalized(false))
+        .filter(|(_, &t)| matches!(t, token_type::CONTROL | token_type::USER_DEFINED | token_type::UNKNOWN))
+        .map(|(s, &t)| tokenizers::AddedToken::from(s.clone(), t != token_type::USER_DEFINED).normalized(false))
         .collect()
 }
 
