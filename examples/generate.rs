@@ -1,6 +1,10 @@
 //! Streams a chat reply from a GGUF file on the CPU and prints a timings line.
 //!
 //! cargo run --release --example generate -- MODEL.gguf "prompt" [max_tokens]
+//! cargo run --release --example generate -- --demo "prompt"
+//!
+//! `--demo` writes a generated Qwen3-architecture model (random weights, so the text is noise;
+//! nothing is downloaded) to fixtures/demo.gguf and runs it.
 
 use std::io::Write;
 
@@ -20,7 +24,20 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: generate MODEL.gguf \"prompt\" [max_tokens]")?;
+    let mut path = args.next().ok_or("usage: generate MODEL.gguf|--demo \"prompt\" [max_tokens]")?;
+    if path == "--demo" {
+        path = "fixtures/demo.gguf".into();
+        if !std::path::Path::new(&path).exists() {
+            std::fs::create_dir_all("fixtures")?;
+            let spec = candlelight::fixture::FixtureSpec::tiny(
+                candlelight::gguf::Architecture::Qwen3,
+                candlelight::fixture::Quant::Q4KM,
+            );
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
+            candlelight::fixture::build(&spec).write_to(&mut f)?;
+            eprintln!("wrote {path} (random weights: expect noise, not language)");
+        }
+    }
     let prompt = args.next().unwrap_or_else(|| "Hello! Who are you?".into());
     let max_tokens = args.next().map(|s| s.parse()).transpose()?.unwrap_or(128);
 

@@ -10,6 +10,9 @@
 //!   and owns, once, sampling and the generation loop with usage and timings;
 //! - [`fixture`] makes GGUF files with random weights for tests and benchmarks.
 
+#[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]
+compile_error!("candlelight needs wasm SIMD: build with -C target-feature=+simd128 (.cargo/config.toml sets it)");
+
 pub mod chat;
 pub mod engine;
 pub mod fixture;

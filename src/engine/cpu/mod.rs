@@ -7,7 +7,7 @@ mod qmatmul;
 use candle_core::{Device, Tensor};
 
 use super::{Backend, EngineError};
-use crate::gguf::{GgufError, GgufFile, ModelConfig};
+use crate::gguf::{GgufFile, ModelConfig};
 use crate::store::ChunkStore;
 use kv_cache::LayerCache;
 use qmatmul::QMatrix;
