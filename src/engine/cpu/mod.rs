@@ -3,6 +3,7 @@
 
 mod kv_cache;
 mod qmatmul;
+mod x86;
 
 use candle_core::{Device, Tensor};
 

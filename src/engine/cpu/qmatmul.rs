@@ -1,7 +1,7 @@
 //! Quantized weights × f32 activations on the CPU, computed the way ggml computes them: each
 //! activation row is quantized to the weight type's dot-product format (Q8_0 or Q8_K) with
-//! ggml's exact rounding, then dotted block by block with candle's SIMD kernels (AVX2 natively,
-//! SIMD128 on wasm). candle's own x86 fast path quantizes activations differently, which moves
+//! ggml's exact rounding, then dotted block by block: Q4_0 and Q8_0 with our x86 tiles
+//! (x86.rs), every other format and target with candle's SIMD kernels (SIMD128 on wasm). candle's own x86 fast path quantizes activations differently, which moves
 //! logits by up to ~0.3 against llama.cpp on Q8_0 files; matching llama.cpp is the spec.
 
 use candle_core::quantized::k_quants::{
@@ -11,6 +11,7 @@ use candle_core::quantized::k_quants::{
 use candle_core::quantized::GgmlDType;
 use half::f16;
 
+use super::x86;
 use crate::gguf::TensorType;
 
 /// Output columns handed to one worker at a time.
@@ -96,7 +97,13 @@ impl QMatrix {
             Blocks::Q6K(w) => matmul(w, x, m, self.n_in, self.n_out),
             Blocks::Dense(w) => {
                 let k = self.n_in;
-                columns(m, self.n_out, |i, j| dot_f32(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]))
+                columns(m, self.n_out, |j0, j1, out| {
+                    for j in j0..j1 {
+                        for i in 0..m {
+                            out[(j - j0) * m + i] = dot_f32(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]);
+                        }
+                    }
+                })
             }
         }
     }
@@ -134,20 +141,83 @@ fn matmul<T: GgmlType>(w: &[T], x: &[f32], m: usize, k: usize, n: usize) -> Vec<
     let kb = k / T::BLCK_SIZE;
     let xq: Vec<T::VecDotType> = quantize_rows(x, m, k);
     let xb = k / <T::VecDotType as GgmlType>::BLCK_SIZE;
-    columns(m, n, |i, j| T::vec_dot(k, &w[j * kb..(j + 1) * kb], &xq[i * xb..(i + 1) * xb]))
+    let fast = match T::DTYPE {
+        GgmlDType::Q4_0 if x86::available() => Some(x86::Format::Q4_0),
+        GgmlDType::Q8_0 if x86::available() => Some(x86::Format::Q8_0),
+        _ => None,
+    };
+    columns(m, n, |j0, j1, out| match fast {
+        Some(format) => tiles(format, bytes_of(w), bytes_of(&xq), m, kb, j0, j1, out),
+        None => {
+            for j in j0..j1 {
+                for i in 0..m {
+                    out[(j - j0) * m + i] = T::vec_dot(k, &w[j * kb..(j + 1) * kb], &xq[i * xb..(i + 1) * xb]);
+                }
+            }
+        }
+    })
 }
 
-/// dst[i * n + j] = f(i, j), output columns spread over the worker threads.
-fn columns(m: usize, n: usize, f: impl Fn(usize, usize) -> f32 + Sync) -> Vec<f32> {
-    // Workers fill column-major tiles (contiguous per task), transposed at the end when m > 1.
+fn bytes_of<T>(v: &[T]) -> &[u8] {
+    // SAFETY: the block types are plain data; viewing them as bytes is always valid.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+/// Columns `j0..j1` of the product through the AVX2 tiles: four weight rows against two
+/// activation rows at a time, then the leftovers.
+#[allow(clippy::too_many_arguments)]
+fn tiles(format: x86::Format, w: &[u8], x: &[u8], m: usize, kb: usize, j0: usize, j1: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let wb = kb * if format == x86::Format::Q4_0 { x86::Q4_0_BYTES } else { x86::Q8_0_BYTES };
+        let xb = kb * x86::Q8_0_BYTES;
+        let row = |j: usize| &w[j * wb..(j + 1) * wb];
+        let act = |i: usize| &x[i * xb..(i + 1) * xb];
+        let mut j = j0;
+        while j < j1 {
+            if j + 4 <= j1 {
+                let ws = [row(j), row(j + 1), row(j + 2), row(j + 3)];
+                let mut put = |i: usize, a: usize, vals: &[f32; 4]| {
+                    for (r, v) in vals.iter().enumerate() {
+                        out[(j + r - j0) * m + i + a] = *v;
+                    }
+                };
+                let mut i = 0;
+                // SAFETY (all tile calls): matmul checked x86::available(); rows hold kb blocks.
+                while i + 4 <= m {
+                    let t = unsafe { x86::tile::<4, 4>(format, ws, [act(i), act(i + 1), act(i + 2), act(i + 3)], kb) };
+                    t.iter().enumerate().for_each(|(a, v)| put(i, a, v));
+                    i += 4;
+                }
+                while i < m {
+                    let t = unsafe { x86::tile::<4, 1>(format, ws, [act(i)], kb) };
+                    put(i, 0, &t[0]);
+                    i += 1;
+                }
+                j += 4;
+            } else {
+                for i in 0..m {
+                    // SAFETY: as above.
+                    out[(j - j0) * m + i] = unsafe { x86::tile::<1, 1>(format, [row(j)], [act(i)], kb) }[0][0];
+                }
+                j += 1;
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (format, w, x, m, kb, j0, j1, out);
+        unreachable!("x86::available() is false off x86-64");
+    }
+}
+
+/// Runs `f(j0, j1, out)` over column ranges on the worker threads; `out` is the column-major
+/// (`m` per column) slice for those columns. Returns the row-major `m × n` result.
+fn columns(m: usize, n: usize, f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
     let mut cm = vec![0f32; m * n];
     let task = |(t, out): (usize, &mut [f32])| {
         let j0 = t * COLUMNS_PER_TASK;
-        for (jj, col) in out.chunks_mut(m).enumerate() {
-            for (i, v) in col.iter_mut().enumerate() {
-                *v = f(i, j0 + jj);
-            }
-        }
+        f(j0, j0 + out.len() / m, out);
     };
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -188,7 +258,7 @@ fn quantize_rows<V: GgmlType>(x: &[f32], m: usize, k: usize) -> Vec<V> {
                 let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
                 b[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
                 for (q, v) in b[2..].iter_mut().zip(xs) {
-                    *q = ((v * id).round_ties_even() as i32) as i8 as u8;
+                    *q = nearest_int(v * id) as i8 as u8;
                 }
             }
         }
