@@ -48,12 +48,12 @@ struct Loader<'a, S> {
 impl<S: ChunkStore> Loader<'_, S> {
     fn matmul(&self, name: &str, n_in: usize, n_out: usize) -> Result<QMatrix, EngineError> {
         let (info, raw) = self.file.read_tensor(self.store, name, &[n_in as u64, n_out as u64])?;
-        Ok(QMatrix::new(info.ty, &raw, n_in, n_out))
+        Ok(QMatrix::new(info.ty, &raw, n_in, n_out)?)
     }
 
     fn vector(&self, name: &str, n: usize) -> Result<Tensor, EngineError> {
         let (info, raw) = self.file.read_tensor(self.store, name, &[n as u64])?;
-        let values = QMatrix::new(info.ty, &raw, n, 1).row(0);
+        let values = QMatrix::new(info.ty, &raw, n, 1)?.row(0)?;
         Ok(Tensor::from_vec(values, n, &Device::Cpu)?)
     }
 }
@@ -145,7 +145,10 @@ impl CpuBackend {
             return Err(EngineError::ContextFull { needed: start + seq, max });
         }
         let (cos, sin) = self.rope_tables(start, seq)?;
-        let rows: Vec<f32> = tokens.iter().flat_map(|&t| self.embed.row(t as usize)).collect();
+        let mut rows = Vec::with_capacity(seq * c.n_embd);
+        for &t in tokens {
+            rows.extend(self.embed.row(t as usize)?);
+        }
         let mut x = Tensor::from_vec(rows, (seq, c.n_embd), &Device::Cpu)?;
         let group = c.n_head / c.n_head_kv;
         let scale = 1.0 / (c.head_dim as f64).sqrt();
@@ -197,14 +200,14 @@ impl CpuBackend {
         let last = x.narrow(0, seq - 1, 1)?;
         let last = candle_nn::ops::rms_norm(&last, &self.output_norm, c.rms_eps as f32)?;
         let last = last.flatten_all()?.to_vec1::<f32>()?;
-        Ok(self.output.as_ref().unwrap_or(&self.embed).forward(&last, 1))
+        Ok(self.output.as_ref().unwrap_or(&self.embed).forward(&last, 1)?)
     }
 }
 
 /// `x` (rows × n_in) times the weight matrix.
 fn mm(w: &QMatrix, x: &Tensor) -> candle_core::Result<Tensor> {
     let m = x.dim(0)?;
-    let out = w.forward(&x.flatten_all()?.to_vec1::<f32>()?, m);
+    let out = w.forward(&x.flatten_all()?.to_vec1::<f32>()?, m)?;
     Tensor::from_vec(out, (m, w.n_out()), &Device::Cpu)
 }
 

@@ -1,33 +1,38 @@
 //! Quantized weights × f32 activations on the CPU, computed the way ggml computes them: each
 //! activation row is quantized to the weight type's dot-product format (Q8_0 or Q8_K) with
-//! ggml's exact rounding, then dotted block by block: Q4_0 and Q8_0 with our x86 tiles
+//! ggml's exact rounding, then dotted block by block: Q4_0, Q5_0 and Q8_0 with our x86 tiles
 //! (x86.rs), every other format and target with candle's SIMD kernels (SIMD128 on wasm). candle's own x86 fast path quantizes activations differently, which moves
 //! logits by up to ~0.3 against llama.cpp on Q8_0 files; matching llama.cpp is the spec.
 
-use candle_core::quantized::k_quants::{
-    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K,
-    BlockQ8_0, GgmlType,
-};
-use candle_core::quantized::GgmlDType;
+use std::sync::Arc;
+
+use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ5_0, BlockQ8_0, GgmlType};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
 use half::f16;
 
 use super::x86;
 use crate::gguf::TensorType;
 
-/// Output columns handed to one worker at a time.
-const COLUMNS_PER_TASK: usize = 32;
+/// Output columns handed to one worker at a time: a few tasks per thread, so small matrices
+/// (a decode step's 896×896) are not cut into pieces that cost more to hand out than to compute,
+/// and big ones still balance. Multiples of 4 keep the x86 tiles full.
+fn columns_per_task(n: usize) -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    let threads = rayon::current_num_threads();
+    #[cfg(target_arch = "wasm32")]
+    let threads = 1;
+    n.div_ceil(threads * 4).next_multiple_of(4).clamp(4, 256)
+}
 
 enum Blocks {
     Q4_0(Vec<BlockQ4_0>),
-    Q4_1(Vec<BlockQ4_1>),
+    /// What llama.cpp's Q4_K_M recipe gives rows that are not a multiple of 256 (Qwen2.5-0.5B).
     Q5_0(Vec<BlockQ5_0>),
-    Q5_1(Vec<BlockQ5_1>),
     Q8_0(Vec<BlockQ8_0>),
-    Q2K(Vec<BlockQ2K>),
-    Q3K(Vec<BlockQ3K>),
-    Q4K(Vec<BlockQ4K>),
-    Q5K(Vec<BlockQ5K>),
-    Q6K(Vec<BlockQ6K>),
+    /// K-quants and the rarer formats: candle's matmul, whose x86 path quantizes activations to
+    /// Q8_K as ggml does for these formats (measured against llama.cpp: ~1e-5).
+    Candle(Arc<QTensor>, QMatMul),
     /// F32, F16 and BF16 weights, widened once.
     Dense(Vec<f32>),
 }
@@ -60,21 +65,19 @@ fn widen(ty: TensorType, raw: &[u8]) -> Vec<f32> {
 
 impl QMatrix {
     /// `raw` is the tensor's encoded bytes, `n_in * n_out` values of type `ty`.
-    pub fn new(ty: TensorType, raw: &[u8], n_in: usize, n_out: usize) -> Self {
+    pub fn new(ty: TensorType, raw: &[u8], n_in: usize, n_out: usize) -> candle_core::Result<Self> {
         let blocks = match ty.dtype {
             GgmlDType::Q4_0 => Blocks::Q4_0(cast(raw)),
-            GgmlDType::Q4_1 => Blocks::Q4_1(cast(raw)),
             GgmlDType::Q5_0 => Blocks::Q5_0(cast(raw)),
-            GgmlDType::Q5_1 => Blocks::Q5_1(cast(raw)),
             GgmlDType::Q8_0 => Blocks::Q8_0(cast(raw)),
-            GgmlDType::Q2K => Blocks::Q2K(cast(raw)),
-            GgmlDType::Q3K => Blocks::Q3K(cast(raw)),
-            GgmlDType::Q4K => Blocks::Q4K(cast(raw)),
-            GgmlDType::Q5K => Blocks::Q5K(cast(raw)),
-            GgmlDType::Q6K => Blocks::Q6K(cast(raw)),
-            _ => Blocks::Dense(widen(ty, raw)),
+            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => Blocks::Dense(widen(ty, raw)),
+            dtype => {
+                let q = candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, raw, vec![n_out, n_in], &Device::Cpu)?;
+                let q = Arc::new(q);
+                Blocks::Candle(q.clone(), QMatMul::from_arc(q)?)
+            }
         };
-        Self { n_in, n_out, blocks }
+        Ok(Self { n_in, n_out, blocks })
     }
 
     pub fn n_out(&self) -> usize {
@@ -82,19 +85,16 @@ impl QMatrix {
     }
 
     /// `x` holds `m` rows of `n_in`; returns `m` rows of `n_out`.
-    pub fn forward(&self, x: &[f32], m: usize) -> Vec<f32> {
+    pub fn forward(&self, x: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
         debug_assert_eq!(x.len(), m * self.n_in);
-        match &self.blocks {
+        Ok(match &self.blocks {
             Blocks::Q4_0(w) => matmul(w, x, m, self.n_in, self.n_out),
-            Blocks::Q4_1(w) => matmul(w, x, m, self.n_in, self.n_out),
             Blocks::Q5_0(w) => matmul(w, x, m, self.n_in, self.n_out),
-            Blocks::Q5_1(w) => matmul(w, x, m, self.n_in, self.n_out),
             Blocks::Q8_0(w) => matmul(w, x, m, self.n_in, self.n_out),
-            Blocks::Q2K(w) => matmul(w, x, m, self.n_in, self.n_out),
-            Blocks::Q3K(w) => matmul(w, x, m, self.n_in, self.n_out),
-            Blocks::Q4K(w) => matmul(w, x, m, self.n_in, self.n_out),
-            Blocks::Q5K(w) => matmul(w, x, m, self.n_in, self.n_out),
-            Blocks::Q6K(w) => matmul(w, x, m, self.n_in, self.n_out),
+            Blocks::Candle(_, mm) => {
+                let xt = Tensor::from_slice(x, (m, self.n_in), &Device::Cpu)?;
+                mm.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?
+            }
             Blocks::Dense(w) => {
                 let k = self.n_in;
                 columns(m, self.n_out, |j0, j1, out| {
@@ -105,31 +105,24 @@ impl QMatrix {
                     }
                 })
             }
-        }
+        })
     }
 
     /// Row `r` as f32 (an embedding lookup).
-    pub fn row(&self, r: usize) -> Vec<f32> {
-        let mut out = vec![0f32; self.n_in];
-        fn blocks_row<T: GgmlType>(w: &[T], r: usize, k: usize, out: &mut [f32]) {
-            let kb = k / T::BLCK_SIZE;
-            T::to_float(&w[r * kb..(r + 1) * kb], out);
-        }
+    pub fn row(&self, r: usize) -> candle_core::Result<Vec<f32>> {
         let k = self.n_in;
+        let mut out = vec![0f32; k];
         match &self.blocks {
-            Blocks::Q4_0(w) => blocks_row(w, r, k, &mut out),
-            Blocks::Q4_1(w) => blocks_row(w, r, k, &mut out),
-            Blocks::Q5_0(w) => blocks_row(w, r, k, &mut out),
-            Blocks::Q5_1(w) => blocks_row(w, r, k, &mut out),
-            Blocks::Q8_0(w) => blocks_row(w, r, k, &mut out),
-            Blocks::Q2K(w) => blocks_row(w, r, k, &mut out),
-            Blocks::Q3K(w) => blocks_row(w, r, k, &mut out),
-            Blocks::Q4K(w) => blocks_row(w, r, k, &mut out),
-            Blocks::Q5K(w) => blocks_row(w, r, k, &mut out),
-            Blocks::Q6K(w) => blocks_row(w, r, k, &mut out),
+            Blocks::Q4_0(w) => BlockQ4_0::to_float(&w[r * k / 32..(r + 1) * k / 32], &mut out),
+            Blocks::Q5_0(w) => BlockQ5_0::to_float(&w[r * k / 32..(r + 1) * k / 32], &mut out),
+            Blocks::Q8_0(w) => BlockQ8_0::to_float(&w[r * k / 32..(r + 1) * k / 32], &mut out),
+            Blocks::Candle(q, _) => {
+                let ids = Tensor::new(&[r as u32], &Device::Cpu)?;
+                out = q.embedding(&ids)?.flatten_all()?.to_vec1::<f32>()?;
+            }
             Blocks::Dense(w) => out.copy_from_slice(&w[r * k..(r + 1) * k]),
         }
-        out
+        Ok(out)
     }
 }
 
@@ -143,6 +136,7 @@ fn matmul<T: GgmlType>(w: &[T], x: &[f32], m: usize, k: usize, n: usize) -> Vec<
     let xb = k / <T::VecDotType as GgmlType>::BLCK_SIZE;
     let fast = match T::DTYPE {
         GgmlDType::Q4_0 if x86::available() => Some(x86::Format::Q4_0),
+        GgmlDType::Q5_0 if x86::available() => Some(x86::Format::Q5_0),
         GgmlDType::Q8_0 if x86::available() => Some(x86::Format::Q8_0),
         _ => None,
     };
@@ -169,7 +163,7 @@ fn bytes_of<T>(v: &[T]) -> &[u8] {
 fn tiles(format: x86::Format, w: &[u8], x: &[u8], m: usize, kb: usize, j0: usize, j1: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        let wb = kb * if format == x86::Format::Q4_0 { x86::Q4_0_BYTES } else { x86::Q8_0_BYTES };
+        let wb = kb * format.block_bytes();
         let xb = kb * x86::Q8_0_BYTES;
         let row = |j: usize| &w[j * wb..(j + 1) * wb];
         let act = |i: usize| &x[i * xb..(i + 1) * xb];
@@ -215,17 +209,18 @@ fn tiles(format: x86::Format, w: &[u8], x: &[u8], m: usize, kb: usize, j0: usize
 /// (`m` per column) slice for those columns. Returns the row-major `m × n` result.
 fn columns(m: usize, n: usize, f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
     let mut cm = vec![0f32; m * n];
+    let per_task = columns_per_task(n);
     let task = |(t, out): (usize, &mut [f32])| {
-        let j0 = t * COLUMNS_PER_TASK;
+        let j0 = t * per_task;
         f(j0, j0 + out.len() / m, out);
     };
     #[cfg(not(target_arch = "wasm32"))]
     {
         use rayon::prelude::*;
-        cm.par_chunks_mut(COLUMNS_PER_TASK * m).enumerate().for_each(task);
+        cm.par_chunks_mut(per_task * m).enumerate().for_each(task);
     }
     #[cfg(target_arch = "wasm32")]
-    cm.chunks_mut(COLUMNS_PER_TASK * m).enumerate().for_each(task);
+    cm.chunks_mut(per_task * m).enumerate().for_each(task);
     if m == 1 {
         return cm;
     }
@@ -244,7 +239,7 @@ fn nearest_int(v: f32) -> i32 {
     (bits & 0x007f_ffff) - 0x0040_0000
 }
 
-/// Activation rows in the dot-product format `V`, rounded exactly as ggml's x86 code does.
+/// Activation rows in the dot-product format `V`; Q8_0 rounded exactly as ggml's x86 code does.
 fn quantize_rows<V: GgmlType>(x: &[f32], m: usize, k: usize) -> Vec<V> {
     let per_row = k / V::BLCK_SIZE;
     let mut out = vec![V::zeros(); m * per_row];
@@ -259,37 +254,6 @@ fn quantize_rows<V: GgmlType>(x: &[f32], m: usize, k: usize) -> Vec<V> {
                 b[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
                 for (q, v) in b[2..].iter_mut().zip(xs) {
                     *q = nearest_int(v * id) as i8 as u8;
-                }
-            }
-        }
-        GgmlDType::Q8K => {
-            // SAFETY: V is BlockQ8K here: repr(C) { d: f32, qs: [i8; 256], bsums: [i16; 16] }.
-            let size = std::mem::size_of::<BlockQ8K>();
-            let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len() * size) };
-            for (xs, b) in x.chunks_exact(256).zip(bytes.chunks_exact_mut(size)) {
-                let (mut max, mut amax) = (0f32, 0f32);
-                for &v in xs {
-                    if v.abs() > amax {
-                        amax = v.abs();
-                        max = v;
-                    }
-                }
-                if amax == 0.0 {
-                    b.fill(0);
-                    continue;
-                }
-                let iscale = -127.0 / max;
-                let mut qs = [0i8; 256];
-                for (q, &v) in qs.iter_mut().zip(xs) {
-                    *q = nearest_int(iscale * v).min(127) as i8;
-                }
-                b[..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
-                for (dst, &q) in b[4..260].iter_mut().zip(&qs) {
-                    *dst = q as u8;
-                }
-                for (j, sums) in qs.chunks_exact(16).enumerate() {
-                    let s: i16 = sums.iter().map(|&q| q as i16).sum();
-                    b[260 + 2 * j..262 + 2 * j].copy_from_slice(&s.to_le_bytes());
                 }
             }
         }
@@ -311,13 +275,10 @@ mod tests {
         for (ty, size) in [
             (TensorType::Q4_0, std::mem::size_of::<BlockQ4_0>()),
             (TensorType::Q8_0, std::mem::size_of::<BlockQ8_0>()),
-            (TensorType::Q4_K, std::mem::size_of::<BlockQ4K>()),
-            (TensorType::Q6_K, std::mem::size_of::<BlockQ6K>()),
             (TensorType::Q5_0, std::mem::size_of::<BlockQ5_0>()),
         ] {
             assert_eq!(ty.type_size, size, "{}", ty.name);
         }
-        assert_eq!(std::mem::size_of::<BlockQ8K>(), 292);
         assert_eq!(std::mem::size_of::<BlockQ8_0>(), 34);
     }
 
@@ -346,11 +307,11 @@ mod against_candle {
         for ty in [TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::Q5_0] {
             let wt = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&wt, ty.dtype).unwrap();
-            let ours = QMatrix::new(ty, &q.data().unwrap(), k, n);
+            let ours = QMatrix::new(ty, &q.data().unwrap(), k, n).unwrap();
             let theirs = QMatMul::from_qtensor(q).unwrap();
             for m in [1usize, 12] {
                 let x: Vec<f32> = (0..m * k).map(|_| rng.next_normal()).collect();
-                let a = ours.forward(&x, m);
+                let a = ours.forward(&x, m).unwrap();
                 let xt = Tensor::from_vec(x, (m, k), &Device::Cpu).unwrap();
                 let b = theirs.forward(&xt).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 let err = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
@@ -364,26 +325,27 @@ mod against_candle {
 mod exact {
     use super::*;
 
-    /// Each block dot product equals the exact product of the dequantized operands.
+    /// Each product equals the exact product of the dequantized operands (weights as stored,
+    /// activations after their 8-bit quantization).
     #[test]
     fn block_dots_are_exact_on_dequantized_operands() {
         use candle_core::quantized::QTensor;
         use candle_core::{Device, Tensor};
         let (k, n, m) = (512usize, 64usize, 16usize);
         let mut rng = crate::rng::SeededRng::new(5);
-        for ty in [TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K] {
+        for ty in [TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K] {
             let w: Vec<f32> = (0..k * n).map(|_| rng.next_normal() * 0.05).collect();
             let wt = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&wt, ty.dtype).unwrap();
             let wd = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let ours = QMatrix::new(ty, &q.data().unwrap(), k, n);
+            let ours = QMatrix::new(ty, &q.data().unwrap(), k, n).unwrap();
             let x: Vec<f32> = (0..m * k).map(|_| rng.next_normal() * 3.0).collect();
-            let got = ours.forward(&x, m);
+            let got = ours.forward(&x, m).unwrap();
             let xd: Vec<f32> = match ty.dtype {
                 GgmlDType::Q4K | GgmlDType::Q6K => {
-                    let xq: Vec<BlockQ8K> = quantize_rows(&x, m, k);
+                    let xq: Vec<candle_core::quantized::k_quants::BlockQ8K> = quantize_rows(&x, m, k);  // candle's Q8_K rounding
                     let mut v = vec![0f32; m * k];
-                    BlockQ8K::to_float(&xq, &mut v);
+                    candle_core::quantized::k_quants::BlockQ8K::to_float(&xq, &mut v);
                     v
                 }
                 _ => {

@@ -8,8 +8,10 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-/// Bytes of one Q4_0 block (f16 scale, 16 bytes of nibbles) and one Q8_0 block (f16, 32 i8).
+/// Bytes of one block: Q4_0 (f16 scale, 16 bytes of nibbles), Q5_0 (f16, 32 fifth bits, 16
+/// bytes of nibbles), Q8_0 (f16, 32 i8).
 pub(super) const Q4_0_BYTES: usize = 18;
+pub(super) const Q5_0_BYTES: usize = 22;
 pub(super) const Q8_0_BYTES: usize = 34;
 
 /// Whether this CPU has AVX512-VNNI (with 256-bit forms), used for the byte dot products.
@@ -40,8 +42,23 @@ pub(super) fn available() -> bool {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Format {
     Q4_0,
+    Q5_0,
     Q8_0,
 }
+
+impl Format {
+    pub(super) fn block_bytes(self) -> usize {
+        match self {
+            Format::Q4_0 => Q4_0_BYTES,
+            Format::Q5_0 => Q5_0_BYTES,
+            Format::Q8_0 => Q8_0_BYTES,
+        }
+    }
+}
+
+const Q4: u8 = 0;
+const Q5: u8 = 1;
+const Q8: u8 = 2;
 
 /// out[a][r] = dot(weight row r, activation row a) for R weight rows and A activation rows.
 /// `w[r]` and `x[a]` are whole rows of blocks as stored; `kb` blocks each.
@@ -57,24 +74,28 @@ pub(super) unsafe fn tile<const R: usize, const A: usize>(
     kb: usize,
 ) -> [[f32; R]; A] {
     match (format, vnni()) {
-        (Format::Q4_0, true) => tile_vnni::<R, A, true>(w, x, kb),
-        (Format::Q8_0, true) => tile_vnni::<R, A, false>(w, x, kb),
-        (Format::Q4_0, false) => tile_of::<R, A, true>(w, x, kb),
-        (Format::Q8_0, false) => tile_of::<R, A, false>(w, x, kb),
+        (Format::Q4_0, true) => tile_vnni::<R, A, Q4>(w, x, kb),
+        (Format::Q5_0, true) => tile_vnni::<R, A, Q5>(w, x, kb),
+        (Format::Q8_0, true) => tile_vnni::<R, A, Q8>(w, x, kb),
+        (Format::Q4_0, false) => tile_of::<R, A, Q4>(w, x, kb),
+        (Format::Q5_0, false) => tile_of::<R, A, Q5>(w, x, kb),
+        (Format::Q8_0, false) => tile_of::<R, A, Q8>(w, x, kb),
     }
 }
 
-/// The tile with `vpdpbusd`: Q4_0 nibbles stay unsigned (0..15) and the -8 offset is folded in
-/// as -8 times the sum of x, the accumulator's starting value; Q8_0 uses |w| and x with w's sign.
+/// The tile with `vpdpbusd`: Q4_0/Q5_0 quants stay unsigned (0..15, 0..31) and their offset
+/// (-8, -16) is folded in as offset times the sum of x, the accumulator's starting value; Q8_0
+/// uses |w| and x with w's sign.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 #[inline]
-unsafe fn tile_vnni<const R: usize, const A: usize, const Q4: bool>(w: [&[u8]; R], x: [&[u8]; A], kb: usize) -> [[f32; R]; A] {
+unsafe fn tile_vnni<const R: usize, const A: usize, const F: u8>(w: [&[u8]; R], x: [&[u8]; A], kb: usize) -> [[f32; R]; A] {
     let mut acc = [[_mm256_setzero_ps(); R]; A];
     let low = _mm256_set1_epi8(0x0f);
-    let eight = _mm256_set1_epi8(8);
+    let offset = _mm256_set1_epi8(if F == Q5 { 16 } else { 8 });
+    let fifth = _mm256_set1_epi8(0x10);
     let zero = _mm256_setzero_si256();
-    let wb = if Q4 { Q4_0_BYTES } else { Q8_0_BYTES };
+    let wb = [Q4_0_BYTES, Q5_0_BYTES, Q8_0_BYTES][F as usize];
     for b in 0..kb {
         let mut xq = [zero; A];
         let mut xd = [0f32; A];
@@ -83,16 +104,20 @@ unsafe fn tile_vnni<const R: usize, const A: usize, const Q4: bool>(w: [&[u8]; R
             let p = x[a].as_ptr().add(b * Q8_0_BYTES);
             xd[a] = half_to_f32(u16::from_le_bytes([*p, *p.add(1)]));
             xq[a] = _mm256_loadu_si256(p.add(2) as *const __m256i);
-            if Q4 {
-                start[a] = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, eight, xq[a]));
+            if F != Q8 {
+                start[a] = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, offset, xq[a]));
             }
         }
         for r in 0..R {
             let p = w[r].as_ptr().add(b * wb);
             let wd = half_to_f32(u16::from_le_bytes([*p, *p.add(1)]));
-            if Q4 {
-                let raw = _mm_loadu_si128(p.add(2) as *const __m128i);
-                let q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+            if F != Q8 {
+                let qs = if F == Q5 { 6 } else { 2 };
+                let raw = _mm_loadu_si128(p.add(qs) as *const __m128i);
+                let mut q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+                if F == Q5 {
+                    q = _mm256_or_si256(q, _mm256_and_si256(bits_to_bytes(p.add(2)), fifth));
+                }
                 for a in 0..A {
                     let dot = _mm256_dpbusd_epi32(start[a], q, xq[a]);
                     let d = _mm256_set1_ps(wd * xd[a]);
@@ -121,12 +146,13 @@ unsafe fn tile_vnni<const R: usize, const A: usize, const Q4: bool>(w: [&[u8]; R
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn tile_of<const R: usize, const A: usize, const Q4: bool>(w: [&[u8]; R], x: [&[u8]; A], kb: usize) -> [[f32; R]; A] {
+unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(w: [&[u8]; R], x: [&[u8]; A], kb: usize) -> [[f32; R]; A] {
     let mut acc = [[_mm256_setzero_ps(); R]; A];
     let low = _mm256_set1_epi8(0x0f);
-    let eight = _mm256_set1_epi8(8);
+    let offset = _mm256_set1_epi8(if F == Q5 { 16 } else { 8 });
+    let fifth = _mm256_set1_epi8(0x10);
     let ones = _mm256_set1_epi16(1);
-    let wb = if Q4 { Q4_0_BYTES } else { Q8_0_BYTES };
+    let wb = [Q4_0_BYTES, Q5_0_BYTES, Q8_0_BYTES][F as usize];
     for b in 0..kb {
         let mut xq = [_mm256_setzero_si256(); A];
         let mut xd = [0f32; A];
@@ -138,11 +164,15 @@ unsafe fn tile_of<const R: usize, const A: usize, const Q4: bool>(w: [&[u8]; R],
         for r in 0..R {
             let p = w[r].as_ptr().add(b * wb);
             let wd = half_to_f32(u16::from_le_bytes([*p, *p.add(1)]));
-            let q = if Q4 {
+            let q = if F != Q8 {
                 // 16 bytes of nibbles: low nibbles are values 0..16, high nibbles 16..32.
-                let raw = _mm_loadu_si128(p.add(2) as *const __m128i);
-                let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-                _mm256_sub_epi8(_mm256_and_si256(both, low), eight)
+                let qs = if F == Q5 { 6 } else { 2 };
+                let raw = _mm_loadu_si128(p.add(qs) as *const __m128i);
+                let mut q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+                if F == Q5 {
+                    q = _mm256_or_si256(q, _mm256_and_si256(bits_to_bytes(p.add(2)), fifth));
+                }
+                _mm256_sub_epi8(q, offset)
             } else {
                 _mm256_loadu_si256(p.add(2) as *const __m256i)
             };
@@ -163,6 +193,20 @@ unsafe fn tile_of<const R: usize, const A: usize, const Q4: bool>(w: [&[u8]; R],
         }
     }
     out
+}
+
+/// 32 bits at `p` (little endian) as 32 bytes, 0xFF where the bit is set (ggml's trick).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
+    let bits = i32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)]);
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits),
+        _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0),
+    );
+    let probe = _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    _mm256_cmpeq_epi8(probe, _mm256_set1_epi64x(-1))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -187,31 +231,42 @@ mod tests {
     use crate::rng::SeededRng;
 
     /// A row of `kb` blocks with random quants and scales near 0.01.
-    fn row(rng: &mut SeededRng, kb: usize, q4: bool) -> Vec<u8> {
+    fn row(rng: &mut SeededRng, kb: usize, f: Format) -> Vec<u8> {
         let mut out = Vec::new();
         for _ in 0..kb {
             out.extend_from_slice(&half::f16::from_f32(0.005 + rng.next_f32() * 0.01).to_le_bytes());
-            let n = if q4 { 16 } else { 32 };
-            // Q8_0 quants are in -127..=127 (the quantizer never makes -128).
-            out.extend((0..n).map(|_| if q4 { rng.next_u64() as u8 } else { ((rng.next_u64() % 255) as i32 - 127) as i8 as u8 }));
+            match f {
+                Format::Q8_0 => {
+                    // Q8_0 quants are in -127..=127 (the quantizer never makes -128).
+                    out.extend((0..32).map(|_| ((rng.next_u64() % 255) as i32 - 127) as i8 as u8));
+                }
+                _ => out.extend((0..f.block_bytes() - 2).map(|_| rng.next_u64() as u8)),
+            }
         }
         out
     }
 
     /// The scalar definition: per block, scale product times the integer dot product.
-    fn reference(w: &[u8], x: &[u8], kb: usize, q4: bool) -> f32 {
-        let wb = if q4 { Q4_0_BYTES } else { Q8_0_BYTES };
+    fn reference(w: &[u8], x: &[u8], kb: usize, f: Format) -> f32 {
+        let wb = f.block_bytes();
         let mut sum = 0f32;
         for b in 0..kb {
             let (wp, xp) = (&w[b * wb..], &x[b * Q8_0_BYTES..]);
             let d = half::f16::from_le_bytes([wp[0], wp[1]]).to_f32() * half::f16::from_le_bytes([xp[0], xp[1]]).to_f32();
             let mut dot = 0i32;
             for i in 0..32 {
-                let wq = if q4 {
-                    let byte = wp[2 + i % 16];
-                    (if i < 16 { byte & 15 } else { byte >> 4 }) as i32 - 8
-                } else {
-                    wp[2 + i] as i8 as i32
+                let wq = match f {
+                    Format::Q4_0 => {
+                        let byte = wp[2 + i % 16];
+                        (if i < 16 { byte & 15 } else { byte >> 4 }) as i32 - 8
+                    }
+                    Format::Q5_0 => {
+                        let byte = wp[6 + i % 16];
+                        let low = if i < 16 { byte & 15 } else { byte >> 4 } as i32;
+                        let high = (u32::from_le_bytes([wp[2], wp[3], wp[4], wp[5]]) >> i) & 1;
+                        (low | (high as i32) << 4) - 16
+                    }
+                    Format::Q8_0 => wp[2 + i] as i8 as i32,
                 };
                 dot += wq * (xp[2 + i] as i8 as i32);
             }
@@ -227,23 +282,35 @@ mod tests {
         }
         let kb = 28; // 896 values, Qwen2.5-0.5B's width
         let mut rng = SeededRng::new(3);
-        for q4 in [true, false] {
-            let ws: Vec<Vec<u8>> = (0..4).map(|_| row(&mut rng, kb, q4)).collect();
-            let xs: Vec<Vec<u8>> = (0..4).map(|_| row(&mut rng, kb, false)).collect();
+        for f in [Format::Q4_0, Format::Q5_0, Format::Q8_0] {
+            let ws: Vec<Vec<u8>> = (0..4).map(|_| row(&mut rng, kb, f)).collect();
+            let xs: Vec<Vec<u8>> = (0..4).map(|_| row(&mut rng, kb, Format::Q8_0)).collect();
             let w = [&ws[0][..], &ws[1][..], &ws[2][..], &ws[3][..]];
             let x = [&xs[0][..], &xs[1][..], &xs[2][..], &xs[3][..]];
-            let avx2 = unsafe { if q4 { tile_of::<4, 4, true>(w, x, kb) } else { tile_of::<4, 4, false>(w, x, kb) } };
+            let avx2 = unsafe {
+                match f {
+                    Format::Q4_0 => tile_of::<4, 4, Q4>(w, x, kb),
+                    Format::Q5_0 => tile_of::<4, 4, Q5>(w, x, kb),
+                    Format::Q8_0 => tile_of::<4, 4, Q8>(w, x, kb),
+                }
+            };
             for a in 0..4 {
                 for r in 0..4 {
-                    let want = reference(w[r], x[a], kb, q4);
-                    assert!((avx2[a][r] - want).abs() <= 1e-4 * want.abs().max(1.0), "avx2 q4={q4} {a},{r}");
+                    let want = reference(w[r], x[a], kb, f);
+                    assert!((avx2[a][r] - want).abs() <= 1e-4 * want.abs().max(1.0), "avx2 {} {a},{r}", f.block_bytes());
                 }
             }
             if vnni() {
-                let v = unsafe { if q4 { tile_vnni::<4, 4, true>(w, x, kb) } else { tile_vnni::<4, 4, false>(w, x, kb) } };
+                let v = unsafe {
+                    match f {
+                        Format::Q4_0 => tile_vnni::<4, 4, Q4>(w, x, kb),
+                        Format::Q5_0 => tile_vnni::<4, 4, Q5>(w, x, kb),
+                        Format::Q8_0 => tile_vnni::<4, 4, Q8>(w, x, kb),
+                    }
+                };
                 for a in 0..4 {
                     for r in 0..4 {
-                        assert!((v[a][r] - avx2[a][r]).abs() <= 1e-5 * avx2[a][r].abs().max(1.0), "vnni q4={q4} {a},{r}");
+                        assert!((v[a][r] - avx2[a][r]).abs() <= 1e-5 * avx2[a][r].abs().max(1.0), "vnni {} {a},{r}", f.block_bytes());
                     }
                 }
             }
