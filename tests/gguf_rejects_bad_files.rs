@@ -293,7 +293,7 @@ fn model_level_errors() {
     assert!(matches!(e, GgufError::MissingKey(ref k) if k == "qwen2.block_count"), "{e}");
 
     let e = gguf_err(load(&rewrite(|m, _| {
-        m.iter_mut().find(|(k, _)| k == "qwen2.attention.head_count_kv").unwrap().1 = Value::U32(3);
+        m.iter_mut().find(|(k, _)| k == "qwen2.attention.head_count_kv").unwrap().1 = Value::U32(4); // 6 heads
     })));
     assert!(matches!(e, GgufError::BadConfig(_)), "{e}");
 
