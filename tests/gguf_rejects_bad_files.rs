@@ -343,3 +343,20 @@ fn out_of_range_tokens_and_full_context_are_errors() {
     b.prefill(&[1, 2, 3]).unwrap();
     assert_eq!(b.cache_len(), 3);
 }
+
+#[test]
+fn generated_files_read_back_as_specified() {
+    use candlelight::gguf::ModelConfig;
+    for arch in [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3] {
+        for quant in [Quant::Q4_0, Quant::Q8_0, Quant::Q4KM, Quant::F32] {
+            let spec = FixtureSpec::tiny(arch, quant);
+            let bytes = build(&spec).to_bytes();
+            let file = parse(&bytes).unwrap();
+            assert_eq!(ModelConfig::from_gguf(&file).unwrap(), spec.config, "{}", spec.name);
+            let c = &spec.config;
+            let per_layer = 9 + 3 * usize::from(c.qkv_bias) + 2 * usize::from(c.qk_norm);
+            let tensors = 2 + usize::from(!c.tied_embeddings) + c.n_layer * per_layer;
+            assert_eq!(file.tensors().len(), tensors, "{}", spec.name);
+        }
+    }
+}

@@ -47,8 +47,8 @@ impl ThinkSplitter {
             match self.state {
                 State::Start => {
                     let trimmed = self.pending.trim_start();
-                    if trimmed.starts_with(OPEN) {
-                        self.pending = trimmed[OPEN.len()..].to_string();
+                    if let Some(rest) = trimmed.strip_prefix(OPEN) {
+                        self.pending = rest.to_string();
                         self.state = State::Reasoning;
                     } else if OPEN.starts_with(trimmed) {
                         return out; // maybe a cut `<think>`: wait

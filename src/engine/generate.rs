@@ -77,12 +77,6 @@ impl<B: Backend> Session<B> {
         &self.backend
     }
 
-    pub fn backend_mut(&mut self) -> &mut B {
-        self.cached.clear();
-        self.backend.reset();
-        &mut self.backend
-    }
-
     /// Generates from `req.prompt`; `on_text` receives each new piece of text and returns false
     /// to stop early.
     pub fn generate(

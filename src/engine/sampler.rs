@@ -99,7 +99,7 @@ impl Sampler {
         }
         cand.sort_unstable_by(by_logit);
         let max = cand[0].1;
-        let mut probs: Vec<f32> = cand.iter().map(|c| ((c.1 - max)).exp()).collect();
+        let mut probs: Vec<f32> = cand.iter().map(|c| (c.1 - max).exp()).collect();
         let sum: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|x| *x /= sum);
         // top-p: smallest prefix with mass >= top_p (always at least one token).

@@ -10,9 +10,6 @@ mod write;
 use std::collections::HashMap;
 use std::io::BufReader;
 
-use candle_core::quantized::QTensor;
-use candle_core::Device;
-
 use crate::store::{ChunkStore, ModelReader, StoreError};
 
 pub use config::{Architecture, ModelConfig};
@@ -159,29 +156,5 @@ impl GgufFile {
         let mut raw = vec![0u8; info.size as usize];
         store.read_at(self.data_offset + info.offset, &mut raw)?;
         Ok((info.clone(), raw))
-    }
-
-    /// Reads tensor `name` from `store` into a candle tensor on `device`. Only this tensor's bytes
-    /// pass through memory besides the result.
-    pub fn load_tensor<S: ChunkStore>(&self, store: &S, name: &str, device: &Device) -> Result<QTensor, GgufError> {
-        let info = self.tensor_info(name).ok_or_else(|| GgufError::MissingTensor(name.into()))?;
-        let (info, raw) = self.read_tensor(store, name, &info.dims.clone())?;
-        candle_core::quantized::ggml_file::qtensor_from_ggml(info.ty.dtype, &raw, info.shape(), device)
-            .map_err(|e| GgufError::Tensor { tensor: name.into(), message: e.to_string() })
-    }
-
-    /// Like [`Self::load_tensor`], checking the GGUF-order dims first.
-    pub fn load_tensor_shaped<S: ChunkStore>(
-        &self,
-        store: &S,
-        name: &str,
-        dims: &[u64],
-        device: &Device,
-    ) -> Result<QTensor, GgufError> {
-        let info = self.tensor_info(name).ok_or_else(|| GgufError::MissingTensor(name.into()))?;
-        if info.dims != dims {
-            return Err(GgufError::WrongShape { tensor: name.into(), expected: dims.to_vec(), found: info.dims.clone() });
-        }
-        self.load_tensor(store, name, device)
     }
 }

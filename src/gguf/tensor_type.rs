@@ -49,7 +49,7 @@ impl TensorType {
 
     /// Bytes needed for `elements` values, or None when they do not fill whole blocks.
     pub fn byte_size(&self, elements: u64) -> Option<u64> {
-        if elements % self.block_size as u64 != 0 {
+        if !elements.is_multiple_of(self.block_size as u64) {
             return None;
         }
         (elements / self.block_size as u64).checked_mul(self.type_size as u64)

@@ -3,6 +3,7 @@
 
 mod kv_cache;
 mod qmatmul;
+#[cfg(target_arch = "x86_64")]
 mod x86;
 
 use candle_core::{Device, Tensor};

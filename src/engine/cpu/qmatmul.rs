@@ -11,6 +11,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use half::f16;
 
+#[cfg(target_arch = "x86_64")]
 use super::x86;
 use crate::gguf::TensorType;
 
@@ -133,75 +134,64 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 fn matmul<T: GgmlType>(w: &[T], x: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
     let kb = k / T::BLCK_SIZE;
     let xq: Vec<T::VecDotType> = quantize_rows(x, m, k);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(format) = x86::format_for(T::DTYPE) {
+        return columns(m, n, |j0, j1, out| tiles(format, bytes_of(w), bytes_of(&xq), m, kb, j0, j1, out));
+    }
     let xb = k / <T::VecDotType as GgmlType>::BLCK_SIZE;
-    let fast = match T::DTYPE {
-        GgmlDType::Q4_0 if x86::available() => Some(x86::Format::Q4_0),
-        GgmlDType::Q5_0 if x86::available() => Some(x86::Format::Q5_0),
-        GgmlDType::Q8_0 if x86::available() => Some(x86::Format::Q8_0),
-        _ => None,
-    };
-    columns(m, n, |j0, j1, out| match fast {
-        Some(format) => tiles(format, bytes_of(w), bytes_of(&xq), m, kb, j0, j1, out),
-        None => {
-            for j in j0..j1 {
-                for i in 0..m {
-                    out[(j - j0) * m + i] = T::vec_dot(k, &w[j * kb..(j + 1) * kb], &xq[i * xb..(i + 1) * xb]);
-                }
+    columns(m, n, |j0, j1, out| {
+        for j in j0..j1 {
+            for i in 0..m {
+                out[(j - j0) * m + i] = T::vec_dot(k, &w[j * kb..(j + 1) * kb], &xq[i * xb..(i + 1) * xb]);
             }
         }
     })
 }
 
+#[cfg(target_arch = "x86_64")]
 fn bytes_of<T>(v: &[T]) -> &[u8] {
     // SAFETY: the block types are plain data; viewing them as bytes is always valid.
     unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
 }
 
-/// Columns `j0..j1` of the product through the AVX2 tiles: four weight rows against two
+/// Columns `j0..j1` of the product through the x86 tiles: four weight rows against four
 /// activation rows at a time, then the leftovers.
+#[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 fn tiles(format: x86::Format, w: &[u8], x: &[u8], m: usize, kb: usize, j0: usize, j1: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let wb = kb * format.block_bytes();
-        let xb = kb * x86::Q8_0_BYTES;
-        let row = |j: usize| &w[j * wb..(j + 1) * wb];
-        let act = |i: usize| &x[i * xb..(i + 1) * xb];
-        let mut j = j0;
-        while j < j1 {
-            if j + 4 <= j1 {
-                let ws = [row(j), row(j + 1), row(j + 2), row(j + 3)];
-                let mut put = |i: usize, a: usize, vals: &[f32; 4]| {
-                    for (r, v) in vals.iter().enumerate() {
-                        out[(j + r - j0) * m + i + a] = *v;
-                    }
-                };
-                let mut i = 0;
-                // SAFETY (all tile calls): matmul checked x86::available(); rows hold kb blocks.
-                while i + 4 <= m {
-                    let t = unsafe { x86::tile::<4, 4>(format, ws, [act(i), act(i + 1), act(i + 2), act(i + 3)], kb) };
-                    t.iter().enumerate().for_each(|(a, v)| put(i, a, v));
-                    i += 4;
+    let wb = kb * format.block_bytes();
+    let xb = kb * x86::Q8_0_BYTES;
+    let row = |j: usize| &w[j * wb..(j + 1) * wb];
+    let act = |i: usize| &x[i * xb..(i + 1) * xb];
+    let mut j = j0;
+    while j < j1 {
+        if j + 4 <= j1 {
+            let ws = [row(j), row(j + 1), row(j + 2), row(j + 3)];
+            let mut put = |i: usize, a: usize, vals: &[f32; 4]| {
+                for (r, v) in vals.iter().enumerate() {
+                    out[(j + r - j0) * m + i + a] = *v;
                 }
-                while i < m {
-                    let t = unsafe { x86::tile::<4, 1>(format, ws, [act(i)], kb) };
-                    put(i, 0, &t[0]);
-                    i += 1;
-                }
-                j += 4;
-            } else {
-                for i in 0..m {
-                    // SAFETY: as above.
-                    out[(j - j0) * m + i] = unsafe { x86::tile::<1, 1>(format, [row(j)], [act(i)], kb) }[0][0];
-                }
-                j += 1;
+            };
+            let mut i = 0;
+            // SAFETY (all tile calls): format_for checked the CPU; rows hold kb blocks.
+            while i + 4 <= m {
+                let t = unsafe { x86::tile::<4, 4>(format, ws, [act(i), act(i + 1), act(i + 2), act(i + 3)], kb) };
+                t.iter().enumerate().for_each(|(a, v)| put(i, a, v));
+                i += 4;
             }
+            while i < m {
+                let t = unsafe { x86::tile::<4, 1>(format, ws, [act(i)], kb) };
+                put(i, 0, &t[0]);
+                i += 1;
+            }
+            j += 4;
+        } else {
+            for i in 0..m {
+                // SAFETY: as above.
+                out[(j - j0) * m + i] = unsafe { x86::tile::<1, 1>(format, [row(j)], [act(i)], kb) }[0][0];
+            }
+            j += 1;
         }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (format, w, x, m, kb, j0, j1, out);
-        unreachable!("x86::available() is false off x86-64");
     }
 }
 

@@ -5,7 +5,6 @@
 //! is exact; per block the float steps are ggml's (scale product, fused multiply-add), so results
 //! match llama.cpp.
 
-#[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 /// Bytes of one block: Q4_0 (f16 scale, 16 bytes of nibbles), Q5_0 (f16, 32 fifth bits, 16
@@ -16,26 +15,30 @@ pub(super) const Q8_0_BYTES: usize = 34;
 
 /// Whether this CPU has AVX512-VNNI (with 256-bit forms), used for the byte dot products.
 fn vnni() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static OK: OnceLock<bool> = OnceLock::new();
-        *OK.get_or_init(|| is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    use std::sync::OnceLock;
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl"))
 }
 
 /// Whether this CPU runs the kernels here.
 pub(super) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static OK: OnceLock<bool> = OnceLock::new();
-        *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c"))
+    use std::sync::OnceLock;
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c"))
+}
+
+/// The tile format for weights of `dtype`, when this CPU can run it.
+pub(super) fn format_for(dtype: candle_core::quantized::GgmlDType) -> Option<Format> {
+    use candle_core::quantized::GgmlDType as D;
+    if !available() {
+        return None;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    match dtype {
+        D::Q4_0 => Some(Format::Q4_0),
+        D::Q5_0 => Some(Format::Q5_0),
+        D::Q8_0 => Some(Format::Q8_0),
+        _ => None,
+    }
 }
 
 /// Weight format of a tile call.
@@ -65,7 +68,6 @@ const Q8: u8 = 2;
 ///
 /// # Safety
 /// `available()` must be true; every slice must hold `kb` blocks of its format.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn tile<const R: usize, const A: usize>(
     format: Format,
@@ -86,106 +88,89 @@ pub(super) unsafe fn tile<const R: usize, const A: usize>(
 /// The tile with `vpdpbusd`: Q4_0/Q5_0 quants stay unsigned (0..15, 0..31) and their offset
 /// (-8, -16) is folded in as offset times the sum of x, the accumulator's starting value; Q8_0
 /// uses |w| and x with w's sign.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 #[inline]
 unsafe fn tile_vnni<const R: usize, const A: usize, const F: u8>(w: [&[u8]; R], x: [&[u8]; A], kb: usize) -> [[f32; R]; A] {
     let mut acc = [[_mm256_setzero_ps(); R]; A];
-    let low = _mm256_set1_epi8(0x0f);
-    let offset = _mm256_set1_epi8(if F == Q5 { 16 } else { 8 });
-    let fifth = _mm256_set1_epi8(0x10);
     let zero = _mm256_setzero_si256();
-    let wb = [Q4_0_BYTES, Q5_0_BYTES, Q8_0_BYTES][F as usize];
+    let offset = _mm256_set1_epi8(if F == Q5 { 16 } else { 8 });
     for b in 0..kb {
-        let mut xq = [zero; A];
-        let mut xd = [0f32; A];
-        let mut start = [zero; A];
+        let (mut xd, mut xq, mut start) = ([0f32; A], [zero; A], [zero; A]);
         for a in 0..A {
-            let p = x[a].as_ptr().add(b * Q8_0_BYTES);
-            xd[a] = half_to_f32(u16::from_le_bytes([*p, *p.add(1)]));
-            xq[a] = _mm256_loadu_si256(p.add(2) as *const __m256i);
+            (xd[a], xq[a]) = activation(x[a], b);
             if F != Q8 {
                 start[a] = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, offset, xq[a]));
             }
         }
         for r in 0..R {
-            let p = w[r].as_ptr().add(b * wb);
-            let wd = half_to_f32(u16::from_le_bytes([*p, *p.add(1)]));
-            if F != Q8 {
-                let qs = if F == Q5 { 6 } else { 2 };
-                let raw = _mm_loadu_si128(p.add(qs) as *const __m128i);
-                let mut q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
-                if F == Q5 {
-                    q = _mm256_or_si256(q, _mm256_and_si256(bits_to_bytes(p.add(2)), fifth));
-                }
-                for a in 0..A {
-                    let dot = _mm256_dpbusd_epi32(start[a], q, xq[a]);
-                    let d = _mm256_set1_ps(wd * xd[a]);
-                    acc[a][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc[a][r]);
-                }
-            } else {
-                let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
-                let aq = _mm256_abs_epi8(q);
-                for a in 0..A {
-                    let dot = _mm256_dpbusd_epi32(zero, aq, _mm256_sign_epi8(xq[a], q));
-                    let d = _mm256_set1_ps(wd * xd[a]);
-                    acc[a][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc[a][r]);
-                }
+            let (wd, q) = weights::<F>(w[r], b);
+            let uq = if F == Q8 { _mm256_abs_epi8(q) } else { q };
+            for a in 0..A {
+                let sx = if F == Q8 { _mm256_sign_epi8(xq[a], q) } else { xq[a] };
+                let dot = _mm256_dpbusd_epi32(start[a], uq, sx);
+                acc[a][r] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[a]), _mm256_cvtepi32_ps(dot), acc[a][r]);
             }
         }
     }
-    let mut out = [[0f32; R]; A];
-    for a in 0..A {
-        for r in 0..R {
-            out[a][r] = hsum(acc[a][r]);
-        }
-    }
-    out
+    sums(acc)
 }
 
-#[cfg(target_arch = "x86_64")]
+/// The tile with AVX2 alone: signed × signed bytes through `maddubs` as |w| × (x with w's sign).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(w: [&[u8]; R], x: [&[u8]; A], kb: usize) -> [[f32; R]; A] {
     let mut acc = [[_mm256_setzero_ps(); R]; A];
-    let low = _mm256_set1_epi8(0x0f);
     let offset = _mm256_set1_epi8(if F == Q5 { 16 } else { 8 });
-    let fifth = _mm256_set1_epi8(0x10);
     let ones = _mm256_set1_epi16(1);
-    let wb = [Q4_0_BYTES, Q5_0_BYTES, Q8_0_BYTES][F as usize];
     for b in 0..kb {
-        let mut xq = [_mm256_setzero_si256(); A];
-        let mut xd = [0f32; A];
+        let (mut xd, mut xq) = ([0f32; A], [_mm256_setzero_si256(); A]);
         for a in 0..A {
-            let p = x[a].as_ptr().add(b * Q8_0_BYTES);
-            xd[a] = half_to_f32(u16::from_le_bytes([*p, *p.add(1)]));
-            xq[a] = _mm256_loadu_si256(p.add(2) as *const __m256i);
+            (xd[a], xq[a]) = activation(x[a], b);
         }
         for r in 0..R {
-            let p = w[r].as_ptr().add(b * wb);
-            let wd = half_to_f32(u16::from_le_bytes([*p, *p.add(1)]));
-            let q = if F != Q8 {
-                // 16 bytes of nibbles: low nibbles are values 0..16, high nibbles 16..32.
-                let qs = if F == Q5 { 6 } else { 2 };
-                let raw = _mm_loadu_si128(p.add(qs) as *const __m128i);
-                let mut q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
-                if F == Q5 {
-                    q = _mm256_or_si256(q, _mm256_and_si256(bits_to_bytes(p.add(2)), fifth));
-                }
-                _mm256_sub_epi8(q, offset)
-            } else {
-                _mm256_loadu_si256(p.add(2) as *const __m256i)
-            };
-            // Signed × signed bytes through maddubs: |w| × (x with w's sign).
+            let (wd, q) = weights::<F>(w[r], b);
+            let q = if F == Q8 { q } else { _mm256_sub_epi8(q, offset) };
             let aw = _mm256_sign_epi8(q, q);
             for a in 0..A {
                 let sx = _mm256_sign_epi8(xq[a], q);
                 let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
-                let d = _mm256_set1_ps(wd * xd[a]);
-                acc[a][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc[a][r]);
+                acc[a][r] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[a]), _mm256_cvtepi32_ps(dot), acc[a][r]);
             }
         }
     }
+    sums(acc)
+}
+
+/// Block `b` of a Q8_0 activation row: scale and 32 signed quants.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+unsafe fn activation(x: &[u8], b: usize) -> (f32, __m256i) {
+    let p = x.as_ptr().add(b * Q8_0_BYTES);
+    (half_to_f32(u16::from_le_bytes([*p, *p.add(1)])), _mm256_loadu_si256(p.add(2) as *const __m256i))
+}
+
+/// Block `b` of a weight row: scale and 32 quants, unsigned for Q4_0 (0..15) and Q5_0 (0..31),
+/// signed for Q8_0.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+unsafe fn weights<const F: u8>(w: &[u8], b: usize) -> (f32, __m256i) {
+    let p = w.as_ptr().add(b * [Q4_0_BYTES, Q5_0_BYTES, Q8_0_BYTES][F as usize]);
+    let d = half_to_f32(u16::from_le_bytes([*p, *p.add(1)]));
+    if F == Q8 {
+        return (d, _mm256_loadu_si256(p.add(2) as *const __m256i));
+    }
+    // 16 bytes of nibbles: low nibbles are values 0..16, high nibbles 16..32.
+    let raw = _mm_loadu_si128(p.add(if F == Q5 { 6 } else { 2 }) as *const __m128i);
+    let q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0f));
+    if F == Q5 {
+        return (d, _mm256_or_si256(q, _mm256_and_si256(bits_to_bytes(p.add(2)), _mm256_set1_epi8(0x10))));
+    }
+    (d, q)
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn sums<const R: usize, const A: usize>(acc: [[__m256; R]; A]) -> [[f32; R]; A] {
     let mut out = [[0f32; R]; A];
     for a in 0..A {
         for r in 0..R {
@@ -196,7 +181,6 @@ unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(w: [&[u8]; R], x:
 }
 
 /// 32 bits at `p` (little endian) as 32 bytes, 0xFF where the bit is set (ggml's trick).
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
@@ -209,14 +193,12 @@ unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
     _mm256_cmpeq_epi8(probe, _mm256_set1_epi64x(-1))
 }
 
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "f16c")]
 #[inline]
 unsafe fn half_to_f32(bits: u16) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -225,7 +207,7 @@ unsafe fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::rng::SeededRng;
