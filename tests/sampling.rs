@@ -77,3 +77,17 @@ fn invalid_settings_are_rejected() {
         assert!(Sampler::new(p.clone()).is_err(), "{p:?}");
     }
 }
+
+#[test]
+fn top_k_keeps_exactly_the_k_best_of_a_large_vocabulary() {
+    // 151936 logits, a clear top 40 at scattered ids: only they are ever drawn.
+    let mut logits = vec![0.0f32; 151_936];
+    let top: Vec<usize> = (0..40).map(|i| (i * 3797 + 11) % logits.len()).collect();
+    for (rank, &id) in top.iter().enumerate() {
+        logits[id] = 10.0 - rank as f32 * 0.01;
+    }
+    let c = draw_many(SamplingParams { top_k: 40, ..free(6) }, &logits, 4000);
+    let drawn: Vec<usize> = c.iter().enumerate().filter(|(_, &n)| n > 0).map(|(i, _)| i).collect();
+    assert!(drawn.iter().all(|i| top.contains(i)), "drew outside the top 40");
+    assert!(drawn.len() > 30, "draws spread over the top 40: {}", drawn.len());
+}

@@ -91,12 +91,12 @@ impl Sampler {
         if p.temperature <= 0.0 {
             return argmax(logits);
         }
-        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
         let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if p.top_k > 0 && p.top_k < cand.len() {
-            cand.select_nth_unstable_by(p.top_k - 1, by_logit);
-            cand.truncate(p.top_k);
-        }
+        let mut cand = if p.top_k > 0 && p.top_k < logits.len() {
+            top_k(logits, p.top_k)
+        } else {
+            logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect()
+        };
         cand.sort_unstable_by(by_logit);
         let max = cand[0].1;
         let mut probs: Vec<f32> = cand.iter().map(|c| (c.1 - max).exp()).collect();
@@ -153,6 +153,22 @@ impl Sampler {
             *l -= p.presence_penalty + p.frequency_penalty * n as f32;
         }
     }
+}
+
+/// The `k` largest logits (ties to the lower id), in one pass over the vocabulary: after the
+/// first few hundred tokens almost every logit is below the k-th best and costs one compare.
+fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    // Kept sorted, best first.
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    for (i, &l) in logits.iter().enumerate() {
+        if best.len() == k && l <= best[k - 1].1 {
+            continue;
+        }
+        let at = best.partition_point(|&(_, b)| b >= l);
+        best.insert(at, (i as u32, l));
+        best.truncate(k);
+    }
+    best
 }
 
 /// Index of the largest logit; the lowest index wins ties, as in llama.cpp.
