@@ -355,7 +355,8 @@ fn generated_files_read_back_as_specified() {
             assert_eq!(ModelConfig::from_gguf(&file).unwrap(), spec.config, "{}", spec.name);
             let c = &spec.config;
             let per_layer = 9 + 3 * usize::from(c.qkv_bias) + 2 * usize::from(c.qk_norm);
-            let tensors = 2 + usize::from(!c.tied_embeddings) + c.n_layer * per_layer;
+            let rope_freqs = usize::from(arch == Architecture::Llama);
+            let tensors = 2 + rope_freqs + usize::from(!c.tied_embeddings) + c.n_layer * per_layer;
             assert_eq!(file.tensors().len(), tensors, "{}", spec.name);
         }
     }
