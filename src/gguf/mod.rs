@@ -147,14 +147,26 @@ impl GgufFile {
         v.as_array().ok_or_else(|| GgufError::WrongKeyType { key: key.into(), expected: "an array" })
     }
 
-    /// The encoded bytes of tensor `name`, after checking its GGUF-order dims.
-    pub fn read_tensor<S: ChunkStore>(&self, store: &S, name: &str, dims: &[u64]) -> Result<(TensorInfo, Vec<u8>), GgufError> {
+    /// The directory entry of tensor `name`, after checking its GGUF-order dims.
+    pub fn shaped_tensor(&self, name: &str, dims: &[u64]) -> Result<&TensorInfo, GgufError> {
         let info = self.tensor_info(name).ok_or_else(|| GgufError::MissingTensor(name.into()))?;
         if info.dims != dims {
             return Err(GgufError::WrongShape { tensor: name.into(), expected: dims.to_vec(), found: info.dims.clone() });
         }
+        Ok(info)
+    }
+
+    /// Copies the encoded bytes of `info` into `buf` (exactly `info.size` bytes long).
+    pub fn read_tensor_into<S: ChunkStore>(&self, store: &S, info: &TensorInfo, buf: &mut [u8]) -> Result<(), GgufError> {
+        store.read_at(self.data_offset + info.offset, buf)?;
+        Ok(())
+    }
+
+    /// The encoded bytes of tensor `name`, after checking its GGUF-order dims.
+    pub fn read_tensor<S: ChunkStore>(&self, store: &S, name: &str, dims: &[u64]) -> Result<(TensorInfo, Vec<u8>), GgufError> {
+        let info = self.shaped_tensor(name, dims)?;
         let mut raw = vec![0u8; info.size as usize];
-        store.read_at(self.data_offset + info.offset, &mut raw)?;
+        self.read_tensor_into(store, info, &mut raw)?;
         Ok((info.clone(), raw))
     }
 }

@@ -47,14 +47,18 @@ struct Loader<'a, S> {
 }
 
 impl<S: ChunkStore> Loader<'_, S> {
+    /// A tensor of GGUF-order `dims` as `n_out` rows of `n_in`.
+    fn load(&self, name: &str, dims: &[u64], n_in: usize, n_out: usize) -> Result<QMatrix, EngineError> {
+        let info = self.file.shaped_tensor(name, dims)?;
+        QMatrix::load(info.ty, n_in, n_out, |buf| Ok::<_, EngineError>(self.file.read_tensor_into(self.store, info, buf)?))
+    }
+
     fn matmul(&self, name: &str, n_in: usize, n_out: usize) -> Result<QMatrix, EngineError> {
-        let (info, raw) = self.file.read_tensor(self.store, name, &[n_in as u64, n_out as u64])?;
-        Ok(QMatrix::new(info.ty, &raw, n_in, n_out)?)
+        self.load(name, &[n_in as u64, n_out as u64], n_in, n_out)
     }
 
     fn vector(&self, name: &str, n: usize) -> Result<Tensor, EngineError> {
-        let (info, raw) = self.file.read_tensor(self.store, name, &[n as u64])?;
-        let values = QMatrix::new(info.ty, &raw, n, 1)?.row(0)?;
+        let values = self.load(name, &[n as u64], n, 1)?.row(0)?;
         Ok(Tensor::from_vec(values, n, &Device::Cpu)?)
     }
 }

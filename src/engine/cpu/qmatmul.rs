@@ -45,15 +45,14 @@ pub(super) struct QMatrix {
     blocks: Blocks,
 }
 
-/// Copies encoded bytes into typed blocks. The block types are `repr(C)` plain data whose every
-/// bit pattern is valid; the caller checked `raw.len()` against the tensor type's size.
-fn cast<T: GgmlType>(raw: &[u8]) -> Vec<T> {
-    let n = raw.len() / std::mem::size_of::<T>();
-    assert_eq!(n * std::mem::size_of::<T>(), raw.len(), "tensor bytes are whole blocks");
+/// `n` blocks filled by `read` through a byte view. The block types are `repr(C)` plain data
+/// whose every bit pattern is valid.
+fn read_blocks<T: GgmlType, E>(n: usize, read: impl FnOnce(&mut [u8]) -> Result<(), E>) -> Result<Vec<T>, E> {
     let mut v = vec![T::zeros(); n];
-    // SAFETY: `v` holds exactly raw.len() bytes of plain-data blocks.
-    unsafe { std::ptr::copy_nonoverlapping(raw.as_ptr(), v.as_mut_ptr() as *mut u8, raw.len()) };
-    v
+    // SAFETY: the view covers exactly the vector's blocks, which are plain data.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v.as_slice())) };
+    read(bytes)?;
+    Ok(v)
 }
 
 fn widen(ty: TensorType, raw: &[u8]) -> Vec<f32> {
@@ -65,17 +64,33 @@ fn widen(ty: TensorType, raw: &[u8]) -> Vec<f32> {
 }
 
 impl QMatrix {
-    /// `raw` is the tensor's encoded bytes, `n_in * n_out` values of type `ty`.
-    pub fn new(ty: TensorType, raw: &[u8], n_in: usize, n_out: usize) -> candle_core::Result<Self> {
+    /// Reads a weight matrix of `n_out` rows of `n_in` values of type `ty`: `read` fills the
+    /// buffer it is given with the tensor's encoded bytes. Formats we dot ourselves are read
+    /// straight into their final storage, so loading never holds such a tensor twice.
+    pub fn load<E>(
+        ty: TensorType,
+        n_in: usize,
+        n_out: usize,
+        read: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Self, E>
+    where
+        E: From<candle_core::Error>,
+    {
+        let blocks = (n_in * n_out) / ty.block_size;
         let blocks = match ty.dtype {
-            GgmlDType::Q4_0 => Blocks::Q4_0(cast(raw)),
-            GgmlDType::Q5_0 => Blocks::Q5_0(cast(raw)),
-            GgmlDType::Q8_0 => Blocks::Q8_0(cast(raw)),
-            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => Blocks::Dense(widen(ty, raw)),
+            GgmlDType::Q4_0 => Blocks::Q4_0(read_blocks(blocks, read)?),
+            GgmlDType::Q5_0 => Blocks::Q5_0(read_blocks(blocks, read)?),
+            GgmlDType::Q8_0 => Blocks::Q8_0(read_blocks(blocks, read)?),
             dtype => {
-                let q = candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, raw, vec![n_out, n_in], &Device::Cpu)?;
-                let q = Arc::new(q);
-                Blocks::Candle(q.clone(), QMatMul::from_arc(q)?)
+                let mut raw = vec![0u8; blocks * ty.type_size];
+                read(&mut raw)?;
+                if matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
+                    Blocks::Dense(widen(ty, &raw))
+                } else {
+                    let q = candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, &raw, vec![n_out, n_in], &Device::Cpu)?;
+                    let q = Arc::new(q);
+                    Blocks::Candle(q.clone(), QMatMul::from_arc(q)?)
+                }
             }
         };
         Ok(Self { n_in, n_out, blocks })
@@ -297,7 +312,8 @@ mod against_candle {
         for ty in [TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::Q5_0] {
             let wt = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&wt, ty.dtype).unwrap();
-            let ours = QMatrix::new(ty, &q.data().unwrap(), k, n).unwrap();
+            let data = q.data().unwrap();
+            let ours = QMatrix::load(ty, k, n, |b: &mut [u8]| -> candle_core::Result<()> { b.copy_from_slice(&data); Ok(()) }).unwrap();
             let theirs = QMatMul::from_qtensor(q).unwrap();
             for m in [1usize, 12] {
                 let x: Vec<f32> = (0..m * k).map(|_| rng.next_normal()).collect();
@@ -328,7 +344,8 @@ mod exact {
             let wt = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&wt, ty.dtype).unwrap();
             let wd = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let ours = QMatrix::new(ty, &q.data().unwrap(), k, n).unwrap();
+            let data = q.data().unwrap();
+            let ours = QMatrix::load(ty, k, n, |b: &mut [u8]| -> candle_core::Result<()> { b.copy_from_slice(&data); Ok(()) }).unwrap();
             let x: Vec<f32> = (0..m * k).map(|_| rng.next_normal() * 3.0).collect();
             let got = ours.forward(&x, m).unwrap();
             let xd: Vec<f32> = match ty.dtype {
