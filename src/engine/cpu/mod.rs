@@ -195,7 +195,7 @@ impl CpuBackend {
                 None => att,
             };
             let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let out = att.matmul(&v_all.contiguous()?)?; // (n_kv, group * seq, dim)
+            let out = att.matmul(&v_all)?; // (n_kv, group * seq, dim)
             let out = out.reshape((c.n_head, seq, c.head_dim))?.transpose(0, 1)?.reshape((seq, c.n_head * c.head_dim))?;
             x = (x + mm(&layer.wo, &out)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.rms_eps as f32)?;
