@@ -12,7 +12,7 @@ use super::{Backend, EngineError};
 use crate::gguf::{GgufFile, ModelConfig};
 use crate::store::ChunkStore;
 use kv_cache::LayerCache;
-use qmatmul::QMatrix;
+use qmatmul::{Activations, QMatrix};
 
 struct Layer {
     attn_norm: Tensor,
@@ -162,7 +162,9 @@ impl CpuBackend {
         let interleaved = c.arch.interleaved_rope();
         for layer in &mut self.layers {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
-            let (mut q, mut k, mut v) = (mm(&layer.wq, &h)?, mm(&layer.wk, &h)?, mm(&layer.wv, &h)?);
+            let hv = h.flatten_all()?.to_vec1::<f32>()?;
+            let ha = Activations::new(&hv, seq);
+            let (mut q, mut k, mut v) = (mm(&layer.wq, &ha)?, mm(&layer.wk, &ha)?, mm(&layer.wv, &ha)?);
             if let Some((bq, bk, bv)) = &layer.bias {
                 q = q.broadcast_add(bq)?;
                 k = k.broadcast_add(bk)?;
@@ -197,22 +199,26 @@ impl CpuBackend {
             let att = candle_nn::ops::softmax_last_dim(&att)?;
             let out = att.matmul(&v_all)?; // (n_kv, group * seq, dim)
             let out = out.reshape((c.n_head, seq, c.head_dim))?.transpose(0, 1)?.reshape((seq, c.n_head * c.head_dim))?;
-            x = (x + mm(&layer.wo, &out)?)?;
+            let out = out.flatten_all()?.to_vec1::<f32>()?;
+            x = (x + mm(&layer.wo, &Activations::new(&out, seq))?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.rms_eps as f32)?;
-            let ff = (candle_nn::ops::silu(&mm(&layer.gate, &h)?)? * mm(&layer.up, &h)?)?;
-            x = (x + mm(&layer.down, &ff)?)?;
+            let hv = h.flatten_all()?.to_vec1::<f32>()?;
+            let ha = Activations::new(&hv, seq);
+            let ff = (candle_nn::ops::silu(&mm(&layer.gate, &ha)?)? * mm(&layer.up, &ha)?)?;
+            let ff = ff.flatten_all()?.to_vec1::<f32>()?;
+            x = (x + mm(&layer.down, &Activations::new(&ff, seq))?)?;
         }
         let last = x.narrow(0, seq - 1, 1)?;
         let last = candle_nn::ops::rms_norm(&last, &self.output_norm, c.rms_eps as f32)?;
         let last = last.flatten_all()?.to_vec1::<f32>()?;
-        Ok(self.output.as_ref().unwrap_or(&self.embed).forward(&last, 1)?)
+        Ok(self.output.as_ref().unwrap_or(&self.embed).forward(&Activations::new(&last, 1))?)
     }
 }
 
-/// `x` (rows × n_in) times the weight matrix.
-fn mm(w: &QMatrix, x: &Tensor) -> candle_core::Result<Tensor> {
-    let m = x.dim(0)?;
-    let out = w.forward(&x.flatten_all()?.to_vec1::<f32>()?, m)?;
+/// The activation rows times the weight matrix, as a (rows × n_out) tensor.
+fn mm(w: &QMatrix, a: &Activations) -> candle_core::Result<Tensor> {
+    let out = w.forward(a)?;
+    let m = out.len() / w.n_out();
     Tensor::from_vec(out, (m, w.n_out()), &Device::Cpu)
 }
 

@@ -100,13 +100,14 @@ impl QMatrix {
         self.n_out
     }
 
-    /// `x` holds `m` rows of `n_in`; returns `m` rows of `n_out`.
-    pub fn forward(&self, x: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
+    /// `a` holds `m` rows of `n_in`; returns `m` rows of `n_out`.
+    pub fn forward(&self, a: &Activations) -> candle_core::Result<Vec<f32>> {
+        let (x, m) = (a.x, a.m);
         debug_assert_eq!(x.len(), m * self.n_in);
         Ok(match &self.blocks {
-            Blocks::Q4_0(w) => matmul(w, x, m, self.n_in, self.n_out),
-            Blocks::Q5_0(w) => matmul(w, x, m, self.n_in, self.n_out),
-            Blocks::Q8_0(w) => matmul(w, x, m, self.n_in, self.n_out),
+            Blocks::Q4_0(w) => matmul(w, a, self.n_in, self.n_out),
+            Blocks::Q5_0(w) => matmul(w, a, self.n_in, self.n_out),
+            Blocks::Q8_0(w) => matmul(w, a, self.n_in, self.n_out),
             Blocks::Candle(_, mm) => {
                 let xt = Tensor::from_slice(x, (m, self.n_in), &Device::Cpu)?;
                 mm.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?
@@ -146,9 +147,35 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-fn matmul<T: GgmlType>(w: &[T], x: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+/// Activation rows read by several matrices (Q, K and V; gate and up): quantized to Q8_0, the
+/// dot-product format of every format we tile, once for all of them.
+pub(super) struct Activations<'a> {
+    x: &'a [f32],
+    m: usize,
+    q8_0: std::cell::OnceCell<Vec<BlockQ8_0>>,
+}
+
+impl<'a> Activations<'a> {
+    /// `x` holds `m` rows.
+    pub fn new(x: &'a [f32], m: usize) -> Self {
+        Self { x, m, q8_0: std::cell::OnceCell::new() }
+    }
+
+    /// The rows in `V`, the dot-product format of some weight type.
+    fn quantized<V: GgmlType>(&self, k: usize) -> std::borrow::Cow<'_, [V]> {
+        if V::DTYPE != GgmlDType::Q8_0 {
+            return std::borrow::Cow::Owned(quantize_rows(self.x, self.m, k));
+        }
+        let q = self.q8_0.get_or_init(|| quantize_rows(self.x, self.m, k));
+        // SAFETY: V is BlockQ8_0 here (same DTYPE, one block type per DTYPE).
+        std::borrow::Cow::Borrowed(unsafe { std::slice::from_raw_parts(q.as_ptr() as *const V, q.len()) })
+    }
+}
+
+fn matmul<T: GgmlType>(w: &[T], a: &Activations, k: usize, n: usize) -> Vec<f32> {
+    let m = a.m;
     let kb = k / T::BLCK_SIZE;
-    let xq: Vec<T::VecDotType> = quantize_rows(x, m, k);
+    let xq = a.quantized::<T::VecDotType>(k);
     #[cfg(target_arch = "x86_64")]
     if let Some(format) = x86::format_for(T::DTYPE) {
         return columns(m, n, |j0, j1, out| tiles(format, bytes_of(w), bytes_of(&xq), m, kb, j0, j1, out));
@@ -327,7 +354,7 @@ mod against_candle {
             let theirs = QMatMul::from_qtensor(q).unwrap();
             for m in [1usize, 12] {
                 let x: Vec<f32> = (0..m * k).map(|_| rng.next_normal()).collect();
-                let a = ours.forward(&x, m).unwrap();
+                let a = ours.forward(&Activations::new(&x, m)).unwrap();
                 let xt = Tensor::from_vec(x, (m, k), &Device::Cpu).unwrap();
                 let b = theirs.forward(&xt).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 let err = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
@@ -361,7 +388,7 @@ mod exact {
             let data = q.data().unwrap();
             let ours = QMatrix::load(ty, k, n, |b: &mut [u8]| -> candle_core::Result<()> { b.copy_from_slice(&data); Ok(()) }).unwrap();
             let x: Vec<f32> = (0..m * k).map(|_| rng.next_normal() * 3.0).collect();
-            let got = ours.forward(&x, m).unwrap();
+            let got = ours.forward(&Activations::new(&x, m)).unwrap();
             let xd: Vec<f32> = match ty.dtype {
                 GgmlDType::Q4K | GgmlDType::Q6K => {
                     let xq: Vec<candle_core::quantized::k_quants::BlockQ8K> = quantize_rows(&x, m, k);  // candle's Q8_K rounding
