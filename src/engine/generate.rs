@@ -85,10 +85,23 @@ impl<B: Backend> Session<B> {
         req: &GenerateRequest,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation, EngineError> {
+        let mut run = self.start(req)?;
+        while let Some(piece) = run.step(self, tokenizer)? {
+            if !piece.is_empty() && !on_text(&piece) {
+                run.abort();
+                break;
+            }
+        }
+        Ok(run.finish())
+    }
+
+    /// Runs the prompt (reusing the cached prefix) and returns the generation, to be advanced
+    /// one token at a time with [`Run::step`] so a caller can yield or abort between tokens.
+    pub fn start(&mut self, req: &GenerateRequest) -> Result<Run, EngineError> {
         if req.prompt.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
-        let mut sampler = Sampler::new(req.sampling.clone())?;
+        let sampler = Sampler::new(req.sampling.clone())?;
         let max_pos = self.backend.max_positions();
         if req.prompt.len() >= max_pos {
             return Err(EngineError::ContextFull { needed: req.prompt.len() + 1, max: max_pos });
@@ -100,77 +113,142 @@ impl<B: Backend> Session<B> {
         self.backend.truncate(reuse)?;
         self.cached.truncate(reuse);
         let fresh = &req.prompt[reuse..];
-        let mut logits = self.backend.prefill(fresh).inspect_err(|_| self.resync())?;
+        let logits = self.backend.prefill(fresh).inspect_err(|_| self.resync())?;
         self.cached.extend_from_slice(fresh);
-        let prefill_ms = ms(start);
-
-        let mut history = req.prompt.clone();
-        let mut out_tokens = Vec::new();
-        let mut text = Stream::new(&req.stop);
-        let mut finish = FinishReason::Length;
-        let mut first_token_ms = 0.0;
-        let decode_start = Instant::now();
-        let budget = req.max_tokens.min(max_pos - req.prompt.len());
-        while out_tokens.len() < budget {
-            let token = sampler.sample(&mut logits, &history);
-            if out_tokens.is_empty() {
-                first_token_ms = ms(start);
-            }
-            if tokenizer.stop_tokens().contains(&token) || req.stop_tokens.contains(&token) {
-                finish = FinishReason::Stop;
-                break;
-            }
-            out_tokens.push(token);
-            history.push(token);
-            let piece = text.push(tokenizer, &out_tokens)?;
-            if !piece.is_empty() && !on_text(&piece) {
-                finish = FinishReason::Abort;
-                break;
-            }
-            if text.stopped {
-                finish = FinishReason::Stop;
-                break;
-            }
-            if out_tokens.len() == budget {
-                break;
-            }
-            logits = self.backend.decode(token).inspect_err(|_| self.resync())?;
-            self.cached.push(token);
-        }
-        if finish != FinishReason::Abort {
-            let rest = text.finish();
-            if !rest.is_empty() {
-                on_text(&rest);
-            }
-        }
-        let decode_ms = ms(decode_start);
-        // The last sampled token was never run through the model: the next step starts there.
-        let decode_tokens = out_tokens.len().saturating_sub(1);
-        Ok(Generation {
-            text: text.emitted,
-            usage: Usage {
-                prompt_tokens: req.prompt.len(),
-                completion_tokens: out_tokens.len(),
-                total_tokens: req.prompt.len() + out_tokens.len(),
-                prompt_cache_hit_tokens: reuse,
-            },
-            timings: Timings {
-                time_to_first_token_ms: first_token_ms,
-                prefill_tokens: fresh.len(),
-                prefill_ms,
-                prefill_tokens_per_s: per_s(fresh.len(), prefill_ms),
-                decode_tokens,
-                decode_ms,
-                decode_tokens_per_s: per_s(decode_tokens, decode_ms),
-            },
-            tokens: out_tokens,
-            finish_reason: finish,
+        Ok(Run {
+            sampler,
+            logits,
+            pending: None,
+            history: req.prompt.clone(),
+            out_tokens: Vec::new(),
+            text: Stream::new(req.stop.clone()),
+            stop_tokens: req.stop_tokens.clone(),
+            finish: None,
+            budget: req.max_tokens.min(max_pos - req.prompt.len()),
+            prompt_len: req.prompt.len(),
+            reuse,
+            fresh: fresh.len(),
+            start,
+            prefill_ms: ms(start),
+            first_token_ms: 0.0,
+            decode_start: Instant::now(),
+            decode_ms: 0.0,
         })
     }
 
     /// After a failed step the cache is cut back by the backend; forget what we thought it held.
     fn resync(&mut self) {
         self.cached.truncate(self.backend.cache_len());
+    }
+}
+
+/// One generation in progress: owns its sampler and text state, borrows the session per step.
+pub struct Run {
+    sampler: Sampler,
+    logits: Vec<f32>,
+    /// The last sampled token, not yet run through the model.
+    pending: Option<u32>,
+    history: Vec<u32>,
+    out_tokens: Vec<u32>,
+    text: Stream,
+    stop_tokens: Vec<u32>,
+    finish: Option<FinishReason>,
+    budget: usize,
+    prompt_len: usize,
+    reuse: usize,
+    fresh: usize,
+    start: Instant,
+    prefill_ms: f64,
+    first_token_ms: f64,
+    decode_start: Instant,
+    decode_ms: f64,
+}
+
+impl Run {
+    /// Samples the next token and returns the text it settles (often empty), or None once the
+    /// generation has ended.
+    pub fn step<B: Backend>(&mut self, session: &mut Session<B>, tokenizer: &Tokenizer) -> Result<Option<String>, EngineError> {
+        if self.finish.is_some() {
+            return Ok(None);
+        }
+        if self.out_tokens.len() >= self.budget {
+            return Ok(Some(self.end(FinishReason::Length)));
+        }
+        if let Some(token) = self.pending.take() {
+            self.logits = session.backend.decode(token).inspect_err(|_| session.resync())?;
+            session.cached.push(token);
+        }
+        let token = self.sampler.sample(&mut self.logits, &self.history);
+        if self.out_tokens.is_empty() {
+            self.first_token_ms = ms(self.start);
+        }
+        if tokenizer.stop_tokens().contains(&token) || self.stop_tokens.contains(&token) {
+            return Ok(Some(self.end(FinishReason::Stop)));
+        }
+        self.out_tokens.push(token);
+        self.history.push(token);
+        let mut piece = self.text.push(tokenizer, &self.out_tokens)?;
+        if self.text.stopped {
+            piece.push_str(&self.end(FinishReason::Stop));
+        } else if self.out_tokens.len() == self.budget {
+            piece.push_str(&self.end(FinishReason::Length));
+        } else {
+            self.pending = Some(token);
+        }
+        Ok(Some(piece))
+    }
+
+    /// Ends the generation now (the caller gave up); text held back is dropped.
+    pub fn abort(&mut self) {
+        if self.finish.is_none() {
+            self.finish = Some(FinishReason::Abort);
+            self.decode_ms = ms(self.decode_start);
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    /// Tokens generated so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.out_tokens
+    }
+
+    fn end(&mut self, reason: FinishReason) -> String {
+        self.finish = Some(reason);
+        self.decode_ms = ms(self.decode_start);
+        self.text.finish()
+    }
+
+    /// The result; call once [`Run::step`] has returned None or after [`Run::abort`].
+    pub fn finish(mut self) -> Generation {
+        if self.finish.is_none() {
+            self.abort();
+        }
+        // The last sampled token was never run through the model: the next step starts there.
+        let decode_tokens = self.out_tokens.len().saturating_sub(1);
+        let decode_ms = self.decode_ms;
+        Generation {
+            text: std::mem::take(&mut self.text.emitted),
+            usage: Usage {
+                prompt_tokens: self.prompt_len,
+                completion_tokens: self.out_tokens.len(),
+                total_tokens: self.prompt_len + self.out_tokens.len(),
+                prompt_cache_hit_tokens: self.reuse,
+            },
+            timings: Timings {
+                time_to_first_token_ms: self.first_token_ms,
+                prefill_tokens: self.fresh,
+                prefill_ms: self.prefill_ms,
+                prefill_tokens_per_s: per_s(self.fresh, self.prefill_ms),
+                decode_tokens,
+                decode_ms,
+                decode_tokens_per_s: per_s(decode_tokens, decode_ms),
+            },
+            tokens: self.out_tokens,
+            finish_reason: self.finish.unwrap_or(FinishReason::Abort),
+        }
     }
 }
 
@@ -187,8 +265,8 @@ fn per_s(n: usize, ms: f64) -> f64 {
 }
 
 /// Incremental detokenization with stop strings held back until they can no longer match.
-struct Stream<'a> {
-    stop: &'a [String],
+struct Stream {
+    stop: Vec<String>,
     /// Tokens before `prefix` are settled text; decoding restarts there so merges stay right.
     prefix: usize,
     read: usize,
@@ -197,8 +275,8 @@ struct Stream<'a> {
     stopped: bool,
 }
 
-impl<'a> Stream<'a> {
-    fn new(stop: &'a [String]) -> Self {
+impl Stream {
+    fn new(stop: Vec<String>) -> Self {
         Self { stop, prefix: 0, read: 0, full: String::new(), emitted: String::new(), stopped: false }
     }
 

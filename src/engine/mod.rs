@@ -5,7 +5,7 @@ pub mod cpu;
 mod generate;
 pub mod sampler;
 
-pub use generate::{FinishReason, GenerateRequest, Generation, Session, Timings, Usage};
+pub use generate::{FinishReason, GenerateRequest, Generation, Run, Session, Timings, Usage};
 pub use sampler::{Sampler, SamplingParams};
 
 use crate::gguf::{GgufError, ModelConfig};
