@@ -9,10 +9,10 @@ mod x86;
 use candle_core::{Device, Tensor};
 
 use super::{Backend, EngineError};
-use crate::gguf::{GgufFile, ModelConfig};
-use crate::store::ChunkStore;
+use crate::gguf::{GgufError, GgufFile, ModelConfig};
+use crate::store::{run_ready, AsyncChunkStore, ChunkStore, Ready};
 use kv_cache::LayerCache;
-use qmatmul::{Activations, QMatrix};
+use qmatmul::{Activations, PendingMatrix, QMatrix};
 
 struct Layer {
     attn_norm: Tensor,
@@ -44,21 +44,28 @@ pub struct CpuBackend {
 struct Loader<'a, S> {
     file: &'a GgufFile,
     store: &'a S,
+    loaded: std::cell::Cell<u64>,
+    total: u64,
+    on_progress: std::cell::RefCell<&'a mut dyn FnMut(u64, u64)>,
 }
 
-impl<S: ChunkStore> Loader<'_, S> {
-    /// A tensor of GGUF-order `dims` as `n_out` rows of `n_in`.
-    fn load(&self, name: &str, dims: &[u64], n_in: usize, n_out: usize) -> Result<QMatrix, EngineError> {
+impl<S: AsyncChunkStore> Loader<'_, S> {
+    /// A tensor of GGUF-order `dims` as `n_out` rows of `n_in`, read into its final storage.
+    async fn load(&self, name: &str, dims: &[u64], n_in: usize, n_out: usize) -> Result<QMatrix, EngineError> {
         let info = self.file.shaped_tensor(name, dims)?;
-        QMatrix::load(info.ty, n_in, n_out, |buf| Ok::<_, EngineError>(self.file.read_tensor_into(self.store, info, buf)?))
+        let mut pending = PendingMatrix::new(info.ty, n_in, n_out);
+        self.store.read_at(self.file.data_offset + info.offset, pending.bytes_mut()).await.map_err(GgufError::from)?;
+        self.loaded.set(self.loaded.get() + info.size);
+        (self.on_progress.borrow_mut())(self.loaded.get(), self.total);
+        Ok(pending.finish()?)
     }
 
-    fn matmul(&self, name: &str, n_in: usize, n_out: usize) -> Result<QMatrix, EngineError> {
-        self.load(name, &[n_in as u64, n_out as u64], n_in, n_out)
+    async fn matmul(&self, name: &str, n_in: usize, n_out: usize) -> Result<QMatrix, EngineError> {
+        self.load(name, &[n_in as u64, n_out as u64], n_in, n_out).await
     }
 
-    fn vector(&self, name: &str, n: usize) -> Result<Tensor, EngineError> {
-        let values = self.load(name, &[n as u64], n, 1)?.row(0)?;
+    async fn vector(&self, name: &str, n: usize) -> Result<Tensor, EngineError> {
+        let values = self.load(name, &[n as u64], n, 1).await?.row(0)?;
         Ok(Tensor::from_vec(values, n, &Device::Cpu)?)
     }
 }
@@ -66,51 +73,63 @@ impl<S: ChunkStore> Loader<'_, S> {
 impl CpuBackend {
     /// Loads every weight of `file` from `store`; the file's bytes are read once, tensor by tensor.
     pub fn load<S: ChunkStore>(file: &GgufFile, store: &S) -> Result<Self, EngineError> {
+        run_ready(Self::load_from(file, &Ready(store), &mut |_, _| {}))
+            .unwrap_or_else(|| Err(EngineError::Compute("a synchronous store returned a pending read".into())))
+    }
+
+    /// Loads every weight of `file` from an asynchronous store (IndexedDB in the browser);
+    /// `on_progress(loaded, total)` counts tensor bytes read.
+    pub async fn load_from<S: AsyncChunkStore>(
+        file: &GgufFile,
+        store: &S,
+        on_progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self, EngineError> {
         let c = ModelConfig::from_gguf(file)?;
-        let l = Loader { file, store };
+        let total = file.tensors().iter().map(|t| t.size).sum();
+        let l = Loader { file, store, loaded: 0.into(), total, on_progress: std::cell::RefCell::new(on_progress) };
         let (q_dim, kv_dim) = (c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
         let mut layers = Vec::with_capacity(c.n_layer);
         for i in 0..c.n_layer {
             let n = |s: &str| format!("blk.{i}.{s}");
             let bias = if c.qkv_bias {
                 Some((
-                    l.vector(&n("attn_q.bias"), q_dim)?,
-                    l.vector(&n("attn_k.bias"), kv_dim)?,
-                    l.vector(&n("attn_v.bias"), kv_dim)?,
+                    l.vector(&n("attn_q.bias"), q_dim).await?,
+                    l.vector(&n("attn_k.bias"), kv_dim).await?,
+                    l.vector(&n("attn_v.bias"), kv_dim).await?,
                 ))
             } else {
                 None
             };
             let qk_norm = if c.qk_norm {
-                Some((l.vector(&n("attn_q_norm.weight"), c.head_dim)?, l.vector(&n("attn_k_norm.weight"), c.head_dim)?))
+                Some((l.vector(&n("attn_q_norm.weight"), c.head_dim).await?, l.vector(&n("attn_k_norm.weight"), c.head_dim).await?))
             } else {
                 None
             };
             layers.push(Layer {
-                attn_norm: l.vector(&n("attn_norm.weight"), c.n_embd)?,
-                wq: l.matmul(&n("attn_q.weight"), c.n_embd, q_dim)?,
-                wk: l.matmul(&n("attn_k.weight"), c.n_embd, kv_dim)?,
-                wv: l.matmul(&n("attn_v.weight"), c.n_embd, kv_dim)?,
+                attn_norm: l.vector(&n("attn_norm.weight"), c.n_embd).await?,
+                wq: l.matmul(&n("attn_q.weight"), c.n_embd, q_dim).await?,
+                wk: l.matmul(&n("attn_k.weight"), c.n_embd, kv_dim).await?,
+                wv: l.matmul(&n("attn_v.weight"), c.n_embd, kv_dim).await?,
                 bias,
                 qk_norm,
-                wo: l.matmul(&n("attn_output.weight"), q_dim, c.n_embd)?,
-                ffn_norm: l.vector(&n("ffn_norm.weight"), c.n_embd)?,
-                gate: l.matmul(&n("ffn_gate.weight"), c.n_embd, c.n_ff)?,
-                up: l.matmul(&n("ffn_up.weight"), c.n_embd, c.n_ff)?,
-                down: l.matmul(&n("ffn_down.weight"), c.n_ff, c.n_embd)?,
+                wo: l.matmul(&n("attn_output.weight"), q_dim, c.n_embd).await?,
+                ffn_norm: l.vector(&n("ffn_norm.weight"), c.n_embd).await?,
+                gate: l.matmul(&n("ffn_gate.weight"), c.n_embd, c.n_ff).await?,
+                up: l.matmul(&n("ffn_up.weight"), c.n_embd, c.n_ff).await?,
+                down: l.matmul(&n("ffn_down.weight"), c.n_ff, c.n_embd).await?,
                 cache: LayerCache::new(),
             });
         }
-        let embed = l.matmul("token_embd.weight", c.n_embd, c.vocab_size)?;
+        let embed = l.matmul("token_embd.weight", c.n_embd, c.vocab_size).await?;
         let output = match c.tied_embeddings {
             true => None,
-            false => Some(l.matmul("output.weight", c.n_embd, c.vocab_size)?),
+            false => Some(l.matmul("output.weight", c.n_embd, c.vocab_size).await?),
         };
         let rope_factors = match file.tensor_info("rope_freqs.weight") {
-            Some(_) => Some(l.vector("rope_freqs.weight", c.head_dim / 2)?.to_vec1::<f32>()?),
+            Some(_) => Some(l.vector("rope_freqs.weight", c.head_dim / 2).await?.to_vec1::<f32>()?),
             None => None,
         };
-        Ok(Self { output_norm: l.vector("output_norm.weight", c.n_embd)?, config: c, embed, layers, output, rope_factors })
+        Ok(Self { output_norm: l.vector("output_norm.weight", c.n_embd).await?, config: c, embed, layers, output, rope_factors })
     }
 
     /// cos and sin tables for positions `start..start + len`, computed the way ggml does

@@ -47,12 +47,67 @@ pub(super) struct QMatrix {
 
 /// `n` blocks filled by `read` through a byte view. The block types are `repr(C)` plain data
 /// whose every bit pattern is valid.
-fn read_blocks<T: GgmlType, E>(n: usize, read: impl FnOnce(&mut [u8]) -> Result<(), E>) -> Result<Vec<T>, E> {
-    let mut v = vec![T::zeros(); n];
-    // SAFETY: the view covers exactly the vector's blocks, which are plain data.
-    let bytes = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v.as_slice())) };
-    read(bytes)?;
-    Ok(v)
+/// A weight matrix whose encoded bytes are being read. Formats we dot ourselves are read straight
+/// into their final storage, so loading never holds such a tensor twice.
+pub(super) struct PendingMatrix {
+    ty: TensorType,
+    n_in: usize,
+    n_out: usize,
+    storage: Pending,
+}
+
+enum Pending {
+    Q4_0(Vec<BlockQ4_0>),
+    Q5_0(Vec<BlockQ5_0>),
+    Q8_0(Vec<BlockQ8_0>),
+    Raw(Vec<u8>),
+}
+
+fn block_bytes<T: GgmlType>(v: &mut [T]) -> &mut [u8] {
+    // SAFETY: the view covers exactly the slice's blocks, which are plain data.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
+}
+
+impl PendingMatrix {
+    /// Storage for `n_out` rows of `n_in` values of type `ty` (dims already checked against the file).
+    pub fn new(ty: TensorType, n_in: usize, n_out: usize) -> Self {
+        let blocks = (n_in * n_out) / ty.block_size;
+        let storage = match ty.dtype {
+            GgmlDType::Q4_0 => Pending::Q4_0(vec![BlockQ4_0::zeros(); blocks]),
+            GgmlDType::Q5_0 => Pending::Q5_0(vec![BlockQ5_0::zeros(); blocks]),
+            GgmlDType::Q8_0 => Pending::Q8_0(vec![BlockQ8_0::zeros(); blocks]),
+            _ => Pending::Raw(vec![0u8; blocks * ty.type_size]),
+        };
+        Self { ty, n_in, n_out, storage }
+    }
+
+    /// Where the tensor's encoded bytes go; exactly its size.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        match &mut self.storage {
+            Pending::Q4_0(v) => block_bytes(v),
+            Pending::Q5_0(v) => block_bytes(v),
+            Pending::Q8_0(v) => block_bytes(v),
+            Pending::Raw(v) => v,
+        }
+    }
+
+    pub fn finish(self) -> candle_core::Result<QMatrix> {
+        let Self { ty, n_in, n_out, storage } = self;
+        let blocks = match storage {
+            Pending::Q4_0(v) => Blocks::Q4_0(v),
+            Pending::Q5_0(v) => Blocks::Q5_0(v),
+            Pending::Q8_0(v) => Blocks::Q8_0(v),
+            Pending::Raw(raw) if matches!(ty.dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) => {
+                Blocks::Dense(widen(ty, &raw))
+            }
+            Pending::Raw(raw) => {
+                let q = candle_core::quantized::ggml_file::qtensor_from_ggml(ty.dtype, &raw, vec![n_out, n_in], &Device::Cpu)?;
+                let q = Arc::new(q);
+                Blocks::Candle(q.clone(), QMatMul::from_arc(q)?)
+            }
+        };
+        Ok(QMatrix { n_in, n_out, blocks })
+    }
 }
 
 fn widen(ty: TensorType, raw: &[u8]) -> Vec<f32> {
@@ -64,38 +119,6 @@ fn widen(ty: TensorType, raw: &[u8]) -> Vec<f32> {
 }
 
 impl QMatrix {
-    /// Reads a weight matrix of `n_out` rows of `n_in` values of type `ty`: `read` fills the
-    /// buffer it is given with the tensor's encoded bytes. Formats we dot ourselves are read
-    /// straight into their final storage, so loading never holds such a tensor twice.
-    pub fn load<E>(
-        ty: TensorType,
-        n_in: usize,
-        n_out: usize,
-        read: impl FnOnce(&mut [u8]) -> Result<(), E>,
-    ) -> Result<Self, E>
-    where
-        E: From<candle_core::Error>,
-    {
-        let blocks = (n_in * n_out) / ty.block_size;
-        let blocks = match ty.dtype {
-            GgmlDType::Q4_0 => Blocks::Q4_0(read_blocks(blocks, read)?),
-            GgmlDType::Q5_0 => Blocks::Q5_0(read_blocks(blocks, read)?),
-            GgmlDType::Q8_0 => Blocks::Q8_0(read_blocks(blocks, read)?),
-            dtype => {
-                let mut raw = vec![0u8; blocks * ty.type_size];
-                read(&mut raw)?;
-                if matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
-                    Blocks::Dense(widen(ty, &raw))
-                } else {
-                    let q = candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, &raw, vec![n_out, n_in], &Device::Cpu)?;
-                    let q = Arc::new(q);
-                    Blocks::Candle(q.clone(), QMatMul::from_arc(q)?)
-                }
-            }
-        };
-        Ok(Self { n_in, n_out, blocks })
-    }
-
     pub fn n_out(&self) -> usize {
         self.n_out
     }
@@ -350,7 +373,7 @@ mod against_candle {
             let wt = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&wt, ty.dtype).unwrap();
             let data = q.data().unwrap();
-            let ours = QMatrix::load(ty, k, n, |b: &mut [u8]| -> candle_core::Result<()> { b.copy_from_slice(&data); Ok(()) }).unwrap();
+            let ours = { let mut p = PendingMatrix::new(ty, k, n); p.bytes_mut().copy_from_slice(&data); p.finish().unwrap() };
             let theirs = QMatMul::from_qtensor(q).unwrap();
             for m in [1usize, 12] {
                 let x: Vec<f32> = (0..m * k).map(|_| rng.next_normal()).collect();
@@ -386,7 +409,7 @@ mod exact {
             let q = QTensor::quantize(&wt, ty.dtype).unwrap();
             let wd = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let data = q.data().unwrap();
-            let ours = QMatrix::load(ty, k, n, |b: &mut [u8]| -> candle_core::Result<()> { b.copy_from_slice(&data); Ok(()) }).unwrap();
+            let ours = { let mut p = PendingMatrix::new(ty, k, n); p.bytes_mut().copy_from_slice(&data); p.finish().unwrap() };
             let x: Vec<f32> = (0..m * k).map(|_| rng.next_normal() * 3.0).collect();
             let got = ours.forward(&Activations::new(&x, m)).unwrap();
             let xd: Vec<f32> = match ty.dtype {
