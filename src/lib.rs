@@ -8,6 +8,8 @@
 //!   and splits R1-style reasoning from the answer;
 //! - [`engine`] runs the model behind the [`engine::Backend`] trait ([`engine::cpu`] on candle)
 //!   and owns, once, sampling and the generation loop with usage and timings;
+//! - [`openai`] holds the chat-completions wire types and answers a request with a local model,
+//!   chunk by chunk;
 //! - [`fixture`] makes GGUF files with random weights for tests and benchmarks.
 
 #[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]
@@ -17,6 +19,7 @@ pub mod chat;
 pub mod engine;
 pub mod fixture;
 pub mod gguf;
+pub mod openai;
 pub mod rng;
 pub mod store;
 pub mod tokenizer;

@@ -25,6 +25,8 @@ pub enum EngineError {
     BadParams(String),
     #[error("tokenizer error: {0}")]
     Tokenizer(String),
+    #[error("chat template error: {0}")]
+    Template(String),
     #[error("prompt is empty")]
     EmptyPrompt,
 }
@@ -62,5 +64,29 @@ pub trait Backend {
     /// The most positions the cache can hold.
     fn max_positions(&self) -> usize {
         self.config().context_length
+    }
+}
+
+impl<B: Backend + ?Sized> Backend for Box<B> {
+    fn config(&self) -> &ModelConfig {
+        (**self).config()
+    }
+    fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+        (**self).prefill(tokens)
+    }
+    fn decode(&mut self, token: u32) -> Result<Vec<f32>, EngineError> {
+        (**self).decode(token)
+    }
+    fn cache_len(&self) -> usize {
+        (**self).cache_len()
+    }
+    fn truncate(&mut self, len: usize) -> Result<(), EngineError> {
+        (**self).truncate(len)
+    }
+    fn reset(&mut self) {
+        (**self).reset()
+    }
+    fn max_positions(&self) -> usize {
+        (**self).max_positions()
     }
 }

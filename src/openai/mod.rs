@@ -1,0 +1,37 @@
+//! The OpenAI / DeepSeek chat-completions API: wire types, request checks with typed errors, and
+//! answering a request with a local model one chunk at a time.
+
+mod local;
+mod wire;
+
+pub use local::{AnswerError, Completion, LocalModel};
+pub use wire::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Choice, ChunkChoice, Delta,
+    ErrorBody, ErrorDetail, MessageContent, ResponseMessage, Stop, StreamOptions, UsageReport,
+};
+
+/// A request the API refuses, before any work is done.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RequestError {
+    #[error("request body is not a valid chat-completions request: {0}")]
+    Malformed(String),
+    #[error("messages must hold at least one message")]
+    NoMessages,
+    #[error("message {index} has role {role:?}; expected system, user, assistant or tool")]
+    BadRole { index: usize, role: String },
+    #[error("{param} {reason}")]
+    BadParam { param: &'static str, reason: String },
+    #[error("{0} is not supported by the local model")]
+    Unsupported(&'static str),
+}
+
+impl RequestError {
+    /// The request field at fault, as OpenAI's error body names it.
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            RequestError::NoMessages | RequestError::BadRole { .. } => Some("messages"),
+            RequestError::BadParam { param, .. } | RequestError::Unsupported(param) => Some(param),
+            RequestError::Malformed(_) => None,
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The chat-completions surface over a local model: streamed and whole answers agree, chunks are
+//! shaped as OpenAI and DeepSeek send them, R1 reasoning is split out, bad requests are refused.
+
+mod common;
+
+use candlelight::engine::cpu::CpuBackend;
+use candlelight::fixture::{build, FixtureSpec, Quant};
+use candlelight::gguf::Architecture;
+use candlelight::openai::{AnswerError, ChatCompletionChunk, ChatCompletionRequest, LocalModel, RequestError};
+use serde_json::json;
+
+fn model(arch: Architecture) -> LocalModel {
+    let bytes = build(&FixtureSpec::tiny(arch, Quant::Q8_0)).to_bytes();
+    let (store, file) = common::store(&bytes);
+    let backend = CpuBackend::load(&file, &store).unwrap();
+    LocalModel::new("tiny", &file, Box::new(backend)).unwrap()
+}
+
+fn request(body: serde_json::Value) -> ChatCompletionRequest {
+    serde_json::from_value(body).expect("request parses")
+}
+
+fn stream(m: &mut LocalModel, body: serde_json::Value) -> Vec<ChatCompletionChunk> {
+    let mut c = m.start(request(body), "chatcmpl-1".into(), 7).unwrap();
+    let mut chunks = Vec::new();
+    while let Some(step) = m.step(&mut c).unwrap() {
+        chunks.extend(step);
+    }
+    chunks
+}
+
+fn text_of(chunks: &[ChatCompletionChunk]) -> (String, String) {
+    let mut content = String::new();
+    let mut reasoning = String::new();
+    for ch in chunks {
+        for choice in &ch.choices {
+            content.push_str(choice.delta.content.as_deref().unwrap_or(""));
+            reasoning.push_str(choice.delta.reasoning_content.as_deref().unwrap_or(""));
+        }
+    }
+    (content, reasoning)
+}
+
+#[test]
+fn streamed_and_whole_answers_agree_and_are_shaped_like_openai() {
+    let mut m = model(Architecture::Qwen3);
+    let body = json!({"model": "x", "messages": [{"role": "user", "content": "hello there"}],
+        "max_tokens": 24, "temperature": 0.8, "seed": 11, "stream": true,
+        "stream_options": {"include_usage": true}});
+    let chunks = stream(&mut m, body.clone());
+
+    let first = &chunks[0];
+    assert_eq!(first.object, "chat.completion.chunk");
+    assert_eq!(first.choices[0].delta.role.as_deref(), Some("assistant"));
+    let usage_chunk = chunks.last().unwrap();
+    assert!(usage_chunk.choices.is_empty(), "the usage chunk has no choices");
+    let usage = usage_chunk.usage.clone().expect("include_usage sends usage");
+    let finish = &chunks[chunks.len() - 2];
+    assert!(matches!(finish.choices[0].finish_reason.as_deref(), Some("stop" | "length")));
+    assert!(finish.timings.is_some(), "the last choice chunk carries timings");
+    assert!(chunks[..chunks.len() - 2].iter().all(|c| c.choices[0].finish_reason.is_none() && c.usage.is_none()));
+    assert!(chunks.iter().all(|c| c.id == "chatcmpl-1" && c.created == 7 && c.model == "tiny"));
+    assert!(usage.completion_tokens >= 1 && usage.completion_tokens <= 24);
+    assert_eq!(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
+
+    let (content, reasoning) = text_of(&chunks);
+    assert!(reasoning.is_empty(), "a ChatML model has no reasoning");
+    let mut whole = body.clone();
+    whole["stream"] = json!(false);
+    let mut c = m.start(request(whole), "chatcmpl-2".into(), 8).unwrap();
+    let answer = m.complete(&mut c).unwrap();
+    assert_eq!(answer.object, "chat.completion");
+    assert_eq!(answer.choices[0].message.content, content, "same seed, same text, streamed or not");
+    assert_eq!(answer.choices[0].message.reasoning_content, None);
+    assert_eq!(answer.usage.completion_tokens, usage.completion_tokens);
+    assert_eq!(answer.usage.prompt_cache_hit_tokens + answer.usage.prompt_cache_miss_tokens, answer.usage.prompt_tokens);
+    assert!(answer.usage.prompt_cache_hit_tokens > 0, "the second request reuses the first one's prompt");
+    let v = serde_json::to_value(&answer).unwrap();
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert!(v["timings"]["decode_tokens_per_s"].is_number());
+}
+
+#[test]
+fn r1_style_models_stream_reasoning_content() {
+    // The tiny Qwen2 fixture carries DeepSeek-R1's template, whose prompt opens <think>.
+    let mut m = model(Architecture::Qwen2);
+    let body = json!({"messages": [{"role": "user", "content": "why?"}], "max_tokens": 16, "seed": 3, "stream": true});
+    let chunks = stream(&mut m, body.clone());
+    let (content, reasoning) = text_of(&chunks);
+    assert!(!reasoning.is_empty(), "text inside <think> arrives as reasoning_content");
+    let mut whole = body;
+    whole["stream"] = json!(false);
+    let mut c = m.start(request(whole), "b".into(), 0).unwrap();
+    let answer = m.complete(&mut c).unwrap();
+    assert_eq!(answer.choices[0].message.reasoning_content.as_deref(), Some(reasoning.as_str()));
+    assert_eq!(answer.choices[0].message.content, content);
+    let details = answer.usage.completion_tokens_details.reasoning_tokens;
+    assert!(details >= 1 && details <= answer.usage.completion_tokens);
+}
+
+#[test]
+fn stop_strings_and_abort() {
+    let mut m = model(Architecture::Llama);
+    let base = json!({"messages": [{"role": "user", "content": "count"}], "max_tokens": 30, "temperature": 0});
+    let mut c = m.start(request(base.clone()), "a".into(), 0).unwrap();
+    let full = m.complete(&mut c).unwrap().choices[0].message.content.clone();
+    assert!(full.chars().count() > 6, "the greedy text is long enough to cut: {full:?}");
+    let cut: String = full.chars().skip(3).take(3).collect();
+    let mut with_stop = base.clone();
+    with_stop["stop"] = json!(cut);
+    let mut c = m.start(request(with_stop), "b".into(), 0).unwrap();
+    let stopped = m.complete(&mut c).unwrap();
+    assert_eq!(stopped.choices[0].finish_reason.as_deref(), Some("stop"));
+    assert_eq!(stopped.choices[0].message.content, full[..full.find(&cut).unwrap()]);
+
+    let mut c = m.start(request(base), "c".into(), 0).unwrap();
+    m.step(&mut c).unwrap();
+    m.step(&mut c).unwrap();
+    c.abort();
+    let mut after = Vec::new();
+    while let Some(step) = m.step(&mut c).unwrap() {
+        after.extend(step);
+    }
+    assert_eq!(after.last().unwrap().choices[0].finish_reason.as_deref(), Some("abort"));
+    assert!(c.tokens().len() <= 2);
+}
+
+#[test]
+fn bad_requests_are_refused_with_the_field_named() {
+    let mut m = model(Architecture::Qwen3);
+    let cases = [
+        (json!({"messages": []}), Some("messages")),
+        (json!({"messages": [{"role": "robot", "content": "x"}]}), Some("messages")),
+        (json!({"messages": [{"role": "user", "content": "x"}], "temperature": 3}), Some("temperature")),
+        (json!({"messages": [{"role": "user", "content": "x"}], "top_p": 0}), Some("top_p")),
+        (json!({"messages": [{"role": "user", "content": "x"}], "frequency_penalty": -2.5}), Some("frequency_penalty")),
+        (json!({"messages": [{"role": "user", "content": "x"}], "presence_penalty": 9}), Some("presence_penalty")),
+        (json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), Some("max_tokens")),
+        (json!({"messages": [{"role": "user", "content": "x"}], "n": 2}), Some("n other than 1")),
+        (json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}), Some("non-text message content")),
+        (json!({"messages": [{"role": "user", "content": "x"}], "stop": vec!["a"; 17]}), Some("stop")),
+    ];
+    for (body, param) in cases {
+        match m.start(request(body.clone()), "x".into(), 0) {
+            Err(AnswerError::Request(e)) => assert_eq!(e.param(), param, "{body}: {e}"),
+            Err(e) => panic!("{body}: wrong error {e}"),
+            Ok(_) => panic!("{body}: accepted"),
+        }
+    }
+    assert!(serde_json::from_value::<ChatCompletionRequest>(json!({"messages": "hi"})).is_err());
+    assert!(matches!(RequestError::NoMessages.param(), Some("messages")));
+
+    let long = "word ".repeat(2000);
+    let body = json!({"messages": [{"role": "user", "content": long}]});
+    assert!(matches!(
+        m.start(request(body), "x".into(), 0),
+        Err(AnswerError::Engine(candlelight::engine::EngineError::ContextFull { .. }))
+    ));
+}
+
+#[test]
+fn text_parts_and_developer_messages_are_accepted() {
+    let mut m = model(Architecture::Qwen3);
+    let body = json!({"messages": [
+        {"role": "developer", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}]}],
+        "max_tokens": 4, "temperature": 0});
+    let (req, _) = m.plan(&request(body)).unwrap();
+    let prompt = m.tokenizer().decode(&req.prompt, false).unwrap();
+    assert!(prompt.contains("<|im_start|>system\nbe brief"), "{prompt}");
+    assert!(prompt.contains("hi there"), "{prompt}");
+    let mut c = m.start(request(json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 4})), "a".into(), 0).unwrap();
+    assert!(m.complete(&mut c).unwrap().usage.completion_tokens <= 4);
+}
