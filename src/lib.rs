@@ -3,6 +3,7 @@
 //! What flows where:
 //! - a model is one GGUF file, kept as chunks in a [`store::ChunkStore`] (memory or disk here,
 //!   IndexedDB in the browser) and read through [`store::ModelReader`];
+//! - [`download`] brings a model file into a store over HTTP in verified, resumable chunks;
 //! - [`gguf`] parses its header with typed errors and builds the [`gguf::ModelConfig`];
 //! - [`tokenizer`] builds the tokenizer from the same file, [`chat`] renders its chat template
 //!   and splits R1-style reasoning from the answer;
@@ -16,6 +17,7 @@
 compile_error!("candlelight needs wasm SIMD: build with -C target-feature=+simd128 (.cargo/config.toml sets it)");
 
 pub mod chat;
+pub mod download;
 pub mod engine;
 pub mod fixture;
 pub mod gguf;

@@ -398,3 +398,20 @@ fn randomly_damaged_headers_never_panic() {
     assert!(parsed > 300 && parsed < 3000, "{parsed} of 3000 damaged files parsed");
     assert!(loaded > 100, "{loaded} of 3000 damaged files still loaded");
 }
+
+#[test]
+fn headers_parse_the_same_through_an_async_store() {
+    use candlelight::store::{run_ready, MemoryStore, Ready};
+    let bytes = candlelight::fixture::build(&candlelight::fixture::FixtureSpec::tiny(
+        candlelight::gguf::Architecture::Qwen3,
+        candlelight::fixture::Quant::Q4_0,
+    ))
+    .to_bytes();
+    let store = MemoryStore::from_bytes(&bytes, 1000);
+    let sync = GgufFile::read(&store).unwrap();
+    let from_async = run_ready(GgufFile::read_from(&Ready(&store))).unwrap().unwrap();
+    assert_eq!(sync.tensors(), from_async.tensors());
+    assert_eq!(sync.data_offset, from_async.data_offset);
+    let cut = MemoryStore::from_bytes(&bytes[..100], 1000);
+    assert!(run_ready(GgufFile::read_from(&Ready(&cut))).unwrap().is_err());
+}

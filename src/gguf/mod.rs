@@ -10,7 +10,10 @@ mod write;
 use std::collections::HashMap;
 use std::io::BufReader;
 
-use crate::store::{ChunkStore, ModelReader, StoreError};
+use crate::store::{AsyncChunkStore, ChunkStore, ModelReader, StoreError, Window};
+
+/// Header bytes fetched at a time from an asynchronous store.
+const HEADER_STEP: u64 = 4 << 20;
 
 pub use config::{Architecture, ModelConfig};
 pub use tensor_type::TensorType;
@@ -108,6 +111,25 @@ impl GgufFile {
         let len = store.len();
         let reader = BufReader::with_capacity(1 << 16, ModelReader::new(store));
         read::parse(reader, len)
+    }
+
+    /// Parses the header of a model file behind an asynchronous store, fetching only the pieces
+    /// the header spans.
+    pub async fn read_from<S: AsyncChunkStore>(store: &S) -> Result<Self, GgufError> {
+        let len = store.len();
+        let mut window = Window::new(len, HEADER_STEP);
+        loop {
+            match Self::read(&window) {
+                Ok(file) => return Ok(file),
+                Err(e) => {
+                    let Some(index) = window.take_missing() else { return Err(e) };
+                    let start = index * HEADER_STEP;
+                    let mut piece = vec![0u8; (len - start).min(HEADER_STEP) as usize];
+                    store.read_at(start, &mut piece).await?;
+                    window.insert(index, piece);
+                }
+            }
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {

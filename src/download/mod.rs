@@ -1,0 +1,133 @@
+//! Getting one model file into a chunk store over HTTP: which byte ranges are still missing,
+//! what the server's headers say (size, Range support, the SHA-256 in an ETag), how long to wait
+//! before trying again. The fetching itself runs in the browser (`fetch.rs`, wasm only).
+
+#[cfg(target_arch = "wasm32")]
+pub mod fetch;
+
+use std::ops::Range;
+
+/// Chunk size for new downloads: big enough that IndexedDB writes stay few, small enough that a
+/// cut costs little.
+pub const DEFAULT_CHUNK_SIZE: u64 = 16 << 20;
+
+/// Failures of a download, each with the cause a user can act on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DownloadError {
+    #[error("network error fetching {url}: {message}")]
+    Network { url: String, message: String },
+    #[error("{url} answered HTTP {status}")]
+    HttpStatus { url: String, status: u16 },
+    #[error("{url} does not say how long the file is (no Content-Length or Content-Range)")]
+    UnknownLength { url: String },
+    #[error("{url} sent {got} bytes where {expected} were expected")]
+    WrongLength { url: String, expected: u64, got: u64 },
+    #[error("not enough storage: {needed} bytes needed, {available} available")]
+    Quota { needed: u64, available: u64 },
+    #[error("the file's SHA-256 is {actual}, expected {expected}")]
+    Integrity { expected: String, actual: String },
+    #[error("download aborted")]
+    Aborted,
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+/// The chunks `0..n_chunks` not in `present`, as runs of consecutive indices: one HTTP Range
+/// request per run.
+pub fn missing_runs(n_chunks: u64, present: &[u64]) -> Vec<Range<u64>> {
+    let mut have: Vec<u64> = present.iter().copied().filter(|&i| i < n_chunks).collect();
+    have.sort_unstable();
+    have.dedup();
+    let mut runs = Vec::new();
+    let mut next = 0;
+    for &i in have.iter().chain(std::iter::once(&n_chunks)) {
+        if i > next {
+            runs.push(next..i);
+        }
+        next = i + 1;
+    }
+    runs
+}
+
+/// Number of chunks of `chunk_size` in a file of `len` bytes.
+pub fn chunk_count(len: u64, chunk_size: u64) -> u64 {
+    len.div_ceil(chunk_size.max(1))
+}
+
+/// The byte range of chunks `run`, inclusive at the end as HTTP writes it.
+pub fn byte_range(run: &Range<u64>, chunk_size: u64, len: u64) -> (u64, u64) {
+    let start = run.start * chunk_size;
+    let end = (run.end * chunk_size).min(len);
+    (start, end.saturating_sub(1))
+}
+
+/// `Content-Range: bytes START-END/TOTAL` → (start, end, total); None if absent or odd.
+pub fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (span, total) = rest.split_once('/')?;
+    let (start, end) = span.split_once('-')?;
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    if end < start {
+        return None;
+    }
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    Some((start, end, total))
+}
+
+/// The SHA-256 an ETag carries, lower-case hex: Hugging Face sends the LFS object's hash as
+/// `X-Linked-Etag` (and often `ETag`), quoted, maybe weak.
+pub fn sha256_from_etag(value: &str) -> Option<String> {
+    let v = value.trim().trim_start_matches("W/").trim_matches('"');
+    (v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())).then(|| v.to_ascii_lowercase())
+}
+
+/// Waits between tries: exponential from `base_ms`, capped, with full jitter from `unit` in [0, 1).
+pub fn backoff_ms(attempt: u32, base_ms: f64, cap_ms: f64, unit: f64) -> f64 {
+    let ceiling = (base_ms * 2f64.powi(attempt.min(30) as i32)).min(cap_ms);
+    ceiling * unit.clamp(0.0, 1.0)
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_chunks_become_runs() {
+        assert_eq!(missing_runs(5, &[]), vec![0..5]);
+        assert_eq!(missing_runs(5, &[0, 1, 2, 3, 4]), Vec::<Range<u64>>::new());
+        assert_eq!(missing_runs(6, &[0, 1, 4]), vec![2..4, 5..6]);
+        assert_eq!(missing_runs(3, &[2, 9, 2]), vec![0..2]);
+        assert_eq!(byte_range(&(2..4), 10, 35), (20, 34));
+        assert_eq!(byte_range(&(0..1), 10, 35), (0, 9));
+        assert_eq!(chunk_count(35, 10), 4);
+        assert_eq!(chunk_count(0, 10), 0);
+    }
+
+    #[test]
+    fn headers_parse() {
+        assert_eq!(parse_content_range("bytes 0-99/1000"), Some((0, 99, Some(1000))));
+        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, 9, None)));
+        assert_eq!(parse_content_range("bytes 9-5/10"), None);
+        assert_eq!(parse_content_range("items 0-1/2"), None);
+        let h = "a".repeat(64);
+        assert_eq!(sha256_from_etag(&format!("\"{h}\"")), Some(h.clone()));
+        assert_eq!(sha256_from_etag(&format!("W/\"{}\"", h.to_uppercase())), Some(h));
+        assert_eq!(sha256_from_etag("\"abc-123\""), None);
+    }
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        assert_eq!(backoff_ms(0, 500.0, 8000.0, 0.999_999).round(), 500.0);
+        assert_eq!(backoff_ms(3, 500.0, 8000.0, 0.5), 2000.0);
+        assert_eq!(backoff_ms(40, 500.0, 8000.0, 1.0), 8000.0);
+        assert_eq!(backoff_ms(2, 500.0, 8000.0, 0.0), 0.0);
+    }
+}
