@@ -11,6 +11,7 @@
 //!   and owns, once, sampling and the generation loop with usage and timings;
 //! - [`openai`] holds the chat-completions wire types and answers a request with a local model,
 //!   chunk by chunk;
+//! - `web` (wasm only) exports the engine and the model cache to JavaScript;
 //! - [`fixture`] makes GGUF files with random weights for tests and benchmarks.
 
 #[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]
@@ -25,3 +26,5 @@ pub mod openai;
 pub mod rng;
 pub mod store;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod web;

@@ -24,6 +24,8 @@ pub enum DownloadError {
     WrongLength { url: String, expected: u64, got: u64 },
     #[error("not enough storage: {needed} bytes needed, {available} available")]
     Quota { needed: u64, available: u64 },
+    #[error("the browser refused to store more: {0}")]
+    QuotaWrite(String),
     #[error("the file's SHA-256 is {actual}, expected {expected}")]
     Integrity { expected: String, actual: String },
     #[error("download aborted")]

@@ -5,6 +5,8 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 mod file;
+#[cfg(target_arch = "wasm32")]
+pub mod indexed_db;
 mod memory;
 mod reader;
 mod window;
@@ -30,6 +32,8 @@ pub enum StoreError {
     CorruptChunk { index: u64 },
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("storage quota exceeded: {0}")]
+    Quota(String),
     #[error("storage error: {0}")]
     Backend(String),
 }

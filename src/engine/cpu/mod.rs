@@ -132,6 +132,11 @@ impl CpuBackend {
         Ok(Self { output_norm: l.vector("output_norm.weight", c.n_embd).await?, config: c, embed, layers, output, rope_factors })
     }
 
+    /// Caps the context below the model's own (the KV cache grows up to it), to bound memory.
+    pub fn limit_context(&mut self, positions: usize) {
+        self.config.context_length = self.config.context_length.min(positions.max(1));
+    }
+
     /// cos and sin tables for positions `start..start + len`, computed the way ggml does
     /// (theta advanced by repeated multiplication in f32) so logits match llama.cpp closely.
     fn rope_tables(&self, start: usize, len: usize) -> candle_core::Result<(Tensor, Tensor)> {

@@ -1,0 +1,321 @@
+//! IndexedDB in the browser: one record per model file and one per chunk, each chunk stored with
+//! the SHA-256 it was written with and checked against it on every read. Chunk bytes stay in
+//! JavaScript memory (hashed by SubtleCrypto where the page is a secure context); only the bytes a
+//! reader asks for are copied into the wasm heap, so loading never holds the file twice.
+//!
+//! Plain web-sys plus a few lines of JavaScript that turn IndexedDB requests into promises: the
+//! wrapper crates (rexie, indexed_db_futures) add an executor-agnostic layer and several
+//! dependencies for four operations, and hide when a transaction commits, which matters here.
+
+use std::cell::RefCell;
+
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use super::{AsyncChunkStore, StoreError};
+
+#[wasm_bindgen(inline_js = r#"
+export function open_db(name, version) {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open(name, version);
+    req.onupgradeneeded = () => {
+      const db = req.result;
+      for (const store of ['files', 'chunks']) {
+        if (!db.objectStoreNames.contains(store)) db.createObjectStore(store);
+      }
+    };
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+    req.onblocked = () => reject(new Error('IndexedDB upgrade blocked by another tab'));
+  });
+}
+export function request_done(req) {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+export function transaction_done(tx) {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error || new DOMException('transaction aborted', 'AbortError'));
+  });
+}
+export async function subtle_sha256(bytes) {
+  const subtle = globalThis.crypto && globalThis.crypto.subtle;
+  if (!subtle) return undefined;
+  const digest = new Uint8Array(await subtle.digest('SHA-256', bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(catch)]
+    async fn open_db(name: &str, version: u32) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(catch)]
+    async fn request_done(req: &web_sys::IdbRequest) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(catch)]
+    async fn transaction_done(tx: &web_sys::IdbTransaction) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(catch)]
+    async fn subtle_sha256(bytes: &Uint8Array) -> Result<JsValue, JsValue>;
+}
+
+const DB_NAME: &str = "candlelight";
+const DB_VERSION: u32 = 1;
+const FILES: &str = "files";
+const CHUNKS: &str = "chunks";
+
+/// What is known about one stored model file, keyed by its URL.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FileRecord {
+    pub url: String,
+    pub size: u64,
+    pub chunk_size: u64,
+    pub etag: Option<String>,
+    /// The whole file's SHA-256 when known (given, or from the server's ETag).
+    pub sha256: Option<String>,
+    /// Every chunk is stored.
+    pub complete: bool,
+    /// The whole file was hashed and matched `sha256`.
+    pub verified: bool,
+    pub stored_at_ms: f64,
+}
+
+pub(crate) fn js_error(e: JsValue) -> StoreError {
+    if let Some(ex) = e.dyn_ref::<web_sys::DomException>() {
+        if ex.name() == "QuotaExceededError" {
+            return StoreError::Quota(ex.message());
+        }
+        return StoreError::Backend(format!("{}: {}", ex.name(), ex.message()));
+    }
+    StoreError::Backend(e.as_string().or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| e.message().into())).unwrap_or_else(|| format!("{e:?}")))
+}
+
+/// SHA-256 of bytes held by JavaScript, lower-case hex: SubtleCrypto where it exists (secure
+/// contexts), else our own in 1 MiB pieces.
+pub async fn sha256_hex(bytes: &Uint8Array) -> Result<String, StoreError> {
+    if let Some(hex) = subtle_sha256(bytes).await.map_err(js_error)?.as_string() {
+        return Ok(hex);
+    }
+    let mut hasher = Sha256::new();
+    feed(&mut hasher, bytes);
+    Ok(crate::download::hex(&hasher.finalize()))
+}
+
+/// Adds JavaScript-held bytes to a hash through a small reused buffer.
+pub fn feed(hasher: &mut Sha256, bytes: &Uint8Array) {
+    const PIECE: u32 = 1 << 20;
+    let mut buf = vec![0u8; PIECE.min(bytes.length()) as usize];
+    let mut at = 0;
+    while at < bytes.length() {
+        let n = PIECE.min(bytes.length() - at);
+        bytes.subarray(at, at + n).copy_to(&mut buf[..n as usize]);
+        hasher.update(&buf[..n as usize]);
+        at += n;
+    }
+}
+
+fn chunk_key(url: &str, index: u64) -> JsValue {
+    Array::of2(&JsValue::from_str(url), &JsValue::from_f64(index as f64)).into()
+}
+
+/// The model-file database.
+#[derive(Clone)]
+pub struct Db {
+    db: web_sys::IdbDatabase,
+}
+
+impl Db {
+    pub async fn open() -> Result<Self, StoreError> {
+        let db = open_db(DB_NAME, DB_VERSION).await.map_err(js_error)?;
+        Ok(Self { db: db.unchecked_into() })
+    }
+
+    fn store(&self, name: &str, write: bool) -> Result<(web_sys::IdbTransaction, web_sys::IdbObjectStore), StoreError> {
+        let mode = if write { web_sys::IdbTransactionMode::Readwrite } else { web_sys::IdbTransactionMode::Readonly };
+        let tx = self.db.transaction_with_str_and_mode(name, mode).map_err(js_error)?;
+        let store = tx.object_store(name).map_err(js_error)?;
+        Ok((tx, store))
+    }
+
+    pub async fn file(&self, url: &str) -> Result<Option<FileRecord>, StoreError> {
+        let (_, store) = self.store(FILES, false)?;
+        let value = request_done(&store.get(&url.into()).map_err(js_error)?).await.map_err(js_error)?;
+        if value.is_undefined() {
+            return Ok(None);
+        }
+        serde_wasm_bindgen::from_value(value).map(Some).map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    pub async fn put_file(&self, record: &FileRecord) -> Result<(), StoreError> {
+        let value = serde_wasm_bindgen::to_value(record).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let (tx, store) = self.store(FILES, true)?;
+        store.put_with_key(&value, &record.url.as_str().into()).map_err(js_error)?;
+        transaction_done(&tx).await.map_err(js_error)?;
+        Ok(())
+    }
+
+    /// Every stored model file.
+    pub async fn files(&self) -> Result<Vec<FileRecord>, StoreError> {
+        let (_, store) = self.store(FILES, false)?;
+        let all = request_done(&store.get_all().map_err(js_error)?).await.map_err(js_error)?;
+        serde_wasm_bindgen::from_value(all).map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    fn chunk_range(url: &str) -> Result<JsValue, StoreError> {
+        web_sys::IdbKeyRange::bound(&chunk_key(url, 0), &chunk_key(url, u64::MAX >> 11)).map(Into::into).map_err(js_error)
+    }
+
+    /// Indices of the chunks of `url` that are stored.
+    pub async fn chunk_indices(&self, url: &str) -> Result<Vec<u64>, StoreError> {
+        let (_, store) = self.store(CHUNKS, false)?;
+        let keys = store.get_all_keys_with_key(&Self::chunk_range(url)?).map_err(js_error)?;
+        let keys: Array = request_done(&keys).await.map_err(js_error)?.unchecked_into();
+        Ok(keys.iter().filter_map(|k| Array::from(&k).get(1).as_f64()).map(|i| i as u64).collect())
+    }
+
+    /// Stores chunk `index` of `url` with its SHA-256; the write is durable when this returns.
+    pub async fn put_chunk(&self, url: &str, index: u64, bytes: &Uint8Array) -> Result<(), StoreError> {
+        let sha = sha256_hex(bytes).await?;
+        self.put_chunk_with_hash(url, index, bytes, &sha).await
+    }
+
+    /// Stores bytes under a given hash. Tests use it to damage a chunk as a failing disk would.
+    #[doc(hidden)]
+    pub async fn put_chunk_with_hash(&self, url: &str, index: u64, bytes: &Uint8Array, sha: &str) -> Result<(), StoreError> {
+        let value = Object::new();
+        let set = |k: &str, v: &JsValue| Reflect::set(&value, &k.into(), v).map_err(js_error);
+        set("sha256", &sha.into())?;
+        set("data", bytes)?;
+        let (tx, store) = self.store(CHUNKS, true)?;
+        store.put_with_key(&value, &chunk_key(url, index)).map_err(js_error)?;
+        transaction_done(&tx).await.map_err(js_error)?;
+        Ok(())
+    }
+
+    /// Chunk `index` of `url`, checked against the hash stored with it.
+    pub async fn read_chunk(&self, url: &str, index: u64) -> Result<Uint8Array, StoreError> {
+        let (_, store) = self.store(CHUNKS, false)?;
+        let value = request_done(&store.get(&chunk_key(url, index)).map_err(js_error)?).await.map_err(js_error)?;
+        if value.is_undefined() {
+            return Err(StoreError::MissingChunk { index });
+        }
+        let data: Uint8Array = Reflect::get(&value, &"data".into()).map_err(js_error)?.dyn_into().map_err(|_| StoreError::CorruptChunk { index })?;
+        let stored = Reflect::get(&value, &"sha256".into()).map_err(js_error)?.as_string();
+        if stored.as_deref() != Some(sha256_hex(&data).await?.as_str()) {
+            return Err(StoreError::CorruptChunk { index });
+        }
+        Ok(data)
+    }
+
+    pub async fn delete_chunk(&self, url: &str, index: u64) -> Result<(), StoreError> {
+        let (tx, store) = self.store(CHUNKS, true)?;
+        store.delete(&chunk_key(url, index)).map_err(js_error)?;
+        transaction_done(&tx).await.map_err(js_error)?;
+        Ok(())
+    }
+
+    /// Forgets `url`: its record and every chunk.
+    pub async fn delete_file(&self, url: &str) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .transaction_with_str_sequence_and_mode(&Array::of2(&FILES.into(), &CHUNKS.into()), web_sys::IdbTransactionMode::Readwrite)
+            .map_err(js_error)?;
+        tx.object_store(FILES).map_err(js_error)?.delete(&url.into()).map_err(js_error)?;
+        tx.object_store(CHUNKS).map_err(js_error)?.delete(&Self::chunk_range(url)?).map_err(js_error)?;
+        transaction_done(&tx).await.map_err(js_error)?;
+        Ok(())
+    }
+
+    /// Drops every chunk of `url` (the file changed on the server).
+    pub async fn clear_chunks(&self, url: &str) -> Result<(), StoreError> {
+        let (tx, store) = self.store(CHUNKS, true)?;
+        store.delete(&Self::chunk_range(url)?).map_err(js_error)?;
+        transaction_done(&tx).await.map_err(js_error)?;
+        Ok(())
+    }
+}
+
+/// A stored model file read through [`AsyncChunkStore`]; the last chunk read stays cached (in
+/// JavaScript memory) because tensors cross chunk boundaries.
+pub struct IdbChunks {
+    db: Db,
+    record: FileRecord,
+    cache: RefCell<Option<(u64, Uint8Array)>>,
+}
+
+impl IdbChunks {
+    pub fn new(db: Db, record: FileRecord) -> Self {
+        Self { db, record, cache: RefCell::new(None) }
+    }
+
+    async fn chunk(&self, index: u64) -> Result<Uint8Array, StoreError> {
+        if let Some((i, bytes)) = self.cache.borrow().as_ref() {
+            if *i == index {
+                return Ok(bytes.clone());
+            }
+        }
+        let bytes = self.db.read_chunk(&self.record.url, index).await?;
+        *self.cache.borrow_mut() = Some((index, bytes.clone()));
+        Ok(bytes)
+    }
+}
+
+impl AsyncChunkStore for IdbChunks {
+    fn len(&self) -> u64 {
+        self.record.size
+    }
+
+    async fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        super::check_range(offset, buf.len(), self.record.size)?;
+        let size = self.record.chunk_size;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let index = pos / size;
+            let chunk = self.chunk(index).await?;
+            let start = (pos % size) as u32;
+            if start >= chunk.length() {
+                return Err(StoreError::CorruptChunk { index });
+            }
+            let n = ((chunk.length() - start) as usize).min(buf.len() - done);
+            chunk.subarray(start, start + n as u32).copy_to(&mut buf[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// A `Blob` or `File` picked by the user, read a slice at a time.
+pub struct BlobChunks {
+    blob: web_sys::Blob,
+}
+
+impl BlobChunks {
+    pub fn new(blob: web_sys::Blob) -> Self {
+        Self { blob }
+    }
+}
+
+impl AsyncChunkStore for BlobChunks {
+    fn len(&self) -> u64 {
+        self.blob.size() as u64
+    }
+
+    async fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        super::check_range(offset, buf.len(), self.len())?;
+        let slice = self.blob.slice_with_f64_and_f64(offset as f64, (offset + buf.len() as u64) as f64).map_err(js_error)?;
+        let bytes = JsFuture::from(slice.array_buffer()).await.map_err(js_error)?;
+        let bytes = Uint8Array::new(&bytes);
+        if bytes.length() as usize != buf.len() {
+            return Err(StoreError::OutOfRange { offset, len: buf.len() as u64, file_len: self.len() });
+        }
+        bytes.copy_to(buf);
+        Ok(())
+    }
+}
