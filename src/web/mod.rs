@@ -23,7 +23,7 @@ use crate::store::{AsyncChunkStore, StoreError};
 const DEFAULT_CONTEXT: usize = 4096;
 
 #[wasm_bindgen(start)]
-fn main() {
+fn install_panic_hook() {
     console_error_panic_hook::set_once();
 }
 
