@@ -43,10 +43,10 @@ function cors(res) {
 
 function control(url, res) {
   const q = url.searchParams;
+  if (q.has('reset')) Object.assign(state, { cuts: [], noRange: false, down: false, log: [], fired: new Set() });
   if (q.has('cut')) state.cuts = q.get('cut').split(',').filter(Boolean).map(Number).sort((a, b) => a - b);
   if (q.has('noRange')) state.noRange = q.get('noRange') === '1';
   if (q.has('down')) state.down = q.get('down') === '1';
-  if (q.has('reset')) Object.assign(state, { cuts: [], noRange: false, down: false, log: [], fired: new Set() });
   res.setHeader('Content-Type', 'application/json');
   res.end(JSON.stringify({ cuts: state.cuts, noRange: state.noRange, down: state.down }));
 }

@@ -324,6 +324,7 @@ async fn fetch_run(
                         p.db.put_chunk(url, *i, bytes).await.map_err(storage)?;
                         p.present.insert(*i);
                         buf = None;
+                        p.report(opts, 0);
                     }
                 }
             }

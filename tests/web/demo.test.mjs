@@ -1,0 +1,135 @@
+// The demo page (www/) in headless Chromium: load with progress, chat with streaming, chat again
+// from IndexedDB with the model server gone, resume a download cut three times, and a phone-sized
+// touch screen.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import { launch, startServer, root } from './harness.mjs';
+
+const MODEL = 'tiny-qwen3-q4_k_m.gguf';
+const CHUNK = 65536;
+let browser;
+
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+async function loadModel(page, { expectError = false } = {}) {
+  await page.click('#load');
+  await page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout: 60_000 });
+  const state = await page.evaluate(() => ({ loaded: document.body.dataset.loaded, error: document.body.dataset.error, status: document.getElementById('status').textContent }));
+  if (!expectError) assert.ok(state.loaded, `model loaded: ${state.status}`);
+  return state;
+}
+
+async function chat(page, text, { tap = false } = {}) {
+  const before = await page.locator('.msg.assistant').count();
+  if (tap) {
+    await page.locator('#prompt').tap();
+    await page.locator('#prompt').fill(text);
+    await page.locator('#send').tap();
+  } else {
+    await page.fill('#prompt', text);
+    await page.press('#prompt', 'Enter');
+  }
+  const reply = page.locator('.msg.assistant').nth(before);
+  await reply.and(page.locator('[data-done]')).waitFor({ timeout: 60_000 });
+  return reply.evaluate((el) => ({ ...el.dataset, text: el.querySelector('.text').textContent }));
+}
+
+test('load with progress, stream a chat, then chat again from IndexedDB with the model server stopped', async () => {
+  // The page and the model come from two servers, as an app and Hugging Face would.
+  const app = await startServer();
+  const server = await startServer();
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  const model = encodeURIComponent(`${server.origin}/models/${MODEL}`);
+  await page.goto(`${app.origin}/?chunkSize=${CHUNK}&max_tokens=24&model=${model}`);
+  await loadModel(page);
+
+  const progress = await page.evaluate(() => window.candlelightDemo.progress);
+  const size = statSync(`${root}/fixtures/${MODEL}`).size;
+  for (const phase of ['download', 'verify', 'load']) {
+    const events = progress.filter((p) => p.phase === phase);
+    assert.ok(events.length > 1, `${phase} reported more than once`);
+    for (let i = 1; i < events.length; i++) assert.ok(events[i].loaded >= events[i - 1].loaded, `${phase} is monotonic`);
+    assert.equal(events.at(-1).loaded, events.at(-1).total, `${phase} ends complete`);
+  }
+  assert.equal(progress.find((p) => p.phase === 'download').total, size);
+
+  const first = await chat(page, 'Hello there, who are you?');
+  assert.ok(Number(first.chunks) >= 3, `several chunks streamed: ${JSON.stringify(first)}`);
+  assert.match(first.finish, /^(stop|length)$/);
+  assert.match(await page.textContent('#stats'), /time to first token \d+ ms · prefill [\d.]+ tok\/s · decode [\d.]+ tok\/s/);
+
+  await server.stop();
+  await page.reload();
+  await page.waitForFunction(() => document.querySelectorAll('#cached li').length > 0);
+  await loadModel(page);
+  const offline = await page.evaluate(() => window.candlelightDemo.progress.map((p) => p.phase));
+  assert.ok(!offline.includes('download'), 'nothing downloaded the second time');
+  const second = await chat(page, 'And again, offline?');
+  assert.match(second.finish, /^(stop|length)$/);
+  assert.deepEqual(errors, []);
+  await context.close();
+  await app.stop();
+});
+
+test('a download cut at three points resumes, fetching only the missing ranges', async () => {
+  const server = await startServer();
+  const size = statSync(`${root}/fixtures/${MODEL}`).size;
+  const cuts = [3 * CHUNK + 1000, Math.floor(size / 2) + 77, size - 5000];
+  await server.control(`reset=1&cut=${cuts.join(',')}`);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const url = `/?chunkSize=${CHUNK}&retries=0&model=${encodeURIComponent(`/models/${MODEL}`)}`;
+  await page.goto(server.origin + url);
+  for (const cut of cuts) {
+    const state = await loadModel(page, { expectError: true });
+    assert.equal(state.error, 'network', `cut at ${cut} fails the load: ${state.status}`);
+    await page.reload();
+  }
+  await loadModel(page);
+  const log = (await server.log()).filter((e) => e.path === `/models/${MODEL}`);
+  assert.equal(log.length, 4, JSON.stringify(log));
+  let expectedStart = 0;
+  for (const [i, entry] of log.entries()) {
+    const start = Number(/bytes=(\d+)-/.exec(entry.range)[1]);
+    assert.equal(start, expectedStart, `request ${i} starts at the first missing chunk`);
+    if (i < cuts.length) {
+      assert.ok(entry.cut, `request ${i} was cut`);
+      assert.equal(start + entry.sent, cuts[i]);
+      expectedStart = Math.floor(cuts[i] / CHUNK) * CHUNK;
+    } else {
+      assert.equal(start + entry.sent, size, 'the last request completes the file');
+    }
+  }
+  const refetched = log.slice(1).reduce((n, e, i) => n + (cuts[i] - Math.floor(cuts[i] / CHUNK) * CHUNK), 0);
+  const fetched = log.reduce((n, e) => n + e.sent, 0);
+  assert.equal(fetched, size + refetched, 'only the partial chunk at each cut is fetched twice');
+  const reply = await chat(page, 'Did that work?');
+  assert.match(reply.finish, /^(stop|length)$/);
+  await context.close();
+  await server.stop();
+});
+
+test('at 360x740 with touch there is no horizontal scroll and the chat works', async () => {
+  const server = await startServer();
+  const context = await browser.newContext({ viewport: { width: 360, height: 740 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 });
+  const page = await context.newPage();
+  await page.goto(`${server.origin}/?chunkSize=${CHUNK}&max_tokens=24`);
+  const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.equal(await overflow(), 0, 'no horizontal scroll before loading');
+  await page.locator('#load').tap();
+  await page.waitForFunction(() => document.body.dataset.loaded, null, { timeout: 60_000 });
+  const reply = await chat(page, 'A long message to make sure that wrapping works on a narrow phone screen: ' + 'supercalifragilistic'.repeat(4), { tap: true });
+  assert.match(reply.finish, /^(stop|length)$/);
+  assert.equal(await overflow(), 0, 'no horizontal scroll after chatting');
+  await context.close();
+  await server.stop();
+});

@@ -1,0 +1,57 @@
+// Shared by the browser tests: Debian's Chromium through playwright-core, and the model server
+// (scripts/serve.mjs) started on a free port for each test file.
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { chromium } from 'playwright-core';
+
+export const root = new URL('../..', import.meta.url).pathname;
+
+export const CHROMIUM_ARGS = [
+  '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--no-first-run', '--disable-quic',
+];
+
+export function launch({ webgpu = true } = {}) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...(webgpu ? ['--enable-unsafe-webgpu'] : ['--disable-gpu'])],
+  });
+}
+
+export function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts scripts/serve.mjs; resolves once it listens. `stop()` kills it. */
+export async function startServer(extraArgs = [], port) {
+  port ??= await freePort();
+  const child = spawn(process.execPath, ['scripts/serve.mjs', '--port', String(port), ...extraArgs], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve, reject) => {
+    child.stdout.once('data', resolve);
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+  const origin = `http://127.0.0.1:${port}`;
+  return {
+    origin,
+    port,
+    async control(query) {
+      return (await fetch(`${origin}/__control?${query}`)).json();
+    },
+    async log() {
+      return (await fetch(`${origin}/__log`)).json();
+    },
+    stop() {
+      return new Promise((resolve) => {
+        child.once('exit', resolve);
+        child.kill();
+      });
+    },
+  };
+}

@@ -1,0 +1,185 @@
+// The demo page: pick a model, watch it download and load, chat with it. UI glue only; the engine
+// runs in a dedicated worker through WorkerEngine.
+import { WorkerEngine } from '/pkg/index.js';
+
+const HF = 'https://huggingface.co';
+const CATALOG = [
+  { name: 'Tiny demo model (generated, offline, random weights)', url: '/models/tiny-qwen3-q4_k_m.gguf' },
+  { name: 'Tiny R1-style demo model (generated, offline, random weights)', url: '/models/tiny-qwen2-q4_k_m.gguf' },
+  { name: 'Qwen2.5-0.5B-Instruct Q4_K_M (491 MB)', url: `${HF}/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf` },
+  { name: 'Qwen2.5-1.5B-Instruct Q4_K_M (1.1 GB)', url: `${HF}/Qwen/Qwen2.5-1.5B-Instruct-GGUF/resolve/main/qwen2.5-1.5b-instruct-q4_k_m.gguf` },
+  { name: 'DeepSeek-R1-Distill-Qwen-1.5B Q4_K_M (1.1 GB)', url: `${HF}/bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF/resolve/main/DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf` },
+  { name: 'SmolLM2-360M-Instruct Q8_0 (386 MB)', url: `${HF}/HuggingFaceTB/SmolLM2-360M-Instruct-GGUF/resolve/main/smollm2-360m-instruct-q8_0.gguf` },
+  { name: 'Llama-3.2-1B-Instruct Q4_K_M (808 MB)', url: `${HF}/bartowski/Llama-3.2-1B-Instruct-GGUF/resolve/main/Llama-3.2-1B-Instruct-Q4_K_M.gguf` },
+];
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  catalog: $('catalog'), customUrl: $('custom-url'), load: $('load'), file: $('file'), del: $('delete'),
+  progress: $('progress'), bar: $('bar'), progressText: $('progress-text'), status: $('status'), cached: $('cached'),
+  messages: $('messages'), composer: $('composer'), prompt: $('prompt'), send: $('send'), stop: $('stop'), stats: $('stats'),
+};
+const params = new URLSearchParams(location.search);
+let engine = null;
+let history = [];
+let controller = null;
+// What happened, for anyone inspecting the page (the Playwright tests read it).
+window.candlelightDemo = { progress: [] };
+
+for (const m of CATALOG) ui.catalog.add(new Option(m.name, m.url));
+if (params.get('model')) ui.customUrl.value = params.get('model');
+
+const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
+const say = (text, error = false) => {
+  ui.status.textContent = text;
+  ui.status.className = error ? 'error' : '';
+};
+
+async function showCached() {
+  const files = await WorkerEngine.cached().catch(() => []);
+  ui.cached.replaceChildren(...files.map((f) => {
+    const li = document.createElement('li');
+    li.textContent = `${f.complete ? '✓' : '…'} ${f.url.split('/').pop()} (${mib(f.size)})${f.verified ? ', SHA-256 verified' : ''}`;
+    return li;
+  }));
+}
+
+function selectedUrl() {
+  return ui.customUrl.value.trim() || ui.catalog.value;
+}
+
+async function load(source) {
+  engine?.unload();
+  engine = null;
+  setChat(false);
+  ui.load.disabled = true;
+  ui.progress.hidden = false;
+  say('Loading…');
+  const options = {
+    onProgress: ({ phase, loaded, total }) => {
+      window.candlelightDemo.progress.push({ phase, loaded, total });
+      ui.bar.value = total ? loaded / total : 0;
+      ui.progressText.textContent = `${phase}: ${mib(loaded)} / ${mib(total)}`;
+      ui.progress.dataset.phase = phase;
+    },
+  };
+  if (params.get('chunkSize')) options.chunkSize = Number(params.get('chunkSize'));
+  if (params.get('retries')) options.retries = Number(params.get('retries'));
+  try {
+    const started = performance.now();
+    engine = await WorkerEngine.load(source, options);
+    const info = engine.info;
+    say(`Loaded ${info.id} (${info.architecture}, ${mib(info.size)}, ${info.backend}) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    document.body.dataset.loaded = info.id;
+    history = [];
+    ui.messages.replaceChildren();
+    setChat(true);
+  } catch (e) {
+    say(`${e.code ?? 'error'}: ${e.message}`, true);
+    document.body.dataset.error = e.code ?? 'error';
+  } finally {
+    ui.load.disabled = false;
+    showCached();
+  }
+}
+
+function setChat(on) {
+  ui.prompt.disabled = !on;
+  ui.send.disabled = !on;
+}
+
+function bubble(role) {
+  const li = document.createElement('li');
+  li.className = `msg ${role}`;
+  const text = document.createElement('div');
+  text.className = 'text';
+  li.append(text);
+  ui.messages.append(li);
+  return li;
+}
+
+async function send(text) {
+  history.push({ role: 'user', content: text });
+  bubble('user').querySelector('.text').textContent = text;
+  const reply = bubble('assistant');
+  const out = reply.querySelector('.text');
+  let thinking = null;
+  let content = '';
+  controller = new AbortController();
+  ui.send.hidden = true;
+  ui.stop.hidden = false;
+  ui.prompt.disabled = true;
+  const started = performance.now();
+  let firstToken = 0;
+  try {
+    const stream = await engine.chat.completions.create({
+      messages: history, stream: true, stream_options: { include_usage: true },
+      max_tokens: Number(params.get('max_tokens') || 256), temperature: 0.7, signal: controller.signal,
+    });
+    let chunks = 0;
+    for await (const chunk of stream) {
+      reply.dataset.chunks = ++chunks;
+      const choice = chunk.choices[0];
+      if (chunk.usage) reply.dataset.completionTokens = chunk.usage.completion_tokens;
+      if (!choice) continue;
+      const { content: piece, reasoning_content: thought } = choice.delta;
+      if ((piece || thought) && !firstToken) firstToken = performance.now() - started;
+      if (thought) {
+        if (!thinking) {
+          thinking = document.createElement('details');
+          thinking.open = true;
+          thinking.innerHTML = '<summary>Reasoning</summary><div class="reasoning"></div>';
+          reply.prepend(thinking);
+        }
+        thinking.querySelector('.reasoning').textContent += thought;
+      }
+      if (piece) {
+        content += piece;
+        out.textContent = content;
+      }
+      if (choice.finish_reason) {
+        reply.dataset.finish = choice.finish_reason;
+        const t = chunk.timings;
+        if (t) ui.stats.textContent = `time to first token ${Math.round(firstToken)} ms · prefill ${t.prefill_tokens_per_s.toFixed(1)} tok/s · decode ${t.decode_tokens_per_s.toFixed(1)} tok/s`;
+      }
+    }
+    if (thinking) thinking.open = false;
+  } catch (e) {
+    reply.dataset.finish = e.code === 'aborted' ? 'aborted' : 'error';
+    if (e.code !== 'aborted') say(`${e.code}: ${e.message}`, true);
+  } finally {
+    history.push({ role: 'assistant', content });
+    reply.dataset.done = '1';
+    controller = null;
+    ui.send.hidden = false;
+    ui.stop.hidden = true;
+    ui.prompt.disabled = false;
+    ui.prompt.focus();
+  }
+}
+
+ui.load.addEventListener('click', () => load(selectedUrl()));
+ui.file.addEventListener('change', () => ui.file.files[0] && load(ui.file.files[0]));
+ui.del.addEventListener('click', async () => {
+  const url = new URL(selectedUrl(), location.href).href;
+  const gone = await WorkerEngine.delete(url);
+  say(gone ? `Deleted ${url.split('/').pop()}` : 'That model was not cached');
+  showCached();
+});
+ui.stop.addEventListener('click', () => controller?.abort());
+ui.composer.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const text = ui.prompt.value.trim();
+  if (!text || !engine || controller) return;
+  ui.prompt.value = '';
+  send(text);
+});
+ui.prompt.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Enter' && !ev.shiftKey) {
+    ev.preventDefault();
+    ui.composer.requestSubmit();
+  }
+});
+
+showCached();
+if (params.has('autoload')) load(selectedUrl());

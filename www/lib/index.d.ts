@@ -1,0 +1,179 @@
+// Types for candlelight's JavaScript API.
+
+/** Stable codes of every failure. */
+export type ErrorCode =
+  | 'quota_exceeded' | 'network' | 'integrity' | 'unsupported_model' | 'invalid_model' | 'aborted'
+  | 'context_overflow' | 'invalid_request' | 'storage' | 'not_loaded' | 'backend_unavailable' | 'internal';
+
+export class CandlelightError extends Error {
+  name: 'CandlelightError';
+  code: ErrorCode;
+  /** HTTP status, for `network` errors from a server's answer. */
+  status?: number;
+  /** Bytes needed and available, for `quota_exceeded`; positions, for `context_overflow`. */
+  needed?: number;
+  available?: number;
+  max?: number;
+  /** The request field at fault, for `invalid_request`. */
+  param?: string;
+  /** The damaged chunk, for `integrity` errors found while reading. */
+  chunk?: number;
+  constructor(code: ErrorCode, message: string, extra?: Record<string, unknown>);
+}
+
+export interface LoadProgress {
+  phase: 'download' | 'verify' | 'load' | 'compile';
+  /** Bytes done in this phase; never decreases within a phase. */
+  loaded: number;
+  total: number;
+}
+
+export interface LoadOptions {
+  onProgress?: (progress: LoadProgress) => void;
+  signal?: AbortSignal;
+  backend?: 'auto' | 'gpu' | 'cpu';
+  /** Most positions the KV cache may hold (default 4096, never above the model's own). */
+  contextLength?: number;
+  /** The file's expected SHA-256 (hex); otherwise taken from the server's ETag when it holds one. */
+  sha256?: string;
+  /** Bytes per stored chunk for a new download (default 16 MiB). */
+  chunkSize?: number;
+  /** Tries after a network failure that made no progress (default 4). */
+  retries?: number;
+  /** The model name reported in responses (default: the file name). */
+  modelId?: string;
+  /** Where the .wasm lives, for bundlers that move it. */
+  wasmUrl?: string | URL;
+}
+
+export interface ModelInfo {
+  id: string;
+  source: string;
+  size: number;
+  architecture: string;
+  contextLength: number;
+  backend: 'cpu' | 'gpu';
+  sha256: string | null;
+  verified: boolean;
+}
+
+export interface CachedModel {
+  url: string;
+  size: number;
+  chunkSize: number;
+  etag: string | null;
+  sha256: string | null;
+  complete: boolean;
+  verified: boolean;
+  storedAtMs: number;
+}
+
+export type MessageContent = string | null | Array<{ type: 'text'; text: string }>;
+
+export interface ChatMessage {
+  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+  content: MessageContent;
+  reasoning_content?: string;
+  name?: string;
+}
+
+export interface ChatCompletionRequest {
+  messages: ChatMessage[];
+  model?: string;
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean };
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  stop?: string | string[];
+  seed?: number;
+  frequency_penalty?: number;
+  presence_penalty?: number;
+  n?: 1;
+  top_k?: number;
+  min_p?: number;
+  repetition_penalty?: number;
+  signal?: AbortSignal;
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_cache_hit_tokens: number;
+  prompt_cache_miss_tokens: number;
+  completion_tokens_details: { reasoning_tokens: number };
+}
+
+export interface Timings {
+  time_to_first_token_ms: number;
+  prefill_tokens: number;
+  prefill_ms: number;
+  prefill_tokens_per_s: number;
+  decode_tokens: number;
+  decode_ms: number;
+  decode_tokens_per_s: number;
+}
+
+export type FinishReason = 'stop' | 'length';
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: Array<{
+    index: number;
+    message: { role: 'assistant'; content: string; reasoning_content?: string };
+    finish_reason: FinishReason;
+    logprobs: null;
+  }>;
+  usage: Usage;
+  timings: Timings;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: Array<{
+    index: number;
+    delta: { role?: 'assistant'; content?: string; reasoning_content?: string };
+    finish_reason: FinishReason | null;
+    logprobs: null;
+  }>;
+  /** Only on the last chunk, with `stream_options.include_usage` (then `choices` is empty). */
+  usage: Usage | null;
+  /** On the chunk that carries `finish_reason`. */
+  timings?: Timings;
+}
+
+export interface Completions {
+  create(body: ChatCompletionRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+  create(body: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
+  create(body: ChatCompletionRequest): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>>;
+}
+
+/** A model running in this thread. */
+export class Engine {
+  static load(source: string | URL | Blob, options?: LoadOptions): Promise<Engine>;
+  static cached(): Promise<CachedModel[]>;
+  static delete(url: string): Promise<boolean>;
+  readonly info: ModelInfo;
+  readonly chat: { completions: Completions };
+  unload(): void;
+}
+
+/** The same API, with the model in a dedicated worker. */
+export class WorkerEngine {
+  static load(source: string | URL | Blob, options?: LoadOptions & { worker?: Worker }): Promise<WorkerEngine>;
+  static cached(): Promise<CachedModel[]>;
+  static delete(url: string): Promise<boolean>;
+  info: ModelInfo;
+  readonly chat: { completions: Completions };
+  unload(): void;
+}
+
+export function initWasm(wasm?: string | URL | Response | WebAssembly.Module): Promise<unknown>;

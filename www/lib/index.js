@@ -1,0 +1,146 @@
+// candlelight's public JavaScript API: `Engine` runs the model in this thread (a worker, an
+// extension page); `WorkerEngine` has the same API and runs it in a dedicated worker, so a page's
+// UI never blocks. Both speak the OpenAI / DeepSeek chat-completions shapes.
+import init, { EngineCore, cachedModels, deleteModel } from './candlelight.js';
+
+let ready = null;
+
+/** Loads the wasm module once. `wasm` overrides where it comes from (a URL, Response or Module). */
+export function initWasm(wasm) {
+  ready ??= init(wasm ? { module_or_path: wasm } : undefined);
+  return ready;
+}
+
+/** Every failure: `code` is stable (quota_exceeded, network, integrity, unsupported_model, ...). */
+export class CandlelightError extends Error {
+  constructor(code, message, extra = {}) {
+    super(message);
+    this.name = 'CandlelightError';
+    this.code = code;
+    Object.assign(this, extra);
+  }
+}
+
+export function toError(e) {
+  if (e instanceof CandlelightError) return e;
+  if (e && e.name === 'CandlelightError') {
+    const { name, message, code, stack, ...extra } = e;
+    return new CandlelightError(code, message, extra);
+  }
+  if (e && e.name === 'AbortError') return new CandlelightError('aborted', 'aborted');
+  return new CandlelightError('internal', String(e?.message ?? e));
+}
+
+const aborted = () => new CandlelightError('aborted', 'the request was aborted');
+
+// One MessageChannel hop yields to the event loop without setTimeout's 4 ms clamp, so abort
+// messages and UI events run between tokens.
+const channel = new MessageChannel();
+const waiting = [];
+channel.port1.onmessage = () => waiting.shift()?.();
+const yieldNow = () => new Promise((resolve) => {
+  waiting.push(resolve);
+  channel.port2.postMessage(null);
+});
+
+export class Engine {
+  #core;
+  #turn = Promise.resolve();
+
+  /** Loads a GGUF model from a URL (kept in IndexedDB, resumable) or a File/Blob. */
+  static async load(source, options = {}) {
+    await initWasm(options.wasmUrl);
+    if (options.signal?.aborted) throw aborted();
+    try {
+      return new Engine(await EngineCore.load(source, options));
+    } catch (e) {
+      throw toError(e);
+    }
+  }
+
+  /** Model files kept in IndexedDB. */
+  static async cached() {
+    await initWasm();
+    return cachedModels().catch((e) => { throw toError(e); });
+  }
+
+  /** Frees a cached model file; false if it was not cached. */
+  static async delete(url) {
+    await initWasm();
+    return deleteModel(url).catch((e) => { throw toError(e); });
+  }
+
+  constructor(core) {
+    this.#core = core;
+    this.info = core.info();
+    this.chat = { completions: { create: (body) => this.#create(body) } };
+  }
+
+  /** Frees the model's memory; the engine answers nothing afterwards. */
+  unload() {
+    this.#core?.free();
+    this.#core = null;
+  }
+
+  // Requests run one at a time: there is one KV cache.
+  #lock() {
+    let release;
+    const mine = new Promise((resolve) => { release = resolve; });
+    const before = this.#turn;
+    this.#turn = before.then(() => mine);
+    return before.then(() => release);
+  }
+
+  async #create(body = {}) {
+    const { signal, ...request } = body;
+    const release = await this.#lock();
+    let completion;
+    try {
+      if (!this.#core) throw new CandlelightError('not_loaded', 'the engine was unloaded');
+      if (signal?.aborted) throw aborted();
+      completion = this.#core.start(request);
+    } catch (e) {
+      release();
+      throw toError(e);
+    }
+    if (request.stream) return this.#stream(completion, signal, release);
+    try {
+      while (this.#core.step(completion) !== null) {
+        await yieldNow();
+        if (signal?.aborted) {
+          completion.abort();
+          throw aborted();
+        }
+      }
+      return completion.response();
+    } catch (e) {
+      throw toError(e);
+    } finally {
+      completion.free();
+      release();
+    }
+  }
+
+  async *#stream(completion, signal, release) {
+    try {
+      for (;;) {
+        if (signal?.aborted || !this.#core) {
+          completion.abort();
+          throw aborted();
+        }
+        const chunks = this.#core.step(completion);
+        if (chunks === null) return;
+        for (const chunk of chunks) yield chunk;
+        await yieldNow();
+      }
+    } catch (e) {
+      throw toError(e);
+    } finally {
+      if (!completion.finished()) completion.abort();
+      completion.free();
+      release();
+    }
+  }
+}
+
+export { WorkerEngine } from './client.js';
