@@ -2,7 +2,7 @@
 // an ETag holding each file's SHA-256 (as Hugging Face sends it) and CORS for other origins.
 // Tests steer it over GET /__control?... and read every model request back from GET /__log.
 //
-//   node scripts/serve.mjs [--port 8080] [--models fixtures] [--host 127.0.0.1]
+//   node scripts/serve.mjs [--port 8080] [--models fixtures] [--www www] [--host 127.0.0.1]
 import { createServer } from 'node:http';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
@@ -15,7 +15,7 @@ const arg = (name, fallback) => {
 const root = resolve(new URL('..', import.meta.url).pathname);
 const port = Number(arg('port', process.env.PORT || 8080));
 const host = arg('host', '127.0.0.1');
-const dirs = { '/pkg/': join(root, 'pkg'), '/models/': resolve(arg('models', join(root, 'fixtures'))), '/': join(root, 'www') };
+const dirs = { '/pkg/': join(root, 'pkg'), '/models/': resolve(arg('models', join(root, 'fixtures'))), '/': resolve(arg('www', join(root, 'www'))) };
 const types = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css',
   '.json': 'application/json', '.wasm': 'application/wasm', '.webmanifest': 'application/manifest+json',

@@ -130,7 +130,10 @@ export class Engine {
         }
         const chunks = this.#core.step(completion);
         if (chunks === null) return;
-        for (const chunk of chunks) yield chunk;
+        for (const chunk of chunks) {
+          if (signal?.aborted) break;
+          yield chunk;
+        }
         await yieldNow();
       }
     } catch (e) {
