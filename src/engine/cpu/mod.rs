@@ -14,6 +14,9 @@ use crate::store::{run_ready, AsyncChunkStore, ChunkStore, Ready};
 use kv_cache::LayerCache;
 use qmatmul::{Activations, PendingMatrix, QMatrix};
 
+/// Prompt tokens run through the model at once.
+const PREFILL_SLICE: usize = 64;
+
 struct Layer {
     attn_norm: Tensor,
     wq: QMatrix,
@@ -268,10 +271,22 @@ impl Backend for CpuBackend {
 
     fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
         let before = self.cache_len();
-        self.forward(tokens).inspect_err(|_| {
-            // A failed step must not leave half-written positions behind.
-            self.layers.iter_mut().for_each(|l| l.cache.truncate(before));
-        })
+        if tokens.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if before + tokens.len() > self.max_positions() {
+            return Err(EngineError::ContextFull { needed: before + tokens.len(), max: self.max_positions() });
+        }
+        // Long prompts run in slices: attention scores grow with slice × context, and wasm memory
+        // never shrinks, so one long prompt would otherwise raise the page's memory for good.
+        let mut logits = Vec::new();
+        for slice in tokens.chunks(PREFILL_SLICE) {
+            logits = self.forward(slice).inspect_err(|_| {
+                // A failed step must not leave half-written positions behind.
+                self.layers.iter_mut().for_each(|l| l.cache.truncate(before));
+            })?;
+        }
+        Ok(logits)
     }
 
     fn cache_len(&self) -> usize {
