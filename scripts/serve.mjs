@@ -15,7 +15,7 @@ const arg = (name, fallback) => {
 const root = resolve(new URL('..', import.meta.url).pathname);
 const port = Number(arg('port', process.env.PORT || 8080));
 const host = arg('host', '127.0.0.1');
-const dirs = { '/pkg/': join(root, 'pkg'), '/models/': resolve(arg('models', join(root, 'fixtures'))), '/': resolve(arg('www', join(root, 'www'))) };
+const dirs = { '/pkg/': join(root, 'pkg'), '/node_modules/': join(root, 'node_modules'), '/models/': resolve(arg('models', join(root, 'fixtures'))), '/': resolve(arg('www', join(root, 'www'))) };
 const types = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css',
   '.json': 'application/json', '.wasm': 'application/wasm', '.webmanifest': 'application/manifest+json',

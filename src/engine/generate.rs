@@ -77,6 +77,12 @@ impl<B: Backend> Session<B> {
         &self.backend
     }
 
+    /// Empties the KV cache, so the next prompt runs from its first token.
+    pub fn forget(&mut self) {
+        self.backend.reset();
+        self.cached.clear();
+    }
+
     /// Generates from `req.prompt`; `on_text` receives each new piece of text and returns false
     /// to stop early.
     pub fn generate(

@@ -51,6 +51,9 @@ impl LocalModel {
     /// Checks `req`, renders its prompt and runs it; `id` and `created` label every chunk.
     pub fn start(&mut self, req: ChatCompletionRequest, id: String, created: u64) -> Result<Completion, AnswerError> {
         let (generate, in_think) = self.plan(&req)?;
+        if req.cache_prompt == Some(false) {
+            self.session.forget();
+        }
         let run = self.session.start(&generate)?;
         Ok(Completion {
             run: Some(run),

@@ -26,6 +26,8 @@ pub struct ChatCompletionRequest {
     pub top_k: Option<u32>,
     pub min_p: Option<f32>,
     pub repetition_penalty: Option<f32>,
+    /// llama.cpp's server flag: false runs the whole prompt instead of reusing the cached prefix.
+    pub cache_prompt: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -212,6 +212,14 @@ impl EngineCore {
         Ok(CompletionCore { inner })
     }
 
+    /// How many tokens the prompt of a request body would take, without running the model.
+    #[wasm_bindgen(js_name = countTokens)]
+    pub fn count_tokens(&self, body: JsValue) -> Result<usize, JsValue> {
+        let req: ChatCompletionRequest =
+            serde_wasm_bindgen::from_value(body).map_err(|e| WebError::new("invalid_request", e.to_string()))?;
+        Ok(self.model.plan(&req).map_err(WebError::from)?.0.prompt.len())
+    }
+
     /// Advances `completion` by one token: an array of chunk objects (maybe empty), or null once
     /// it is over.
     pub fn step(&mut self, completion: &mut CompletionCore) -> Result<JsValue, JsValue> {
@@ -251,6 +259,12 @@ impl CompletionCore {
     pub fn tokens(&self) -> Vec<u32> {
         self.inner.tokens().to_vec()
     }
+}
+
+/// Bytes of wasm linear memory: the peak so far, since it never shrinks.
+#[wasm_bindgen(js_name = memoryBytes)]
+pub fn memory_bytes() -> f64 {
+    wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>().buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as f64
 }
 
 /// Model files stored in IndexedDB: url, size, complete, verified, sha256.

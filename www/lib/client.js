@@ -103,6 +103,17 @@ export class WorkerEngine {
     })();
   }
 
+  /** Tokens the prompt of a request body takes (template applied), without running the model. */
+  countTokens(body) {
+    const { signal, ...request } = body ?? {};
+    return this.#call({ op: 'count', body: request });
+  }
+
+  /** Bytes of wasm memory the worker holds (its peak: wasm memory never shrinks). */
+  memoryBytes() {
+    return this.#call({ op: 'memory' });
+  }
+
   /** Frees the model and stops the worker. */
   unload() {
     this.#worker.terminate();

@@ -94,6 +94,8 @@ export interface ChatCompletionRequest {
   top_k?: number;
   min_p?: number;
   repetition_penalty?: number;
+  /** llama.cpp's flag: false runs the whole prompt instead of reusing the cached prefix. */
+  cache_prompt?: boolean;
   signal?: AbortSignal;
 }
 
@@ -163,6 +165,10 @@ export class Engine {
   static delete(url: string): Promise<boolean>;
   readonly info: ModelInfo;
   readonly chat: { completions: Completions };
+  /** Tokens the prompt of a request body takes (template applied), without running the model. */
+  countTokens(body: ChatCompletionRequest): number;
+  /** Bytes of wasm memory this thread holds (its peak: wasm memory never shrinks). */
+  memoryBytes(): number;
   unload(): void;
 }
 
@@ -173,6 +179,8 @@ export class WorkerEngine {
   static delete(url: string): Promise<boolean>;
   info: ModelInfo;
   readonly chat: { completions: Completions };
+  countTokens(body: ChatCompletionRequest): Promise<number>;
+  memoryBytes(): Promise<number>;
   unload(): void;
 }
 

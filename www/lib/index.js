@@ -1,7 +1,7 @@
 // candlelight's public JavaScript API: `Engine` runs the model in this thread (a worker, an
 // extension page); `WorkerEngine` has the same API and runs it in a dedicated worker, so a page's
 // UI never blocks. Both speak the OpenAI / DeepSeek chat-completions shapes.
-import init, { EngineCore, cachedModels, deleteModel } from './candlelight.js';
+import init, { EngineCore, cachedModels, deleteModel, memoryBytes } from './candlelight.js';
 
 let ready = null;
 
@@ -74,6 +74,21 @@ export class Engine {
     this.#core = core;
     this.info = core.info();
     this.chat = { completions: { create: (body) => this.#create(body) } };
+  }
+
+  /** Tokens the prompt of a request body takes (template applied), without running the model. */
+  countTokens(body) {
+    const { signal, ...request } = body ?? {};
+    try {
+      return this.#core.countTokens(request);
+    } catch (e) {
+      throw toError(e);
+    }
+  }
+
+  /** Bytes of wasm memory this thread holds (its peak: wasm memory never shrinks). */
+  memoryBytes() {
+    return memoryBytes();
   }
 
   /** Frees the model's memory; the engine answers nothing afterwards. */

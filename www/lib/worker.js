@@ -32,6 +32,12 @@ self.onmessage = async ({ data }) => {
       } else {
         reply({ result: out });
       }
+    } else if (op === 'count') {
+      if (!engine) throw new CandlelightError('not_loaded', 'no model is loaded');
+      reply({ result: engine.countTokens(data.body) });
+    } else if (op === 'memory') {
+      if (!engine) throw new CandlelightError('not_loaded', 'no model is loaded');
+      reply({ result: engine.memoryBytes() });
     } else if (op === 'cached') {
       reply({ result: await Engine.cached() });
     } else if (op === 'delete') {

@@ -1,0 +1,38 @@
+// CPU speed in headless Chromium: candlelight against wllama (llama.cpp in wasm, 1 thread, no
+// GPU) on the same GGUF files, in the same browser run. Prints prefill and decode tok/s of both,
+// their ratio, and candlelight's wasm memory as a multiple of the file size.
+//
+//   cargo run --release --example make_fixtures -- fixtures bench   # the 0.5B-shaped files
+//   node scripts/build_pkg.mjs && node scripts/bench_web.mjs [fixtures] [runs]
+import { launch, startServer } from '../tests/web/harness.mjs';
+import { resolve } from 'node:path';
+
+const models = resolve(process.argv[2] || 'fixtures');
+const runs = process.argv[3] || '3';
+const files = ['qwen2.5-0.5b-shape-q4_0.gguf', 'qwen2.5-0.5b-shape-q8_0.gguf'];
+const server = await startServer(['--models', models, '--www', resolve('scripts/bench_web')]);
+const browser = await launch({ webgpu: false });
+const rows = [];
+try {
+  for (const file of files) {
+    const page = await browser.newPage();
+    page.on('console', (m) => m.type() === 'error' && console.error(`  [page] ${m.text()}`));
+    await page.goto(`${server.origin}/?model=/models/${file}&runs=${runs}`);
+    await page.waitForFunction(() => window.result, null, { timeout: 1_800_000, polling: 1000 });
+    const r = await page.evaluate(() => window.result);
+    await page.close();
+    if (r.error) throw new Error(`${file}: ${r.error}`);
+    rows.push(r);
+    console.log(JSON.stringify(r));
+  }
+} finally {
+  await browser.close();
+  await server.stop();
+}
+const f = (x) => x.toFixed(1);
+console.log('\n| file | prompt/decode tokens | prefill ours | prefill wllama | ratio | decode ours | decode wllama | ratio | wasm memory / file |');
+console.log('|---|---|---|---|---|---|---|---|---|');
+for (const r of rows) {
+  const { ours, wllama } = r;
+  console.log(`| ${r.model.split('/').pop()} | ${ours.prompt_tokens}/${ours.decode_tokens} (wllama ${wllama.prompt_tokens}/${wllama.decode_tokens}) | ${f(ours.prefill_tok_s)} | ${f(wllama.prefill_tok_s)} | ${(ours.prefill_tok_s / wllama.prefill_tok_s).toFixed(2)} | ${f(ours.decode_tok_s)} | ${f(wllama.decode_tok_s)} | ${(ours.decode_tok_s / wllama.decode_tok_s).toFixed(2)} | ${(r.ours_wasm_bytes / r.file_bytes).toFixed(2)}× (${(r.ours_wasm_bytes / 1048576).toFixed(0)} MiB) |`);
+}

@@ -1,0 +1,82 @@
+// One model file, two engines, one browser run: candlelight's CPU path (in its worker) and wllama
+// (llama.cpp in wasm, single thread, no GPU). Greedy, a 128-token prompt, 128 decoded tokens.
+import { WorkerEngine } from '/pkg/index.js';
+import { Wllama } from '/node_modules/@wllama/wllama/esm/index.js';
+
+const params = new URLSearchParams(location.search);
+const model = new URL(params.get('model'), location.href).href;
+const runs = Number(params.get('runs') || 3);
+const log = (m) => { document.getElementById('log').textContent += m + '\n'; console.log(m); };
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const PROMPT_TOKENS = 128;
+const DECODE_TOKENS = 128;
+const words = (n) => Array.from({ length: n }, (_, i) => ['river', 'stone', 'light', 'cloud', 'paper', 'green'][i % 6]).join(' ');
+const request = (content, max_tokens) => ({ messages: [{ role: 'user', content }], max_tokens, temperature: 0, cache_prompt: false });
+
+const out = { model: params.get('model') };
+try {
+  // candlelight
+  let t0 = performance.now();
+  const ours = await WorkerEngine.load(model, { contextLength: 1024 });
+  out.ours_load_ms = performance.now() - t0;
+  out.file_bytes = ours.info.size;
+  out.ours_wasm_bytes_loaded = await ours.memoryBytes();
+  // The user text whose chat prompt is exactly 128 tokens: the most words that fit, then short
+  // fillers one at a time.
+  const count = (content) => ours.countTokens(request(content, 1));
+  let lo = 1;
+  let hi = 400;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if ((await count(words(mid))) <= PROMPT_TOKENS) lo = mid;
+    else hi = mid - 1;
+  }
+  let text = words(lo);
+  for (let guard = 0; guard < 64 && (await count(text)) < PROMPT_TOKENS; guard++) {
+    const next = [' a', ' x', '.', ' 1'].map((s) => text + s);
+    const sizes = await Promise.all(next.map(count));
+    const i = sizes.findIndex((n) => n <= PROMPT_TOKENS);
+    if (i < 0) break;
+    text = next[i];
+  }
+  out.prompt_words = lo;
+  const oursRuns = [];
+  for (let i = 0; i <= runs; i++) {
+    const r = await ours.chat.completions.create(request(text, DECODE_TOKENS));
+    if (i > 0) oursRuns.push(r); // the first run warms up
+  }
+  out.ours = {
+    prompt_tokens: oursRuns[0].timings.prefill_tokens,
+    decode_tokens: oursRuns[0].usage.completion_tokens,
+    prefill_tok_s: median(oursRuns.map((r) => r.timings.prefill_tokens_per_s)),
+    decode_tok_s: median(oursRuns.map((r) => r.timings.decode_tokens_per_s)),
+    text: oursRuns[0].choices[0].message.content.slice(0, 60),
+  };
+  out.ours_wasm_bytes = await ours.memoryBytes();
+  ours.unload();
+  log(`candlelight: ${JSON.stringify(out.ours)}`);
+
+  // wllama
+  const wllama = new Wllama({ default: '/node_modules/@wllama/wllama/esm/wasm/wllama.wasm' }, { logger: { debug() {}, log() {}, info() {}, warn: console.warn, error: console.error } });
+  t0 = performance.now();
+  await wllama.loadModelFromUrl(model, { n_threads: 1, n_gpu_layers: 0, n_ctx: 1024, n_batch: 512 });
+  out.wllama_load_ms = performance.now() - t0;
+  const theirs = [];
+  for (let i = 0; i <= runs; i++) {
+    const r = await wllama.createChatCompletion({ ...request(text, DECODE_TOKENS), stream: false });
+    if (i > 0) theirs.push(r);
+  }
+  out.wllama = {
+    prompt_tokens: theirs[0].timings?.prompt_n,
+    decode_tokens: theirs[0].usage?.completion_tokens,
+    prefill_tok_s: median(theirs.map((r) => r.timings.prompt_per_second)),
+    decode_tok_s: median(theirs.map((r) => r.timings.predicted_per_second)),
+    text: theirs[0].choices[0].message.content.slice(0, 60),
+  };
+  log(`wllama: ${JSON.stringify(out.wllama)}`);
+  await wllama.exit();
+} catch (e) {
+  out.error = `${e.code ?? e.name}: ${e.message}`;
+  log(out.error);
+}
+window.result = out;
