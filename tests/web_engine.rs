@@ -124,6 +124,31 @@ async fn download_resumes_after_a_cut_fetching_only_missing_ranges() {
 }
 
 #[wasm_bindgen_test]
+async fn an_aborted_download_keeps_its_chunks_and_resumes() {
+    let db = Db::open().await.unwrap();
+    let url = format!("{SERVER}/models/{MODEL}?t=abort&run={}", run_id());
+    db.delete_file(&url).await.unwrap();
+    let controller = web_sys::AbortController::new().unwrap();
+    let signal = controller.signal();
+    let abort_after_three = move |phase: &str, loaded: u64, _total: u64| {
+        if phase == "download" && loaded >= 3 * CHUNK {
+            controller.abort();
+        }
+    };
+    let opts = fetch::Options { signal: Some(signal), on_progress: &abort_after_three, ..options(CHUNK, 2) };
+    let err = fetch::ensure(&db, &url, &opts).await.expect_err("aborted");
+    assert_eq!(err, candlelight::download::DownloadError::Aborted);
+    let kept = db.chunk_indices(&url).await.unwrap().len() as u64;
+    assert!(kept >= 3, "the chunks stored before the abort are kept ({kept})");
+
+    let record = fetch::ensure(&db, &url, &options(CHUNK, 0)).await.unwrap();
+    let log = model_requests(&url).await;
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1]["range"], format!("bytes={}-{}", kept * CHUNK, record.size - 1));
+    assert_eq!(stored(&db, &url).await, model_bytes().await);
+}
+
+#[wasm_bindgen_test]
 async fn a_damaged_chunk_is_detected_and_fetched_again() {
     let db = Db::open().await.unwrap();
     let url = format!("{SERVER}/models/{MODEL}?t=damage&run={}", run_id());
@@ -183,6 +208,8 @@ async fn errors_reach_javascript_with_stable_codes() {
     let err = EngineCore::load(not_gguf.into(), JsValue::UNDEFINED).await.err().unwrap();
     assert_eq!(code_of(&err), "invalid_model");
     let err = EngineCore::load(format!("{SERVER}/models/{MODEL}").into(), js_options(&[("backend", "tpu".into())])).await.err().unwrap();
+    assert_eq!(code_of(&err), "invalid_request");
+    let err = EngineCore::load(format!("{SERVER}/models/{MODEL}").into(), js_options(&[("chunkSize", 1e12.into())])).await.err().unwrap();
     assert_eq!(code_of(&err), "invalid_request");
 }
 

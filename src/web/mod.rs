@@ -21,6 +21,9 @@ use crate::store::{AsyncChunkStore, StoreError};
 
 /// Context positions when the caller names none: the KV cache grows up to this.
 const DEFAULT_CONTEXT: usize = 4096;
+/// Bounds on a caller's chunk size: IndexedDB records of a few bytes or of gigabytes both fail.
+const MIN_CHUNK: u64 = 4096;
+const MAX_CHUNK: u64 = 512 << 20;
 
 #[wasm_bindgen(start)]
 fn install_panic_hook() {
@@ -134,6 +137,9 @@ impl EngineCore {
                 let _ = f.call1(&JsValue::NULL, &ev);
             }
         };
+        if opts.chunk_size.is_some_and(|c| !(MIN_CHUNK..=MAX_CHUNK).contains(&c)) {
+            return Err(WebError::new("invalid_request", format!("chunkSize must be between {MIN_CHUNK} and {MAX_CHUNK} bytes")));
+        }
         let context = opts.context_length.unwrap_or(DEFAULT_CONTEXT);
         let aborted = || signal.as_ref().is_some_and(|s| s.aborted());
 
