@@ -10,7 +10,7 @@ mod write;
 use std::collections::HashMap;
 use std::io::BufReader;
 
-use crate::store::{AsyncChunkStore, ChunkStore, ModelReader, StoreError, Window};
+use crate::store::{AsyncChunkStore, ChunkStore, MemoryStore, ModelReader, StoreError};
 
 /// Header bytes fetched at a time from an asynchronous store.
 const HEADER_STEP: u64 = 4 << 20;
@@ -117,7 +117,7 @@ impl GgufFile {
     /// the header spans.
     pub async fn read_from<S: AsyncChunkStore>(store: &S) -> Result<Self, GgufError> {
         let len = store.len();
-        let mut window = Window::new(len, HEADER_STEP);
+        let mut window = MemoryStore::partial(len, HEADER_STEP);
         loop {
             match Self::read(&window) {
                 Ok(file) => return Ok(file),

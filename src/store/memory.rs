@@ -1,19 +1,39 @@
+use std::cell::Cell;
+use std::collections::BTreeMap;
+
 use super::{check_range, ChunkStore, StoreError};
 
-/// Chunks held in memory: what tests use, and what a page holds while a chunk is in flight.
-#[derive(Debug, Clone)]
+/// Chunks held in memory: all of a file (what tests use), or some of a longer one, enough to
+/// parse its header when the rest lives behind an asynchronous store. A read that needs a chunk
+/// not held fails and records which one, so the caller can fetch it and try again.
+#[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     chunk_size: u64,
-    chunks: Vec<Vec<u8>>,
+    chunks: BTreeMap<u64, Vec<u8>>,
     len: u64,
+    missing: Cell<Option<u64>>,
 }
 
 impl MemoryStore {
     /// Splits `bytes` into chunks of `chunk_size` bytes (at least 1).
     pub fn from_bytes(bytes: &[u8], chunk_size: usize) -> Self {
         let chunk_size = chunk_size.max(1);
-        let chunks = bytes.chunks(chunk_size).map(<[u8]>::to_vec).collect();
-        Self { chunk_size: chunk_size as u64, chunks, len: bytes.len() as u64 }
+        let chunks = bytes.chunks(chunk_size).map(<[u8]>::to_vec).enumerate().map(|(i, c)| (i as u64, c)).collect();
+        Self { chunk_size: chunk_size as u64, chunks, len: bytes.len() as u64, missing: Cell::new(None) }
+    }
+
+    /// A file of `len` bytes of which no chunk is held yet.
+    pub fn partial(len: u64, chunk_size: u64) -> Self {
+        Self { len, chunk_size: chunk_size.max(1), ..Self::default() }
+    }
+
+    pub fn insert(&mut self, index: u64, bytes: Vec<u8>) {
+        self.chunks.insert(index, bytes);
+    }
+
+    /// The chunk the last failed read wanted, cleared by asking.
+    pub fn take_missing(&self) -> Option<u64> {
+        self.missing.take()
     }
 }
 
@@ -32,8 +52,11 @@ impl ChunkStore for MemoryStore {
         while done < buf.len() {
             let pos = offset + done as u64;
             let index = pos / self.chunk_size;
-            let chunk = self.chunks.get(index as usize).ok_or(StoreError::MissingChunk { index })?;
             let start = (pos % self.chunk_size) as usize;
+            let Some(chunk) = self.chunks.get(&index).filter(|c| start < c.len()) else {
+                self.missing.set(Some(index));
+                return Err(StoreError::MissingChunk { index });
+            };
             let n = (chunk.len() - start).min(buf.len() - done);
             buf[done..done + n].copy_from_slice(&chunk[start..start + n]);
             done += n;

@@ -9,7 +9,6 @@ mod file;
 pub mod indexed_db;
 mod memory;
 mod reader;
-mod window;
 
 use std::future::Future;
 use std::pin::pin;
@@ -19,7 +18,6 @@ use std::task::{Context, Poll, Waker};
 pub use file::FileStore;
 pub use memory::MemoryStore;
 pub use reader::ModelReader;
-pub use window::Window;
 
 /// Failures of a chunk store.
 #[derive(Debug, thiserror::Error)]
