@@ -149,7 +149,7 @@ async fn an_aborted_download_keeps_its_chunks_and_resumes() {
 }
 
 #[wasm_bindgen_test]
-async fn a_damaged_chunk_is_detected_and_fetched_again() {
+async fn a_damaged_or_evicted_chunk_is_detected_and_fetched_again() {
     let db = Db::open().await.unwrap();
     let url = format!("{SERVER}/models/{MODEL}?t=damage&run={}", run_id());
     db.delete_file(&url).await.unwrap();
@@ -170,6 +170,14 @@ async fn a_damaged_chunk_is_detected_and_fetched_again() {
     assert_eq!(log.len(), before + 1, "{log:?}");
     assert_eq!(log[before]["range"], format!("bytes={}-{}", 3 * CHUNK, 4 * CHUNK - 1));
     assert_eq!(stored(&db, &url).await, model_bytes().await);
+
+    // A chunk the browser evicted is fetched again the same way.
+    db.delete_chunk(&url, 7).await.unwrap();
+    let before = model_requests(&url).await.len();
+    load(url.clone()).await.expect("the load refetches the missing chunk");
+    let log = model_requests(&url).await;
+    assert_eq!(log.len(), before + 1, "{log:?}");
+    assert_eq!(log[before]["range"], format!("bytes={}-{}", 7 * CHUNK, 8 * CHUNK - 1));
 }
 
 #[wasm_bindgen_test]

@@ -209,10 +209,9 @@ async fn check_quota(needed: u64) -> Result<(), DownloadError> {
     let global = js_sys::global();
     let storage = Reflect::get(&global, &"navigator".into()).and_then(|n| Reflect::get(&n, &"storage".into()));
     let Ok(storage) = storage.and_then(|s| s.dyn_into::<web_sys::StorageManager>()) else { return Ok(()) };
-    if let Ok(p) = storage.persist() {
-        // Only a request: browsers grant it by their own rules. Not waiting on it is fine.
-        let _ = JsFuture::from(p).await;
-    }
+    // Asked, not awaited: some browsers answer only after asking the user, and the download
+    // should not wait on that.
+    let _ = storage.persist();
     let Ok(estimate) = storage.estimate() else { return Ok(()) };
     let estimate = JsFuture::from(estimate).await.map_err(|e| DownloadError::Storage(format!("{e:?}")))?;
     let get = |k: &str| Reflect::get(&estimate, &k.into()).ok().and_then(|v| v.as_f64());

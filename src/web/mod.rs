@@ -81,9 +81,10 @@ fn absolute_url(source: &str) -> String {
     }
 }
 
-fn corrupt_chunk(e: &EngineError) -> Option<u64> {
+/// A chunk to fetch again: damaged, or gone (the browser may evict storage that is not persisted).
+fn bad_chunk(e: &EngineError) -> Option<u64> {
     match e {
-        EngineError::Gguf(GgufError::Store(StoreError::CorruptChunk { index })) => Some(*index),
+        EngineError::Gguf(GgufError::Store(StoreError::CorruptChunk { index } | StoreError::MissingChunk { index })) => Some(*index),
         _ => None,
     }
 }
@@ -175,7 +176,7 @@ impl EngineCore {
                         };
                         return Ok(EngineCore { model, info });
                     }
-                    Err(e) => match corrupt_chunk(&e) {
+                    Err(e) => match bad_chunk(&e) {
                         Some(index) => fetch::forget_chunk(&db, &url, index).await?,
                         None => return Err(e.into()),
                     },
