@@ -14,5 +14,5 @@ trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/__log" >/dev/null && break; sleep 0.1; done
 
 CANDLELIGHT_MODEL_SERVER="http://127.0.0.1:$port" \
-  wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --mode no-install --release -- --test web_engine
+  wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --mode no-install --release
 node --test tests/web/

@@ -3,7 +3,8 @@ use std::path::Path;
 
 use super::{check_range, ChunkStore, StoreError};
 
-/// A model file on local disk, read in place (native builds: tests, examples, benchmarks).
+/// A model file on local disk, read in place (native builds and WASI: tests, examples,
+/// benchmarks; in a browser every read fails as unsupported).
 #[derive(Debug)]
 pub struct FileStore {
     file: File,

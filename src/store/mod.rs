@@ -3,7 +3,6 @@
 //! reads complete later (IndexedDB, a `Blob`) implement [`AsyncChunkStore`]; weight loading is
 //! written against that, and synchronous stores join through [`Ready`].
 
-#[cfg(not(target_arch = "wasm32"))]
 mod file;
 #[cfg(target_arch = "wasm32")]
 pub mod indexed_db;
@@ -14,7 +13,6 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-#[cfg(not(target_arch = "wasm32"))]
 pub use file::FileStore;
 pub use memory::MemoryStore;
 pub use reader::ModelReader;
