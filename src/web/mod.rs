@@ -227,6 +227,12 @@ impl EngineCore {
         Ok(self.model.plan(&req).map_err(WebError::from)?.0.prompt.len())
     }
 
+    /// Advances `completion` by one token without building chunk objects (for answers that are
+    /// not streamed); false once it is over.
+    pub fn advance(&mut self, completion: &mut CompletionCore) -> Result<bool, JsValue> {
+        Ok(self.model.step(&mut completion.inner).map_err(WebError::from)?.is_some())
+    }
+
     /// Advances `completion` by one token: an array of chunk objects (maybe empty), or null once
     /// it is over.
     pub fn step(&mut self, completion: &mut CompletionCore) -> Result<JsValue, JsValue> {

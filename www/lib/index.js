@@ -120,7 +120,7 @@ export class Engine {
     }
     if (request.stream) return this.#stream(completion, signal, release);
     try {
-      while (this.#core.step(completion) !== null) {
+      while (this.#core.advance(completion)) {
         await yieldNow();
         if (signal?.aborted) {
           completion.abort();
