@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
-use super::{Backend, EngineError, Sampler, SamplingParams};
+use super::{ready, Backend, EngineError, Sampler, SamplingParams};
 use crate::tokenizer::Tokenizer;
 
 /// What to generate.
@@ -77,6 +77,13 @@ impl<B: Backend> Session<B> {
         &self.backend
     }
 
+    /// Swaps in another backend for the same model (the GPU was lost: carry on on the CPU).
+    /// Its cache starts empty; a run in progress re-runs its tokens on the next step.
+    pub fn replace_backend(&mut self, backend: B) -> B {
+        self.cached.clear();
+        std::mem::replace(&mut self.backend, backend)
+    }
+
     /// Empties the KV cache, so the next prompt runs from its first token.
     pub fn forget(&mut self) {
         self.backend.reset();
@@ -101,9 +108,14 @@ impl<B: Backend> Session<B> {
         Ok(run.finish())
     }
 
+    /// [`Session::start_async`] for backends that never wait.
+    pub fn start(&mut self, req: &GenerateRequest) -> Result<Run, EngineError> {
+        ready(self.start_async(req))
+    }
+
     /// Runs the prompt (reusing the cached prefix) and returns the generation, to be advanced
     /// one token at a time with [`Run::step`] so a caller can yield or abort between tokens.
-    pub fn start(&mut self, req: &GenerateRequest) -> Result<Run, EngineError> {
+    pub async fn start_async(&mut self, req: &GenerateRequest) -> Result<Run, EngineError> {
         if req.prompt.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -119,12 +131,11 @@ impl<B: Backend> Session<B> {
         self.backend.truncate(reuse)?;
         self.cached.truncate(reuse);
         let fresh = &req.prompt[reuse..];
-        let logits = self.backend.prefill(fresh).inspect_err(|_| self.resync())?;
+        let logits = self.backend.forward(fresh).await.inspect_err(|_| self.resync())?;
         self.cached.extend_from_slice(fresh);
         Ok(Run {
             sampler,
-            logits,
-            pending: None,
+            logits: Some(logits),
             history: req.prompt.clone(),
             out_tokens: Vec::new(),
             text: Stream::new(req.stop.clone()),
@@ -151,9 +162,9 @@ impl<B: Backend> Session<B> {
 /// One generation in progress: owns its sampler and text state, borrows the session per step.
 pub struct Run {
     sampler: Sampler,
-    logits: Vec<f32>,
-    /// The last sampled token, not yet run through the model.
-    pending: Option<u32>,
+    /// The prompt's logits, until the first token is drawn from them.
+    logits: Option<Vec<f32>>,
+    /// Prompt and output; what the session's cache lacks of it runs on the next step.
     history: Vec<u32>,
     out_tokens: Vec<u32>,
     text: Stream,
@@ -171,20 +182,46 @@ pub struct Run {
 }
 
 impl Run {
+    /// [`Run::step_async`] for backends that never wait.
+    pub fn step<B: Backend>(&mut self, session: &mut Session<B>, tokenizer: &Tokenizer) -> Result<Option<String>, EngineError> {
+        ready(self.step_async(session, tokenizer))
+    }
+
     /// Samples the next token and returns the text it settles (often empty), or None once the
     /// generation has ended.
-    pub fn step<B: Backend>(&mut self, session: &mut Session<B>, tokenizer: &Tokenizer) -> Result<Option<String>, EngineError> {
+    pub async fn step_async<B: Backend>(
+        &mut self,
+        session: &mut Session<B>,
+        tokenizer: &Tokenizer,
+    ) -> Result<Option<String>, EngineError> {
         if self.finish.is_some() {
             return Ok(None);
         }
         if self.out_tokens.len() >= self.budget {
             return Ok(Some(self.end(FinishReason::Length)));
         }
-        if let Some(token) = self.pending.take() {
-            self.logits = session.backend.decode(token).inspect_err(|_| session.resync())?;
-            session.cached.push(token);
-        }
-        let token = self.sampler.sample(&mut self.logits, &self.history);
+        let pick = self.sampler.pick(&self.history);
+        let token = match self.logits.take() {
+            Some(mut logits) => self.sampler.choose(&mut logits, &pick),
+            None => {
+                // One token normally; the whole history after a change of backend.
+                let missing = &self.history[session.cached.len().min(self.history.len())..];
+                let picked = match missing {
+                    [one] => match session.backend.forward_pick(*one, &pick) {
+                        Some(on_device) => Some(on_device.await),
+                        None => None,
+                    },
+                    _ => None,
+                };
+                let token = match picked {
+                    Some(token) => token,
+                    None => session.backend.forward(missing).await.map(|mut logits| self.sampler.choose(&mut logits, &pick)),
+                };
+                let token = token.inspect_err(|_| session.resync())?;
+                session.cached.extend_from_slice(missing);
+                token
+            }
+        };
         if self.out_tokens.is_empty() {
             self.first_token_ms = ms(self.start);
         }
@@ -198,8 +235,6 @@ impl Run {
             piece.push_str(&self.end(FinishReason::Stop));
         } else if self.out_tokens.len() == self.budget {
             piece.push_str(&self.end(FinishReason::Length));
-        } else {
-            self.pending = Some(token);
         }
         Ok(Some(piece))
     }

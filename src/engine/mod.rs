@@ -1,12 +1,16 @@
-//! Running a model: the [`Backend`] trait that each compute target implements (CPU on candle now,
-//! WebGPU later), and above it, written once, sampling and the generation loop.
+//! Running a model: the [`Backend`] trait that each compute target implements (CPU on candle,
+//! GPU on wgpu), and above it, written once, sampling and the generation loop.
 
 pub mod cpu;
 mod generate;
+pub mod gpu;
 pub mod sampler;
 
+use std::future::Future;
+use std::pin::Pin;
+
 pub use generate::{FinishReason, GenerateRequest, Generation, Run, Session, Timings, Usage};
-pub use sampler::{Sampler, SamplingParams};
+pub use sampler::{Pick, Sampler, SamplingParams};
 
 use crate::gguf::{GgufError, ModelConfig};
 
@@ -29,6 +33,25 @@ pub enum EngineError {
     Template(String),
     #[error("prompt is empty")]
     EmptyPrompt,
+    #[error(transparent)]
+    Gpu(#[from] gpu::GpuError),
+}
+
+impl EngineError {
+    /// The GPU went away or ran out of memory: the request can still finish on the CPU.
+    pub fn is_gpu_failure(&self) -> bool {
+        matches!(self, EngineError::Gpu(e) if e.is_device_failure())
+    }
+}
+
+/// A backend's work in flight: ready at once on the CPU, after a GPU readback otherwise.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + 'a>>;
+
+/// Drives `future` when it completes without waiting (every native backend does); an error
+/// where it would wait (a browser GPU readback), so sync callers get a clear failure.
+pub fn ready<T, E: From<EngineError>>(future: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    crate::store::run_ready(future)
+        .unwrap_or_else(|| Err(EngineError::Compute("this backend answers asynchronously: use the async API".into()).into()))
 }
 
 impl From<candle_core::Error> for EngineError {
@@ -41,8 +64,19 @@ impl From<candle_core::Error> for EngineError {
 pub trait Backend {
     fn config(&self) -> &ModelConfig;
 
-    /// Runs `tokens` after what the cache holds; returns the logits of the last one.
-    fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError>;
+    /// Runs `tokens` after what the cache holds; resolves to the logits of the last one.
+    fn forward<'a>(&'a mut self, tokens: &'a [u32]) -> Pending<'a, Vec<f32>>;
+
+    /// Runs `token` and picks the one after it on the device, so only its id is read back.
+    /// None: this backend hands the logits to the host sampler.
+    fn forward_pick<'a>(&'a mut self, _token: u32, _pick: &'a Pick) -> Option<Pending<'a, u32>> {
+        None
+    }
+
+    /// [`Backend::forward`] for callers that cannot wait (native code, tests).
+    fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+        ready(self.forward(tokens))
+    }
 
     /// Runs one token after what the cache holds; returns its logits.
     fn decode(&mut self, token: u32) -> Result<Vec<f32>, EngineError> {
@@ -71,11 +105,11 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn config(&self) -> &ModelConfig {
         (**self).config()
     }
-    fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
-        (**self).prefill(tokens)
+    fn forward<'a>(&'a mut self, tokens: &'a [u32]) -> Pending<'a, Vec<f32>> {
+        (**self).forward(tokens)
     }
-    fn decode(&mut self, token: u32) -> Result<Vec<f32>, EngineError> {
-        (**self).decode(token)
+    fn forward_pick<'a>(&'a mut self, token: u32, pick: &'a Pick) -> Option<Pending<'a, u32>> {
+        (**self).forward_pick(token, pick)
     }
     fn cache_len(&self) -> usize {
         (**self).cache_len()

@@ -86,8 +86,32 @@ impl Sampler {
 
     /// Picks the next token. `history` is what the penalties look at (prompt and output so far).
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        let pick = self.pick(history);
+        self.choose(logits, &pick)
+    }
+
+    /// Everything one draw needs besides the logits, its random number included, so the host
+    /// and a GPU backend pick the same token from the same logits.
+    pub fn pick(&mut self, history: &[u32]) -> Pick {
         let p = &self.params;
-        self.apply_penalties(logits, history);
+        let active = p.repetition_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0;
+        let mut seen = Vec::new();
+        if active && p.penalty_last_n > 0 {
+            let window = &history[history.len().saturating_sub(p.penalty_last_n)..];
+            let mut counts: std::collections::BTreeMap<u32, u32> = std::collections::BTreeMap::new();
+            for &t in window {
+                *counts.entry(t).or_default() += 1;
+            }
+            seen = counts.into_iter().collect();
+        }
+        let r = if p.temperature > 0.0 { self.rng.next_f32() } else { 0.0 };
+        Pick { params: self.params.clone(), seen, r }
+    }
+
+    /// The token `pick` selects from `logits`.
+    pub fn choose(&self, logits: &mut [f32], pick: &Pick) -> u32 {
+        let p = &self.params;
+        apply_penalties(p, logits, &pick.seen);
         if p.temperature <= 0.0 {
             return argmax(logits);
         }
@@ -124,7 +148,7 @@ impl Sampler {
         let inv_t = 1.0 / p.temperature;
         let weights: Vec<f32> = cand.iter().map(|c| ((c.1 - max) * inv_t).exp()).collect();
         let total: f32 = weights.iter().sum();
-        let mut r = self.rng.next_f32() * total;
+        let mut r = pick.r * total;
         for (c, w) in cand.iter().zip(&weights) {
             if r < *w {
                 return c.0;
@@ -133,25 +157,24 @@ impl Sampler {
         }
         cand[cand.len() - 1].0
     }
+}
 
-    fn apply_penalties(&self, logits: &mut [f32], history: &[u32]) {
-        let p = &self.params;
-        let active = p.repetition_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0;
-        if !active || p.penalty_last_n == 0 {
-            return;
+/// One draw's inputs: the settings, the penalty window as (token, count) by id, and the
+/// uniform random number in [0, 1) (0 when greedy).
+#[derive(Debug, Clone)]
+pub struct Pick {
+    pub params: SamplingParams,
+    pub seen: Vec<(u32, u32)>,
+    pub r: f32,
+}
+
+fn apply_penalties(p: &SamplingParams, logits: &mut [f32], seen: &[(u32, u32)]) {
+    for &(t, n) in seen {
+        let Some(l) = logits.get_mut(t as usize) else { continue };
+        if p.repetition_penalty != 1.0 {
+            *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
         }
-        let window = &history[history.len().saturating_sub(p.penalty_last_n)..];
-        let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
-        for &t in window {
-            *counts.entry(t).or_default() += 1;
-        }
-        for (&t, &n) in &counts {
-            let Some(l) = logits.get_mut(t as usize) else { continue };
-            if p.repetition_penalty != 1.0 {
-                *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
-            }
-            *l -= p.presence_penalty + p.frequency_penalty * n as f32;
-        }
+        *l -= p.presence_penalty + p.frequency_penalty * n as f32;
     }
 }
 

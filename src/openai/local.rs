@@ -4,7 +4,7 @@
 use super::wire::*;
 use super::RequestError;
 use crate::chat::{ChatTemplate, Message, ThinkSplitter};
-use crate::engine::{Backend, EngineError, FinishReason, GenerateRequest, Generation, Run, SamplingParams, Session};
+use crate::engine::{ready, Backend, EngineError, FinishReason, GenerateRequest, Generation, Run, SamplingParams, Session};
 use crate::gguf::GgufFile;
 use crate::tokenizer::Tokenizer;
 
@@ -48,13 +48,23 @@ impl LocalModel {
         self.session.backend().max_positions()
     }
 
-    /// Checks `req`, renders its prompt and runs it; `id` and `created` label every chunk.
+    /// Swaps the backend (after the GPU was lost); a completion in progress carries on.
+    pub fn replace_backend(&mut self, backend: Box<dyn Backend>) {
+        self.session.replace_backend(backend);
+    }
+
+    /// [`LocalModel::start_async`] for backends that never wait.
     pub fn start(&mut self, req: ChatCompletionRequest, id: String, created: u64) -> Result<Completion, AnswerError> {
+        ready(self.start_async(req, id, created))
+    }
+
+    /// Checks `req`, renders its prompt and runs it; `id` and `created` label every chunk.
+    pub async fn start_async(&mut self, req: ChatCompletionRequest, id: String, created: u64) -> Result<Completion, AnswerError> {
         let (generate, in_think) = self.plan(&req)?;
         if req.cache_prompt == Some(false) {
             self.session.forget();
         }
-        let run = self.session.start(&generate)?;
+        let run = self.session.start_async(&generate).await?;
         Ok(Completion {
             run: Some(run),
             think: ThinkSplitter::new(in_think),
@@ -146,9 +156,14 @@ impl LocalModel {
         Ok((GenerateRequest { prompt, max_tokens, sampling, stop, stop_tokens: Vec::new() }, in_think))
     }
 
+    /// [`LocalModel::step_async`] for backends that never wait.
+    pub fn step(&mut self, c: &mut Completion) -> Result<Option<Vec<ChatCompletionChunk>>, EngineError> {
+        ready(self.step_async(c))
+    }
+
     /// Advances `c` by one token. Returns the chunks that step produced (often one, sometimes
     /// none), or None once the completion is over.
-    pub fn step(&mut self, c: &mut Completion) -> Result<Option<Vec<ChatCompletionChunk>>, EngineError> {
+    pub async fn step_async(&mut self, c: &mut Completion) -> Result<Option<Vec<ChatCompletionChunk>>, EngineError> {
         if c.result.is_some() {
             if c.include_usage && !c.usage_sent {
                 c.usage_sent = true;
@@ -168,7 +183,7 @@ impl LocalModel {
             chunks.push(c.choice_chunk(role, None));
         }
         let step = match c.run.as_mut() {
-            Some(run) => run.step(&mut self.session, &self.tokenizer)?,
+            Some(run) => run.step_async(&mut self.session, &self.tokenizer).await?,
             None => None,
         };
         let (delta, done) = match step {

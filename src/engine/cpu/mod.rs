@@ -8,7 +8,7 @@ mod x86;
 
 use candle_core::{Device, Tensor};
 
-use super::{Backend, EngineError};
+use super::{Backend, EngineError, Pending};
 use crate::gguf::{GgufError, GgufFile, ModelConfig};
 use crate::store::{run_ready, AsyncChunkStore, ChunkStore, Ready};
 use kv_cache::LayerCache;
@@ -162,7 +162,7 @@ impl CpuBackend {
         Ok((Tensor::from_vec(cos, (len, half), &Device::Cpu)?, Tensor::from_vec(sin, (len, half), &Device::Cpu)?))
     }
 
-    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+    fn run_slice(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
         let c = self.config.clone();
         let seq = tokens.len();
         if seq == 0 {
@@ -269,7 +269,22 @@ impl Backend for CpuBackend {
         &self.config
     }
 
-    fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+    fn forward<'a>(&'a mut self, tokens: &'a [u32]) -> Pending<'a, Vec<f32>> {
+        Box::pin(std::future::ready(self.run(tokens)))
+    }
+
+    fn cache_len(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.cache.len())
+    }
+
+    fn truncate(&mut self, len: usize) -> Result<(), EngineError> {
+        self.layers.iter_mut().for_each(|l| l.cache.truncate(len));
+        Ok(())
+    }
+}
+
+impl CpuBackend {
+    fn run(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
         let before = self.cache_len();
         if tokens.is_empty() {
             return Err(EngineError::EmptyPrompt);
@@ -281,20 +296,11 @@ impl Backend for CpuBackend {
         // never shrinks, so one long prompt would otherwise raise the page's memory for good.
         let mut logits = Vec::new();
         for slice in tokens.chunks(PREFILL_SLICE) {
-            logits = self.forward(slice).inspect_err(|_| {
+            logits = self.run_slice(slice).inspect_err(|_| {
                 // A failed step must not leave half-written positions behind.
                 self.layers.iter_mut().for_each(|l| l.cache.truncate(before));
             })?;
         }
         Ok(logits)
-    }
-
-    fn cache_len(&self) -> usize {
-        self.layers.first().map_or(0, |l| l.cache.len())
-    }
-
-    fn truncate(&mut self, len: usize) -> Result<(), EngineError> {
-        self.layers.iter_mut().for_each(|l| l.cache.truncate(len));
-        Ok(())
     }
 }

@@ -1,0 +1,245 @@
+//! Weights on the GPU: each block format repacked at upload into 32-bit quant words and a
+//! separate scale array (one table of formats, as in candle's `k_quants.rs`), streamed from
+//! the chunk store a piece at a time, and split by rows where a matrix outgrows one binding.
+
+use candle_core::quantized::GgmlDType;
+use half::f16;
+
+use super::kernels::{bytes_f32, f32_bytes, storage, storage_init, words_bytes};
+use super::{Gpu, GpuError};
+use crate::engine::EngineError;
+use crate::gguf::{GgufError, TensorType};
+use crate::store::AsyncChunkStore;
+
+/// How a matrix sits in GPU memory; each has a `shaders/quant_<name>.wgsl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Q4_0,
+    Q5_0,
+    Q8_0,
+    Q4K,
+    Q6K,
+    /// Any other type, widened to f32 at upload.
+    Dense,
+}
+
+impl Format {
+    pub fn of(ty: TensorType) -> Self {
+        match ty.dtype {
+            GgmlDType::Q4_0 => Format::Q4_0,
+            GgmlDType::Q5_0 => Format::Q5_0,
+            GgmlDType::Q8_0 => Format::Q8_0,
+            GgmlDType::Q4K => Format::Q4K,
+            GgmlDType::Q6K => Format::Q6K,
+            _ => Format::Dense,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Q4_0 => "q4_0",
+            Format::Q5_0 => "q5_0",
+            Format::Q8_0 => "q8_0",
+            Format::Q4K => "q4_k",
+            Format::Q6K => "q6_k",
+            Format::Dense => "dense",
+        }
+    }
+
+    /// The WGSL that defines `weight4` for this format.
+    pub fn shader(self) -> &'static str {
+        match self {
+            Format::Q4_0 => include_str!("../../../shaders/quant_q4_0.wgsl"),
+            Format::Q5_0 => include_str!("../../../shaders/quant_q5_0.wgsl"),
+            Format::Q8_0 => include_str!("../../../shaders/quant_q8_0.wgsl"),
+            Format::Q4K => include_str!("../../../shaders/quant_q4_k.wgsl"),
+            Format::Q6K => include_str!("../../../shaders/quant_q6_k.wgsl"),
+            Format::Dense => include_str!("../../../shaders/quant_dense.wgsl"),
+        }
+    }
+
+    /// Values per block and quant words per block (dense: one value, one word).
+    fn block(self) -> (usize, usize) {
+        match self {
+            Format::Q4_0 => (32, 4),
+            Format::Q5_0 => (32, 5),
+            Format::Q8_0 => (32, 8),
+            Format::Q4K => (256, 32),
+            Format::Q6K => (256, 48),
+            Format::Dense => (1, 1),
+        }
+    }
+
+    /// Scale words for `blocks` blocks: f16 pairs for the 32-value formats.
+    fn scale_words(self, blocks: usize) -> usize {
+        match self {
+            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => blocks.div_ceil(2),
+            Format::Q4K => blocks * 4,
+            Format::Q6K => blocks * 5,
+            Format::Dense => 1,
+        }
+    }
+}
+
+/// Encoded blocks (`ty`'s bytes, whole blocks) → (quant words, scale words).
+pub fn repack(ty: TensorType, raw: &[u8], n_in: usize) -> Result<(Vec<u32>, Vec<u32>), EngineError> {
+    let format = Format::of(ty);
+    let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let half = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]) as u32;
+    let blocks = raw.chunks_exact(ty.type_size);
+    let mut quants = Vec::with_capacity(blocks.len() * format.block().1);
+    let mut halves = Vec::new();
+    let mut scales = Vec::new();
+    match format {
+        Format::Q4_0 | Format::Q8_0 => {
+            for b in blocks {
+                halves.push(half(&b[0..2]));
+                quants.extend(b[2..].chunks_exact(4).map(word));
+            }
+        }
+        Format::Q5_0 => {
+            for b in blocks {
+                halves.push(half(&b[0..2]));
+                quants.extend(b[6..22].chunks_exact(4).map(word));
+                quants.push(word(&b[2..6]));
+            }
+        }
+        Format::Q4K => {
+            for b in blocks {
+                quants.extend(b[16..144].chunks_exact(4).map(word));
+                scales.push(word(&b[0..4]));
+                scales.extend(b[4..16].chunks_exact(4).map(word));
+            }
+        }
+        Format::Q6K => {
+            for b in blocks {
+                quants.extend(b[0..192].chunks_exact(4).map(word));
+                scales.push(half(&b[208..210]));
+                scales.extend(b[192..208].chunks_exact(4).map(word));
+            }
+        }
+        Format::Dense => {
+            let values = widen(ty, raw, n_in)?;
+            quants.extend(values.iter().map(|v| v.to_bits()));
+            scales.push(0);
+        }
+    }
+    for pair in halves.chunks(2) {
+        scales.push(pair[0] | pair.get(1).map_or(0, |h| h << 16));
+    }
+    Ok((quants, scales))
+}
+
+/// Any tensor type as f32 values, through candle's dequantization.
+pub fn widen(ty: TensorType, raw: &[u8], n_in: usize) -> Result<Vec<f32>, EngineError> {
+    Ok(match ty.dtype {
+        GgmlDType::F32 => bytes_f32(raw),
+        GgmlDType::F16 => raw.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        GgmlDType::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        dtype => {
+            let rows = raw.len() / ty.type_size * ty.block_size / n_in.max(1);
+            let q = candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, raw, vec![rows, n_in], &candle_core::Device::Cpu)?;
+            q.dequantize(&candle_core::Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?
+        }
+    })
+}
+
+/// Rows `row0 .. row0 + rows` of a matrix, in buffers of their own.
+pub struct Part {
+    pub row0: usize,
+    pub rows: usize,
+    pub quants: wgpu::Buffer,
+    pub scales: wgpu::Buffer,
+}
+
+/// A weight matrix of `n_out` rows of `n_in` values on the GPU.
+pub struct GpuMatrix {
+    pub format: Format,
+    pub n_in: usize,
+    pub n_out: usize,
+    pub parts: Vec<Part>,
+}
+
+/// Source bytes read and repacked at a time: the wasm heap holds one piece, never a matrix.
+const PIECE_BYTES: usize = 4 << 20;
+
+impl GpuMatrix {
+    /// Rows per part so that no part's quant buffer exceeds `max_binding` bytes (an even count,
+    /// so f16 scale pairs never straddle two parts).
+    pub fn rows_per_part(format: Format, n_in: usize, n_out: usize, max_binding: u64) -> usize {
+        let fit = (max_binding / Self::row_bytes(format, n_in).max(1)) as usize;
+        if fit >= n_out {
+            n_out
+        } else {
+            (fit & !1).max(2)
+        }
+    }
+
+    /// Quant bytes of one row on the GPU.
+    pub fn row_bytes(format: Format, n_in: usize) -> u64 {
+        let (values, words) = format.block();
+        (n_in / values * words * 4) as u64
+    }
+
+    /// Reads `n_out` rows of `n_in` values of type `ty` from `offset` in `store`, a piece at a time.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upload<S: AsyncChunkStore>(
+        gpu: &Gpu,
+        store: &S,
+        offset: u64,
+        ty: TensorType,
+        n_in: usize,
+        n_out: usize,
+        on_bytes: &mut dyn FnMut(u64),
+    ) -> Result<Self, EngineError> {
+        let format = Format::of(ty);
+        let (values, words) = format.block();
+        let src_row = n_in / ty.block_size * ty.type_size;
+        let per_part = Self::rows_per_part(format, n_in, n_out, gpu.caps.max_binding);
+        let piece_rows = (PIECE_BYTES / src_row.max(1)).clamp(2, per_part.max(2)) & !1;
+        let mut parts = Vec::new();
+        let mut raw = Vec::new();
+        for row0 in (0..n_out).step_by(per_part) {
+            let rows = per_part.min(n_out - row0);
+            let blocks = rows * n_in / values;
+            let quant_bytes = (blocks * words * 4) as u64;
+            if quant_bytes > gpu.caps.max_binding {
+                return Err(GpuError::Limits(format!("one row of {n_in} values needs {quant_bytes} bytes, over the binding limit")).into());
+            }
+            let quants = storage(&gpu.device, quant_bytes, "weights");
+            let scales = storage(&gpu.device, (format.scale_words(blocks) * 4) as u64, "scales");
+            let mut at = 0;
+            while at < rows {
+                let n = piece_rows.min(rows - at);
+                raw.resize(n * src_row, 0);
+                store.read_at(offset + ((row0 + at) * src_row) as u64, &mut raw).await.map_err(GgufError::from)?;
+                let (q, s) = repack(ty, &raw, n_in)?;
+                let first_block = at * n_in / values;
+                gpu.queue.write_buffer(&quants, (first_block * words * 4) as u64, &words_bytes(&q));
+                let scale_at = match format {
+                    Format::Dense => 0,
+                    _ => format.scale_words(first_block) * 4,
+                };
+                gpu.queue.write_buffer(&scales, scale_at as u64, &words_bytes(&s));
+                on_bytes(raw.len() as u64);
+                at += n;
+            }
+            parts.push(Part { row0, rows, quants, scales });
+        }
+        gpu.check()?;
+        Ok(Self { format, n_in, n_out, parts })
+    }
+
+    /// A matrix from encoded bytes already in memory (kernel tests).
+    pub fn from_bytes(gpu: &Gpu, ty: TensorType, raw: &[u8], n_in: usize, n_out: usize) -> Result<Self, EngineError> {
+        let store = crate::store::MemoryStore::from_bytes(raw, 1 << 20);
+        crate::engine::ready(Self::upload(gpu, &crate::store::Ready(&store), 0, ty, n_in, n_out, &mut |_| {}))
+    }
+}
+
+/// A small f32 vector (norm weights, biases) read whole.
+pub async fn upload_vector<S: AsyncChunkStore>(gpu: &Gpu, store: &S, offset: u64, ty: TensorType, n: usize) -> Result<wgpu::Buffer, EngineError> {
+    let mut raw = vec![0u8; n / ty.block_size * ty.type_size];
+    store.read_at(offset, &mut raw).await.map_err(GgufError::from)?;
+    Ok(storage_init(&gpu.device, &f32_bytes(&widen(ty, &raw, n)?), "vector"))
+}
