@@ -67,10 +67,10 @@ fn store_kv(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let r = rotate(i, h, j);
     let p = pair(j);
-    let from = (i * rope.heads + h) * rope.head_dim;
+    let at = (i * rope.heads + h) * rope.head_dim;
     let to = (h * rope.capacity + step.start + i) * rope.head_dim;
     dst[to + p.x] = r.x;
     dst[to + p.y] = r.y;
-    v_cache[to + p.x] = v_src[from + p.x];
-    v_cache[to + p.y] = v_src[from + p.y];
+    v_cache[to + p.x] = v_src[at + p.x];
+    v_cache[to + p.y] = v_src[at + p.y];
 }

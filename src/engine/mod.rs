@@ -4,6 +4,7 @@
 pub mod cpu;
 mod generate;
 pub mod gpu;
+pub(crate) mod rope;
 pub mod sampler;
 
 use std::future::Future;

@@ -140,25 +140,11 @@ impl CpuBackend {
         self.config.context_length = self.config.context_length.min(positions.max(1));
     }
 
-    /// cos and sin tables for positions `start..start + len`, computed the way ggml does
-    /// (theta advanced by repeated multiplication in f32) so logits match llama.cpp closely.
+    /// cos and sin tables for positions `start..start + len`.
     fn rope_tables(&self, start: usize, len: usize) -> candle_core::Result<(Tensor, Tensor)> {
-        let half = self.config.head_dim / 2;
-        let scale = (self.config.rope_theta as f32).powf(-2.0 / self.config.head_dim as f32);
-        let mut cos = Vec::with_capacity(len * half);
-        let mut sin = Vec::with_capacity(len * half);
-        for p in start..start + len {
-            let mut theta = p as f32;
-            for i in 0..half {
-                let t = match &self.rope_factors {
-                    Some(f) => theta / f[i],
-                    None => theta,
-                };
-                cos.push(t.cos());
-                sin.push(t.sin());
-                theta *= scale;
-            }
-        }
+        let c = &self.config;
+        let (cos, sin) = super::rope::tables(c.head_dim, c.rope_theta, self.rope_factors.as_deref(), start, len);
+        let half = c.head_dim / 2;
         Ok((Tensor::from_vec(cos, (len, half), &Device::Cpu)?, Tensor::from_vec(sin, (len, half), &Device::Cpu)?))
     }
 
