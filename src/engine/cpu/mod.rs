@@ -42,6 +42,7 @@ pub struct CpuBackend {
     output: Option<QMatrix>,
     /// Per-pair RoPE frequency divisors (Llama 3 `rope_freqs.weight`), if the file has them.
     rope_factors: Option<Vec<f32>>,
+    exact: bool,
 }
 
 struct Loader<'a, S> {
@@ -132,7 +133,13 @@ impl CpuBackend {
             Some(_) => Some(l.vector("rope_freqs.weight", c.head_dim / 2).await?.to_vec1::<f32>()?),
             None => None,
         };
-        Ok(Self { output_norm: l.vector("output_norm.weight", c.n_embd).await?, config: c, embed, layers, output, rope_factors })
+        Ok(Self { output_norm: l.vector("output_norm.weight", c.n_embd).await?, config: c, embed, layers, output, rope_factors, exact: false })
+    }
+
+    /// Keeps activations in f32 and dots them with dequantized weights, instead of ggml's
+    /// 8-bit rounding: slower, and the reference the GPU backend's arithmetic is checked against.
+    pub fn exact_activations(&mut self, on: bool) {
+        self.exact = on;
     }
 
     /// Caps the context below the model's own (the KV cache grows up to it), to bound memory.
@@ -176,7 +183,7 @@ impl CpuBackend {
         for layer in &mut self.layers {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
             let hv = h.flatten_all()?.to_vec1::<f32>()?;
-            let ha = Activations::new(&hv, seq);
+            let ha = Activations::new(&hv, seq).exact(self.exact);
             let (mut q, mut k, mut v) = (mm(&layer.wq, &ha)?, mm(&layer.wk, &ha)?, mm(&layer.wv, &ha)?);
             if let Some((bq, bk, bv)) = &layer.bias {
                 q = q.broadcast_add(bq)?;
@@ -213,18 +220,18 @@ impl CpuBackend {
             let out = att.matmul(&v_all)?; // (n_kv, group * seq, dim)
             let out = out.reshape((c.n_head, seq, c.head_dim))?.transpose(0, 1)?.reshape((seq, c.n_head * c.head_dim))?;
             let out = out.flatten_all()?.to_vec1::<f32>()?;
-            x = (x + mm(&layer.wo, &Activations::new(&out, seq))?)?;
+            x = (x + mm(&layer.wo, &Activations::new(&out, seq).exact(self.exact))?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.rms_eps as f32)?;
             let hv = h.flatten_all()?.to_vec1::<f32>()?;
-            let ha = Activations::new(&hv, seq);
+            let ha = Activations::new(&hv, seq).exact(self.exact);
             let ff = (candle_nn::ops::silu(&mm(&layer.gate, &ha)?)? * mm(&layer.up, &ha)?)?;
             let ff = ff.flatten_all()?.to_vec1::<f32>()?;
-            x = (x + mm(&layer.down, &Activations::new(&ff, seq))?)?;
+            x = (x + mm(&layer.down, &Activations::new(&ff, seq).exact(self.exact))?)?;
         }
         let last = x.narrow(0, seq - 1, 1)?;
         let last = candle_nn::ops::rms_norm(&last, &self.output_norm, c.rms_eps as f32)?;
         let last = last.flatten_all()?.to_vec1::<f32>()?;
-        Ok(self.output.as_ref().unwrap_or(&self.embed).forward(&Activations::new(&last, 1))?)
+        Ok(self.output.as_ref().unwrap_or(&self.embed).forward(&Activations::new(&last, 1).exact(self.exact))?)
     }
 }
 

@@ -127,6 +127,18 @@ impl QMatrix {
     pub fn forward(&self, a: &Activations) -> candle_core::Result<Vec<f32>> {
         let (x, m) = (a.x, a.m);
         debug_assert_eq!(x.len(), m * self.n_in);
+        if a.exact && !matches!(self.blocks, Blocks::Dense(_)) {
+            let k = self.n_in;
+            return Ok(columns(m, self.n_out, |j0, j1, out| {
+                for j in j0..j1 {
+                    // Rows of our own formats cannot fail to dequantize; NaN would show if one did.
+                    let w = self.row(j).unwrap_or_else(|_| vec![f32::NAN; k]);
+                    for i in 0..m {
+                        out[(j - j0) * m + i] = dot_f32(&x[i * k..(i + 1) * k], &w);
+                    }
+                }
+            }));
+        }
         Ok(match &self.blocks {
             Blocks::Q4_0(w) => matmul(w, a, self.n_in, self.n_out),
             Blocks::Q5_0(w) => matmul(w, a, self.n_in, self.n_out),
@@ -176,12 +188,19 @@ pub(super) struct Activations<'a> {
     x: &'a [f32],
     m: usize,
     q8_0: std::cell::OnceCell<Vec<BlockQ8_0>>,
+    /// Dot f32 activations with dequantized weights instead (the GPU path's arithmetic).
+    exact: bool,
 }
 
 impl<'a> Activations<'a> {
     /// `x` holds `m` rows.
     pub fn new(x: &'a [f32], m: usize) -> Self {
-        Self { x, m, q8_0: std::cell::OnceCell::new() }
+        Self { x, m, q8_0: std::cell::OnceCell::new(), exact: false }
+    }
+
+    pub fn exact(mut self, on: bool) -> Self {
+        self.exact = on;
+        self
     }
 
     /// The rows in `V`, the dot-product format of some weight type.

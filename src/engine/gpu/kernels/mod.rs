@@ -164,37 +164,36 @@ impl Groups {
     }
 }
 
-/// One dispatch of a forward step, built once: the pipeline for single-token steps, the one
-/// for prompt slices, its bind group and its size.
+/// One dispatch of a forward step, built once: a pipeline and size for single-token steps and
+/// one for prompt slices (they differ for the tiled matmul), and the bind group they share.
 pub struct Op {
-    pub decode: wgpu::ComputePipeline,
-    pub prefill: wgpu::ComputePipeline,
-    pub bind: wgpu::BindGroup,
-    pub groups: Groups,
+    decode: (wgpu::ComputePipeline, Groups),
+    prefill: (wgpu::ComputePipeline, Groups),
+    bind: wgpu::BindGroup,
 }
 
 impl Op {
     pub fn new(pool: &Pool, kernel: &dyn Kernel, buffers: &[&wgpu::Buffer], groups: Groups) -> Self {
         let p = pool.pipeline(kernel);
-        Self { decode: p.clone(), prefill: p, bind: pool.bind(kernel, buffers), groups }
+        Self { decode: (p.clone(), groups), prefill: (p, groups), bind: pool.bind(kernel, buffers) }
     }
 
     /// `decode` serves single-token steps and `prefill` longer ones; they share a layout.
-    pub fn pair(pool: &Pool, decode: &dyn Kernel, prefill: &dyn Kernel, buffers: &[&wgpu::Buffer], groups: [Groups; 2]) -> [Self; 2] {
-        let bind = pool.bind(decode, buffers);
-        let (d, p) = (pool.pipeline(decode), pool.pipeline(prefill));
-        [
-            Self { decode: d.clone(), prefill: d, bind: bind.clone(), groups: groups[0] },
-            Self { decode: p.clone(), prefill: p, bind, groups: groups[1] },
-        ]
+    pub fn pair(pool: &Pool, decode: (&dyn Kernel, Groups), prefill: (&dyn Kernel, Groups), buffers: &[&wgpu::Buffer]) -> Self {
+        Self {
+            decode: (pool.pipeline(decode.0), decode.1),
+            prefill: (pool.pipeline(prefill.0), prefill.1),
+            bind: pool.bind(decode.0, buffers),
+        }
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass, seq: u32) {
-        let [x, y, z] = self.groups.size(seq);
+        let (pipeline, groups) = if seq == 1 { &self.decode } else { &self.prefill };
+        let [x, y, z] = groups.size(seq);
         if x == 0 || y == 0 || z == 0 {
             return;
         }
-        pass.set_pipeline(if seq == 1 { &self.decode } else { &self.prefill });
+        pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &self.bind, &[]);
         pass.dispatch_workgroups(x, y, z);
     }
