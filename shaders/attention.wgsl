@@ -72,7 +72,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     let row = (h * att.slice + i) * att.capacity;
     let cache = kvh * att.capacity * hd;
-    var m = -3.4028235e38;
+    var m = bitcast<f32>(0xff7fffffu);
     for (var j = t; j < n; j += WG) {
         var s = 0.0;
         let kb = cache + j * hd;

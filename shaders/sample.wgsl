@@ -47,7 +47,7 @@ fn better(v: f32, i: u32, w: f32, j: u32) -> bool {
 
 @compute @workgroup_size(256)
 fn argmax(@builtin(local_invocation_index) t: u32) {
-    var bv = -3.4028235e38;
+    var bv = bitcast<f32>(0xff7fffffu);
     var bi = 0xffffffffu;
     for (var i = t; i < params.vocab; i += WG) {
         let v = logits[i];

@@ -232,9 +232,9 @@ async fn generation_from_indexeddb_matches_the_native_engine() {
     });
     let url = format!("{SERVER}/models/{MODEL}?t=generate&run={}", run_id());
     candlelight::web::delete_model(url.clone()).await.unwrap();
-    let mut engine = EngineCore::load(
+    let engine = EngineCore::load(
         url.into(),
-        js_options(&[("onProgress", on_progress.as_ref().clone()), ("chunkSize", (CHUNK as f64).into())]),
+        js_options(&[("onProgress", on_progress.as_ref().clone()), ("chunkSize", (CHUNK as f64).into()), ("backend", "cpu".into())]),
     )
     .await
     .unwrap();
@@ -243,10 +243,10 @@ async fn generation_from_indexeddb_matches_the_native_engine() {
         assert!(phases.iter().any(|p| p == phase), "{phase} reported: {phases:?}");
     }
     let body = js_sys::JSON::parse(&reference["request"].to_string()).unwrap();
-    let mut c = engine.start(body).unwrap();
+    let c = engine.start_async(body).await.unwrap();
     let mut chunks = 0;
     loop {
-        let step = engine.step(&mut c).unwrap();
+        let step = engine.step_async(&c).await.unwrap();
         if step.is_null() {
             break;
         }
@@ -258,4 +258,61 @@ async fn generation_from_indexeddb_matches_the_native_engine() {
     let response = c.response().unwrap();
     let usage = Reflect::get(&response, &"usage".into()).unwrap();
     assert_eq!(Reflect::get(&usage, &"completion_tokens".into()).unwrap().as_f64(), Some(expected.len() as f64));
+}
+
+fn info(engine: &EngineCore, key: &str) -> JsValue {
+    Reflect::get(&engine.info().unwrap(), &key.into()).unwrap()
+}
+
+/// The GPU backend in Chromium (WebGPU on SwiftShader): weights streamed from IndexedDB into GPU
+/// buffers, greedy tokens picked on the GPU, equal to the native GPU backend's on lavapipe.
+#[wasm_bindgen_test]
+async fn gpu_generation_in_the_browser_matches_the_native_gpu_backend() {
+    let reference: serde_json::Value = serde_json::from_str(REFERENCE).unwrap();
+    let url = format!("{SERVER}/models/{MODEL}?t=gpu&run={}", run_id());
+    let engine = EngineCore::load(url.into(), js_options(&[("backend", "gpu".into())])).await.expect("WebGPU is on in these tests (webdriver.json)");
+    assert_eq!(info(&engine, "backend").as_string().as_deref(), Some("gpu"));
+    assert!(info(&engine, "adapter").as_string().is_some());
+    let body = js_sys::JSON::parse(&reference["gpu_request"].to_string()).unwrap();
+    let c = engine.start_async(body).await.unwrap();
+    while !engine.step_async(&c).await.unwrap().is_null() {}
+    let expected: Vec<u32> = serde_json::from_value(reference["gpu_tokens"].clone()).unwrap();
+    assert_eq!(c.tokens(), expected, "WebGPU in the browser, same tokens as the native GPU backend");
+}
+
+/// Under `auto`, a device lost mid-answer moves the engine to the CPU and the answer finishes
+/// there: no error reaches the caller, every requested token arrives, and `info` says why.
+/// Under `gpu`, the same loss is a `device_lost` error.
+#[wasm_bindgen_test]
+async fn a_lost_device_under_auto_finishes_the_answer_on_the_cpu() {
+    let reference: serde_json::Value = serde_json::from_str(REFERENCE).unwrap();
+    let url = format!("{SERVER}/models/{MODEL}?t=lost&run={}", run_id());
+    let expected: Vec<u32> = serde_json::from_value(reference["gpu_tokens"].clone()).unwrap();
+    let engine = EngineCore::load(url.clone().into(), JsValue::UNDEFINED).await.unwrap();
+    assert_eq!(info(&engine, "backend").as_string().as_deref(), Some("gpu"), "auto takes WebGPU when it is there");
+    let body = js_sys::JSON::parse(&reference["gpu_request"].to_string()).unwrap();
+    let c = engine.start_async(body.clone()).await.unwrap();
+    for _ in 0..6 {
+        engine.step_async(&c).await.unwrap();
+    }
+    assert!(engine.lose_device());
+    while !engine.step_async(&c).await.expect("the answer carries on on the CPU").is_null() {}
+    let tokens = c.tokens();
+    assert_eq!(tokens.len(), expected.len(), "every requested token arrived");
+    assert_eq!(tokens[..5], expected[..5], "the tokens before the loss came from the GPU");
+    assert_eq!(info(&engine, "backend").as_string().as_deref(), Some("cpu"));
+    assert!(info(&engine, "fallbackReason").as_string().unwrap().contains("lost"));
+
+    let strict = EngineCore::load(url.into(), js_options(&[("backend", "gpu".into())])).await.unwrap();
+    let c = strict.start_async(body).await.unwrap();
+    strict.step_async(&c).await.unwrap();
+    assert!(strict.lose_device());
+    let mut err = None;
+    for _ in 0..3 {
+        if let Err(e) = strict.step_async(&c).await {
+            err = Some(e);
+            break;
+        }
+    }
+    assert_eq!(code_of(&err.expect("backend 'gpu' reports the loss")), "device_lost");
 }

@@ -1,10 +1,15 @@
-//! The request the browser test (tests/web_engine.rs) replays on the wasm engine, and the tokens
-//! the native engine generates for it: the two must be equal. Run with UPDATE_REFERENCE=1 to
-//! rewrite tests/data/web_generation.json after a deliberate change.
+//! The requests the browser tests (tests/web_engine.rs) replay on the wasm engine, and the tokens
+//! the native engine generates for them: the two must be equal. `request` runs on the CPU
+//! backend (wasm SIMD128 in the browser); `gpu_request` on the GPU backend without f16 (as on
+//! SwiftShader), natively on lavapipe. Run with UPDATE_REFERENCE=1 to rewrite
+//! tests/data/web_generation.json after a deliberate change.
 
 mod common;
 
 use candlelight::engine::cpu::CpuBackend;
+use candlelight::engine::gpu::{GpuBackend, GpuOptions, Wanted};
+use candlelight::engine::ready;
+use candlelight::store::Ready;
 use candlelight::fixture::{build, FixtureSpec, Quant};
 use candlelight::gguf::Architecture;
 use candlelight::openai::{ChatCompletionRequest, LocalModel};
@@ -21,9 +26,17 @@ fn native_tokens_for_the_browser_generation_test() {
     let mut c = model.start(req, "x".into(), 0).unwrap();
     model.complete(&mut c).unwrap();
     let tokens = serde_json::to_value(c.tokens()).unwrap();
+    let options = GpuOptions { wanted: Wanted { f16: false, ..Wanted::default() }, ..GpuOptions::default() };
+    let gpu = ready(GpuBackend::load_from(&file, &Ready(&store), options, &mut |_, _| {})).unwrap();
+    let mut on_gpu = LocalModel::new("tiny", &file, Box::new(gpu)).unwrap();
+    let req: ChatCompletionRequest = serde_json::from_value(reference["gpu_request"].clone()).unwrap();
+    let mut g = on_gpu.start(req, "x".into(), 0).unwrap();
+    on_gpu.complete(&mut g).unwrap();
+    let gpu_tokens = serde_json::to_value(g.tokens()).unwrap();
     let sha = common::sha256_hex(&bytes);
     if std::env::var_os("UPDATE_REFERENCE").is_some() {
         reference["tokens"] = tokens;
+        reference["gpu_tokens"] = gpu_tokens;
         reference["fixture_sha256"] = sha.into();
         std::fs::write(common::data("web_generation.json"), serde_json::to_string_pretty(&reference).unwrap() + "\n").unwrap();
         return;
@@ -31,4 +44,6 @@ fn native_tokens_for_the_browser_generation_test() {
     assert_eq!(reference["fixture_sha256"], sha.as_str(), "the fixture changed: rerun with UPDATE_REFERENCE=1");
     assert!(c.tokens().len() >= 8, "the reference run is long enough to compare");
     assert_eq!(reference["tokens"], tokens);
+    assert!(g.tokens().len() >= 16, "the GPU reference run is long enough to compare");
+    assert_eq!(reference["gpu_tokens"], gpu_tokens);
 }

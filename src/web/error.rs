@@ -5,6 +5,7 @@ use js_sys::Reflect;
 use wasm_bindgen::JsValue;
 
 use crate::download::DownloadError;
+use crate::engine::gpu::GpuError;
 use crate::engine::EngineError;
 use crate::gguf::GgufError;
 use crate::openai::{AnswerError, RequestError};
@@ -74,6 +75,9 @@ impl From<EngineError> for WebError {
             }
             EngineError::BadParams(_) | EngineError::EmptyPrompt => WebError::new("invalid_request", e.to_string()),
             EngineError::Tokenizer(_) | EngineError::Template(_) => WebError::new("unsupported_model", e.to_string()),
+            EngineError::Gpu(GpuError::Unavailable(_) | GpuError::Limits(_)) => WebError::new("backend_unavailable", e.to_string()),
+            EngineError::Gpu(GpuError::DeviceLost(_)) => WebError::new("device_lost", e.to_string()),
+            EngineError::Gpu(GpuError::OutOfMemory(_)) => WebError::new("out_of_memory", e.to_string()),
             _ => WebError::new("internal", e.to_string()),
         }
     }

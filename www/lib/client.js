@@ -52,7 +52,11 @@ export class WorkerEngine {
 
   constructor(worker) {
     this.#worker = worker ?? new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-    this.#worker.onmessage = ({ data }) => this.#pending.get(data.id)?.(data);
+    this.#worker.onmessage = ({ data }) => {
+      // A finished answer carries the engine's info: `auto` may have moved to the CPU.
+      if (data.info) this.info = data.info;
+      this.#pending.get(data.id)?.(data);
+    };
     this.#worker.onerror = (ev) => {
       const err = new CandlelightError('internal', `engine worker failed: ${ev.message ?? 'unknown error'}`);
       for (const handle of this.#pending.values()) handle({ error: err });
@@ -107,6 +111,11 @@ export class WorkerEngine {
   countTokens(body) {
     const { signal, ...request } = body ?? {};
     return this.#call({ op: 'count', body: request });
+  }
+
+  /** Destroys the worker's GPU device as a driver reset would; false on the CPU. */
+  loseDevice() {
+    return this.#call({ op: 'lose' });
   }
 
   /** Bytes of wasm memory the worker holds (its peak: wasm memory never shrinks). */

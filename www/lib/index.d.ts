@@ -3,7 +3,8 @@
 /** Stable codes of every failure. */
 export type ErrorCode =
   | 'quota_exceeded' | 'network' | 'integrity' | 'unsupported_model' | 'invalid_model' | 'aborted'
-  | 'context_overflow' | 'invalid_request' | 'storage' | 'not_loaded' | 'backend_unavailable' | 'internal';
+  | 'context_overflow' | 'invalid_request' | 'storage' | 'not_loaded' | 'backend_unavailable'
+  | 'device_lost' | 'out_of_memory' | 'busy' | 'internal';
 
 export class CandlelightError extends Error {
   name: 'CandlelightError';
@@ -31,6 +32,8 @@ export interface LoadProgress {
 export interface LoadOptions {
   onProgress?: (progress: LoadProgress) => void;
   signal?: AbortSignal;
+  /** 'auto' (default): WebGPU when the device has it and the model fits, else the CPU; and if
+   *  the GPU is lost mid-answer, the answer finishes on the CPU. 'gpu' fails instead. */
   backend?: 'auto' | 'gpu' | 'cpu';
   /** Most positions the KV cache may hold (default 4096, never above the model's own). */
   contextLength?: number;
@@ -53,6 +56,12 @@ export interface ModelInfo {
   architecture: string;
   contextLength: number;
   backend: 'cpu' | 'gpu';
+  /** The GPU adapter, when on the GPU. */
+  adapter: string | null;
+  /** Whether the kernels dequantize in f16 (`shader-f16`). */
+  shaderF16: boolean;
+  /** Why `auto` runs on the CPU: no WebGPU, a model over the GPU's limits, or a lost device. */
+  fallbackReason: string | null;
   sha256: string | null;
   verified: boolean;
 }
@@ -169,6 +178,8 @@ export class Engine {
   countTokens(body: ChatCompletionRequest): number;
   /** Bytes of wasm memory this thread holds (its peak: wasm memory never shrinks). */
   memoryBytes(): number;
+  /** Destroys the GPU device as a driver reset would, to test an app's fallback; false on the CPU. */
+  loseDevice(): boolean;
   unload(): void;
 }
 
@@ -181,6 +192,8 @@ export class WorkerEngine {
   readonly chat: { completions: Completions };
   countTokens(body: ChatCompletionRequest): Promise<number>;
   memoryBytes(): Promise<number>;
+  /** Destroys the worker's GPU device as a driver reset would; false on the CPU. */
+  loseDevice(): Promise<boolean>;
   unload(): void;
 }
 

@@ -72,8 +72,18 @@ export class Engine {
 
   constructor(core) {
     this.#core = core;
-    this.info = core.info();
     this.chat = { completions: { create: (body) => this.#create(body) } };
+  }
+
+  /** The model: id, size, architecture, context, backend ('gpu' or 'cpu'), GPU adapter, and
+   *  why `auto` runs on the CPU (no WebGPU, or the GPU was lost mid-answer). */
+  get info() {
+    return this.#core?.info() ?? null;
+  }
+
+  /** Destroys the GPU device as a driver reset would, to test an app's fallback; false on the CPU. */
+  loseDevice() {
+    return this.#core?.loseDevice() ?? false;
   }
 
   /** Tokens the prompt of a request body takes (template applied), without running the model. */
@@ -113,14 +123,14 @@ export class Engine {
     try {
       if (!this.#core) throw new CandlelightError('not_loaded', 'the engine was unloaded');
       if (signal?.aborted) throw aborted();
-      completion = this.#core.start(request);
+      completion = await this.#core.start(request);
     } catch (e) {
       release();
       throw toError(e);
     }
     if (request.stream) return this.#stream(completion, signal, release);
     try {
-      while (this.#core.advance(completion)) {
+      while (await this.#core.advance(completion)) {
         await yieldNow();
         if (signal?.aborted) {
           completion.abort();
@@ -143,7 +153,7 @@ export class Engine {
           completion.abort();
           throw aborted();
         }
-        const chunks = this.#core.step(completion);
+        const chunks = await this.#core.step(completion);
         if (chunks === null) return;
         for (const chunk of chunks) {
           if (signal?.aborted) break;

@@ -28,13 +28,15 @@ self.onmessage = async ({ data }) => {
       const out = await engine.chat.completions.create({ ...data.body, signal: controller.signal });
       if (data.body.stream) {
         for await (const chunk of out) reply({ chunk });
-        reply({ result: null });
+        reply({ result: null, info: engine.info });
       } else {
-        reply({ result: out });
+        reply({ result: out, info: engine.info });
       }
     } else if (op === 'count') {
       if (!engine) throw new CandlelightError('not_loaded', 'no model is loaded');
       reply({ result: engine.countTokens(data.body) });
+    } else if (op === 'lose') {
+      reply({ result: engine?.loseDevice() ?? false });
     } else if (op === 'memory') {
       if (!engine) throw new CandlelightError('not_loaded', 'no model is loaded');
       reply({ result: engine.memoryBytes() });

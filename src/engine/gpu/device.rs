@@ -114,7 +114,11 @@ impl Gpu {
                 subgroups: features.contains(wgpu::Features::SUBGROUP),
                 max_binding: limits.max_storage_buffer_binding_size as u64,
             },
-            adapter: format!("{} ({:?}, {})", info.name, info.backend, info.driver),
+            adapter: match (info.name.is_empty(), info.vendor) {
+                // Browsers hide adapter names unless asked.
+                (true, _) => format!("{:?}", info.backend),
+                (false, _) => format!("{} ({:?}, {})", info.name, info.backend, info.driver),
+            },
             health,
         })
     }
