@@ -65,11 +65,13 @@ async function load(source) {
   };
   if (params.get('chunkSize')) options.chunkSize = Number(params.get('chunkSize'));
   if (params.get('retries')) options.retries = Number(params.get('retries'));
+  if (params.get('backend')) options.backend = params.get('backend');
   try {
     const started = performance.now();
     engine = await WorkerEngine.load(source, options);
     const info = engine.info;
-    say(`Loaded ${info.id} (${info.architecture}, ${mib(info.size)}, ${info.backend}) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    say(`Loaded ${info.id} (${info.architecture}, ${mib(info.size)}) on the ${where(info)} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    document.body.dataset.backend = info.backend;
     document.body.dataset.loaded = info.id;
     history = [];
     ui.messages.replaceChildren();
@@ -81,6 +83,12 @@ async function load(source) {
     ui.load.disabled = false;
     showCached();
   }
+}
+
+/** Where the model runs, in words: the GPU adapter, or the CPU and why. */
+function where(info) {
+  if (info.backend === 'gpu') return `GPU (WebGPU: ${info.adapter}${info.shaderF16 ? ', f16' : ''})`;
+  return info.fallbackReason ? `CPU (${info.fallbackReason})` : 'CPU';
 }
 
 function setChat(on) {
@@ -140,7 +148,8 @@ async function send(text) {
       if (choice.finish_reason) {
         reply.dataset.finish = choice.finish_reason;
         const t = chunk.timings;
-        if (t) ui.stats.textContent = `time to first token ${Math.round(firstToken)} ms · prefill ${t.prefill_tokens_per_s.toFixed(1)} tok/s · decode ${t.decode_tokens_per_s.toFixed(1)} tok/s`;
+        if (t) ui.stats.textContent = `time to first token ${Math.round(firstToken)} ms · prefill ${t.prefill_tokens_per_s.toFixed(1)} tok/s · decode ${t.decode_tokens_per_s.toFixed(1)} tok/s · ${engine.info.backend.toUpperCase()}`;
+        document.body.dataset.backend = engine.info.backend;
       }
     }
     if (thinking) thinking.open = false;

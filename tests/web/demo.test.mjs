@@ -1,6 +1,6 @@
 // The demo page (www/) in headless Chromium: load with progress, chat with streaming, chat again
-// from IndexedDB with the model server gone, resume a download cut three times, and a phone-sized
-// touch screen.
+// from IndexedDB with the model server gone, resume a download cut three times, a phone-sized
+// touch screen, and the `auto` backend with WebGPU on and off.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
@@ -131,5 +131,33 @@ test('at 360x740 with touch there is no horizontal scroll and the chat works', a
   assert.match(reply.finish, /^(stop|length)$/);
   assert.equal(await overflow(), 0, 'no horizontal scroll after chatting');
   await context.close();
+  await server.stop();
+});
+
+test('auto runs on WebGPU when the browser has it and on the CPU when not; both chat', async () => {
+  const server = await startServer();
+  const seen = {};
+  for (const webgpu of [true, false]) {
+    const b = webgpu ? browser : await launch({ webgpu: false });
+    const context = await b.newContext();
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e));
+    await page.goto(`${server.origin}/?chunkSize=${CHUNK}&max_tokens=16&model=${encodeURIComponent(`/models/${MODEL}`)}`);
+    const hasGpu = await page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
+    assert.equal(hasGpu, webgpu, `WebGPU ${webgpu ? 'on' : 'off'} in this browser`);
+    await loadModel(page);
+    const reply = await chat(page, 'Which processor answers?');
+    assert.match(reply.finish, /^(stop|length)$/);
+    assert.ok(Number(reply.chunks) >= 3);
+    seen[webgpu] = { backend: await page.evaluate(() => document.body.dataset.backend), status: await page.textContent('#status') };
+    assert.deepEqual(errors, []);
+    await context.close();
+    if (!webgpu) await b.close();
+  }
+  assert.equal(seen.true.backend, 'gpu', seen.true.status);
+  assert.match(seen.true.status, /on the GPU \(WebGPU/);
+  assert.equal(seen.false.backend, 'cpu', seen.false.status);
+  assert.match(seen.false.status, /on the CPU \(no usable GPU/);
   await server.stop();
 });
