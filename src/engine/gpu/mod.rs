@@ -196,6 +196,11 @@ impl GpuBackend {
         (self.weight_bytes, self.plan.bytes + (self.config.n_layer * 2 * self.plan.capacity * self.config.n_head_kv * self.config.head_dim * 4) as u64)
     }
 
+    /// Weight bytes one decode step reads (for bandwidth figures).
+    pub fn decode_bytes(&self) -> u64 {
+        self._weights.bytes_per_token()
+    }
+
     /// The device, shared (tests lose it on purpose through [`Gpu::lose`]).
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
@@ -290,10 +295,22 @@ enum Readback {
 
 impl Weights {
     fn bytes(&self) -> u64 {
-        let m = |w: &GpuMatrix| w.parts.iter().map(|p| p.quants.size() + p.scales.size()).sum::<u64>();
-        let layers: u64 = self.layers.iter().map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down].into_iter().map(m).sum::<u64>()).sum();
-        layers + m(&self.embed) + self.output.as_ref().map_or(0, m)
+        self.layer_bytes() + m_bytes(&self.embed) + self.output.as_ref().map_or(0, m_bytes)
     }
+
+    fn layer_bytes(&self) -> u64 {
+        self.layers.iter().map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down].into_iter().map(m_bytes).sum::<u64>()).sum()
+    }
+
+    /// Weight bytes one decode step reads: every layer matrix and the output projection (the
+    /// embedding table only for its one row).
+    fn bytes_per_token(&self) -> u64 {
+        self.layer_bytes() + m_bytes(self.output.as_ref().unwrap_or(&self.embed))
+    }
+}
+
+fn m_bytes(w: &GpuMatrix) -> u64 {
+    w.parts.iter().map(|p| p.quants.size() + p.scales.size()).sum()
 }
 
 impl Backend for GpuBackend {

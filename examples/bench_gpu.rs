@@ -1,0 +1,115 @@
+//! GPU backend against CPU backend on one GGUF file, in the same run: prefill and decode tok/s,
+//! and the GPU's achieved weight bandwidth (weight bytes a decode step reads × tokens/s).
+//!
+//! cargo run --release --example bench_gpu -- MODEL.gguf [prompt] [decode] [repeats] [--gpu-only] [--spec-gbps N]
+//!
+//! Natively the GPU is the first Vulkan adapter (`WGPU_BACKEND=vulkan`; Mesa lavapipe, a
+//! software rasterizer, on machines without one). GPU decode picks each token on the GPU and
+//! reads back its id, as generation does; CPU decode runs fixed ids and reads the logits.
+//! `--spec-gbps` is the GPU's memory bandwidth by specification, to print the fraction achieved.
+
+use std::time::Instant;
+
+use candlelight::engine::cpu::CpuBackend;
+use candlelight::engine::gpu::{GpuBackend, GpuOptions};
+use candlelight::engine::{ready, Backend, Pick, SamplingParams};
+use candlelight::gguf::GgufFile;
+use candlelight::store::{FileStore, Ready};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let gpu_only = all.iter().any(|a| a == "--gpu-only");
+    let spec_gbps: Option<f64> = all.iter().position(|a| a == "--spec-gbps").and_then(|i| all.get(i + 1)).and_then(|s| s.parse().ok());
+    let mut args = Vec::new();
+    let mut i = 0;
+    while i < all.len() {
+        match all[i].as_str() {
+            "--spec-gbps" => i += 1,
+            a if a.starts_with("--") => {}
+            a => args.push(a.to_string()),
+        }
+        i += 1;
+    }
+    let path = args.first().ok_or("usage: bench_gpu MODEL.gguf [prompt] [decode] [repeats] [--gpu-only] [--spec-gbps N]")?;
+    let nums: Vec<usize> = args.iter().skip(1).filter_map(|s| s.parse().ok()).collect();
+    let arg = |i: usize, d: usize| nums.get(i).copied().unwrap_or(d);
+    let (n_prompt, n_decode, repeats) = (arg(0, 128), arg(1, 128), arg(2, 3));
+    let store = FileStore::open(path.as_str())?;
+    let file = GgufFile::read(&store)?;
+    let name = std::path::Path::new(path.as_str()).file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+
+    let t = Instant::now();
+    let context = n_prompt + n_decode + 8;
+    let mut gpu = ready(GpuBackend::load_from(&file, &Ready(&store), GpuOptions { context, ..GpuOptions::default() }, &mut |_, _| {}))?;
+    let gpu_load_s = t.elapsed().as_secs_f64();
+    let vocab = gpu.config().vocab_size as u32;
+    let prompt: Vec<u32> = (0..n_prompt as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+    let greedy = Pick { params: SamplingParams::greedy(), seen: Vec::new(), r: 0.0 };
+
+    let (mut gp, mut gd) = (Vec::new(), Vec::new());
+    // One warm-up round compiles the pipelines and touches every buffer.
+    for round in 0..=repeats {
+        gpu.reset();
+        let t = Instant::now();
+        let logits = gpu.prefill(&prompt)?;
+        let prefill = n_prompt as f64 / t.elapsed().as_secs_f64();
+        let mut token = candlelight::engine::sampler::argmax(&logits);
+        let t = Instant::now();
+        for _ in 0..n_decode {
+            token = ready(gpu.forward_pick(token, &greedy).ok_or("greedy picks run on the GPU")?)?;
+        }
+        if round > 0 {
+            gp.push(prefill);
+            gd.push(n_decode as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    let (gp, gd) = (median(gp), median(gd));
+    let (adapter, caps) = gpu.device();
+    let adapter = adapter.to_string();
+    let bytes = gpu.decode_bytes();
+    let gbps = bytes as f64 * gd / 1e9;
+    println!("file {name}: GPU {adapter} (f16 {}, subgroups {}), loaded in {gpu_load_s:.2} s", caps.f16, caps.subgroups);
+    println!("GPU: prefill {gp:.1} tok/s, decode {gd:.2} tok/s; {:.1} MiB of weights per decode token: {gbps:.2} GB/s", bytes as f64 / (1 << 20) as f64);
+    if let Some(spec) = spec_gbps {
+        println!("GPU weight bandwidth: {:.1}% of the {spec} GB/s specification", 100.0 * gbps / spec);
+    }
+    drop(gpu);
+
+    let mut cpu_figures = String::new();
+    if !gpu_only {
+        let mut cpu = CpuBackend::load(&file, &store)?;
+        let (mut cp, mut cd) = (Vec::new(), Vec::new());
+        for round in 0..=repeats {
+            cpu.reset();
+            let t = Instant::now();
+            cpu.prefill(&prompt)?;
+            let prefill = n_prompt as f64 / t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            for i in 0..n_decode as u32 {
+                cpu.decode((i * 104_729 + 7) % vocab)?;
+            }
+            if round > 0 {
+                cp.push(prefill);
+                cd.push(n_decode as f64 / t.elapsed().as_secs_f64());
+            }
+        }
+        let (cp, cd) = (median(cp), median(cd));
+        println!("CPU ({} threads): prefill {cp:.1} tok/s, decode {cd:.2} tok/s", rayon_threads());
+        println!("GPU / CPU: prefill {:.2}x, decode {:.2}x", gp / cp, gd / cd);
+        cpu_figures = format!(",\"cpu_prefill_tok_s\":{cp:.2},\"cpu_decode_tok_s\":{cd:.2}");
+    }
+    println!(
+        "{{\"file\":\"{name}\",\"adapter\":\"{adapter}\",\"prompt_tokens\":{n_prompt},\"decode_tokens\":{n_decode},\"gpu_prefill_tok_s\":{gp:.2},\"gpu_decode_tok_s\":{gd:.2},\"decode_weight_bytes\":{bytes},\"gpu_weight_gbps\":{gbps:.3}{}{cpu_figures}}}",
+        spec_gbps.map_or(String::new(), |s| format!(",\"spec_gbps\":{s},\"fraction_of_spec\":{:.4}", gbps / s))
+    );
+    Ok(())
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
