@@ -1,6 +1,8 @@
 //! Writes the generated GGUF fixtures to a folder.
 //!
-//! cargo run --release --example make_fixtures -- OUT_DIR [tiny|bench|vocab|all]
+//! cargo run --release --example make_fixtures -- OUT_DIR [tiny|bench|gpu-bench|vocab|all]
+//!
+//! `gpu-bench` is the 0.5B-shaped Q4_0 and Q8_0 pair the GPU machine script runs.
 
 use std::path::PathBuf;
 
@@ -19,6 +21,9 @@ fn main() {
                 specs.push(FixtureSpec::tiny(arch, q));
             }
         }
+    }
+    if which == "gpu-bench" {
+        specs.extend([Quant::Q4_0, Quant::Q8_0].map(FixtureSpec::qwen25_05b));
     }
     if which == "bench" || which == "all" {
         for q in [Quant::Q4_0, Quant::Q8_0, Quant::Q4KM] {

@@ -9,8 +9,10 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
-# Debian's Chromium and its driver for the browser tests (never a browser download); Node.js.
+# Debian's Chromium and its driver for the browser tests (never a browser download); Node.js;
+# Mesa's lavapipe, the Vulkan device the native GPU tests run on.
 need=()
+dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || need+=(mesa-vulkan-drivers)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v npm >/dev/null || need+=(nodejs npm)

@@ -370,6 +370,9 @@ fn chunks_to_js(step: Option<Vec<ChatCompletionChunk>>) -> Result<JsValue, JsVal
     }
 }
 
+// The state stays borrowed across the GPU readback on purpose: every other entry point takes it
+// with try_borrow and answers `busy`, so overlapping calls get an error, never a panic.
+#[allow(clippy::await_holding_refcell_ref)]
 async fn start_on(state: Rc<RefCell<State>>, body: JsValue) -> Result<CompletionCore, WebError> {
     let req: ChatCompletionRequest = serde_wasm_bindgen::from_value(body).map_err(|e| WebError::new("invalid_request", e.to_string()))?;
     let id = format!("chatcmpl-{:012x}", (js_sys::Math::random() * 2f64.powi(48)) as u64);
@@ -379,6 +382,7 @@ async fn start_on(state: Rc<RefCell<State>>, body: JsValue) -> Result<Completion
     Ok(CompletionCore { inner: Rc::new(RefCell::new(inner)), abort: Rc::new(Cell::new(false)) })
 }
 
+#[allow(clippy::await_holding_refcell_ref)]
 fn step_on(state: Rc<RefCell<State>>, completion: &CompletionCore) -> impl std::future::Future<Output = Result<Option<Vec<ChatCompletionChunk>>, WebError>> {
     let (c, abort) = (completion.inner.clone(), completion.abort.clone());
     async move {
@@ -410,7 +414,7 @@ impl CompletionCore {
     }
 
     pub fn finished(&self) -> bool {
-        self.inner.try_borrow().map_or(false, |c| c.is_finished())
+        self.inner.try_borrow().is_ok_and(|c| c.is_finished())
     }
 
     /// The whole answer (`chat.completion` object) once finished, else null.

@@ -83,7 +83,7 @@ impl Builder<'_> {
         }
     }
 
-    fn norm(&self, src: &wgpu::Buffer, dst: &wgpu::Buffer, weight: &wgpu::Buffer, width: usize, per_token: usize, fixed: u32, eps: f64) -> Op {
+    fn norm(&self, [src, dst, weight]: [&wgpu::Buffer; 3], width: usize, per_token: usize, fixed: u32, eps: f64) -> Op {
         let n = self.uniform(&norm::params(width, per_token, fixed, eps));
         let groups = match fixed {
             0 => Groups::PerToken { per_token: per_token as u32, y: 1 },
@@ -129,7 +129,7 @@ impl Plan {
         let att_params = b.uniform(&attention::params(c.n_head, c.n_head_kv, hd, capacity, slice));
         let pairs = (hd as u32 / 2).div_ceil(32);
         for l in &w.layers {
-            body.push(b.norm(&x, &h, &l.attn_norm, e, 1, 0, c.rms_eps));
+            body.push(b.norm([&x, &h, &l.attn_norm], e, 1, 0, c.rms_eps));
             b.matmul(&mut body, &l.wq, &h, &qa, 0);
             b.matmul(&mut body, &l.wk, &h, &ka, 0);
             b.matmul(&mut body, &l.wv, &h, &va, 0);
@@ -140,8 +140,8 @@ impl Plan {
             }
             let (qs, ks) = match &l.qk_norm {
                 Some((nq, nk)) => {
-                    body.push(b.norm(&qa, &qn, nq, hd, c.n_head, 0, c.rms_eps));
-                    body.push(b.norm(&ka, &kn, nk, hd, c.n_head_kv, 0, c.rms_eps));
+                    body.push(b.norm([&qa, &qn, nq], hd, c.n_head, 0, c.rms_eps));
+                    body.push(b.norm([&ka, &kn, nk], hd, c.n_head_kv, 0, c.rms_eps));
                     (&qn, &kn)
                 }
                 None => (&qa, &ka),
@@ -151,14 +151,14 @@ impl Plan {
             body.push(Op::new(pool, &Attention, &[&q, &l.k_cache, &l.v_cache, &scores, &att, &att_params, &step], Groups::TokensInY(c.n_head as u32)));
             b.matmul(&mut body, &l.wo, &att, &h, 0);
             body.push(b.elementwise(Elementwise::Add, &x, &h, e, slice * e));
-            body.push(b.norm(&x, &h, &l.ffn_norm, e, 1, 0, c.rms_eps));
+            body.push(b.norm([&x, &h, &l.ffn_norm], e, 1, 0, c.rms_eps));
             b.matmul(&mut body, &l.gate, &h, &gate, 0);
             b.matmul(&mut body, &l.up, &h, &up, 0);
             body.push(b.elementwise(Elementwise::SiluMul, &gate, &up, f, slice * f));
             b.matmul(&mut body, &l.down, &gate, &h, 0);
             body.push(b.elementwise(Elementwise::Add, &x, &h, e, slice * e));
         }
-        let mut head = vec![b.norm(&last, &last_h, &w.output_norm, e, 1, 1, c.rms_eps)];
+        let mut head = vec![b.norm([&last, &last_h, &w.output_norm], e, 1, 1, c.rms_eps)];
         b.matmul(&mut head, w.output.as_ref().unwrap_or(&w.embed), &last_h, &logits, 1);
 
         let sample = b.uniform(&[0; 10]);

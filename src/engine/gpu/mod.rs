@@ -102,15 +102,18 @@ impl GpuBackend {
         let mut c = ModelConfig::from_gguf(file)?;
         let capacity = options.context.clamp(1, c.context_length);
         c.context_length = capacity;
-        let slice = options.slice.clamp(1, 64);
+        let mut slice = options.slice.clamp(1, 64);
         // The device is asked for no bigger a binding than the largest buffer the model wants.
         let largest_matrix = file.tensors().iter().map(|t| t.size * 2).max().unwrap_or(0);
         let scratch = kernels::attention::scratch_bytes(c.n_head, slice, capacity);
         let kv = (c.n_head_kv * capacity * c.head_dim * 4) as u64;
         let wanted = Wanted { binding: options.wanted.binding.min(largest_matrix.max(scratch).max(kv)), ..options.wanted };
         let gpu = Gpu::open(wanted).await?;
-        if scratch > gpu.caps.max_binding || kv > gpu.caps.max_binding {
-            return Err(GpuError::Limits(format!("a {capacity}-position context needs {} bytes in one binding; this GPU binds {}", scratch.max(kv), gpu.caps.max_binding)).into());
+        // Long contexts on small bindings take shorter prompt slices rather than failing.
+        let per_token = kernels::attention::scratch_bytes(c.n_head, 1, capacity);
+        slice = slice.min((gpu.caps.max_binding / per_token) as usize);
+        if slice == 0 || kv > gpu.caps.max_binding {
+            return Err(GpuError::Limits(format!("a {capacity}-position context needs {} bytes in one binding; this GPU binds {}", per_token.max(kv), gpu.caps.max_binding)).into());
         }
         let total: u64 = file.tensors().iter().map(|t| t.size).sum();
         let mut loaded = 0u64;
@@ -123,13 +126,13 @@ impl GpuBackend {
         let (qd, kvd) = (c.n_head * hd, c.n_head_kv * hd);
         macro_rules! matrix {
             ($name:expr, $n_in:expr, $n_out:expr) => {{
-                let info = file.shaped_tensor(&$name, &[$n_in as u64, $n_out as u64])?;
+                let info = file.shaped_tensor(AsRef::<str>::as_ref(&$name), &[$n_in as u64, $n_out as u64])?;
                 GpuMatrix::upload(&gpu, store, base + info.offset, info.ty, $n_in, $n_out, &mut count).await?
             }};
         }
         macro_rules! vector {
             ($name:expr, $n:expr) => {{
-                let info = file.shaped_tensor(&$name, &[$n as u64])?;
+                let info = file.shaped_tensor(AsRef::<str>::as_ref(&$name), &[$n as u64])?;
                 let b = upload_vector(&gpu, store, base + info.offset, info.ty, $n).await?;
                 count(info.size);
                 b
@@ -164,10 +167,10 @@ impl GpuBackend {
             });
             gpu.check()?;
         }
-        let embed = matrix!("token_embd.weight".to_string(), e, c.vocab_size);
+        let embed = matrix!("token_embd.weight", e, c.vocab_size);
         let output = match c.tied_embeddings {
             true => None,
-            false => Some(matrix!("output.weight".to_string(), e, c.vocab_size)),
+            false => Some(matrix!("output.weight", e, c.vocab_size)),
         };
         let rope_factors = match file.tensor_info("rope_freqs.weight") {
             Some(info) => {
@@ -177,7 +180,7 @@ impl GpuBackend {
             }
             None => None,
         };
-        let output_norm = vector!("output_norm.weight".to_string(), e);
+        let output_norm = vector!("output_norm.weight", e);
         let weights = Weights { embed, output, output_norm, layers, rope_factors };
         let weight_bytes = weights.bytes();
         let pool = Pool::new(&gpu.device);

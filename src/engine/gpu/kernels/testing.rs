@@ -72,7 +72,7 @@ pub fn assert_close(got: &[f32], expect: &[f32], scale: &[f32], tol: f32, what: 
     let mut worst = (0f32, 0usize);
     for i in 0..got.len() {
         let err = (got[i] - expect[i]).abs() / scale[i].max(1e-6);
-        if !(err <= worst.0) {
+        if err > worst.0 || err.is_nan() {
             worst = (err, i);
         }
     }
