@@ -4,11 +4,18 @@
 //
 //   cargo run --release --example make_fixtures -- fixtures bench   # the 0.5B-shaped files
 //   node scripts/build_pkg.mjs && node scripts/bench_web.mjs [fixtures] [runs]
+//
+// With --gpu: candlelight's WebGPU backend against its CPU backend instead (no wllama), in one
+// browser with WebGPU on (SwiftShader here: figures, not a GPU's speed), with the wasm memory
+// each holds: the GPU path keeps the weights out of the wasm heap.
 import { launch, startServer } from '../tests/web/harness.mjs';
 import { resolve } from 'node:path';
 
-const models = resolve(process.argv[2] || 'fixtures');
-const runs = process.argv[3] || '3';
+const gpu = process.argv.includes('--gpu');
+const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+if (gpu) await benchGpu();
+const models = resolve(positional[0] || 'fixtures');
+const runs = positional[1] || '3';
 const files = ['qwen2.5-0.5b-shape-q4_0.gguf', 'qwen2.5-0.5b-shape-q8_0.gguf'];
 const server = await startServer(['--models', models, '--www', resolve('scripts/bench_web')]);
 const browser = await launch({ webgpu: false });
@@ -35,4 +42,37 @@ console.log('|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   const { ours, wllama } = r;
   console.log(`| ${r.model.split('/').pop()} | ${ours.prompt_tokens}/${ours.decode_tokens} (wllama ${wllama.prompt_tokens}/${wllama.decode_tokens}) | ${f(ours.prefill_tok_s)} | ${f(wllama.prefill_tok_s)} | ${(ours.prefill_tok_s / wllama.prefill_tok_s).toFixed(2)} | ${f(ours.decode_tok_s)} | ${f(wllama.decode_tok_s)} | ${(ours.decode_tok_s / wllama.decode_tok_s).toFixed(2)} | ${(r.ours_wasm_bytes / r.file_bytes).toFixed(2)}× (${(r.ours_wasm_bytes / 1048576).toFixed(0)} MiB) |`);
+}
+
+async function benchGpu() {
+  const models = resolve(positional[0] || 'fixtures');
+  const runs = positional[1] || '1';
+  const decode = positional[2] || '16';
+  const server = await startServer(['--models', models, '--www', resolve('scripts/bench_web')]);
+  const browser = await launch({ webgpu: true });
+  const rows = [];
+  try {
+    for (const file of ['qwen2.5-0.5b-shape-q4_0.gguf', 'qwen2.5-0.5b-shape-q8_0.gguf']) {
+      for (const backend of ['gpu', 'cpu']) {
+        const page = await browser.newPage();
+        await page.goto(`${server.origin}/?model=/models/${file}&runs=${runs}&backend=${backend}&peer=0&decode=${decode}`);
+        await page.waitForFunction(() => window.result, null, { timeout: 1_800_000, polling: 1000 });
+        const r = await page.evaluate(() => window.result);
+        await page.close();
+        if (r.error) throw new Error(`${file} ${backend}: ${r.error}`);
+        console.log(JSON.stringify(r));
+        rows.push(r);
+      }
+    }
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+  console.log('\n| file | backend | prompt/decode tokens | prefill tok/s | decode tok/s | wasm memory after load |');
+  console.log('|---|---|---|---|---|---|');
+  for (const r of rows) {
+    const mem = `${(r.ours_wasm_bytes_loaded / 1048576).toFixed(0)} MiB (${(r.ours_wasm_bytes_loaded / r.file_bytes).toFixed(2)}× the file)`;
+    console.log(`| ${r.model.split('/').pop()} | ${r.backend} | ${r.ours.prompt_tokens}/${r.ours.decode_tokens} | ${r.ours.prefill_tok_s.toFixed(1)} | ${r.ours.decode_tok_s.toFixed(2)} | ${mem} |`);
+  }
+  process.exit(0);
 }

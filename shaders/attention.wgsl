@@ -12,11 +12,6 @@ struct Attention {
     scale: f32,
 }
 
-struct Step {
-    seq: u32,
-    start: u32,
-}
-
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k_cache: array<f32>;
 @group(0) @binding(2) var<storage, read> v_cache: array<f32>;

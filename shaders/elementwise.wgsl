@@ -8,11 +8,6 @@ struct Shape {
     fixed: u32,
 }
 
-struct Step {
-    seq: u32,
-    start: u32,
-}
-
 @group(0) @binding(0) var<storage, read_write> y: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<uniform> shape: Shape;

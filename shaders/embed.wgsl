@@ -1,19 +1,6 @@
 // Embedding lookup: x[i] = row ids[i] of the quantized table, for the ids this part holds.
 // `weight4` comes from the format's file.
 
-struct Dims {
-    k: u32,
-    rows: u32,
-    row0: u32,
-    n: u32,
-    m: u32,
-}
-
-struct Step {
-    seq: u32,
-    start: u32,
-}
-
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<storage, read_write> x: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> dims: Dims;

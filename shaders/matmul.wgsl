@@ -2,21 +2,6 @@
 // format's file, F and TM from the preamble. The sum over k is split across the workgroup's
 // WG threads and reduced by the entry point (shared memory, or subgroups where they exist).
 
-struct Dims {
-    // Values per row (n_in), rows in this part, index of the part's first row among the
-    // outputs, output row stride (n_out), activation rows when fixed (0: the step's count).
-    k: u32,
-    rows: u32,
-    row0: u32,
-    n: u32,
-    m: u32,
-}
-
-struct Step {
-    seq: u32,
-    start: u32,
-}
-
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> dims: Dims;

@@ -8,11 +8,6 @@ struct Norm {
     eps: f32,
 }
 
-struct Step {
-    seq: u32,
-    start: u32,
-}
-
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;

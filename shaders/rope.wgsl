@@ -10,11 +10,6 @@ struct Rope {
     capacity: u32,
 }
 
-struct Step {
-    seq: u32,
-    start: u32,
-}
-
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read> table: array<vec2<f32>>;

@@ -1,5 +1,6 @@
 // One model file, two engines, one browser run: candlelight's CPU path (in its worker) and wllama
 // (llama.cpp in wasm, single thread, no GPU). Greedy, a 128-token prompt, 128 decoded tokens.
+// With `backend=gpu`, candlelight on WebGPU instead, and `peer=0` skips wllama.
 import { WorkerEngine } from '/pkg/index.js';
 import { Wllama } from '/node_modules/@wllama/wllama/esm/index.js';
 
@@ -9,15 +10,18 @@ const runs = Number(params.get('runs') || 3);
 const log = (m) => { document.getElementById('log').textContent += m + '\n'; console.log(m); };
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const PROMPT_TOKENS = 128;
-const DECODE_TOKENS = 128;
+const DECODE_TOKENS = Number(params.get('decode') || 128);
+const backend = params.get('backend') || 'cpu';
 const words = (n) => Array.from({ length: n }, (_, i) => ['river', 'stone', 'light', 'cloud', 'paper', 'green'][i % 6]).join(' ');
 const request = (content, max_tokens) => ({ messages: [{ role: 'user', content }], max_tokens, temperature: 0, cache_prompt: false });
 
 const out = { model: params.get('model') };
+let text = '';
 try {
   // candlelight
   let t0 = performance.now();
-  const ours = await WorkerEngine.load(model, { contextLength: 1024 });
+  const ours = await WorkerEngine.load(model, { contextLength: 1024, backend });
+  out.backend = ours.info.backend;
   out.ours_load_ms = performance.now() - t0;
   out.file_bytes = ours.info.size;
   out.ours_wasm_bytes_loaded = await ours.memoryBytes();
@@ -31,7 +35,7 @@ try {
     if ((await count(words(mid))) <= PROMPT_TOKENS) lo = mid;
     else hi = mid - 1;
   }
-  let text = words(lo);
+  text = words(lo);
   for (let guard = 0; guard < 64 && (await count(text)) < PROMPT_TOKENS; guard++) {
     const next = [' a', ' x', '.', ' 1'].map((s) => text + s);
     const sizes = await Promise.all(next.map(count));
@@ -56,9 +60,16 @@ try {
   ours.unload();
   log(`candlelight: ${JSON.stringify(out.ours)}`);
 
-  // wllama
+  if (params.get('peer') !== '0') await runWllama();
+} catch (e) {
+  out.error = `${e.code ?? e.name}: ${e.message}`;
+  log(out.error);
+}
+window.result = out;
+
+async function runWllama() {
   const wllama = new Wllama({ default: '/node_modules/@wllama/wllama/esm/wasm/wllama.wasm' }, { logger: { debug() {}, log() {}, info() {}, warn: console.warn, error: console.error } });
-  t0 = performance.now();
+  const t0 = performance.now();
   await wllama.loadModelFromUrl(model, { n_threads: 1, n_gpu_layers: 0, n_ctx: 1024, n_batch: 512 });
   out.wllama_load_ms = performance.now() - t0;
   const theirs = [];
@@ -75,8 +86,4 @@ try {
   };
   log(`wllama: ${JSON.stringify(out.wllama)}`);
   await wllama.exit();
-} catch (e) {
-  out.error = `${e.code ?? e.name}: ${e.message}`;
-  log(out.error);
 }
-window.result = out;

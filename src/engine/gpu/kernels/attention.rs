@@ -1,6 +1,6 @@
 //! Causal attention over the KV cache with grouped-query heads, for decode and prompt slices.
 
-use super::{Binding, Kernel};
+use super::{with_step, Binding, Kernel};
 
 pub struct Attention;
 
@@ -10,7 +10,7 @@ impl Kernel for Attention {
     }
 
     fn source(&self) -> String {
-        include_str!("../../../../shaders/attention.wgsl").into()
+        with_step(include_str!("../../../../shaders/attention.wgsl"))
     }
 
     fn bindings(&self) -> &'static [Binding] {

@@ -1,6 +1,6 @@
 //! In-place element-wise ops: residual and bias adds, and SiLU × gate.
 
-use super::{Binding, Kernel};
+use super::{with_step, Binding, Kernel};
 
 pub enum Elementwise {
     /// y += b (b repeating).
@@ -15,7 +15,7 @@ impl Kernel for Elementwise {
     }
 
     fn source(&self) -> String {
-        include_str!("../../../../shaders/elementwise.wgsl").into()
+        with_step(include_str!("../../../../shaders/elementwise.wgsl"))
     }
 
     fn entry(&self) -> &'static str {

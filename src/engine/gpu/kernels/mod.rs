@@ -40,12 +40,24 @@ pub trait Kernel {
     fn bindings(&self) -> &'static [Binding];
 }
 
-/// The lines every module starts with: the arithmetic type of dequantization and the extensions.
+/// The `Step` uniform every forward-step module declares.
+const STEP: &str = include_str!("../../../../shaders/step.wgsl");
+/// The weight-part uniform of the matmul and embedding modules.
+pub const DIMS: &str = include_str!("../../../../shaders/dims.wgsl");
+
+/// The lines a module over quantized weights starts with: the extensions, the arithmetic type of
+/// dequantization, and the shared uniforms.
 pub fn preamble(caps: Caps) -> String {
-    match caps.f16 {
-        true => "enable f16;\nalias F = f16;\n".into(),
-        false => "alias F = f32;\n".into(),
-    }
+    let f = match caps.f16 {
+        true => "enable f16;\nalias F = f16;\n",
+        false => "alias F = f32;\n",
+    };
+    format!("{f}{STEP}\n{DIMS}\n")
+}
+
+/// A module that needs only the `Step` uniform.
+pub fn with_step(body: &str) -> String {
+    format!("{STEP}\n{body}")
 }
 
 /// Builds pipelines and layouts once per key.

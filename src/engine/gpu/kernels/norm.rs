@@ -1,6 +1,6 @@
 //! RMSNorm over rows: the layer norms (one row per token) and Qwen3's per-head q/k norms.
 
-use super::{Binding, Kernel};
+use super::{with_step, Binding, Kernel};
 
 pub struct RmsNorm;
 
@@ -10,7 +10,7 @@ impl Kernel for RmsNorm {
     }
 
     fn source(&self) -> String {
-        include_str!("../../../../shaders/rmsnorm.wgsl").into()
+        with_step(include_str!("../../../../shaders/rmsnorm.wgsl"))
     }
 
     fn bindings(&self) -> &'static [Binding] {

@@ -1,7 +1,7 @@
 //! Rotary position embedding, normal and NeoX, from the shared angle table: queries rotated
 //! into their own buffer, keys rotated straight into the KV cache with the values beside them.
 
-use super::{Binding, Kernel};
+use super::{with_step, Binding, Kernel};
 
 pub enum Rope {
     Queries,
@@ -15,7 +15,7 @@ impl Kernel for Rope {
     }
 
     fn source(&self) -> String {
-        include_str!("../../../../shaders/rope.wgsl").into()
+        with_step(include_str!("../../../../shaders/rope.wgsl"))
     }
 
     fn entry(&self) -> &'static str {
