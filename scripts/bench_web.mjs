@@ -5,9 +5,10 @@
 //   cargo run --release --example make_fixtures -- fixtures bench   # the 0.5B-shaped files
 //   node scripts/build_pkg.mjs && node scripts/bench_web.mjs [fixtures] [runs]
 //
-// With --gpu: candlelight's WebGPU backend against its CPU backend instead (no wllama), in one
-// browser with WebGPU on (SwiftShader here: figures, not a GPU's speed), with the wasm memory
-// each holds: the GPU path keeps the weights out of the wasm heap.
+// With --gpu [fixtures] [runs] [decode] [prompt]: candlelight's WebGPU backend against its CPU
+// backend instead (no wllama), in one browser with WebGPU on (SwiftShader here: figures, not a
+// GPU's speed), with the wasm memory each holds: the GPU path keeps the weights out of the
+// wasm heap.
 import { launch, startServer } from '../tests/web/harness.mjs';
 import { resolve } from 'node:path';
 
@@ -48,6 +49,7 @@ async function benchGpu() {
   const models = resolve(positional[0] || 'fixtures');
   const runs = positional[1] || '1';
   const decode = positional[2] || '16';
+  const prompt = positional[3] || '32';
   const server = await startServer(['--models', models, '--www', resolve('scripts/bench_web')]);
   const browser = await launch({ webgpu: true });
   const rows = [];
@@ -55,7 +57,7 @@ async function benchGpu() {
     for (const file of ['qwen2.5-0.5b-shape-q4_0.gguf', 'qwen2.5-0.5b-shape-q8_0.gguf']) {
       for (const backend of ['gpu', 'cpu']) {
         const page = await browser.newPage();
-        await page.goto(`${server.origin}/?model=/models/${file}&runs=${runs}&backend=${backend}&peer=0&decode=${decode}`);
+        await page.goto(`${server.origin}/?model=/models/${file}&runs=${runs}&backend=${backend}&peer=0&decode=${decode}&prompt=${prompt}`);
         await page.waitForFunction(() => window.result, null, { timeout: 1_800_000, polling: 1000 });
         const r = await page.evaluate(() => window.result);
         await page.close();

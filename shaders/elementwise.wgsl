@@ -1,6 +1,5 @@
-// In-place element-wise ops over `rows × width` values (rows = the step's tokens, or `fixed`).
-// `add`: y += b, with b repeating every `b_len` values (a bias, or a whole residual).
-// `silu_mul`: y = silu(y) × b, the gated FFN.
+// In-place add over `rows × width` values (rows = the step's tokens, or `fixed`): y += b, with b
+// repeating every `b_len` values (the Q, K and V biases).
 
 struct Shape {
     width: u32,
@@ -26,14 +25,5 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     let i = index(gid, nwg);
     if (i < count()) {
         y[i] += b[i % shape.b_len];
-    }
-}
-
-@compute @workgroup_size(256)
-fn silu_mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if (i < count()) {
-        let g = y[i];
-        y[i] = g / (1.0 + exp(-g)) * b[i];
     }
 }

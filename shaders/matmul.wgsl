@@ -1,8 +1,8 @@
-// y = x · Wᵀ for a tile of R weight rows × TM activation rows; `weight4` comes from the
-// format's file, F and TM from the preamble. The sum over k is split across the workgroup's
-// WG threads and reduced by the entry point (shared memory, or subgroups where they exist).
+// y = x · Wᵀ (or y += x · Wᵀ) for a tile of R weight rows × TM activation rows; `weight4` comes
+// from the format's file, `activation4` from the input's (plain, or SiLU-gated), F and TM from
+// the preamble. The sum over k is split across the workgroup's WG threads and reduced by the
+// entry point (shared memory, or subgroups where they exist).
 
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> dims: Dims;
 @group(0) @binding(5) var<uniform> step: Step;
@@ -27,7 +27,7 @@ fn partial_sums(r0: u32, m0: u32, t: u32) -> array<vec4<f32>, TM> {
         let w3 = vec4<f32>(weight4(min(r0 + 3u, last), q, dims.k));
         for (var i = 0u; i < TM; i++) {
             if (m0 + i < m) {
-                let a = x[(m0 + i) * kq + q];
+                let a = activation4((m0 + i) * kq + q);
                 acc[i] += vec4<f32>(dot(w0, a), dot(w1, a), dot(w2, a), dot(w3, a));
             }
         }
@@ -37,7 +37,8 @@ fn partial_sums(r0: u32, m0: u32, t: u32) -> array<vec4<f32>, TM> {
 
 fn store(r0: u32, m0: u32, i: u32, r: u32, v: f32) {
     if (m0 + i < activation_rows() && r0 + r < dims.rows) {
-        y[(m0 + i) * dims.n + dims.row0 + r0 + r] = v;
+        let at = (m0 + i) * dims.n + dims.row0 + r0 + r;
+        y[at] = select(v, y[at] + v, dims.accumulate != 0u);
     }
 }
 

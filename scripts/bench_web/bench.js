@@ -9,7 +9,7 @@ const model = new URL(params.get('model'), location.href).href;
 const runs = Number(params.get('runs') || 3);
 const log = (m) => { document.getElementById('log').textContent += m + '\n'; console.log(m); };
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const PROMPT_TOKENS = 128;
+const PROMPT_TOKENS = Number(params.get('prompt') || 128);
 const DECODE_TOKENS = Number(params.get('decode') || 128);
 const backend = params.get('backend') || 'cpu';
 const words = (n) => Array.from({ length: n }, (_, i) => ['river', 'stone', 'light', 'cloud', 'paper', 'green'][i % 6]).join(' ');

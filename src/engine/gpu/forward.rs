@@ -3,7 +3,7 @@
 //! is allocated here, so a step only writes its token ids and position and records the list.
 
 use super::kernels::attention::{self, Attention};
-use super::kernels::elementwise::Elementwise;
+use super::kernels::elementwise::Add;
 use super::kernels::embed::Embed;
 use super::kernels::matmul::{dims, select_kernel};
 use super::kernels::norm::{self, RmsNorm};
@@ -61,18 +61,21 @@ impl Builder<'_> {
         uniform(&self.gpu.device, words)
     }
 
-    /// y = x · Wᵀ, one op per part; `fixed` rows (0: the step's).
-    fn matmul(&self, ops: &mut Vec<Op>, w: &GpuMatrix, x: &wgpu::Buffer, y: &wgpu::Buffer, fixed: u32) {
+    /// y = x · Wᵀ (y += with `residual`; x = silu(x) × up with `up`), one op per part;
+    /// `fixed` rows (0: the step's).
+    fn matmul(&self, ops: &mut Vec<Op>, w: &GpuMatrix, [x, y]: [&wgpu::Buffer; 2], up: Option<&wgpu::Buffer>, residual: bool, fixed: u32) {
         let caps = self.gpu.caps;
         for p in &w.parts {
-            let d = self.uniform(&dims(w.n_in, p.rows, p.row0, w.n_out, fixed));
-            let buffers = [&p.quants, &p.scales, x, y, &d, self.step];
-            let one = select_kernel(w.format, 1, caps);
+            let d = self.uniform(&dims(w.n_in, p.rows, p.row0, w.n_out, fixed, residual));
+            let mut buffers = vec![&p.quants, &p.scales, x, y, &d, self.step];
+            buffers.extend(up);
+            let gated = up.is_some();
+            let one = select_kernel(w.format, 1, caps, gated);
             let rows = p.rows as u32;
             if fixed == 1 {
                 ops.push(Op::new(self.pool, &one, &buffers, Groups::MatMul { rows, tile: 1, fixed }));
             } else {
-                let tiled = select_kernel(w.format, 2, caps);
+                let tiled = select_kernel(w.format, 2, caps, gated);
                 ops.push(Op::pair(
                     self.pool,
                     (&one, Groups::MatMul { rows, tile: one.tile, fixed }),
@@ -92,9 +95,10 @@ impl Builder<'_> {
         Op::new(self.pool, &RmsNorm, &[src, dst, weight, &n, self.step], groups)
     }
 
-    fn elementwise(&self, kernel: Elementwise, y: &wgpu::Buffer, b: &wgpu::Buffer, width: usize, b_len: usize) -> Op {
-        let shape = self.uniform(&[width as u32, b_len as u32, 0]);
-        Op::new(self.pool, &kernel, &[y, b, &shape, self.step], Groups::Values { width: width as u32, fixed: 0 })
+    /// y += b for each token's row of `width`.
+    fn bias(&self, y: &wgpu::Buffer, b: &wgpu::Buffer, width: usize) -> Op {
+        let shape = self.uniform(&[width as u32, width as u32, 0]);
+        Op::new(self.pool, &Add, &[y, b, &shape, self.step], Groups::Values { width: width as u32, fixed: 0 })
     }
 }
 
@@ -121,7 +125,7 @@ impl Plan {
         let mut body = Vec::new();
         let embed = Embed { format: w.embed.format, caps: gpu.caps };
         for p in &w.embed.parts {
-            let d = b.uniform(&dims(e, p.rows, p.row0, e, 0));
+            let d = b.uniform(&dims(e, p.rows, p.row0, e, 0, false));
             body.push(Op::new(pool, &embed, &[&p.quants, &p.scales, &ids, &x, &d, &step], Groups::TokensInY((e as u32 / 4).div_ceil(64))));
         }
         let rope_q = b.uniform(&rope::params(c.n_head, hd, !c.arch.interleaved_rope(), capacity));
@@ -130,13 +134,13 @@ impl Plan {
         let pairs = (hd as u32 / 2).div_ceil(32);
         for l in &w.layers {
             body.push(b.norm([&x, &h, &l.attn_norm], e, 1, 0, c.rms_eps));
-            b.matmul(&mut body, &l.wq, &h, &qa, 0);
-            b.matmul(&mut body, &l.wk, &h, &ka, 0);
-            b.matmul(&mut body, &l.wv, &h, &va, 0);
+            b.matmul(&mut body, &l.wq, [&h, &qa], None, false, 0);
+            b.matmul(&mut body, &l.wk, [&h, &ka], None, false, 0);
+            b.matmul(&mut body, &l.wv, [&h, &va], None, false, 0);
             if let Some((bq, bk, bv)) = &l.bias {
-                body.push(b.elementwise(Elementwise::Add, &qa, bq, qd, qd));
-                body.push(b.elementwise(Elementwise::Add, &ka, bk, kvd, kvd));
-                body.push(b.elementwise(Elementwise::Add, &va, bv, kvd, kvd));
+                body.push(b.bias(&qa, bq, qd));
+                body.push(b.bias(&ka, bk, kvd));
+                body.push(b.bias(&va, bv, kvd));
             }
             let (qs, ks) = match &l.qk_norm {
                 Some((nq, nk)) => {
@@ -149,17 +153,16 @@ impl Plan {
             body.push(Op::new(pool, &Rope::Queries, &[qs, &q, &table, &rope_q, &step], Groups::TokensInZ([pairs, c.n_head as u32])));
             body.push(Op::new(pool, &Rope::Store, &[ks, &l.k_cache, &table, &rope_k, &step, &va, &l.v_cache], Groups::TokensInZ([pairs, c.n_head_kv as u32])));
             body.push(Op::new(pool, &Attention, &[&q, &l.k_cache, &l.v_cache, &scores, &att, &att_params, &step], Groups::TokensInY(c.n_head as u32)));
-            b.matmul(&mut body, &l.wo, &att, &h, 0);
-            body.push(b.elementwise(Elementwise::Add, &x, &h, e, slice * e));
+            // Residuals are added by the projections themselves, and the FFN's gating is read
+            // by the down projection: no dispatch of their own.
+            b.matmul(&mut body, &l.wo, [&att, &x], None, true, 0);
             body.push(b.norm([&x, &h, &l.ffn_norm], e, 1, 0, c.rms_eps));
-            b.matmul(&mut body, &l.gate, &h, &gate, 0);
-            b.matmul(&mut body, &l.up, &h, &up, 0);
-            body.push(b.elementwise(Elementwise::SiluMul, &gate, &up, f, slice * f));
-            b.matmul(&mut body, &l.down, &gate, &h, 0);
-            body.push(b.elementwise(Elementwise::Add, &x, &h, e, slice * e));
+            b.matmul(&mut body, &l.gate, [&h, &gate], None, false, 0);
+            b.matmul(&mut body, &l.up, [&h, &up], None, false, 0);
+            b.matmul(&mut body, &l.down, [&gate, &x], Some(&up), true, 0);
         }
         let mut head = vec![b.norm([&last, &last_h, &w.output_norm], e, 1, 1, c.rms_eps)];
-        b.matmul(&mut head, w.output.as_ref().unwrap_or(&w.embed), &last_h, &logits, 1);
+        b.matmul(&mut head, w.output.as_ref().unwrap_or(&w.embed), [&last_h, &logits], None, false, 1);
 
         let sample = b.uniform(&[0; 10]);
         let seen = b.buffer(MAX_SEEN * 2, "seen");

@@ -61,7 +61,7 @@ mod tests {
                         .parts
                         .iter()
                         .map(|p| {
-                            let d = uniform(&gpu.device, &dims(k, p.rows, p.row0, k, 0));
+                            let d = uniform(&gpu.device, &dims(k, p.rows, p.row0, k, 0, false));
                             Op::new(&pool, &kernel, &[&p.quants, &p.scales, &idb, &x, &d, &step], Groups::TokensInY((k as u32 / 4).div_ceil(64)))
                         })
                         .collect();

@@ -1,6 +1,7 @@
-//! Quantized matrix × activations: y = x · Wᵀ. One kernel serves decode (a tile of one
-//! activation row: matrix × vector) and prefill (tiles of 8 rows, each weight dequantized once
-//! per tile), for every block format through the format's `weight4`.
+//! Quantized matrix × activations: y = x · Wᵀ, or y += x · Wᵀ for a residual. One kernel serves
+//! decode (a tile of one activation row: matrix × vector) and prefill (tiles of 8 rows, each
+//! weight dequantized once per tile), for every block format through the format's `weight4`;
+//! the FFN's down projection reads silu(gate) × up as its input.
 
 use super::{preamble, Binding, Kernel};
 use crate::engine::gpu::device::Caps;
@@ -14,16 +15,18 @@ pub struct MatMul {
     /// Activation rows per workgroup.
     pub tile: u32,
     pub caps: Caps,
+    /// The input is silu(x) × up (binding 6), the FFN's gating.
+    pub gated: bool,
 }
 
 /// Picks the variant for a step of `seq` activation rows.
-pub fn select_kernel(format: Format, seq: u32, caps: Caps) -> MatMul {
-    MatMul { format, tile: if seq == 1 { 1 } else { PREFILL_TILE }, caps }
+pub fn select_kernel(format: Format, seq: u32, caps: Caps, gated: bool) -> MatMul {
+    MatMul { format, tile: if seq == 1 { 1 } else { PREFILL_TILE }, caps, gated }
 }
 
 impl Kernel for MatMul {
     fn key(&self) -> String {
-        format!("matmul_{}_t{}_h{}_s{}", self.format.name(), self.tile, self.caps.f16 as u8, self.caps.subgroups as u8)
+        format!("matmul_{}_t{}_h{}_s{}_g{}", self.format.name(), self.tile, self.caps.f16 as u8, self.caps.subgroups as u8, self.gated as u8)
     }
 
     fn source(&self) -> String {
@@ -31,8 +34,12 @@ impl Kernel for MatMul {
             true => include_str!("../../../../shaders/subgroup/matmul_main.wgsl"),
             false => include_str!("../../../../shaders/matmul_main.wgsl"),
         };
+        let input = match self.gated {
+            true => include_str!("../../../../shaders/matmul_input_gated.wgsl"),
+            false => include_str!("../../../../shaders/matmul_input.wgsl"),
+        };
         format!(
-            "{}const TM: u32 = {}u;\n{}\n{}\n{}",
+            "{}const TM: u32 = {}u;\n{}\n{input}\n{}\n{}",
             preamble(self.caps),
             self.tile,
             self.format.shader(),
@@ -43,13 +50,17 @@ impl Kernel for MatMul {
 
     fn bindings(&self) -> &'static [Binding] {
         use Binding::*;
-        &[Read, Read, Read, ReadWrite, Uniform, Uniform]
+        match self.gated {
+            true => &[Read, Read, Read, ReadWrite, Uniform, Uniform, Read],
+            false => &[Read, Read, Read, ReadWrite, Uniform, Uniform],
+        }
     }
 }
 
-/// The `Dims` uniform: values per row, rows in the part, its first row, output stride, fixed rows.
-pub fn dims(k: usize, rows: usize, row0: usize, n: usize, fixed: u32) -> [u32; 5] {
-    [k as u32, rows as u32, row0 as u32, n as u32, fixed]
+/// The `Dims` uniform: values per row, rows in the part, its first row, output stride, fixed
+/// rows, and whether to add into the output.
+pub fn dims(k: usize, rows: usize, row0: usize, n: usize, fixed: u32, accumulate: bool) -> [u32; 6] {
+    [k as u32, rows as u32, row0 as u32, n as u32, fixed, accumulate as u32]
 }
 
 #[cfg(test)]
@@ -63,8 +74,9 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     /// Every format, decode and prefill tiles, shapes off the tile sizes, each variant the
-    /// device has: GPU result vs f64 sums over candle's dequantized weights. Tolerance: 1e-4 of
-    /// the row's |x|·|w| scale (f32 sums in another order), 4e-3 with f16 dequantization.
+    /// device has, plain and gated input (silu(x) × up, added to what y held): GPU result vs
+    /// f64 sums over candle's dequantized weights and candle_nn's silu. Tolerance: 1e-4 of the
+    /// row's |x|·|w| scale (f32 sums in another order), 4e-3 with f16 dequantization.
     async fn matmul_matches_cpu_reference() {
         let gpu = testing::gpu().await;
         let pool = Pool::new(&gpu.device);
@@ -78,17 +90,27 @@ mod tests {
                 let w = random(seed, n * k, 0.05);
                 let q = QTensor::quantize(&Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(), ty.dtype).unwrap();
                 let wd = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let gated = seed % 2 == 0;
                 let x = random(seed + 100, m as usize * k, 1.0);
+                let up = random(seed + 200, m as usize * k, 1.0);
+                let before = random(seed + 300, m as usize * n, 1.0);
+                let input: Vec<f32> = match gated {
+                    true => {
+                        let s = candle_nn::ops::silu(&Tensor::from_vec(x.clone(), x.len(), &Device::Cpu).unwrap()).unwrap().to_vec1::<f32>().unwrap();
+                        s.iter().zip(&up).map(|(a, b)| a * b).collect()
+                    }
+                    false => x.clone(),
+                };
                 let mut expect = vec![0f32; m as usize * n];
                 let mut scale = vec![0f32; m as usize * n];
                 for i in 0..m as usize {
                     for j in 0..n {
                         let (mut s, mut a) = (0f64, 0f64);
                         for t in 0..k {
-                            s += x[i * k + t] as f64 * wd[j * k + t] as f64;
-                            a += (x[i * k + t] as f64 * wd[j * k + t] as f64).abs();
+                            s += input[i * k + t] as f64 * wd[j * k + t] as f64;
+                            a += (input[i * k + t] as f64 * wd[j * k + t] as f64).abs();
                         }
-                        expect[i * n + j] = s as f32;
+                        expect[i * n + j] = if gated { before[i * n + j] + s as f32 } else { s as f32 };
                         scale[i * n + j] = a as f32;
                     }
                 }
@@ -99,20 +121,29 @@ mod tests {
                         g.caps = Caps { max_binding, ..caps };
                         let w = GpuMatrix::from_bytes(&g, ty, &raw, k, n).unwrap();
                         let xb = storage_init(&gpu.device, &f32_bytes(&x), "x");
-                        let y = storage(&gpu.device, (m as usize * n * 4) as u64, "y");
+                        let ub = storage_init(&gpu.device, &f32_bytes(&up), "up");
+                        let y = match gated {
+                            true => storage_init(&gpu.device, &f32_bytes(&before), "y"),
+                            false => storage(&gpu.device, (m as usize * n * 4) as u64, "y"),
+                        };
                         let step = uniform(&gpu.device, &[m, 0]);
-                        let kernel = select_kernel(w.format, m, caps);
+                        let kernel = select_kernel(w.format, m, caps, gated);
                         let ops: Vec<Op> = w
                             .parts
                             .iter()
                             .map(|p| {
-                                let d = uniform(&gpu.device, &dims(k, p.rows, p.row0, n, 0));
-                                Op::new(&pool, &kernel, &[&p.quants, &p.scales, &xb, &y, &d, &step], Groups::MatMul { rows: p.rows as u32, tile: kernel.tile, fixed: 0 })
+                                let d = uniform(&gpu.device, &dims(k, p.rows, p.row0, n, 0, gated));
+                                let mut buffers = vec![&p.quants, &p.scales, &xb, &y, &d, &step];
+                                if gated {
+                                    buffers.push(&ub);
+                                }
+                                Op::new(&pool, &kernel, &buffers, Groups::MatMul { rows: p.rows as u32, tile: kernel.tile, fixed: 0 })
                             })
                             .collect();
                         let got = bytes_f32(&testing::run(&gpu, &ops, m, &y).await);
                         let tol = if caps.f16 { 4e-3 } else { 1e-4 };
                         let what = format!("{} k={k} n={n} m={m} parts={} {}", ty.name, w.parts.len(), kernel.key());
+                        let scale: Vec<f32> = scale.iter().map(|s| s.max(if gated { 1e-3 } else { 0.0 })).collect();
                         assert_close(&got, &expect, &scale, tol, &what);
                     }
                 }
