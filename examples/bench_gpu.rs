@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let t = Instant::now();
     let context = n_prompt + n_decode + 8;
-    let mut gpu = ready(GpuBackend::load_from(&file, &Ready(&store), GpuOptions { context, ..GpuOptions::default() }, &mut |_, _| {}))?;
+    let mut gpu = ready(GpuBackend::load_from(&file, &Ready(&store), GpuOptions { context, ..GpuOptions::default() }, &mut |_, _, _| {}))?;
     let gpu_load_s = t.elapsed().as_secs_f64();
     let vocab = gpu.config().vocab_size as u32;
     let prompt: Vec<u32> = (0..n_prompt as u32).map(|i| (i * 7919 + 13) % vocab).collect();

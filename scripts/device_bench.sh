@@ -47,6 +47,8 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 time "$bin/make_fixtures" "$dir" gpu-bench
 out="${OUT:-$dir}"
+# PROMPT, DECODE and REPEATS shrink a trial run on a machine without a real GPU.
 for q in q4_0 q8_0; do
-  WGPU_BACKEND=vulkan "$bin/bench_gpu" "$dir/qwen2.5-0.5b-shape-$q.gguf" 128 128 3 ${spec:+--spec-gbps $spec} | tee -a "$out/device_bench.txt"
+  WGPU_BACKEND=vulkan "$bin/bench_gpu" "$dir/qwen2.5-0.5b-shape-$q.gguf" "${PROMPT:-128}" "${DECODE:-128}" "${REPEATS:-3}" \
+    ${spec:+--spec-gbps $spec} | tee -a "$out/device_bench.txt"
 done

@@ -29,7 +29,7 @@ fn cpu(file: &GgufFile, store: &MemoryStore) -> CpuBackend {
 }
 
 fn gpu(file: &GgufFile, store: &MemoryStore, options: GpuOptions) -> GpuBackend {
-    ready(GpuBackend::load_from(file, &Ready(store), options, &mut |_, _| {})).expect("GPU backend loads")
+    ready(GpuBackend::load_from(file, &Ready(store), options, &mut |_, _, _| {})).expect("GPU backend loads")
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {

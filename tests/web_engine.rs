@@ -270,7 +270,15 @@ fn info(engine: &EngineCore, key: &str) -> JsValue {
 async fn gpu_generation_in_the_browser_matches_the_native_gpu_backend() {
     let reference: serde_json::Value = serde_json::from_str(REFERENCE).unwrap();
     let url = format!("{SERVER}/models/{MODEL}?t=gpu&run={}", run_id());
-    let engine = EngineCore::load(url.into(), js_options(&[("backend", "gpu".into())])).await.expect("WebGPU is on in these tests (webdriver.json)");
+    let phases = js_sys::Array::new();
+    let record = phases.clone();
+    let on_progress = Closure::<dyn Fn(JsValue)>::new(move |ev: JsValue| {
+        record.push(&Reflect::get(&ev, &"phase".into()).unwrap());
+    });
+    let options = js_options(&[("backend", "gpu".into()), ("onProgress", on_progress.as_ref().clone())]);
+    let engine = EngineCore::load(url.into(), options).await.expect("WebGPU is on in these tests (webdriver.json)");
+    let phases: Vec<String> = phases.iter().filter_map(|p| p.as_string()).collect();
+    assert!(phases.iter().any(|p| p == "load") && phases.last().map(String::as_str) == Some("compile"), "{phases:?}");
     assert_eq!(info(&engine, "backend").as_string().as_deref(), Some("gpu"));
     assert!(info(&engine, "adapter").as_string().is_some());
     let body = js_sys::JSON::parse(&reference["gpu_request"].to_string()).unwrap();

@@ -27,7 +27,7 @@ fn native_tokens_for_the_browser_generation_test() {
     model.complete(&mut c).unwrap();
     let tokens = serde_json::to_value(c.tokens()).unwrap();
     let options = GpuOptions { wanted: Wanted { f16: false, ..Wanted::default() }, ..GpuOptions::default() };
-    let gpu = ready(GpuBackend::load_from(&file, &Ready(&store), options, &mut |_, _| {})).unwrap();
+    let gpu = ready(GpuBackend::load_from(&file, &Ready(&store), options, &mut |_, _, _| {})).unwrap();
     let mut on_gpu = LocalModel::new("tiny", &file, Box::new(gpu)).unwrap();
     let req: ChatCompletionRequest = serde_json::from_value(reference["gpu_request"].clone()).unwrap();
     let mut g = on_gpu.start(req, "x".into(), 0).unwrap();

@@ -59,7 +59,7 @@ async function load(source) {
     onProgress: ({ phase, loaded, total }) => {
       window.candlelightDemo.progress.push({ phase, loaded, total });
       ui.bar.value = total ? loaded / total : 0;
-      ui.progressText.textContent = `${phase}: ${mib(loaded)} / ${mib(total)}`;
+      ui.progressText.textContent = phase === 'compile' ? 'compiling the GPU kernels…' : `${phase}: ${mib(loaded)} / ${mib(total)}`;
       ui.progress.dataset.phase = phase;
     },
   };

@@ -128,7 +128,7 @@ async fn backend<S: AsyncChunkStore>(
         return Ok((cpu_backend(file, store, context, progress).await?, None, None));
     }
     let options = GpuOptions { context, ..GpuOptions::default() };
-    match GpuBackend::load_from(file, store, options, &mut |done, total| progress("load", done, total)).await {
+    match GpuBackend::load_from(file, store, options, &mut |phase, done, total| progress(phase, done, total)).await {
         Ok(b) => {
             let gpu = b.gpu().clone();
             Ok((Box::new(b), Some(gpu), None))

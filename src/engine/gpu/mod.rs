@@ -91,13 +91,14 @@ pub struct GpuBackend {
 }
 
 impl GpuBackend {
-    /// Opens the GPU and loads every weight of `file` from `store` a piece at a time;
-    /// `on_progress(loaded, total)` counts tensor bytes.
+    /// Opens the GPU and loads every weight of `file` from `store` a piece at a time, then
+    /// compiles the kernels: `on_progress(phase, done, total)` with phase "load" (tensor bytes)
+    /// and "compile" (0 of 1 when it starts, 1 of 1 when done).
     pub async fn load_from<S: AsyncChunkStore>(
         file: &GgufFile,
         store: &S,
         options: GpuOptions,
-        on_progress: &mut dyn FnMut(u64, u64),
+        on_progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<Self, EngineError> {
         let mut c = ModelConfig::from_gguf(file)?;
         let capacity = options.context.clamp(1, c.context_length);
@@ -119,7 +120,7 @@ impl GpuBackend {
         let mut loaded = 0u64;
         let mut count = |n: u64| {
             loaded += n;
-            on_progress(loaded, total);
+            on_progress("load", loaded, total);
         };
         let base = file.data_offset;
         let (e, hd) = (c.n_embd, c.head_dim);
@@ -184,8 +185,10 @@ impl GpuBackend {
         let weights = Weights { embed, output, output_norm, layers, rope_factors };
         let weight_bytes = weights.bytes();
         let pool = Pool::new(&gpu.device);
+        on_progress("compile", 0, 1);
         let plan = Plan::build(&gpu, &pool, &c, &weights, slice, capacity);
         gpu.check()?;
+        on_progress("compile", 1, 1);
         Ok(Self { gpu, config: c, plan, len: 0, _weights: weights, weight_bytes })
     }
 
