@@ -22,8 +22,13 @@ if [ "${1:-}" = --prepare ]; then
   exit 0
 fi
 
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+# Mesa's and NVIDIA's Vulkan loaders want a runtime dir; without one they print errors.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$dir}"
+
 bin=bench-bin
-if ! "$bin/make_fixtures" /dev/null none >/dev/null 2>&1; then
+if ! "$bin/make_fixtures" "$dir" none >/dev/null 2>&1; then
   echo "bench-bin/ does not run here; building natively"
   cargo build --release --offline --example bench_gpu --example make_fixtures
   bin="${CARGO_TARGET_DIR:-target}/release/examples"
@@ -43,8 +48,6 @@ case "$name" in
 esac
 ls /usr/share/vulkan/icd.d/ /etc/vulkan/icd.d/ 2>/dev/null || true
 
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
 time "$bin/make_fixtures" "$dir" gpu-bench
 out="${OUT:-$dir}"
 # PROMPT, DECODE and REPEATS shrink a trial run on a machine without a real GPU.
