@@ -72,8 +72,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (adapter, caps) = gpu.device();
     let adapter = adapter.to_string();
     let bytes = gpu.decode_bytes();
+    let (weight_mem, other_mem) = gpu.memory_bytes();
     let gbps = bytes as f64 * gd / 1e9;
     println!("file {name}: GPU {adapter} (f16 {}, subgroups {}), loaded in {gpu_load_s:.2} s", caps.f16, caps.subgroups);
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!("GPU memory: {:.1} MiB of weights, {:.1} MiB of KV cache, activations and scratch ({context} positions)", mib(weight_mem), mib(other_mem));
     println!("GPU: prefill {gp:.1} tok/s, decode {gd:.2} tok/s; {:.1} MiB of weights per decode token: {gbps:.2} GB/s", bytes as f64 / (1 << 20) as f64);
     if let Some(spec) = spec_gbps {
         println!("GPU weight bandwidth: {:.1}% of the {spec} GB/s specification", 100.0 * gbps / spec);

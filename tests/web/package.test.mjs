@@ -97,7 +97,9 @@ test('npm pack → fresh Vite app → build → chat in Chromium through the pub
     const r = await page.evaluate(() => window.result);
     assert.equal(r.error, undefined, JSON.stringify(r.error));
     assert.equal(r.info.architecture, 'qwen3');
-    assert.deepEqual(r.phases, ['download', 'verify', 'load']);
+    // WebGPU is on in this browser: `auto` loads onto the GPU, then compiles its kernels.
+    assert.equal(r.info.backend, 'gpu');
+    assert.deepEqual(r.phases, ['download', 'verify', 'load', 'compile']);
     assert.equal(r.whole.object, 'chat.completion');
     assert.equal(r.whole.choices[0].message.content, r.streamText, 'same seed, same text, streamed or not');
     assert.ok(r.chunks >= 3);

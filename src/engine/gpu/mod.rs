@@ -85,9 +85,8 @@ pub struct GpuBackend {
     config: ModelConfig,
     plan: Plan,
     len: usize,
-    // Keeps the weight buffers alive for the plan's bind groups.
-    _weights: Weights,
-    weight_bytes: u64,
+    // The plan's bind groups use these buffers; held here for the bandwidth figures too.
+    weights: Weights,
 }
 
 impl GpuBackend {
@@ -183,13 +182,12 @@ impl GpuBackend {
         };
         let output_norm = vector!("output_norm.weight", e);
         let weights = Weights { embed, output, output_norm, layers, rope_factors };
-        let weight_bytes = weights.bytes();
         let pool = Pool::new(&gpu.device);
         on_progress("compile", 0, 1);
         let plan = Plan::build(&gpu, &pool, &c, &weights, slice, capacity);
         gpu.check()?;
         on_progress("compile", 1, 1);
-        Ok(Self { gpu, config: c, plan, len: 0, _weights: weights, weight_bytes })
+        Ok(Self { gpu, config: c, plan, len: 0, weights })
     }
 
     /// The adapter in use and the features the kernels got.
@@ -199,12 +197,12 @@ impl GpuBackend {
 
     /// GPU memory held: weights, and activations, cache and scratch.
     pub fn memory_bytes(&self) -> (u64, u64) {
-        (self.weight_bytes, self.plan.bytes + (self.config.n_layer * 2 * self.plan.capacity * self.config.n_head_kv * self.config.head_dim * 4) as u64)
+        (self.weights.bytes(), self.plan.bytes + (self.config.n_layer * 2 * self.plan.capacity * self.config.n_head_kv * self.config.head_dim * 4) as u64)
     }
 
     /// Weight bytes one decode step reads (for bandwidth figures).
     pub fn decode_bytes(&self) -> u64 {
-        self._weights.bytes_per_token()
+        self.weights.bytes_per_token()
     }
 
     /// The device, shared (tests lose it on purpose through [`Gpu::lose`]).
