@@ -24,10 +24,9 @@ fn pair(j: u32) -> vec2<u32> {
 }
 
 fn rotate(i: u32, h: u32, j: u32) -> vec2<f32> {
-    let p = pair(j);
-    let base = (i * rope.heads + h) * rope.head_dim;
-    let a = src[base + p.x];
-    let b = src[base + p.y];
+    let p = pair(j) + row(i, h);
+    let a = src[p.x];
+    let b = src[p.y];
     let cs = table[(step.start + i) * (rope.head_dim / 2u) + j];
     return vec2<f32>(a * cs.x - b * cs.y, a * cs.y + b * cs.x);
 }
@@ -35,37 +34,39 @@ fn rotate(i: u32, h: u32, j: u32) -> vec2<f32> {
 @group(0) @binding(5) var<storage, read> v_src: array<f32>;
 @group(0) @binding(6) var<storage, read_write> v_cache: array<f32>;
 
-// gid.x: pair, gid.y: head, gid.z: token.
+// Invocations: gid.x a pair, gid.y a head, gid.z a token; those past the work do nothing.
+fn in_range(gid: vec3<u32>) -> bool {
+    return gid.x < rope.head_dim / 2u && gid.z < step.seq;
+}
+
+// Where head h of token i starts in a [token][head][head_dim] buffer.
+fn row(i: u32, h: u32) -> u32 {
+    return (i * rope.heads + h) * rope.head_dim;
+}
+
 @compute @workgroup_size(32)
 fn rope_q(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = gid.x;
-    let h = gid.y;
-    let i = gid.z;
-    if (j >= rope.head_dim / 2u || i >= step.seq) {
+    if (!in_range(gid)) {
         return;
     }
-    let r = rotate(i, h, j);
-    let p = pair(j);
-    let base = (i * rope.heads + h) * rope.head_dim;
-    dst[base + p.x] = r.x;
-    dst[base + p.y] = r.y;
+    let r = rotate(gid.z, gid.y, gid.x);
+    let p = pair(gid.x) + row(gid.z, gid.y);
+    dst[p.x] = r.x;
+    dst[p.y] = r.y;
 }
 
 // The cache is laid out [kv head][position][head_dim].
 @compute @workgroup_size(32)
 fn store_kv(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = gid.x;
-    let h = gid.y;
-    let i = gid.z;
-    if (j >= rope.head_dim / 2u || i >= step.seq) {
+    if (!in_range(gid)) {
         return;
     }
-    let r = rotate(i, h, j);
-    let p = pair(j);
-    let at = (i * rope.heads + h) * rope.head_dim;
-    let to = (h * rope.capacity + step.start + i) * rope.head_dim;
-    dst[to + p.x] = r.x;
-    dst[to + p.y] = r.y;
-    v_cache[to + p.x] = v_src[at + p.x];
-    v_cache[to + p.y] = v_src[at + p.y];
+    let r = rotate(gid.z, gid.y, gid.x);
+    let p = pair(gid.x);
+    let from_row = p + row(gid.z, gid.y);
+    let to = p + (gid.y * rope.capacity + step.start + gid.z) * rope.head_dim;
+    dst[to.x] = r.x;
+    dst[to.y] = r.y;
+    v_cache[to.x] = v_src[from_row.x];
+    v_cache[to.y] = v_src[from_row.y];
 }
