@@ -7,10 +7,14 @@
 //! - [`gguf`] parses its header with typed errors and builds the [`gguf::ModelConfig`];
 //! - [`tokenizer`] builds the tokenizer from the same file, [`chat`] renders its chat template
 //!   and splits R1-style reasoning from the answer;
-//! - [`engine`] runs the model behind the [`engine::Backend`] trait ([`engine::cpu`] on candle)
-//!   and owns, once, sampling and the generation loop with usage and timings;
+//! - [`engine`] runs the model behind the [`engine::Backend`] trait ([`engine::cpu`] on candle,
+//!   [`engine::gpu`] on wgpu with our WGSL kernels from `shaders/`) and owns, once, sampling and
+//!   the generation loop with usage and timings;
 //! - [`openai`] holds the chat-completions wire types and answers a request with a local model,
 //!   chunk by chunk;
+//! - [`router`] decides, as pure policy, which route answers a request: the local model or the
+//!   next remote provider (busy signals, retries, circuit breakers, rate limits, key rotation,
+//!   the device's speed); [`retry`] holds the backoff both it and [`download`] use;
 //! - `web` (wasm only) exports the engine and the model cache to JavaScript;
 //! - [`fixture`] makes GGUF files with random weights for tests and benchmarks.
 
@@ -23,7 +27,9 @@ pub mod engine;
 pub mod fixture;
 pub mod gguf;
 pub mod openai;
+pub mod retry;
 pub mod rng;
+pub mod router;
 pub mod store;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]

@@ -86,11 +86,7 @@ pub fn sha256_from_etag(value: &str) -> Option<String> {
     (v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())).then(|| v.to_ascii_lowercase())
 }
 
-/// Waits between tries: exponential from `base_ms`, capped, with full jitter from `unit` in [0, 1).
-pub fn backoff_ms(attempt: u32, base_ms: f64, cap_ms: f64, unit: f64) -> f64 {
-    let ceiling = (base_ms * 2f64.powi(attempt.min(30) as i32)).min(cap_ms);
-    ceiling * unit.clamp(0.0, 1.0)
-}
+pub use crate::retry::backoff_ms;
 
 /// Lower-case hex of a digest.
 pub fn hex(bytes: &[u8]) -> String {
@@ -123,13 +119,5 @@ mod tests {
         assert_eq!(sha256_from_etag(&format!("\"{h}\"")), Some(h.clone()));
         assert_eq!(sha256_from_etag(&format!("W/\"{}\"", h.to_uppercase())), Some(h));
         assert_eq!(sha256_from_etag("\"abc-123\""), None);
-    }
-
-    #[test]
-    fn backoff_is_capped_and_jittered() {
-        assert_eq!(backoff_ms(0, 500.0, 8000.0, 0.999_999).round(), 500.0);
-        assert_eq!(backoff_ms(3, 500.0, 8000.0, 0.5), 2000.0);
-        assert_eq!(backoff_ms(40, 500.0, 8000.0, 1.0), 8000.0);
-        assert_eq!(backoff_ms(2, 500.0, 8000.0, 0.0), 0.0);
     }
 }

@@ -1,0 +1,211 @@
+//! The router's one configuration struct, the same shape from JavaScript (camelCase JSON).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Which routes a request may take, and in what order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The local model when the device is capable, remote providers when it is too weak; each
+    /// is the other's fallback.
+    #[default]
+    Auto,
+    LocalFirst,
+    RemoteFirst,
+    LocalOnly,
+    RemoteOnly,
+}
+
+/// Everything the router needs to know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RouterConfig {
+    pub mode: Mode,
+    /// Remote providers, in priority order.
+    pub providers: Vec<ProviderConfig>,
+    /// Estimated local decode speed below which the device counts as too weak.
+    pub min_local_tokens_per_s: f64,
+    pub retry: RetryPolicy,
+    pub breaker: BreakerPolicy,
+    /// A key older than this draws a warning.
+    pub key_max_age_days: f64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Auto,
+            providers: Vec::new(),
+            min_local_tokens_per_s: 8.0,
+            retry: RetryPolicy::default(),
+            breaker: BreakerPolicy::default(),
+            key_max_age_days: 90.0,
+        }
+    }
+}
+
+/// One OpenAI-compatible remote (DeepSeek's API, another cloud, the user's own server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProviderConfig {
+    pub name: String,
+    /// Up to `/v1` (or the provider's equivalent); `/chat/completions` is appended.
+    pub base_url: String,
+    /// The request's model name → this provider's; a name not listed is sent as it is.
+    pub models: BTreeMap<String, String>,
+    /// Used in order; the next one takes over when one is refused (401/403) or out of quota.
+    pub keys: Vec<ApiKey>,
+    /// Tries after the first on busy answers, before failing over.
+    pub max_retries: u32,
+    pub rate: RateLimit,
+    pub deadlines: Deadlines,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            base_url: String::new(),
+            models: BTreeMap::new(),
+            keys: Vec::new(),
+            max_retries: 2,
+            rate: RateLimit::default(),
+            deadlines: Deadlines::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ApiKey {
+    pub key: String,
+    /// When the key was issued (Unix ms), for the age warning; unknown if absent.
+    pub created_ms: Option<f64>,
+}
+
+/// A token bucket (sustained rate and burst) and a cap on requests in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RateLimit {
+    pub requests_per_s: f64,
+    pub burst: f64,
+    pub max_concurrent: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self { requests_per_s: 5.0, burst: 10.0, max_concurrent: 4 }
+    }
+}
+
+/// How long a provider may take before it counts as busy.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Deadlines {
+    pub connect_ms: f64,
+    /// From sending the request to the first byte of the answer.
+    pub first_byte_ms: f64,
+    /// The longest silence between two chunks of a stream.
+    pub stall_ms: f64,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self { connect_ms: 5_000.0, first_byte_ms: 20_000.0, stall_ms: 15_000.0 }
+    }
+}
+
+/// Exponential backoff with full jitter between tries of one provider.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RetryPolicy {
+    pub base_ms: f64,
+    pub cap_ms: f64,
+    /// A provider's Retry-After longer than this fails over instead of waiting.
+    pub max_wait_ms: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { base_ms: 500.0, cap_ms: 8_000.0, max_wait_ms: 10_000.0 }
+    }
+}
+
+/// When a provider's circuit opens, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BreakerPolicy {
+    /// Consecutive failed requests that open the circuit.
+    pub failures: u32,
+    pub open_ms: f64,
+}
+
+impl Default for BreakerPolicy {
+    fn default() -> Self {
+        Self { failures: 3, open_ms: 30_000.0 }
+    }
+}
+
+/// A configuration the router cannot work with.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("mode {0:?} needs at least one provider")]
+    NoProviders(Mode),
+    #[error("provider {index} has no name")]
+    Unnamed { index: usize },
+    #[error("provider {name:?}: base URL {url:?} is not http(s)")]
+    BadUrl { name: String, url: String },
+    #[error("provider {name:?}: {field} must be a positive number")]
+    NotPositive { name: String, field: &'static str },
+    #[error("two providers are named {0:?}")]
+    Duplicate(String),
+    #[error("{field} must be a positive number")]
+    BadPolicy { field: &'static str },
+}
+
+impl RouterConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.providers.is_empty() && self.mode == Mode::RemoteOnly {
+            return Err(ConfigError::NoProviders(self.mode));
+        }
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        for (field, v) in [("retry.baseMs", self.retry.base_ms), ("retry.capMs", self.retry.cap_ms), ("breaker.openMs", self.breaker.open_ms)] {
+            if !positive(v) {
+                return Err(ConfigError::BadPolicy { field });
+            }
+        }
+        if self.breaker.failures == 0 {
+            return Err(ConfigError::BadPolicy { field: "breaker.failures" });
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (index, p) in self.providers.iter().enumerate() {
+            if p.name.trim().is_empty() {
+                return Err(ConfigError::Unnamed { index });
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(ConfigError::Duplicate(p.name.clone()));
+            }
+            if !(p.base_url.starts_with("https://") || p.base_url.starts_with("http://")) {
+                return Err(ConfigError::BadUrl { name: p.name.clone(), url: p.base_url.clone() });
+            }
+            let d = &p.deadlines;
+            for (field, v) in [
+                ("rate.requestsPerS", p.rate.requests_per_s),
+                ("rate.burst", p.rate.burst),
+                ("deadlines.connectMs", d.connect_ms),
+                ("deadlines.firstByteMs", d.first_byte_ms),
+                ("deadlines.stallMs", d.stall_ms),
+            ] {
+                if !positive(v) {
+                    return Err(ConfigError::NotPositive { name: p.name.clone(), field });
+                }
+            }
+            if p.rate.max_concurrent == 0 {
+                return Err(ConfigError::NotPositive { name: p.name.clone(), field: "rate.maxConcurrent" });
+            }
+        }
+        Ok(())
+    }
+}
