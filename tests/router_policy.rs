@@ -251,6 +251,36 @@ fn a_broken_stream_continues_from_its_partial_text() {
 }
 
 #[test]
+fn a_stream_and_its_continuation_reach_the_client_as_one() {
+    let chunk = |id: &str, delta: serde_json::Value, finish: Option<&str>| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": if id == "a" { 1 } else { 2 }, "model": id,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut s = Stitch::default();
+    let mut out = Vec::new();
+    for c in [chunk("a", json!({"role": "assistant", "content": ""}), None), chunk("a", json!({"content": "Hel"}), None), chunk("a", json!({"content": "lo"}), None)] {
+        out.extend(s.pass(c));
+    }
+    // The first route breaks here; the second continues.
+    let (partial, emitted) = s.broken();
+    assert_eq!((partial.as_str(), emitted), ("Hello", 2));
+    let usage = json!({"id": "b", "object": "chat.completion.chunk", "created": 2, "model": "b", "choices": [],
+                       "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}});
+    for c in [chunk("b", json!({"role": "assistant", "content": ""}), None), chunk("b", json!({"content": " wor"}), None), chunk("b", json!({"content": "ld"}), Some("stop")), usage] {
+        out.extend(s.pass(c));
+    }
+    assert_eq!(out.len(), 6, "the continuation's opening chunk is dropped: {out:#?}");
+    assert!(out.iter().all(|c| c["id"] == "a" && c["created"] == 1 && c["model"] == "a"), "one stream's identity");
+    assert_eq!(out.iter().filter(|c| c["choices"][0]["delta"].get("role").is_some()).count(), 1, "one role");
+    let text: String = out.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, "Hello world");
+    assert_eq!(s.text().0, "Hello world");
+    assert_eq!(out[4]["choices"][0]["finish_reason"], "stop");
+    assert_eq!(out[5]["usage"]["completion_tokens"], 4, "the tokens before the break count");
+    assert_eq!(out[5]["usage"]["total_tokens"], 13);
+}
+
+#[test]
 fn the_device_is_too_weak_when_slow_or_short_of_room() {
     let model = ModelNeeds { file_bytes: 400e6, bytes_per_token: 380e6, stored: false };
     let gpu = |bps: f64| GpuProfile { adapter: "test".into(), bytes_per_s: Some(bps), ..GpuProfile::default() };

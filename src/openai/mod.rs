@@ -1,7 +1,8 @@
-//! The OpenAI / DeepSeek chat-completions API: wire types, request checks with typed errors, and
-//! answering a request with a local model one chunk at a time.
+//! The OpenAI / DeepSeek chat-completions API: wire types, request checks with typed errors,
+//! answering a request with a local model one chunk at a time, and the SSE stream codec.
 
 mod local;
+pub mod sse;
 mod wire;
 
 pub use local::{AnswerError, Completion, LocalModel};

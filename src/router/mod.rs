@@ -9,6 +9,7 @@ mod config;
 mod health;
 mod plan;
 mod profile;
+mod stitch;
 
 pub use busy::{classify, Signal, Verdict};
 pub use coalesce::{key as coalesce_key, Coalescer, Role};
@@ -16,3 +17,4 @@ pub use config::{ApiKey, BreakerPolicy, ConfigError, Deadlines, Mode, ProviderCo
 pub use health::{Admission, Breaker, KeyRing, Limiter};
 pub use plan::{continuation, provider_model, unavailable, Choice, Health, Local, Next, Route, Router, Ticket};
 pub use profile::{assess, Capability, DeviceProfile, GpuProfile, ModelNeeds};
+pub use stitch::Stitch;

@@ -1,0 +1,78 @@
+//! One stream for the client across routes: when a stream breaks after some tokens and the next
+//! route continues it (see [`super::continuation`]), its chunks are rewritten to the first
+//! stream's id, creation time and model, its opening role chunk is dropped, and its usage counts
+//! the tokens sent before the break.
+
+use serde_json::Value;
+
+#[derive(Debug, Default)]
+pub struct Stitch {
+    /// id, created, model of the first chunk the client saw.
+    head: Option<(Value, Value, Value)>,
+    role_sent: bool,
+    content: String,
+    reasoning: String,
+    /// Chunks that carried text, this route and before: the token count a stream without usage
+    /// implies (one token a chunk, as servers stream).
+    chunks_with_text: u64,
+    before_break: u64,
+}
+
+impl Stitch {
+    /// The chunk the client gets for `chunk` from the current route, or None to drop it.
+    pub fn pass(&mut self, mut chunk: Value) -> Option<Value> {
+        match &self.head {
+            None => self.head = Some((chunk["id"].clone(), chunk["created"].clone(), chunk["model"].clone())),
+            Some((id, created, model)) => {
+                chunk["id"] = id.clone();
+                chunk["created"] = created.clone();
+                chunk["model"] = model.clone();
+            }
+        }
+        let no_usage = chunk.get("usage").is_none_or(Value::is_null);
+        if let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) {
+            for c in choices.iter_mut() {
+                let delta = &mut c["delta"];
+                if delta.get("role").is_some() {
+                    if self.role_sent {
+                        delta.as_object_mut().map(|d| d.remove("role"));
+                    }
+                    self.role_sent = true;
+                }
+                let text = |k: &str| delta.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                let (content, reasoning) = (text("content"), text("reasoning_content"));
+                if !content.is_empty() || !reasoning.is_empty() {
+                    self.chunks_with_text += 1;
+                }
+                self.content.push_str(&content);
+                self.reasoning.push_str(&reasoning);
+            }
+            // A continuation's opening chunk carries nothing new once its role is dropped.
+            let blank = |c: &Value| c["finish_reason"].is_null() && c["delta"].as_object().is_none_or(|d| d.values().all(|v| v.is_null() || v == ""));
+            if self.before_break > 0 && !choices.is_empty() && choices.iter().all(blank) && no_usage {
+                return None;
+            }
+        }
+        if let Some(usage) = chunk.get_mut("usage").filter(|u| u.is_object()) {
+            let add = |u: &mut Value, k: &str, n: u64| {
+                if let Some(v) = u.get(k).and_then(Value::as_u64) {
+                    u[k] = (v + n).into();
+                }
+            };
+            add(usage, "completion_tokens", self.before_break);
+            add(usage, "total_tokens", self.before_break);
+        }
+        Some(chunk)
+    }
+
+    /// The route broke: what came so far, for [`super::continuation`], and the tokens it took.
+    pub fn broken(&mut self) -> (String, u64) {
+        self.before_break = self.chunks_with_text;
+        (self.content.clone(), self.chunks_with_text)
+    }
+
+    /// The answer's text so far (content, then reasoning).
+    pub fn text(&self) -> (&str, &str) {
+        (&self.content, &self.reasoning)
+    }
+}
