@@ -340,3 +340,42 @@ fn the_configuration_reads_as_javascript_writes_it() {
     assert!(matches!(bad(&|c| c.breaker.failures = 0), ConfigError::BadPolicy { field: "breaker.failures" }));
     assert!(serde_json::from_value::<RouterConfig>(json!({"mode": "sometimes"})).is_err());
 }
+
+#[test]
+fn metrics_render_in_the_prometheus_text_format() {
+    let mut m = Metrics::new();
+    m.tried("deepseek", "busy");
+    m.tried("deepseek", "busy");
+    m.tried("local", "ok");
+    m.failed_over("deepseek", "busy");
+    m.unanswered();
+    m.tokens("local", 12, 30);
+    m.timed("local", 0.3, Some(0.07));
+    m.timed("local", 200.0, None);
+    m.tried("odd \"name\"\n", "ok");
+    let text = m.render();
+    for line in [
+        "# TYPE candlelight_requests_total counter",
+        "candlelight_requests_total{route=\"deepseek\",outcome=\"busy\"} 2",
+        "candlelight_requests_total{route=\"local\",outcome=\"ok\"} 1",
+        "candlelight_requests_total{route=\"odd \\\"name\\\"\\n\",outcome=\"ok\"} 1",
+        "candlelight_failovers_total{from=\"deepseek\",reason=\"busy\"} 1",
+        "candlelight_unanswered_total 1",
+        "candlelight_tokens_total{route=\"local\",kind=\"completion\"} 30",
+        "# TYPE candlelight_request_duration_seconds histogram",
+        "candlelight_request_duration_seconds_bucket{route=\"local\",le=\"0.25\"} 0",
+        "candlelight_request_duration_seconds_bucket{route=\"local\",le=\"0.5\"} 1",
+        "candlelight_request_duration_seconds_bucket{route=\"local\",le=\"120\"} 1",
+        "candlelight_request_duration_seconds_bucket{route=\"local\",le=\"+Inf\"} 2",
+        "candlelight_request_duration_seconds_sum{route=\"local\"} 200.3",
+        "candlelight_request_duration_seconds_count{route=\"local\"} 2",
+        "candlelight_time_to_first_token_seconds_bucket{route=\"local\",le=\"0.1\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+    }
+    // Every sample line is `name{labels} value` with a number for value.
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = l.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{l}");
+    }
+}
