@@ -19,7 +19,7 @@ use crate::store::StoreError;
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_name = fetch)]
-    fn fetch_request(req: &Request) -> Promise;
+    pub(crate) fn fetch_request(req: &Request) -> Promise;
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(handler: &js_sys::Function, ms: i32) -> JsValue;
 }

@@ -3,6 +3,7 @@
 //! time) and the cache listing. `www/lib/` wraps these in the OpenAI-shaped JavaScript API.
 
 mod error;
+mod route;
 
 use js_sys::{Function, Object, Reflect};
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 pub use error::WebError;
+pub use route::RouterCore;
 
 use crate::download::{self, fetch};
 use std::cell::{Cell, RefCell};

@@ -1,0 +1,181 @@
+// The router in its service worker (www/sw.js), in headless Chromium, against two providers on
+// 127.0.0.1 that answer as DeepSeek's API does and fail on command (scripts/provider.mjs): every
+// request the page makes goes through the service worker to the right route; retries, key
+// rotation, failover before the first byte and mid-stream (one continuous stream), the 503 when
+// nothing can answer, and /v1/metrics read by a real Prometheus text-format parser.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import { launch, startServer, root } from './harness.mjs';
+
+let browser;
+let app;
+let page;
+const providers = {};
+
+async function startProvider(name, extra = []) {
+  const child = spawn(process.execPath, ['scripts/provider.mjs', '--name', name, ...extra], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+  const line = await new Promise((resolve) => child.stdout.once('data', (d) => resolve(String(d))));
+  const origin = line.match(/http:\/\/[\d.:]+/)[0];
+  return {
+    origin,
+    child,
+    faults: (list) => fetch(`${origin}/__faults`, { method: 'POST', body: JSON.stringify({ faults: list }) }),
+    log: async () => (await fetch(`${origin}/__log`)).json(),
+  };
+}
+
+const fast = { connectMs: 2000, firstByteMs: 800, stallMs: 400 };
+const config = (over = {}) => ({
+  mode: 'remote-only',
+  retry: { baseMs: 50, capMs: 200, maxWaitMs: 3000 },
+  providers: [
+    { name: 'p1', baseUrl: `${providers.p1.origin}/v1`, keys: [{ key: 'sk-bad' }, { key: 'sk-a' }], maxRetries: 2, deadlines: fast },
+    { name: 'p2', baseUrl: `${providers.p2.origin}/v1`, maxRetries: 0, deadlines: fast },
+  ],
+  ...over,
+});
+
+async function configure(c) {
+  const r = await page.evaluate(async (c) => {
+    const reg = await navigator.serviceWorker.ready;
+    const { port1, port2 } = new MessageChannel();
+    const done = new Promise((resolve) => { port1.onmessage = (e) => resolve(e.data); });
+    reg.active.postMessage({ type: 'router-config', config: c }, [port2]);
+    return done;
+  }, c);
+  assert.deepEqual(r, { ok: true });
+}
+
+/** POSTs through the service worker; the stream's chunks, parsed, or the JSON answer. */
+function complete(body) {
+  return page.evaluate(async (body) => {
+    const res = await fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const out = { status: res.status, route: res.headers.get('x-candlelight-route'), retryAfter: res.headers.get('retry-after') };
+    const text = await res.text();
+    if (!(res.headers.get('content-type') ?? '').includes('event-stream')) return { ...out, json: JSON.parse(text) };
+    const events = text.split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
+    return { ...out, done: events.at(-1) === '[DONE]', chunks: events.filter((e) => e !== '[DONE]').map((e) => JSON.parse(e)) };
+  }, body);
+}
+
+const ask = (over = {}) => ({ model: 'deepseek-chat', messages: [{ role: 'user', content: 'count' }], stream: true, stream_options: { include_usage: true }, ...over });
+const words = (n) => Array.from({ length: n }, (_, i) => `w${i} `).join('');
+const textOf = (r) => r.chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+
+before(async () => {
+  providers.p1 = await startProvider('p1', ['--keys', 'sk-a']);
+  providers.p2 = await startProvider('p2');
+  app = await startServer();
+  browser = await launch();
+  page = await browser.newPage();
+  await page.goto(`${app.origin}/`);
+  await page.evaluate(async () => {
+    await navigator.serviceWorker.register('/sw.js', { type: 'module' });
+    await navigator.serviceWorker.ready;
+    if (!navigator.serviceWorker.controller) await new Promise((r) => navigator.serviceWorker.addEventListener('controllerchange', r, { once: true }));
+  });
+  await configure(config());
+});
+
+after(async () => {
+  await browser?.close();
+  await app?.stop();
+  for (const p of Object.values(providers)) p.child.kill();
+});
+
+test('a refused key rotates to the next, and the stream arrives whole', async () => {
+  const before = (await providers.p1.log()).length;
+  const r = await complete(ask());
+  assert.equal(r.status, 200);
+  assert.equal(r.route, 'p1');
+  assert.ok(r.done);
+  assert.equal(textOf(r), words(8));
+  assert.equal(r.chunks.at(-1).usage.completion_tokens, 8);
+  const log = (await providers.p1.log()).slice(before);
+  assert.deepEqual(log.map((l) => l.auth), ['sk-bad', 'sk-a'], 'the 401 key, then the next key');
+  // The ring remembers: the refused key is not tried again.
+  const again = (await providers.p1.log()).length;
+  await complete(ask());
+  assert.deepEqual((await providers.p1.log()).slice(again).map((l) => l.auth), ['sk-a']);
+});
+
+test('429 with Retry-After and 503 server busy are retried on the same provider', async () => {
+  await providers.p1.faults(['429', '503busy']);
+  const t0 = Date.now();
+  const r = await complete(ask());
+  assert.equal(r.route, 'p1');
+  assert.equal(textOf(r), words(8));
+  assert.ok(Date.now() - t0 >= 1000, 'Retry-After: 1 was honoured');
+  const log = (await providers.p1.log()).slice(-3);
+  assert.deepEqual(log.map((l) => l.fault), ['429', '503busy', null]);
+});
+
+test('busy past its retries, or silent before the first byte, fails over to the next provider', async () => {
+  await providers.p1.faults(['503busy', '503busy', '503busy']);
+  let r = await complete(ask());
+  assert.equal(r.route, 'p2');
+  assert.equal(textOf(r), words(8));
+  await configure(config()); // a fresh breaker for the next case
+  await providers.p1.faults(['hang', 'hang', 'hang']);
+  r = await complete(ask());
+  assert.equal(r.route, 'p2', 'no first byte within 800 ms');
+  assert.equal(textOf(r), words(8));
+  await configure(config());
+});
+
+for (const fault of ['stall:3', 'cut:3', 'malformed:3']) {
+  test(`a stream that breaks mid-way (${fault}) continues on the next provider as one stream`, async () => {
+    await providers.p1.faults([fault]);
+    const before2 = (await providers.p2.log()).length;
+    const r = await complete(ask());
+    assert.equal(r.status, 200);
+    assert.ok(r.done, 'ends with [DONE]');
+    assert.equal(textOf(r), words(8), 'nothing lost, nothing twice');
+    assert.equal(new Set(r.chunks.map((c) => c.id)).size, 1, 'one stream id');
+    assert.equal(r.chunks.filter((c) => c.choices[0]?.delta?.role).length, 1, 'one role chunk');
+    const cont = (await providers.p2.log()).slice(before2);
+    assert.equal(cont.length, 1);
+    assert.deepEqual(cont[0].body.messages.at(-1), { role: 'assistant', content: words(3), prefix: true });
+    assert.equal(r.chunks.at(-1).usage.completion_tokens, 8, 'usage counts the tokens before the break');
+    await configure(config());
+  });
+}
+
+test('a whole (non-streamed) answer and a client error pass through', async () => {
+  const r = await complete(ask({ stream: false }));
+  assert.equal(r.status, 200);
+  assert.equal(r.json.choices[0].message.content, words(8));
+  const bad = await page.evaluate(async () => (await fetch('/v1/chat/completions', { method: 'POST', body: 'not json' })).status);
+  assert.equal(bad, 400);
+});
+
+test('with every provider down and no local model the 503 arrives with Retry-After', async () => {
+  await configure(config({ providers: [{ name: 'gone', baseUrl: 'http://127.0.0.1:9/v1', maxRetries: 0, deadlines: fast }] }));
+  const r = await complete(ask());
+  assert.equal(r.status, 503);
+  assert.equal(r.route, 'none');
+  assert.ok(Number(r.retryAfter) >= 1);
+  assert.equal(r.json.error.type, 'server_busy');
+  assert.equal(r.json.error.code, 'no_route_available');
+  await configure(config());
+});
+
+test('/v1/metrics parses as Prometheus text and counts what happened', async () => {
+  await configure(config());
+  await complete(ask());
+  await providers.p1.faults(['503busy', '503busy', '503busy']);
+  await complete(ask());
+  const text = await page.evaluate(async () => (await fetch('/v1/metrics')).text());
+  const families = Object.fromEntries(parsePrometheusTextFormat(text).map((f) => [f.name, f]));
+  const count = (fam, labels) => families[fam].metrics.filter((m) => Object.entries(labels).every(([k, v]) => m.labels[k] === v)).reduce((s, m) => s + Number(m.value), 0);
+  assert.equal(count('candlelight_requests_total', { route: 'p1', outcome: 'ok' }), 1);
+  assert.equal(count('candlelight_requests_total', { route: 'p1', outcome: 'busy' }), 3);
+  assert.equal(count('candlelight_requests_total', { route: 'p2', outcome: 'ok' }), 1);
+  assert.equal(count('candlelight_failovers_total', { from: 'p1', reason: 'busy' }), 1);
+  assert.equal(count('candlelight_tokens_total', { route: 'p1', kind: 'completion' }), 8);
+  assert.equal(families.candlelight_request_duration_seconds.type, 'HISTOGRAM');
+  const models = await page.evaluate(async () => (await fetch('/v1/models')).json());
+  assert.equal(models.object, 'list');
+});
