@@ -32,7 +32,7 @@ const manifest = {
     './package.json': './package.json',
   },
   files: [
-    'index.js', 'index.d.ts', 'client.js', 'worker.js', 'candlelight.js', 'candlelight.d.ts',
+    'index.js', 'index.d.ts', 'client.js', 'worker.js', 'local-route.js', 'candlelight.js', 'candlelight.d.ts',
     'candlelight_bg.wasm', 'candlelight_bg.wasm.d.ts', 'snippets/',
   ],
   sideEffects: false,

@@ -172,3 +172,19 @@ fn text_parts_and_developer_messages_are_accepted() {
     let mut c = m.start(request(json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 4})), "a".into(), 0).unwrap();
     assert!(m.complete(&mut c).unwrap().usage.completion_tokens <= 4);
 }
+
+/// A last assistant message marked `prefix` (how the router resumes a broken stream) ends the
+/// prompt with its text: the prompt is the plain request's, then the partial answer.
+#[test]
+fn an_assistant_prefix_is_continued() {
+    let m = model(Architecture::Qwen2);
+    let user = json!({"role": "user", "content": "Count to ten"});
+    let (plain, _) = m.plan(&request(json!({"messages": [user.clone()]}))).unwrap();
+    let (cont, _) = m.plan(&request(json!({"messages": [user.clone(), {"role": "assistant", "content": "one two", "prefix": true}]}))).unwrap();
+    let tok = m.tokenizer();
+    let (a, b) = (tok.decode(&plain.prompt, false).unwrap(), tok.decode(&cont.prompt, false).unwrap());
+    assert_eq!(b, format!("{a}one two"), "the partial answer follows the generation prompt");
+    // Without `prefix` the assistant turn is a finished one.
+    let (done, _) = m.plan(&request(json!({"messages": [user, {"role": "assistant", "content": "one two"}]}))).unwrap();
+    assert!(tok.decode(&done.prompt, false).unwrap().len() > b.len());
+}

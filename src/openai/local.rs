@@ -130,10 +130,20 @@ impl LocalModel {
         }
         let stop = stop.into_iter().filter(|s| !s.is_empty()).collect();
 
-        let text = self
+        // A last assistant message marked `prefix` is the start of the answer: the prompt ends
+        // with its text, and generation continues it (how the router resumes a broken stream).
+        let prefix = match req.messages.last() {
+            Some(m) if m.role == "assistant" && m.prefix == Some(true) => {
+                messages.pop();
+                m.content.text()?
+            }
+            _ => String::new(),
+        };
+        let mut text = self
             .template
             .render(&messages, true)
             .map_err(|e| RequestError::BadParam { param: "messages", reason: e.to_string() })?;
+        text.push_str(&prefix);
         let in_think = text.trim_end().ends_with("<think>");
         let bos_in_text = self.tokenizer.bos().and_then(|b| self.tokenizer.id_to_token(b)).is_some_and(|b| text.starts_with(&b));
         let prompt = self

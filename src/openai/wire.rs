@@ -63,6 +63,9 @@ pub struct ChatMessage {
     pub reasoning_content: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// DeepSeek's prefix completion: on a last assistant message, the answer continues its text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<bool>,
 }
 
 /// Message content: a string, text parts, or null (assistant turns with tool calls).

@@ -179,3 +179,34 @@ test('/v1/metrics parses as Prometheus text and counts what happened', async () 
   const models = await page.evaluate(async () => (await fetch('/v1/models')).json());
   assert.equal(models.object, 'list');
 });
+
+test('the local route: the page offers its engine; local-first answers on the device, auto on a weak one answers remote and falls back local when the remote is busy', async () => {
+  const model = `${app.origin}/models/tiny-qwen3-q8_0.gguf`;
+  const offered = await page.evaluate(async (model) => {
+    const { WorkerEngine, offerLocalEngine } = await import('/pkg/index.js');
+    window.engine = await WorkerEngine.load(model, { backend: 'cpu' });
+    return offerLocalEngine(window.engine, { capable: false });
+  }, model);
+  assert.deepEqual(offered, { ok: true });
+  await configure(config({ mode: 'local-first' }));
+  let r = await complete(ask({ max_tokens: 12 }));
+  assert.equal(r.status, 200);
+  assert.equal(r.route, 'local');
+  assert.ok(r.done);
+  assert.equal(r.chunks.at(-1).usage.completion_tokens, 12);
+  assert.match(r.chunks[0].model, /tiny-qwen3/);
+
+  // auto with a device marked too weak: the remote first.
+  await configure(config({ mode: 'auto' }));
+  r = await complete(ask());
+  assert.equal(r.route, 'p1');
+  // Every remote busy: the slow local model still answers.
+  await providers.p1.faults(['503busy', '503busy', '503busy']);
+  await providers.p2.faults(['503busy']);
+  r = await complete(ask({ max_tokens: 6 }));
+  assert.equal(r.route, 'local');
+  assert.equal(r.chunks.at(-1).usage.completion_tokens, 6);
+  const models = await page.evaluate(async () => (await fetch('/v1/models')).json());
+  assert.ok(models.data.some((m) => m.owned_by === 'local'));
+  await configure(config());
+});

@@ -198,3 +198,7 @@ export class WorkerEngine {
 }
 
 export function initWasm(wasm?: string | URL | Response | WebAssembly.Module): Promise<unknown>;
+
+/** Offers an engine to the service worker's router (www/sw.js) as the local route; `capable:
+ *  false` marks the device too weak, so `auto` mode tries remote providers first. */
+export function offerLocalEngine(engine: Engine | WorkerEngine, options?: { capable?: boolean }): Promise<{ ok: true }>;

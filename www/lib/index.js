@@ -172,3 +172,4 @@ export class Engine {
 }
 
 export { WorkerEngine } from './client.js';
+export { offerLocalEngine } from './local-route.js';
