@@ -210,3 +210,21 @@ test('the local route: the page offers its engine; local-first answers on the de
   assert.ok(models.data.some((m) => m.owned_by === 'local'));
   await configure(config());
 });
+
+test('the official openai client works through the service worker, streaming and not', async () => {
+  await configure(config());
+  const r = await page.evaluate(async () => {
+    const { default: OpenAI } = await import('/node_modules/openai/index.mjs');
+    const client = new OpenAI({ baseURL: `${location.origin}/v1`, apiKey: 'not-used-by-the-router', dangerouslyAllowBrowser: true, maxRetries: 0 });
+    const whole = await client.chat.completions.create({ model: 'deepseek-chat', messages: [{ role: 'user', content: 'count' }] });
+    const stream = await client.chat.completions.create({ model: 'deepseek-chat', messages: [{ role: 'user', content: 'count' }], stream: true, stream_options: { include_usage: true } });
+    let text = '';
+    let usage = null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? '';
+      usage = chunk.usage ?? usage;
+    }
+    return { whole: whole.choices[0].message.content, wholeUsage: whole.usage.completion_tokens, text, usage: usage?.completion_tokens };
+  });
+  assert.deepEqual(r, { whole: words(8), wholeUsage: 8, text: words(8), usage: 8 });
+});
