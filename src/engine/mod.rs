@@ -1,6 +1,7 @@
 //! Running a model: the [`Backend`] trait that each compute target implements (CPU on candle,
 //! GPU on wgpu), and above it, written once, sampling and the generation loop.
 
+pub mod bandwidth;
 pub mod cpu;
 mod generate;
 pub mod gpu;

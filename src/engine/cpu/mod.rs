@@ -235,6 +235,14 @@ impl CpuBackend {
     }
 }
 
+/// A matrix × vector on `raw` blocks of the given shape, for the bandwidth probe.
+pub(crate) fn probe_matvec(raw: &[u8], n_in: usize, n_out: usize) -> Result<impl Fn(&[f32]) -> Result<Vec<f32>, EngineError>, EngineError> {
+    let mut p = PendingMatrix::new(crate::gguf::TensorType::Q4_0, n_in, n_out);
+    p.bytes_mut().copy_from_slice(raw);
+    let m = p.finish()?;
+    Ok(move |x: &[f32]| Ok(m.forward(&Activations::new(x, 1))?))
+}
+
 /// The activation rows times the weight matrix, as a (rows × n_out) tensor.
 fn mm(w: &QMatrix, a: &Activations) -> candle_core::Result<Tensor> {
     let out = w.forward(a)?;

@@ -1,0 +1,87 @@
+//! The micro-benchmark behind the router's too-weak decision: how many weight bytes per second
+//! our own matrix × vector kernels stream on this device, CPU and GPU, on a Q4_0 matrix the size
+//! of a small model's FFN projection. Decode speed is that figure over the bytes one token reads.
+
+use web_time::Instant;
+
+use super::gpu::kernels::matmul::{dims, select_kernel};
+use super::gpu::kernels::{f32_bytes, storage, storage_init, uniform, Groups, Op, Pool};
+use super::gpu::weights::GpuMatrix;
+use super::gpu::Gpu;
+use super::EngineError;
+use crate::gguf::TensorType;
+
+/// Rows and columns of the probe matrix: 16 MiB of Q4_0, past a phone's or laptop's caches. A
+/// server's L3 can still hold it: on the 2-core CI machine it reads at ~22 GB/s, where a 0.5B
+/// decode streams ~7 GB/s, so estimates there run optimistic.
+const N_OUT: usize = 8192;
+const N_IN: usize = 3584;
+
+/// Q4_0 blocks with small scales and every nibble pattern, deterministic.
+fn probe_matrix() -> Vec<u8> {
+    let blocks = N_OUT * N_IN / 32;
+    let mut raw = Vec::with_capacity(blocks * 18);
+    for b in 0..blocks {
+        raw.extend_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
+        raw.extend((0..16).map(|i| ((b * 7 + i * 13) % 256) as u8));
+    }
+    raw
+}
+
+/// CPU matvec weight bytes per second, over at least `min_ms` of work.
+pub fn cpu_bytes_per_s(min_ms: f64) -> Result<f64, EngineError> {
+    let raw = probe_matrix();
+    let m = super::cpu::probe_matvec(&raw, N_IN, N_OUT)?;
+    let x = vec![0.5f32; N_IN];
+    m(&x)?;
+    let t = Instant::now();
+    let mut runs = 0;
+    while runs < 3 || (t.elapsed().as_secs_f64() * 1000.0) < min_ms {
+        m(&x)?;
+        runs += 1;
+    }
+    Ok(raw.len() as f64 * runs as f64 / t.elapsed().as_secs_f64())
+}
+
+/// GPU matvec weight bytes per second: `runs` dispatches in one submission, timed to readback.
+pub async fn gpu_bytes_per_s(gpu: &Gpu, runs: u32) -> Result<f64, EngineError> {
+    let raw = probe_matrix();
+    let w = GpuMatrix::from_bytes(gpu, TensorType::Q4_0, &raw, N_IN, N_OUT)?;
+    let pool = Pool::new(&gpu.device);
+    let x = storage_init(&gpu.device, &f32_bytes(&vec![0.5f32; N_IN]), "x");
+    let y = storage(&gpu.device, (N_OUT * 4) as u64, "y");
+    let step = uniform(&gpu.device, &[1, 0]);
+    let kernel = select_kernel(w.format, 1, gpu.caps, false);
+    let ops: Vec<Op> = w
+        .parts
+        .iter()
+        .map(|p| {
+            let d = uniform(&gpu.device, &dims(N_IN, p.rows, p.row0, N_OUT, 0, false));
+            Op::new(&pool, &kernel, &[&p.quants, &p.scales, &x, &y, &d, &step], Groups::MatMul { rows: p.rows as u32, tile: 1, fixed: 0 })
+        })
+        .collect();
+    let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 4,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let time = |n: u32| {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for _ in 0..n {
+                ops.iter().for_each(|op| op.record(&mut pass, 1));
+            }
+        }
+        enc.copy_buffer_to_buffer(&y, 0, &staging, 0, 4);
+        gpu.queue.submit([enc.finish()]);
+        Instant::now()
+    };
+    // Warm-up: pipelines compiled, buffers resident.
+    let _ = time(2);
+    gpu.read(&staging, 4).await?;
+    let t = time(runs);
+    gpu.read(&staging, 4).await?;
+    Ok(raw.len() as f64 * runs as f64 / t.elapsed().as_secs_f64())
+}
