@@ -42,7 +42,7 @@ pub struct ModelNeeds {
 
 /// The verdict, with the estimate behind it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "verdict")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "verdict")]
 pub enum Capability {
     Capable { backend: String, tokens_per_s: f64 },
     TooWeak { reason: String, tokens_per_s: Option<f64> },

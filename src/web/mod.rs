@@ -3,6 +3,7 @@
 //! time) and the cache listing. `www/lib/` wraps these in the OpenAI-shaped JavaScript API.
 
 mod error;
+mod probe;
 mod route;
 
 use js_sys::{Function, Object, Reflect};
@@ -11,6 +12,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 pub use error::WebError;
+pub use probe::{assess_device, probe_device};
 pub use route::RouterCore;
 
 use crate::download::{self, fetch};

@@ -64,18 +64,23 @@ const ask = (over = {}) => ({ model: 'deepseek-chat', messages: [{ role: 'user',
 const words = (n) => Array.from({ length: n }, (_, i) => `w${i} `).join('');
 const textOf = (r) => r.chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
 
+async function openRouterPage(b) {
+  const p = await b.newPage();
+  await p.goto(`${app.origin}/`);
+  await p.evaluate(async () => {
+    await navigator.serviceWorker.register('/sw.js', { type: 'module' });
+    await navigator.serviceWorker.ready;
+    if (!navigator.serviceWorker.controller) await new Promise((r) => navigator.serviceWorker.addEventListener('controllerchange', r, { once: true }));
+  });
+  return p;
+}
+
 before(async () => {
   providers.p1 = await startProvider('p1', ['--keys', 'sk-a']);
   providers.p2 = await startProvider('p2');
   app = await startServer();
   browser = await launch();
-  page = await browser.newPage();
-  await page.goto(`${app.origin}/`);
-  await page.evaluate(async () => {
-    await navigator.serviceWorker.register('/sw.js', { type: 'module' });
-    await navigator.serviceWorker.ready;
-    if (!navigator.serviceWorker.controller) await new Promise((r) => navigator.serviceWorker.addEventListener('controllerchange', r, { once: true }));
-  });
+  page = await openRouterPage(browser);
   await configure(config());
 });
 
@@ -187,7 +192,7 @@ test('the local route: the page offers its engine; local-first answers on the de
     window.engine = await WorkerEngine.load(model, { backend: 'cpu' });
     return offerLocalEngine(window.engine, { capable: false });
   }, model);
-  assert.deepEqual(offered, { ok: true });
+  assert.equal(offered.verdict, 'tooWeak');
   await configure(config({ mode: 'local-first' }));
   let r = await complete(ask({ max_tokens: 12 }));
   assert.equal(r.status, 200);
@@ -227,4 +232,38 @@ test('the official openai client works through the service worker, streaming and
     return { whole: whole.choices[0].message.content, wholeUsage: whole.usage.completion_tokens, text, usage: usage?.completion_tokens };
   });
   assert.deepEqual(r, { whole: words(8), wholeUsage: 8, text: words(8), usage: 8 });
+});
+
+test('with WebGPU off and a high minimum speed the probe says too weak and auto routes remote', async () => {
+  const noGpu = await launch({ webgpu: false });
+  const main = page;
+  try {
+    page = await openRouterPage(noGpu);
+    await configure(config({ mode: 'auto' }));
+    const model = `${app.origin}/models/tiny-qwen3-q8_0.gguf`;
+    const verdicts = await page.evaluate(async (model) => {
+      const { WorkerEngine, offerLocalEngine } = await import('/pkg/index.js');
+      window.engine = await WorkerEngine.load(model, { backend: 'cpu' });
+      const high = await offerLocalEngine(window.engine, { minTokensPerS: 1e9 });
+      return { high };
+    }, model);
+    const { high } = verdicts;
+    assert.equal(high.verdict, 'tooWeak');
+    assert.match(high.reason, /^speed: about [\d.e+]+ tok\/s on the cpu/);
+    assert.equal(high.profile.webgpu, null, 'no WebGPU in this browser');
+    assert.ok(high.profile.cpuBytesPerS > 1e8, `measured CPU bandwidth ${high.profile.cpuBytesPerS}`);
+    let r = await complete(ask());
+    assert.equal(r.route, 'p1', 'too weak: the remote answers');
+    const low = await page.evaluate(async () => {
+      const { offerLocalEngine } = await import('/pkg/index.js');
+      return offerLocalEngine(window.engine, { minTokensPerS: 0.001 });
+    });
+    assert.equal(low.verdict, 'capable');
+    assert.equal(low.backend, 'cpu');
+    r = await complete(ask({ max_tokens: 4 }));
+    assert.equal(r.route, 'local', 'capable: the device answers first');
+  } finally {
+    page = main;
+    await noGpu.close();
+  }
 });

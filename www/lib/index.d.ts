@@ -199,6 +199,23 @@ export class WorkerEngine {
 
 export function initWasm(wasm?: string | URL | Response | WebAssembly.Module): Promise<unknown>;
 
-/** Offers an engine to the service worker's router (www/sw.js) as the local route; `capable:
- *  false` marks the device too weak, so `auto` mode tries remote providers first. */
-export function offerLocalEngine(engine: Engine | WorkerEngine, options?: { capable?: boolean }): Promise<{ ok: true }>;
+export interface DeviceProfile {
+  webgpu: { adapter: string; maxStorageBindingBytes: number; maxBufferBytes: number; shaderF16: boolean; bytesPerS: number | null } | null;
+  deviceMemoryGb: number | null;
+  hardwareConcurrency: number;
+  storageQuotaBytes: number | null;
+  storageUsageBytes: number | null;
+  cpuBytesPerS: number | null;
+}
+
+export type Capability =
+  | { verdict: 'capable'; backend: 'gpu' | 'cpu'; tokensPerS: number }
+  | { verdict: 'tooWeak'; reason: string; tokensPerS: number | null };
+
+/** Measures this device (cached per adapter unless `fresh`). */
+export function probeDevice(options?: { fresh?: boolean }): Promise<DeviceProfile>;
+/** Capable or too weak for a model at a minimum decode speed. */
+export function assessDevice(profile: DeviceProfile, model: { fileBytes: number; bytesPerToken: number; stored: boolean }, minTokensPerS: number): Promise<Capability>;
+/** Offers an engine to the service worker's router (www/sw.js) as the local route. Without
+ *  `capable`, probes the device and judges it against `minTokensPerS` (default 8). */
+export function offerLocalEngine(engine: Engine | WorkerEngine, options?: { capable?: boolean; minTokensPerS?: number }): Promise<Capability | { verdict: string; reason: string }>;

@@ -1,7 +1,7 @@
 // candlelight's public JavaScript API: `Engine` runs the model in this thread (a worker, an
 // extension page); `WorkerEngine` has the same API and runs it in a dedicated worker, so a page's
 // UI never blocks. Both speak the OpenAI / DeepSeek chat-completions shapes.
-import init, { EngineCore, cachedModels, deleteModel, memoryBytes } from './candlelight.js';
+import init, { EngineCore, cachedModels, deleteModel, memoryBytes, probeDevice as probe, assessDevice as assess } from './candlelight.js';
 
 let ready = null;
 
@@ -168,6 +168,29 @@ export class Engine {
       completion.free();
       release();
     }
+  }
+}
+
+/** Measures this device for the router: WebGPU adapter and limits, memory, cores, storage, and
+ *  our CPU and GPU matvec bandwidth. Cached per adapter; `fresh: true` measures again. */
+export async function probeDevice({ fresh = false } = {}) {
+  await initWasm();
+  const gpu = await navigator.gpu?.requestAdapter?.();
+  const key = `candlelight-device-profile:${gpu ? 'webgpu' : 'none'}:${navigator.hardwareConcurrency}`;
+  const saved = !fresh && globalThis.localStorage?.getItem(key);
+  if (saved) return JSON.parse(saved);
+  const profile = await probe().catch((e) => { throw toError(e); });
+  globalThis.localStorage?.setItem(key, JSON.stringify(profile));
+  return profile;
+}
+
+/** Whether `profile` can run a model (`{ fileBytes, bytesPerToken, stored }`) at `minTokensPerS`. */
+export async function assessDevice(profile, model, minTokensPerS) {
+  await initWasm();
+  try {
+    return assess(profile, model, minTokensPerS);
+  } catch (e) {
+    throw toError(e);
   }
 }
 

@@ -1,5 +1,6 @@
 // The page's side of the router's local route: the service worker asks this page's engine to
 // answer a request, and the chunks go back over a MessageChannel as SSE text.
+import { assessDevice, probeDevice } from './index.js';
 
 const post = (target, message) => new Promise((resolve) => {
   const { port1, port2 } = new MessageChannel();
@@ -9,10 +10,18 @@ const post = (target, message) => new Promise((resolve) => {
 
 const status = (code) => ({ invalid_request: 400, context_overflow: 400, aborted: 499 }[code] ?? 503);
 
-/** Offers `engine` (Engine or WorkerEngine) to the service worker's router as the local route;
- *  `capable: false` says the device is too weak, so `auto` mode prefers remote providers. */
-export async function offerLocalEngine(engine, { capable = true } = {}) {
+/** Offers `engine` (Engine or WorkerEngine) to the service worker's router as the local route.
+ *  Without `capable`, the device is probed (once, then cached) and judged against
+ *  `minTokensPerS` (default 8): too weak, and `auto` mode prefers remote providers. Resolves to
+ *  the verdict. */
+export async function offerLocalEngine(engine, { capable, minTokensPerS = 8 } = {}) {
   const registration = await navigator.serviceWorker.ready;
+  let verdict = capable === undefined ? null : { verdict: capable ? 'capable' : 'tooWeak', reason: 'set by the app' };
+  if (!verdict) {
+    const profile = await probeDevice();
+    const size = engine.info.size;
+    verdict = { ...(await assessDevice(profile, { fileBytes: size, bytesPerToken: size, stored: true }, minTokensPerS)), profile };
+  }
   navigator.serviceWorker.addEventListener('message', async (e) => {
     if (e.data?.type !== 'candlelight-local') return;
     const port = e.ports[0];
@@ -34,5 +43,6 @@ export async function offerLocalEngine(engine, { capable = true } = {}) {
       port.postMessage({ text: JSON.stringify({ error }), end: true });
     }
   });
-  return post(registration.active, { type: 'local-engine', ready: true, capable, model: engine.info.id });
+  await post(registration.active, { type: 'local-engine', ready: true, capable: verdict.verdict === 'capable', model: engine.info.id });
+  return verdict;
 }

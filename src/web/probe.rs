@@ -1,0 +1,56 @@
+//! The device profile for the router's too-weak decision: what the browser reports, plus the
+//! measured CPU and GPU matvec bandwidth ([`crate::engine::bandwidth`]).
+
+use js_sys::Reflect;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use super::{to_js, WebError};
+use crate::engine::bandwidth::{cpu_bytes_per_s, gpu_bytes_per_s};
+use crate::engine::gpu::{Gpu, Wanted};
+use crate::router::{assess, DeviceProfile, GpuProfile, ModelNeeds};
+
+fn navigator(key: &str) -> JsValue {
+    Reflect::get(&js_sys::global(), &"navigator".into()).and_then(|n| Reflect::get(&n, &key.into())).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// Measures this device (a fraction of a second): WebGPU adapter and limits, memory, cores,
+/// storage, and CPU and GPU matvec bandwidth.
+#[wasm_bindgen(js_name = probeDevice)]
+pub async fn probe_device() -> Result<JsValue, JsValue> {
+    let mut profile = DeviceProfile {
+        device_memory_gb: navigator("deviceMemory").as_f64(),
+        hardware_concurrency: navigator("hardwareConcurrency").as_f64().unwrap_or(1.0) as u32,
+        ..DeviceProfile::default()
+    };
+    if let Ok(estimate) = Reflect::get(&navigator("storage"), &"estimate".into()).and_then(|f| f.dyn_into::<js_sys::Function>()) {
+        if let Ok(p) = estimate.call0(&navigator("storage")) {
+            if let Ok(e) = JsFuture::from(js_sys::Promise::resolve(&p)).await {
+                profile.storage_quota_bytes = Reflect::get(&e, &"quota".into()).ok().and_then(|v| v.as_f64());
+                profile.storage_usage_bytes = Reflect::get(&e, &"usage".into()).ok().and_then(|v| v.as_f64());
+            }
+        }
+    }
+    if let Ok(gpu) = Gpu::open(Wanted::default()).await {
+        let bytes_per_s = gpu_bytes_per_s(&gpu, 20).await.ok();
+        profile.webgpu = Some(GpuProfile {
+            adapter: gpu.adapter.clone(),
+            max_storage_binding_bytes: gpu.caps.max_binding as f64,
+            max_buffer_bytes: gpu.caps.max_binding as f64,
+            shader_f16: gpu.caps.f16,
+            bytes_per_s,
+        });
+        gpu.device.destroy();
+    }
+    profile.cpu_bytes_per_s = cpu_bytes_per_s(100.0).ok();
+    to_js(&profile)
+}
+
+/// Capable or too weak, for a model (`fileBytes`, `bytesPerToken`, `stored`) and a minimum speed.
+#[wasm_bindgen(js_name = assessDevice)]
+pub fn assess_device(profile: JsValue, model: JsValue, min_tokens_per_s: f64) -> Result<JsValue, JsValue> {
+    let bad = |e: serde_wasm_bindgen::Error| JsValue::from(WebError::new("invalid_request", e.to_string()));
+    let profile: DeviceProfile = serde_wasm_bindgen::from_value(profile).map_err(bad)?;
+    let model: ModelNeeds = serde_wasm_bindgen::from_value(model).map_err(bad)?;
+    to_js(&assess(&profile, &model, min_tokens_per_s))
+}
