@@ -192,3 +192,9 @@ ui.prompt.addEventListener('keydown', (ev) => {
 
 showCached();
 if (params.has('autoload')) load(selectedUrl());
+
+// The service worker keeps the app shell for offline use and serves /v1/* through the router.
+// `?sw=0` leaves it out (tests of the page alone).
+if ('serviceWorker' in navigator && params.get('sw') !== '0') {
+  navigator.serviceWorker.register('sw.js', { type: 'module' }).catch((e) => console.warn('service worker not registered:', e.message));
+}

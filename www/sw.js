@@ -1,9 +1,40 @@
 // The service worker: serves /v1/chat/completions, /v1/models and /v1/metrics for this origin
-// through candlelight's router (Rust, in wasm). Glue only: the router decides and does the
-// fetching; this file wires requests, the saved configuration and the page's local engine.
+// through candlelight's router (Rust, in wasm), and keeps the app shell so the demo opens
+// offline. Glue only: the router decides and does the fetching; this file wires requests, the
+// saved configuration, the page's local engine and the shell cache.
 import init, { RouterCore } from '/pkg/candlelight.js';
 
 const wasm = init({ module_or_path: '/pkg/candlelight_bg.wasm' });
+const SHELL = 'candlelight-shell';
+const SHELL_FILES = [
+  './', 'index.html', 'app.js', 'style.css', 'manifest.webmanifest', 'offline.html',
+  'icons/icon-192.png', 'icons/icon-512.png', 'icons/maskable-192.png', 'icons/maskable-512.png',
+  '/pkg/index.js', '/pkg/client.js', '/pkg/worker.js', '/pkg/local-route.js', '/pkg/candlelight.js', '/pkg/candlelight_bg.wasm',
+];
+
+async function keepShell() {
+  const cache = await caches.open(SHELL);
+  // One missing file must not stop the rest from being kept.
+  await Promise.all(SHELL_FILES.map((f) => cache.add(new Request(f, { cache: 'reload' })).catch(() => {})));
+}
+
+// The shell from the network when it answers (so updates show at once), else from the cache;
+// a page neither has gets the offline page.
+const shellPaths = () => new Set(SHELL_FILES.map((f) => new URL(f, self.registration.scope).pathname));
+
+async function shell(request) {
+  const cache = await caches.open(SHELL);
+  try {
+    const fresh = await fetch(request);
+    if (fresh.ok && shellPaths().has(new URL(request.url).pathname)) cache.put(request, fresh.clone());
+    return fresh;
+  } catch {
+    const kept = await cache.match(request, { ignoreSearch: true });
+    if (kept) return kept;
+    if (request.mode === 'navigate') return (await cache.match('offline.html')) ?? Response.error();
+    return Response.error();
+  }
+}
 const CONFIG = '/__candlelight/router-config';
 let core = null;
 let local = { ready: false, capable: false, client: null, model: null };
@@ -26,7 +57,10 @@ async function configure(config) {
   core.setLocal(local.ready, local.capable);
 }
 
-self.addEventListener('install', () => self.skipWaiting());
+self.addEventListener('install', (e) => {
+  self.skipWaiting();
+  e.waitUntil(keepShell());
+});
 self.addEventListener('activate', (e) => e.waitUntil(self.clients.claim()));
 
 self.addEventListener('message', (e) => {
@@ -88,5 +122,7 @@ self.addEventListener('fetch', (e) => {
     e.respondWith(router().then((r) => new Response(r.models(local.model), { headers: { 'content-type': 'application/json' } })));
   } else if (url.pathname === '/v1/metrics') {
     e.respondWith(router().then((r) => new Response(r.metrics(), { headers: { 'content-type': 'text/plain; version=0.0.4' } })));
+  } else if (e.request.method === 'GET' && !url.pathname.startsWith('/models/') && !url.pathname.startsWith('/__')) {
+    e.respondWith(shell(e.request));
   }
 });
