@@ -31,6 +31,9 @@ pub struct RouterConfig {
     pub breaker: BreakerPolicy,
     /// A key older than this draws a warning.
     pub key_max_age_days: f64,
+    /// Deadlines of the local route: a page that closed or froze mid-answer counts as stalled,
+    /// and the answer continues elsewhere.
+    pub local_deadlines: Deadlines,
 }
 
 impl Default for RouterConfig {
@@ -38,6 +41,7 @@ impl Default for RouterConfig {
         Self {
             mode: Mode::Auto,
             providers: Vec::new(),
+            local_deadlines: Deadlines { connect_ms: 10_000.0, first_byte_ms: 120_000.0, stall_ms: 20_000.0 },
             min_local_tokens_per_s: 8.0,
             retry: RetryPolicy::default(),
             breaker: BreakerPolicy::default(),

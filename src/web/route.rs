@@ -307,7 +307,7 @@ async fn try_route(
                 }
                 config.providers[i].deadlines
             }
-            Route::Local => crate::router::Deadlines { connect_ms: 600_000.0, first_byte_ms: 600_000.0, stall_ms: 600_000.0 },
+            Route::Local => config.local_deadlines,
         };
         (deadlines, body, st.router.api_key(ticket).map(str::to_string))
     };

@@ -65,7 +65,7 @@ const words = (n) => Array.from({ length: n }, (_, i) => `w${i} `).join('');
 const textOf = (r) => r.chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
 
 async function openRouterPage(b) {
-  const p = await b.newPage();
+  const p = await (await b.newContext()).newPage();
   await p.goto(`${app.origin}/`);
   await p.evaluate(async () => {
     await navigator.serviceWorker.register('/sw.js', { type: 'module' });
@@ -266,4 +266,46 @@ test('with WebGPU off and a high minimum speed the probe says too weak and auto 
     page = main;
     await noGpu.close();
   }
+});
+
+test('a page closed mid-answer does not leave the stream hanging: it continues on a provider', async () => {
+  const model = `${app.origin}/models/tiny-qwen3-q8_0.gguf`;
+  const server = await page.context().newPage();
+  await server.goto(`${app.origin}/`);
+  await server.evaluate(async (model) => {
+    await navigator.serviceWorker.ready;
+    const { WorkerEngine, offerLocalEngine } = await import('/pkg/index.js');
+    window.engine = await WorkerEngine.load(model, { backend: 'cpu' });
+    await offerLocalEngine(window.engine, { capable: true });
+  }, model);
+  await configure(config({ mode: 'local-first', localDeadlines: { connectMs: 5000, firstByteMs: 20000, stallMs: 1500 } }));
+  // The asking page reads the stream; the page with the engine closes after the first tokens.
+  const reading = page.evaluate(async () => {
+    const res = await fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'x', messages: [{ role: 'user', content: 'go' }], stream: true, max_tokens: 400, temperature: 0 }) });
+    const reader = res.body.getReader();
+    const dec = new TextDecoder();
+    let text = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += dec.decode(value);
+      if (!window.firstSeen && text.includes('"content"')) window.firstSeen = true;
+    }
+    return { route: res.headers.get('x-candlelight-route'), events: text.split('\n\n').filter(Boolean) };
+  });
+  await page.waitForFunction(() => window.firstSeen, null, { timeout: 20000, polling: 10 });
+  const before = (await providers.p1.log()).length;
+  await server.close();
+  const t0 = Date.now();
+  const r = await reading;
+  assert.equal(r.route, 'local', `it started on the device: ${JSON.stringify((await providers.p1.log()).slice(before).map((l) => l.body.messages))}`);
+  assert.equal(r.events.at(-1), 'data: [DONE]', 'the stream ended properly');
+  assert.ok(Date.now() - t0 < 15000, 'within the stall deadline, not hanging');
+  // (A fresh router tries the refused key once first.)
+  const cont = (await providers.p1.log()).slice(before).filter((l) => l.auth === 'sk-a');
+  assert.equal(cont.length, 1, 'the rest came from the provider');
+  assert.equal(cont[0].body.messages.at(-1).prefix, true);
+  assert.equal(new Set(r.events.slice(0, -1).map((e) => JSON.parse(e.slice(6)).id)).size, 1, 'one stream');
+  await configure(config());
 });
