@@ -1,6 +1,6 @@
 // The demo page: pick a model, watch it download and load, chat with it. UI glue only; the engine
 // runs in a dedicated worker through WorkerEngine.
-import { WorkerEngine } from '/pkg/index.js';
+import { WorkerEngine, offerLocalEngine } from '/pkg/index.js';
 
 const HF = 'https://huggingface.co';
 const CATALOG = [
@@ -18,7 +18,10 @@ const ui = {
   catalog: $('catalog'), customUrl: $('custom-url'), load: $('load'), file: $('file'), del: $('delete'),
   progress: $('progress'), bar: $('bar'), progressText: $('progress-text'), status: $('status'), cached: $('cached'),
   messages: $('messages'), composer: $('composer'), prompt: $('prompt'), send: $('send'), stop: $('stop'), stats: $('stats'),
+  useRouter: $('use-router'), mode: $('mode'), providerUrl: $('provider-url'), providerKey: $('provider-key'),
+  providerModel: $('provider-model'), saveRouter: $('save-router'), routerStatus: $('router-status'),
 };
+const ROUTER_SETTINGS = 'candlelight-demo-router';
 const params = new URLSearchParams(location.search);
 let engine = null;
 let history = [];
@@ -73,6 +76,7 @@ async function load(source) {
     say(`Loaded ${info.id} (${info.architecture}, ${mib(info.size)}) on the ${where(info)} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     document.body.dataset.backend = info.backend;
     document.body.dataset.loaded = info.id;
+    if (ui.useRouter.checked) await offerEngine();
     history = [];
     ui.messages.replaceChildren();
     setChat(true);
@@ -89,6 +93,77 @@ async function load(source) {
 function where(info) {
   if (info.backend === 'gpu') return `GPU (WebGPU: ${info.adapter}${info.shaderF16 ? ', f16' : ''})`;
   return info.fallbackReason ? `CPU (${info.fallbackReason})` : 'CPU';
+}
+
+/** Chat chunks from the service worker's /v1/chat/completions (SSE), with the route that answered. */
+async function throughRouter(request, signal) {
+  const res = await fetch('/v1/chat/completions', {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'local', ...request }), signal,
+  });
+  if (!res.ok || !(res.headers.get('content-type') ?? '').includes('event-stream')) {
+    const body = await res.json().catch(() => ({}));
+    throw Object.assign(new Error(body.error?.message ?? `HTTP ${res.status}`), { code: body.error?.code ?? 'router' });
+  }
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  async function* chunks() {
+    let buffer = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const event = buffer.slice(0, end).replace(/^data: /, '');
+        buffer = buffer.slice(end + 2);
+        if (event === '[DONE]') return;
+        yield JSON.parse(event);
+      }
+    }
+  }
+  return Object.assign(chunks(), { route: res.headers.get('x-candlelight-route') });
+}
+
+async function sendToWorker(message) {
+  const registration = await navigator.serviceWorker.ready;
+  return new Promise((resolve) => {
+    const { port1, port2 } = new MessageChannel();
+    port1.onmessage = (e) => resolve(e.data);
+    registration.active.postMessage(message, [port2]);
+  });
+}
+
+async function offerEngine() {
+  if (!engine) return;
+  const verdict = await offerLocalEngine(engine);
+  ui.routerStatus.textContent = verdict.verdict === 'capable'
+    ? `This device: about ${verdict.tokensPerS.toFixed(0)} tok/s on the ${verdict.backend}`
+    : `This device is too weak for this model (${verdict.reason}); the provider answers first`;
+}
+
+async function saveRouter() {
+  const settings = { use: ui.useRouter.checked, mode: ui.mode.value, url: ui.providerUrl.value.trim(), key: ui.providerKey.value, model: ui.providerModel.value.trim() };
+  localStorage.setItem(ROUTER_SETTINGS, JSON.stringify(settings));
+  const providers = settings.url
+    ? [{ name: new URL(settings.url).hostname, baseUrl: settings.url, keys: settings.key ? [{ key: settings.key }] : [], models: { local: settings.model || 'deepseek-chat' } }]
+    : [];
+  const r = await sendToWorker({ type: 'router-config', config: { mode: settings.mode, providers } });
+  if (r.error) {
+    ui.routerStatus.textContent = r.error;
+    return;
+  }
+  ui.routerStatus.textContent = 'Saved.';
+  if (settings.use) await offerEngine();
+  document.body.dataset.router = settings.use ? 'on' : 'off';
+}
+
+function restoreRouter() {
+  const s = JSON.parse(localStorage.getItem(ROUTER_SETTINGS) ?? 'null');
+  if (!s) return;
+  ui.useRouter.checked = s.use;
+  ui.mode.value = s.mode;
+  ui.providerUrl.value = s.url;
+  ui.providerKey.value = s.key;
+  ui.providerModel.value = s.model;
 }
 
 function setChat(on) {
@@ -120,10 +195,13 @@ async function send(text) {
   const started = performance.now();
   let firstToken = 0;
   try {
-    const stream = await engine.chat.completions.create({
+    const request = {
       messages: history, stream: true, stream_options: { include_usage: true },
-      max_tokens: Number(params.get('max_tokens') || 256), temperature: 0.7, signal: controller.signal,
-    });
+      max_tokens: Number(params.get('max_tokens') || 256), temperature: 0.7,
+    };
+    const stream = ui.useRouter.checked
+      ? await throughRouter(request, controller.signal)
+      : await engine.chat.completions.create({ ...request, signal: controller.signal });
     let chunks = 0;
     for await (const chunk of stream) {
       reply.dataset.chunks = ++chunks;
@@ -148,8 +226,12 @@ async function send(text) {
       if (choice.finish_reason) {
         reply.dataset.finish = choice.finish_reason;
         const t = chunk.timings;
-        if (t) ui.stats.textContent = `time to first token ${Math.round(firstToken)} ms · prefill ${t.prefill_tokens_per_s.toFixed(1)} tok/s · decode ${t.decode_tokens_per_s.toFixed(1)} tok/s · ${engine.info.backend.toUpperCase()}`;
-        document.body.dataset.backend = engine.info.backend;
+        if (t) ui.stats.textContent = `time to first token ${Math.round(firstToken)} ms · prefill ${t.prefill_tokens_per_s.toFixed(1)} tok/s · decode ${t.decode_tokens_per_s.toFixed(1)} tok/s · ${engine?.info.backend.toUpperCase() ?? ""}`;
+        if (engine) document.body.dataset.backend = engine.info.backend;
+        if (stream.route) {
+          ui.stats.textContent = `answered by ${stream.route} · time to first token ${Math.round(firstToken)} ms`;
+          document.body.dataset.route = stream.route;
+        }
       }
     }
     if (thinking) thinking.open = false;
@@ -176,10 +258,16 @@ ui.del.addEventListener('click', async () => {
   showCached();
 });
 ui.stop.addEventListener('click', () => controller?.abort());
+ui.saveRouter.addEventListener('click', () => saveRouter().catch((e) => { ui.routerStatus.textContent = e.message; }));
+ui.useRouter.addEventListener('change', () => {
+  setChat(Boolean(engine) || ui.useRouter.checked);
+  saveRouter().catch((e) => { ui.routerStatus.textContent = e.message; });
+});
+restoreRouter();
 ui.composer.addEventListener('submit', (ev) => {
   ev.preventDefault();
   const text = ui.prompt.value.trim();
-  if (!text || !engine || controller) return;
+  if (!text || !(engine || ui.useRouter.checked) || controller) return;
   ui.prompt.value = '';
   send(text);
 });

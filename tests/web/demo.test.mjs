@@ -1,10 +1,11 @@
 // The demo page (www/) in headless Chromium: load with progress, chat with streaming, chat again
 // from IndexedDB with the model server gone, resume a download cut three times, a phone-sized
-// touch screen, and the `auto` backend with WebGPU on and off.
+// touch screen, the `auto` backend with WebGPU on and off, and the router settings (a remote
+// provider and this device, the route that answered shown).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
-import { launch, startServer, root } from './harness.mjs';
+import { launch, startProvider, startServer, root } from './harness.mjs';
 
 const MODEL = 'tiny-qwen3-q4_k_m.gguf';
 const CHUNK = 65536;
@@ -160,4 +161,45 @@ test('auto runs on WebGPU when the browser has it and on the CPU when not; both 
   assert.equal(seen.false.backend, 'cpu', seen.false.status);
   assert.match(seen.false.status, /on the CPU \(no usable GPU/);
   await server.stop();
+});
+
+test('the router settings send chats to a remote provider or this device, and show which answered', async () => {
+  const app = await startServer();
+  const provider = await startProvider('remote');
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  try {
+    await page.goto(`${app.origin}/?max_tokens=8&model=${encodeURIComponent(`/models/${MODEL}`)}`);
+    await page.evaluate(async () => {
+      await navigator.serviceWorker.ready;
+      if (!navigator.serviceWorker.controller) await new Promise((r) => navigator.serviceWorker.addEventListener('controllerchange', r, { once: true }));
+    });
+    await page.click('#settings summary');
+    await page.selectOption('#mode', 'remote-only');
+    await page.fill('#provider-url', `${provider.origin}/v1`);
+    await page.fill('#provider-model', 'deepseek-chat');
+    await page.check('#use-router');
+    await page.click('#save-router');
+    await page.waitForFunction(() => document.body.dataset.router === 'on');
+    const remote = await chat(page, 'Hello provider');
+    assert.equal(remote.text, 'w0 w1 w2 w3 w4 w5 w6 w7 ');
+    assert.equal(await page.evaluate(() => document.body.dataset.route), '127.0.0.1');
+    assert.match(await page.textContent('#stats'), /answered by 127\.0\.0\.1/);
+    assert.equal((await provider.log()).at(-1).body.model, 'deepseek-chat', 'the model name mapped for the provider');
+
+    await loadModel(page);
+    await page.selectOption('#mode', 'local-first');
+    await page.click('#save-router');
+    await page.waitForFunction(() => /This device/.test(document.getElementById('router-status').textContent));
+    const local = await chat(page, 'Hello device');
+    assert.match(local.finish, /^(stop|length)$/);
+    assert.equal(await page.evaluate(() => document.body.dataset.route), 'local');
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+    provider.stop();
+    await app.stop();
+  }
 });

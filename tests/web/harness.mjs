@@ -55,3 +55,17 @@ export async function startServer(extraArgs = [], port) {
     },
   };
 }
+
+/** Starts scripts/provider.mjs (an OpenAI-compatible provider with faults on command). */
+export async function startProvider(name, extra = []) {
+  const child = spawn(process.execPath, ['scripts/provider.mjs', '--name', name, ...extra], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+  const line = await new Promise((resolve) => child.stdout.once('data', (d) => resolve(String(d))));
+  const origin = line.match(/http:\/\/[\d.:]+/)[0];
+  return {
+    origin,
+    child,
+    faults: (list) => fetch(`${origin}/__faults`, { method: 'POST', body: JSON.stringify({ faults: list }) }),
+    log: async () => (await fetch(`${origin}/__log`)).json(),
+    stop: () => child.kill(),
+  };
+}

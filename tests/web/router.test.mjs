@@ -5,26 +5,13 @@
 // nothing can answer, and /v1/metrics read by a real Prometheus text-format parser.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
-import { launch, startServer, root } from './harness.mjs';
+import { launch, startProvider, startServer } from './harness.mjs';
 
 let browser;
 let app;
 let page;
 const providers = {};
-
-async function startProvider(name, extra = []) {
-  const child = spawn(process.execPath, ['scripts/provider.mjs', '--name', name, ...extra], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-  const line = await new Promise((resolve) => child.stdout.once('data', (d) => resolve(String(d))));
-  const origin = line.match(/http:\/\/[\d.:]+/)[0];
-  return {
-    origin,
-    child,
-    faults: (list) => fetch(`${origin}/__faults`, { method: 'POST', body: JSON.stringify({ faults: list }) }),
-    log: async () => (await fetch(`${origin}/__log`)).json(),
-  };
-}
 
 const fast = { connectMs: 2000, firstByteMs: 800, stallMs: 400 };
 const config = (over = {}) => ({
