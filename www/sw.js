@@ -94,6 +94,16 @@ async function answerLocally(body, signal) {
   });
 }
 
+// Health events for the app: healthy, degraded, critical or down, sent to every page when the
+// level changes.
+let lastHealth = 'healthy';
+async function announceHealth(r) {
+  const level = r.health();
+  if (level === lastHealth) return;
+  lastHealth = level;
+  for (const client of await self.clients.matchAll()) client.postMessage({ type: 'candlelight-health', level });
+}
+
 async function answer(request) {
   const r = await router();
   const body = await request.text();
@@ -108,8 +118,9 @@ async function answer(request) {
       write: (text) => { try { controller.enqueue(enc.encode(text)); } catch { stop.abort(); } },
       close: () => { try { controller.close(); } catch {} },
     };
-    r.answer(body, sink, local.ready ? answerLocally : null, stop.signal).catch((err) =>
-      resolve(new Response(JSON.stringify({ error: { message: String(err?.message ?? err), type: 'server_error' } }), { status: 500 })));
+    r.answer(body, sink, local.ready ? answerLocally : null, stop.signal)
+      .catch((err) => resolve(new Response(JSON.stringify({ error: { message: String(err?.message ?? err), type: 'server_error' } }), { status: 500 })))
+      .finally(() => announceHealth(r));
   });
 }
 

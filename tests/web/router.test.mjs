@@ -143,14 +143,19 @@ test('a whole (non-streamed) answer and a client error pass through', async () =
   assert.equal(bad, 400);
 });
 
-test('with every provider down and no local model the 503 arrives with Retry-After', async () => {
-  await configure(config({ providers: [{ name: 'gone', baseUrl: 'http://127.0.0.1:9/v1', maxRetries: 0, deadlines: fast }] }));
+test('with every provider down and no local model the 503 arrives with Retry-After, and the page hears "down"', async () => {
+  await configure(config({ providers: [{ name: 'gone', baseUrl: 'http://127.0.0.1:9/v1', maxRetries: 0, deadlines: fast }], breaker: { failures: 1, openMs: 30000 } }));
+  await page.evaluate(() => {
+    window.health = [];
+    navigator.serviceWorker.addEventListener('message', (e) => e.data?.type === 'candlelight-health' && window.health.push(e.data.level));
+  });
   const r = await complete(ask());
   assert.equal(r.status, 503);
   assert.equal(r.route, 'none');
   assert.ok(Number(r.retryAfter) >= 1);
   assert.equal(r.json.error.type, 'server_busy');
   assert.equal(r.json.error.code, 'no_route_available');
+  await page.waitForFunction(() => window.health.includes('down'), null, { timeout: 5000 });
   await configure(config());
 });
 
