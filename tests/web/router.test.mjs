@@ -186,7 +186,8 @@ test('the local route: the page offers its engine; local-first answers on the de
   }, model);
   assert.equal(offered.verdict, 'tooWeak');
   await configure(config({ mode: 'local-first' }));
-  let r = await complete(ask({ max_tokens: 12 }));
+  // Greedy, so the length is the same every run (sampled, an end token can come early).
+  let r = await complete(ask({ max_tokens: 12, temperature: 0 }));
   assert.equal(r.status, 200);
   assert.equal(r.route, 'local');
   assert.ok(r.done);
@@ -200,7 +201,7 @@ test('the local route: the page offers its engine; local-first answers on the de
   // Every remote busy: the slow local model still answers.
   await providers.p1.faults(['503busy', '503busy', '503busy']);
   await providers.p2.faults(['503busy']);
-  r = await complete(ask({ max_tokens: 6 }));
+  r = await complete(ask({ max_tokens: 6, temperature: 0 }));
   assert.equal(r.route, 'local');
   assert.equal(r.chunks.at(-1).usage.completion_tokens, 6);
   const models = await page.evaluate(async () => (await fetch('/v1/models')).json());
@@ -252,7 +253,7 @@ test('with WebGPU off and a high minimum speed the probe says too weak and auto 
     });
     assert.equal(low.verdict, 'capable');
     assert.equal(low.backend, 'cpu');
-    r = await complete(ask({ max_tokens: 4 }));
+    r = await complete(ask({ max_tokens: 4, temperature: 0 }));
     assert.equal(r.route, 'local', 'capable: the device answers first');
   } finally {
     page = main;
