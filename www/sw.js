@@ -20,13 +20,13 @@ async function keepShell() {
 
 // The shell from the network when it answers (so updates show at once), else from the cache;
 // a page neither has gets the offline page.
-const shellPaths = () => new Set(SHELL_FILES.map((f) => new URL(f, self.registration.scope).pathname));
+const SHELL_PATHS = new Set(SHELL_FILES.map((f) => new URL(f, self.registration.scope).pathname));
 
 async function shell(request) {
   const cache = await caches.open(SHELL);
   try {
     const fresh = await fetch(request);
-    if (fresh.ok && shellPaths().has(new URL(request.url).pathname)) cache.put(request, fresh.clone());
+    if (fresh.ok && SHELL_PATHS.has(new URL(request.url).pathname)) cache.put(request, fresh.clone());
     return fresh;
   } catch {
     const kept = await cache.match(request, { ignoreSearch: true });

@@ -26,6 +26,8 @@ extern "C" {
     /// setTimeout passes its third argument to the handler.
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout_with(handler: &Function, ms: i32, arg: &JsValue) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
 }
 
 /// How long a request may wait for a route in all, before the 503.
@@ -96,11 +98,15 @@ fn now() -> f64 {
 /// `promise`, or None if it has not settled within `ms`.
 async fn within(promise: Promise, ms: f64) -> Option<Result<JsValue, JsValue>> {
     let marker = JsValue::from_str("\u{0}candlelight-timeout");
+    let mut timer = JsValue::UNDEFINED;
     let tagged = Promise::new(&mut |resolve, _| {
-        set_timeout_with(&resolve, ms.min(i32::MAX as f64) as i32, &marker);
+        timer = set_timeout_with(&resolve, ms.min(i32::MAX as f64) as i32, &marker);
     });
     let race = Promise::race(&js_sys::Array::of2(&promise, &tagged));
-    match JsFuture::from(race).await {
+    let out = JsFuture::from(race).await;
+    // A stream reads once per chunk: its stall timers must not outlive the read they guard.
+    clear_timeout(&timer);
+    match out {
         Ok(v) if v == marker => None,
         other => Some(other),
     }
