@@ -28,11 +28,12 @@ const manifest = {
   exports: {
     '.': { types: './index.d.ts', import: './index.js', default: './index.js' },
     './worker.js': './worker.js',
+    './service-worker.js': { types: './service-worker.d.ts', import: './service-worker.js', default: './service-worker.js' },
     './candlelight_bg.wasm': './candlelight_bg.wasm',
     './package.json': './package.json',
   },
   files: [
-    'index.js', 'index.d.ts', 'client.js', 'worker.js', 'local-route.js', 'candlelight.js', 'candlelight.d.ts',
+    'index.js', 'index.d.ts', 'client.js', 'worker.js', 'local-route.js', 'service-worker.js', 'service-worker.d.ts', 'candlelight.js', 'candlelight.d.ts',
     'candlelight_bg.wasm', 'candlelight_bg.wasm.d.ts', 'snippets/',
   ],
   sideEffects: false,

@@ -1,21 +1,25 @@
-// The service worker: serves /v1/chat/completions, /v1/models and /v1/metrics for this origin
-// through candlelight's router (Rust, in wasm), and keeps the app shell so the demo opens
-// offline. Glue only: the router decides and does the fetching; this file wires requests, the
-// saved configuration, the page's local engine and the shell cache.
-import init, { RouterCore } from '/pkg/candlelight.js';
+// The demo's service worker: candlelight's router serves /v1/chat/completions, /v1/models and
+// /v1/metrics for this origin (the package's service-worker.js), and this file keeps the app
+// shell so the demo opens offline.
+import { installRouter } from '/pkg/service-worker.js';
 
-const wasm = init({ module_or_path: '/pkg/candlelight_bg.wasm' });
+installRouter();
+
 const SHELL = 'candlelight-shell';
 const SHELL_FILES = [
   './', 'index.html', 'app.js', 'style.css', 'manifest.webmanifest', 'offline.html',
   'icons/icon-192.png', 'icons/icon-512.png', 'icons/maskable-192.png', 'icons/maskable-512.png',
-  '/pkg/index.js', '/pkg/client.js', '/pkg/worker.js', '/pkg/local-route.js', '/pkg/candlelight.js', '/pkg/candlelight_bg.wasm',
+  '/pkg/index.js', '/pkg/client.js', '/pkg/worker.js', '/pkg/local-route.js', '/pkg/service-worker.js', '/pkg/candlelight.js', '/pkg/candlelight_bg.wasm',
 ];
 
 async function keepShell() {
   const cache = await caches.open(SHELL);
   // One missing file must not stop the rest from being kept.
   await Promise.all(SHELL_FILES.map((f) => cache.add(new Request(f, { cache: 'reload' })).catch(() => {})));
+  // wasm-bindgen's JS snippets sit under a hashed folder that only candlelight.js names.
+  const glue = await cache.match('/pkg/candlelight.js');
+  const snippets = glue ? [...(await glue.text()).matchAll(/from '\.\/(snippets\/[^']+)'/g)].map((m) => `/pkg/${m[1]}`) : [];
+  await Promise.all(snippets.map((f) => cache.add(new Request(f, { cache: 'reload' })).catch(() => {})));
 }
 
 // The shell from the network when it answers (so updates show at once), else from the cache;
@@ -26,7 +30,8 @@ async function shell(request) {
   const cache = await caches.open(SHELL);
   try {
     const fresh = await fetch(request);
-    if (fresh.ok && SHELL_PATHS.has(new URL(request.url).pathname)) cache.put(request, fresh.clone());
+    const path = new URL(request.url).pathname;
+    if (fresh.ok && (SHELL_PATHS.has(path) || path.startsWith('/pkg/snippets/'))) cache.put(request, fresh.clone());
     return fresh;
   } catch {
     const kept = await cache.match(request, { ignoreSearch: true });
@@ -35,27 +40,6 @@ async function shell(request) {
     return Response.error();
   }
 }
-const CONFIG = '/__candlelight/router-config';
-let core = null;
-let local = { ready: false, capable: false, client: null, model: null };
-
-async function router() {
-  await wasm;
-  if (!core) {
-    const saved = await (await caches.open('candlelight-router')).match(CONFIG);
-    core = new RouterCore(saved ? await saved.json() : { mode: 'auto', providers: [] });
-    core.setLocal(local.ready, local.capable);
-  }
-  return core;
-}
-
-async function configure(config) {
-  await wasm;
-  const next = new RouterCore(config); // throws on a bad configuration, keeping the old one
-  await (await caches.open('candlelight-router')).put(CONFIG, new Response(JSON.stringify(config)));
-  core = next;
-  core.setLocal(local.ready, local.capable);
-}
 
 self.addEventListener('install', (e) => {
   self.skipWaiting();
@@ -63,77 +47,10 @@ self.addEventListener('install', (e) => {
 });
 self.addEventListener('activate', (e) => e.waitUntil(self.clients.claim()));
 
-self.addEventListener('message', (e) => {
-  const m = e.data ?? {};
-  const reply = (v) => e.ports[0]?.postMessage(v);
-  if (m.type === 'router-config') {
-    e.waitUntil(configure(m.config).then(() => reply({ ok: true }), (err) => reply({ error: String(err?.message ?? err) })));
-  } else if (m.type === 'local-engine') {
-    local = { ready: m.ready, capable: m.capable, client: e.source?.id ?? null, model: m.model ?? null };
-    e.waitUntil(router().then((r) => { r.setLocal(local.ready, local.capable); reply({ ok: true }); }));
-  }
-});
-
-// The local route: the page that offered its engine answers, chunk by chunk, over a port.
-async function answerLocally(body, signal) {
-  const client = local.client && (await self.clients.get(local.client));
-  if (!client) throw new Error('the page with the local engine is gone');
-  const { port1, port2 } = new MessageChannel();
-  const enc = new TextEncoder();
-  signal?.addEventListener('abort', () => port1.postMessage({ abort: true }));
-  return new Promise((resolve, reject) => {
-    let controller;
-    const stream = new ReadableStream({ start(c) { controller = c; }, cancel() { port1.postMessage({ abort: true }); } });
-    port1.onmessage = ({ data }) => {
-      if (data.start) resolve(new Response(stream, { status: data.status, headers: data.headers }));
-      if (data.text) controller.enqueue(enc.encode(data.text));
-      if (data.end) controller.close();
-      if (data.error) reject(new Error(data.error));
-    };
-    client.postMessage({ type: 'candlelight-local', body }, [port2]);
-  });
-}
-
-// Health events for the app: healthy, degraded, critical or down, sent to every page when the
-// level changes.
-let lastHealth = 'healthy';
-async function announceHealth(r) {
-  const level = r.health();
-  if (level === lastHealth) return;
-  lastHealth = level;
-  for (const client of await self.clients.matchAll()) client.postMessage({ type: 'candlelight-health', level });
-}
-
-async function answer(request) {
-  const r = await router();
-  const body = await request.text();
-  const stop = new AbortController();
-  request.signal?.addEventListener('abort', () => stop.abort());
-  const enc = new TextEncoder();
-  return new Promise((resolve) => {
-    let controller;
-    const stream = new ReadableStream({ start(c) { controller = c; }, cancel() { stop.abort(); } });
-    const sink = {
-      start: (status, headers) => resolve(new Response(stream, { status, headers })),
-      write: (text) => { try { controller.enqueue(enc.encode(text)); } catch { stop.abort(); } },
-      close: () => { try { controller.close(); } catch {} },
-    };
-    r.answer(body, sink, local.ready ? answerLocally : null, stop.signal)
-      .catch((err) => resolve(new Response(JSON.stringify({ error: { message: String(err?.message ?? err), type: 'server_error' } }), { status: 500 })))
-      .finally(() => announceHealth(r));
-  });
-}
-
 self.addEventListener('fetch', (e) => {
   const url = new URL(e.request.url);
-  if (url.origin !== location.origin) return;
-  if (url.pathname === '/v1/chat/completions' && e.request.method === 'POST') {
-    e.respondWith(answer(e.request));
-  } else if (url.pathname === '/v1/models') {
-    e.respondWith(router().then((r) => new Response(r.models(local.model), { headers: { 'content-type': 'application/json' } })));
-  } else if (url.pathname === '/v1/metrics') {
-    e.respondWith(router().then((r) => new Response(r.metrics(), { headers: { 'content-type': 'text/plain; version=0.0.4' } })));
-  } else if (e.request.method === 'GET' && !url.pathname.startsWith('/models/') && !url.pathname.startsWith('/__')) {
+  if (url.origin !== location.origin || url.pathname.startsWith('/v1/')) return;
+  if (e.request.method === 'GET' && !url.pathname.startsWith('/models/') && !url.pathname.startsWith('/__')) {
     e.respondWith(shell(e.request));
   }
 });

@@ -57,6 +57,7 @@ test('installable, controlled by its service worker, and start_url opens offline
     await page.goto(`${app.origin}/`);
     assert.ok(await page.locator('#catalog').count(), 'start_url opened from the cache');
     assert.match(await page.title(), /candlelight/);
+    assert.equal(await page.evaluate(() => import('/pkg/index.js').then((m) => typeof m.Engine)), 'function', 'the package, wasm glue and snippets load offline');
     await page.goto(`${app.origin}/never-stored.html`);
     assert.ok(await page.locator('#offline').count(), 'the offline page');
   } finally {

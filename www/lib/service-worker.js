@@ -1,0 +1,114 @@
+// candlelight's router inside a service worker: `/v1/chat/completions`, `/v1/models` and
+// `/v1/metrics` for the worker's own origin, answered by the router (Rust, in wasm). Used by the
+// demo's sw.js and the extension's background worker; an app imports it into its own. Glue only:
+// the router decides and does the fetching; this file wires requests, the saved configuration
+// and the local engine (a page's, offered with offerLocalEngine, or one in this worker).
+import { initWasm } from './index.js';
+import { RouterCore } from './candlelight.js';
+
+const CONFIG = '/__candlelight/router-config';
+let core = null;
+let local = { ready: false, capable: false, client: null, model: null };
+
+async function router() {
+  await initWasm();
+  if (!core) {
+    const saved = await (await caches.open('candlelight-router')).match(CONFIG);
+    core = new RouterCore(saved ? await saved.json() : { mode: 'auto', providers: [] });
+    core.setLocal(local.ready, local.capable);
+  }
+  return core;
+}
+
+async function configure(config) {
+  await initWasm();
+  const next = new RouterCore(config); // throws on a bad configuration, keeping the old one
+  await (await caches.open('candlelight-router')).put(CONFIG, new Response(JSON.stringify(config)));
+  core = next;
+  core.setLocal(local.ready, local.capable);
+}
+
+function onMessage(e) {
+  const m = e.data ?? {};
+  const reply = (v) => e.ports[0]?.postMessage(v);
+  if (m.type === 'router-config') {
+    e.waitUntil(configure(m.config).then(() => reply({ ok: true }), (err) => reply({ error: String(err?.message ?? err) })));
+  } else if (m.type === 'local-engine') {
+    local = { ready: m.ready, capable: m.capable, client: e.source?.id ?? null, model: m.model ?? null };
+    e.waitUntil(router().then((r) => { r.setLocal(local.ready, local.capable); reply({ ok: true }); }));
+  }
+}
+
+// The local route: the page that offered its engine answers, chunk by chunk, over a port.
+async function answerLocally(body, signal) {
+  const client = local.client && (await self.clients.get(local.client));
+  if (!client) throw new Error('the page with the local engine is gone');
+  const { port1, port2 } = new MessageChannel();
+  const enc = new TextEncoder();
+  signal?.addEventListener('abort', () => port1.postMessage({ abort: true }));
+  return new Promise((resolve, reject) => {
+    let controller;
+    const stream = new ReadableStream({ start(c) { controller = c; }, cancel() { port1.postMessage({ abort: true }); } });
+    port1.onmessage = ({ data }) => {
+      if (data.start) resolve(new Response(stream, { status: data.status, headers: data.headers }));
+      if (data.text) controller.enqueue(enc.encode(data.text));
+      if (data.end) controller.close();
+      if (data.error) reject(new Error(data.error));
+    };
+    client.postMessage({ type: 'candlelight-local', body }, [port2]);
+  });
+}
+
+// Health events for the app: healthy, degraded, critical or down, sent to every page when the
+// level changes.
+let lastHealth = 'healthy';
+async function announceHealth(r) {
+  const level = r.health();
+  if (level === lastHealth) return;
+  lastHealth = level;
+  for (const client of await self.clients.matchAll()) client.postMessage({ type: 'candlelight-health', level });
+}
+
+async function answer(request) {
+  const r = await router();
+  const body = await request.text();
+  const stop = new AbortController();
+  request.signal?.addEventListener('abort', () => stop.abort());
+  const enc = new TextEncoder();
+  return new Promise((resolve) => {
+    let controller;
+    const stream = new ReadableStream({ start(c) { controller = c; }, cancel() { stop.abort(); } });
+    const sink = {
+      start: (status, headers) => resolve(new Response(stream, { status, headers })),
+      write: (text) => { try { controller.enqueue(enc.encode(text)); } catch { stop.abort(); } },
+      close: () => { try { controller.close(); } catch {} },
+    };
+    r.answer(body, sink, local.ready ? answerLocally : null, stop.signal)
+      .catch((err) => resolve(new Response(JSON.stringify({ error: { message: String(err?.message ?? err), type: 'server_error' } }), { status: 500 })))
+      .finally(() => announceHealth(r));
+  });
+}
+
+/** Answers `e` if it is one of the router's requests (`/v1/...` on this worker's origin);
+ *  false otherwise, so the worker's own fetch handling goes on. */
+export function routerFetch(e) {
+  const url = new URL(e.request.url);
+  if (url.origin !== self.location.origin) return false;
+  if (url.pathname === '/v1/chat/completions' && e.request.method === 'POST') {
+    e.respondWith(answer(e.request));
+  } else if (url.pathname === '/v1/models') {
+    e.respondWith(router().then((r) => new Response(r.models(local.model), { headers: { 'content-type': 'application/json' } })));
+  } else if (url.pathname === '/v1/metrics') {
+    e.respondWith(router().then((r) => new Response(r.metrics(), { headers: { 'content-type': 'text/plain; version=0.0.4' } })));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+/** Serves the router from this service worker: its messages (configuration, local engine) and
+ *  its `/v1/` requests. Call once, at the top level of the worker's script. */
+export function installRouter() {
+  self.addEventListener('message', onMessage);
+  self.addEventListener('fetch', routerFetch);
+}
