@@ -22,7 +22,10 @@ export async function offerLocalEngine(engine, { capable, minTokensPerS = 8 } = 
     const size = engine.info.size;
     verdict = { ...(await assessDevice(profile, { fileBytes: size, bytesPerToken: size, stored: true }, minTokensPerS)), profile };
   }
+  const offer = () => post(registration.active, { type: 'local-engine', ready: true, capable: verdict.verdict === 'capable', model: engine.info.id });
   navigator.serviceWorker.addEventListener('message', async (e) => {
+    // A restarted service worker has forgotten the offer: make it again.
+    if (e.data?.type === 'candlelight-engine?') return offer();
     if (e.data?.type !== 'candlelight-local') return;
     const port = e.ports[0];
     const body = JSON.parse(e.data.body);
@@ -43,6 +46,6 @@ export async function offerLocalEngine(engine, { capable, minTokensPerS = 8 } = 
       port.postMessage({ text: JSON.stringify({ error }), end: true });
     }
   });
-  await post(registration.active, { type: 'local-engine', ready: true, capable: verdict.verdict === 'capable', model: engine.info.id });
+  await offer();
   return verdict;
 }

@@ -6,7 +6,9 @@
 import { initWasm } from './index.js';
 import { RouterCore } from './candlelight.js';
 
-const CONFIG = '/__candlelight/router-config';
+// The Cache API takes http(s) keys only, and an extension's origin is chrome-extension://: the
+// saved configuration lives under a reserved name (.invalid never resolves).
+const CONFIG = 'https://candlelight.invalid/router-config';
 let core = null;
 let local = { ready: false, capable: false, client: null, model: null };
 
@@ -28,6 +30,20 @@ async function configure(config) {
   core.setLocal(local.ready, local.capable);
 }
 
+// A service worker stopped while idle forgets which page offered its engine. The first request
+// after a start asks the pages once, and waits briefly for an offer.
+let asked = null;
+let offered = () => {};
+function findLocal() {
+  if (local.ready) return Promise.resolve();
+  asked ??= (async () => {
+    const wait = new Promise((resolve) => { offered = resolve; setTimeout(resolve, 500); });
+    for (const client of await self.clients.matchAll()) client.postMessage({ type: 'candlelight-engine?' });
+    await wait;
+  })();
+  return asked;
+}
+
 function onMessage(e) {
   const m = e.data ?? {};
   const reply = (v) => e.ports[0]?.postMessage(v);
@@ -35,7 +51,7 @@ function onMessage(e) {
     e.waitUntil(configure(m.config).then(() => reply({ ok: true }), (err) => reply({ error: String(err?.message ?? err) })));
   } else if (m.type === 'local-engine') {
     local = { ready: m.ready, capable: m.capable, client: e.source?.id ?? null, model: m.model ?? null };
-    e.waitUntil(router().then((r) => { r.setLocal(local.ready, local.capable); reply({ ok: true }); }));
+    e.waitUntil(router().then((r) => { r.setLocal(local.ready, local.capable); offered(); reply({ ok: true }); }));
   }
 }
 
@@ -71,6 +87,7 @@ async function announceHealth(r) {
 
 async function answer(request) {
   const r = await router();
+  await findLocal();
   const body = await request.text();
   const stop = new AbortController();
   request.signal?.addEventListener('abort', () => stop.abort());

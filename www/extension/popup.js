@@ -1,0 +1,117 @@
+// The popup: asks the background service worker's router (fetch /v1/chat/completions, as any app
+// would) and shows the streamed answer and the route that gave it; settings choose the local
+// model and a remote provider.
+const $ = (id) => document.getElementById(id);
+const SETTINGS = 'router';
+
+/** One message to the service worker, answered over a MessageChannel. */
+async function toWorker(message) {
+  const registration = await navigator.serviceWorker.ready;
+  const { port1, port2 } = new MessageChannel();
+  const answer = new Promise((resolve) => { port1.onmessage = (e) => resolve(e.data); });
+  registration.active.postMessage(message, [port2]);
+  return answer;
+}
+
+/** Host permission for an origin the extension does not hold yet (asked on a click). */
+async function allow(url) {
+  const origins = [`${new URL(url).origin}/*`];
+  return (await chrome.permissions.contains({ origins })) || chrome.permissions.request({ origins });
+}
+
+async function ask(e) {
+  e.preventDefault();
+  $('send').disabled = true;
+  $('answer').textContent = $('reasoning').textContent = $('route').textContent = '';
+  $('answer').className = '';
+  $('reasoning').hidden = true;
+  try {
+    const res = await fetch('/v1/chat/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'default', stream: true, messages: [{ role: 'user', content: $('prompt').value }] }),
+    });
+    const route = res.headers.get('x-candlelight-route');
+    if (!(res.headers.get('content-type') ?? '').includes('event-stream')) {
+      const body = await res.json().catch(() => ({}));
+      throw new Error(body.error?.message ?? `HTTP ${res.status}`);
+    }
+    $('route').textContent = `answered by ${route}`;
+    $('route').dataset.route = route;
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const data = buffer.slice(0, end).replace(/^data: /, '');
+        buffer = buffer.slice(end + 2);
+        if (data === '[DONE]') continue;
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(chunk.error.message);
+        const delta = chunk.choices?.[0]?.delta ?? {};
+        if (delta.reasoning_content) {
+          $('reasoning').hidden = false;
+          $('reasoning').textContent += delta.reasoning_content;
+        }
+        if (delta.content) $('answer').textContent += delta.content;
+      }
+    }
+    document.body.dataset.answered = 'yes';
+  } catch (err) {
+    $('answer').textContent = err.message;
+    $('answer').className = 'error';
+  } finally {
+    $('send').disabled = false;
+  }
+}
+
+async function useModel() {
+  const url = $('model-url').value.trim();
+  if (!url) return;
+  if (!(await allow(url))) return void ($('engine').textContent = 'No permission to download from that site.');
+  const r = await chrome.runtime.sendMessage({ type: 'use-model', url });
+  if (r?.error) $('engine').textContent = r.error;
+}
+
+async function save() {
+  const settings = { mode: $('mode').value, url: $('provider-url').value.trim(), key: $('provider-key').value, model: $('provider-model').value.trim() };
+  if (settings.url && !(await allow(settings.url))) return void ($('saved').textContent = 'No permission to reach that provider.');
+  const providers = settings.url ? [{
+    name: new URL(settings.url).hostname,
+    baseUrl: settings.url,
+    keys: settings.key ? [{ key: settings.key }] : [],
+    models: settings.model ? { default: settings.model } : {},
+  }] : [];
+  const r = await toWorker({ type: 'router-config', config: { mode: settings.mode, providers } });
+  if (r.error) return void ($('saved').textContent = r.error);
+  await chrome.storage.local.set({ [SETTINGS]: settings });
+  $('saved').textContent = 'Saved.';
+}
+
+function showEngine(engine) {
+  if (!engine) return void ($('engine').textContent = 'No local model chosen.');
+  $('model-url').value ||= engine.url;
+  $('engine').textContent = {
+    loading: `Loading: ${engine.progress ?? ''}`,
+    ready: `Ready: ${engine.id} on the ${engine.backend?.toUpperCase()} (${engine.verdict})`,
+    failed: `Failed: ${engine.error}`,
+  }[engine.state] ?? '';
+  $('engine').dataset.state = engine.state;
+}
+
+const stored = await chrome.storage.local.get([SETTINGS, 'engine']);
+const s = stored[SETTINGS] ?? {};
+$('mode').value = s.mode ?? 'auto';
+$('provider-url').value = s.url ?? '';
+$('provider-key').value = s.key ?? '';
+$('provider-model').value = s.model ?? '';
+showEngine(stored.engine);
+// Nothing chosen yet: the settings are the first thing to see.
+if (!stored.engine && !s.url) $('settings').open = true;
+chrome.storage.onChanged.addListener((changes) => changes.engine && showEngine(changes.engine.newValue));
+$('ask').addEventListener('submit', ask);
+$('use-model').addEventListener('click', () => useModel().catch((e) => { $('engine').textContent = e.message; }));
+$('save').addEventListener('click', () => save().catch((e) => { $('saved').textContent = e.message; }));
