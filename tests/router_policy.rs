@@ -281,6 +281,70 @@ fn a_stream_and_its_continuation_reach_the_client_as_one() {
 }
 
 #[test]
+fn a_kept_answer_replays_as_the_stream_or_the_whole_answer_it_was() {
+    use candlelight::openai::sse::{SseDecoder, SseEvent};
+    let ask = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0, "stream": true, "stream_options": {"include_usage": true}});
+    let whole = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0});
+    assert_eq!(cache::key(&ask), cache::key(&whole), "a streamed and a whole request share the kept answer");
+    assert_eq!(cache::key(&json!({"messages": [], "temperature": 0.7})), None);
+
+    // A stream seen by the client (with reasoning, as R1 sends it) becomes one chat.completion...
+    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+        json!({"id": "x", "object": "chat.completion.chunk", "created": 5, "model": "r1", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut seen = Stitch::default();
+    for c in [chunk(json!({"role": "assistant", "content": ""}), None), chunk(json!({"reasoning_content": "think"}), None),
+              chunk(json!({"content": "An"}), None), chunk(json!({"content": "swer"}), None)] {
+        seen.pass(c);
+    }
+    assert_eq!(seen.completion(), None, "no finish reason yet: not a whole answer");
+    seen.pass(chunk(json!({}), Some("stop")));
+    seen.pass(json!({"id": "x", "object": "chat.completion.chunk", "created": 5, "model": "r1", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}));
+    let kept = seen.completion().expect("a finished stream");
+    assert_eq!(kept["object"], "chat.completion");
+    assert_eq!(kept["choices"][0]["message"], json!({"role": "assistant", "content": "Answer", "reasoning_content": "think"}));
+    assert_eq!(kept["choices"][0]["finish_reason"], "stop");
+    assert_eq!(kept["usage"]["total_tokens"], 5);
+
+    // ...which replays as the same whole answer, or as a stream that stitches back to it.
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&cache::replay(&kept, &whole)).unwrap(), kept);
+    let events = SseDecoder::default().push(cache::replay(&kept, &ask).as_bytes()).unwrap();
+    assert_eq!(events.last(), Some(&SseEvent::Done));
+    let mut again = Stitch::default();
+    for e in &events {
+        if let SseEvent::Data(d) = e {
+            again.pass(serde_json::from_str(d).unwrap());
+        }
+    }
+    assert_eq!(again.completion(), Some(kept.clone()));
+    let without_usage = json!({"messages": [], "temperature": 0, "stream": true});
+    assert!(!cache::replay(&kept, &without_usage).contains("usage"), "usage only when the request asks for it");
+}
+
+#[test]
+fn the_answer_cache_drops_the_least_recently_used_past_its_byte_cap() {
+    let mut lru = cache::Lru::new(100);
+    assert!(lru.insert("a".into(), 40, 1.0).is_empty());
+    assert!(lru.insert("b".into(), 40, 2.0).is_empty());
+    assert!(lru.touch("a", 3.0), "a is served: now the most recent");
+    assert_eq!(lru.insert("c".into(), 40, 4.0), vec!["b".to_string()], "b is the least recently used");
+    assert_eq!((lru.bytes(), lru.len()), (80, 2));
+    assert_eq!(lru.insert("d".into(), 90, 5.0), vec!["a".to_string(), "c".to_string()], "oldest first until it fits");
+    assert_eq!(lru.bytes(), 90);
+    assert_eq!(lru.insert("huge".into(), 101, 6.0), Vec::<String>::new(), "over the cap alone: not kept");
+    assert!(!lru.contains("huge") && lru.contains("d"));
+    assert_eq!(lru.insert("d".into(), 30, 7.0), Vec::<String>::new(), "kept again: its size is replaced");
+    assert_eq!(lru.bytes(), 30);
+    assert!(!lru.touch("b", 8.0));
+    // Entries found in storage at start count towards the cap.
+    let mut restored = cache::Lru::new(100);
+    restored.restore("old".into(), 70, 1.0);
+    restored.restore("new".into(), 20, 9.0);
+    assert_eq!(restored.insert("next".into(), 30, 10.0), vec!["old".to_string()]);
+    assert_eq!(RouterConfig::default().cache_bytes, 500_000_000, "500 MB unless configured");
+}
+
+#[test]
 fn the_device_is_too_weak_when_slow_or_short_of_room() {
     let model = ModelNeeds { file_bytes: 400e6, bytes_per_token: 380e6, stored: false };
     let gpu = |bps: f64| GpuProfile { adapter: "test".into(), bytes_per_s: Some(bps), ..GpuProfile::default() };

@@ -7,15 +7,24 @@ use std::collections::HashMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// The key identical requests share, or None when the request is not deterministic.
+/// Fields that change how an answer is delivered, not what it says.
+const DELIVERY: [&str; 3] = ["stream", "stream_options", "user"];
+
+/// The key identical requests share (in flight here, kept in [`super::cache`]), or None when
+/// the request is not deterministic. A streamed and a whole request for the same answer share
+/// it: either can be replayed as the other.
 pub fn key(body: &Value) -> Option<String> {
-    let deterministic = body.get("temperature").and_then(Value::as_f64) == Some(0.0) || body.get("seed").is_some_and(|s| !s.is_null());
+    let object = body.as_object()?;
+    let deterministic = object.get("temperature").and_then(Value::as_f64) == Some(0.0) || object.get("seed").is_some_and(|s| !s.is_null());
     if !deterministic {
         return None;
     }
+    let mut canonical = object.clone();
+    for field in DELIVERY {
+        canonical.remove(field);
+    }
     // serde_json's maps are ordered by key, so equal bodies serialize equally.
-    let canonical = serde_json::to_string(body).ok()?;
-    Some(crate::download::hex(&Sha256::digest(canonical.as_bytes())))
+    Some(crate::download::hex(&Sha256::digest(Value::Object(canonical).to_string().as_bytes())))
 }
 
 /// Whether a request goes out itself or waits on an identical one.

@@ -34,6 +34,9 @@ pub struct RouterConfig {
     /// Deadlines of the local route: a page that closed or froze mid-answer counts as stalled,
     /// and the answer continues elsewhere.
     pub local_deadlines: Deadlines,
+    /// The byte cap of kept answers to deterministic requests (served when every route
+    /// fails); 0 keeps none.
+    pub cache_bytes: u64,
 }
 
 impl Default for RouterConfig {
@@ -46,6 +49,7 @@ impl Default for RouterConfig {
             retry: RetryPolicy::default(),
             breaker: BreakerPolicy::default(),
             key_max_age_days: 90.0,
+            cache_bytes: 500_000_000,
         }
     }
 }

@@ -33,11 +33,13 @@ pub struct Metrics {
     histograms: BTreeMap<(&'static str, Labels), Histogram>,
 }
 
-const HELP: [(&str, &str, &str); 6] = [
+const HELP: [(&str, &str, &str); 8] = [
     ("candlelight_requests_total", "counter", "Tries by route and outcome."),
     ("candlelight_failovers_total", "counter", "Requests moved to the next route, by the route left and why."),
     ("candlelight_tokens_total", "counter", "Tokens by route and kind (prompt, completion)."),
     ("candlelight_unanswered_total", "counter", "Requests no route could answer (503)."),
+    ("candlelight_coalesced_total", "counter", "Requests answered by an identical one in flight."),
+    ("candlelight_cache_total", "counter", "Kept answers of deterministic requests: kept, served (every route failed), evicted."),
     ("candlelight_request_duration_seconds", "histogram", "From request to last byte, by route."),
     ("candlelight_time_to_first_token_seconds", "histogram", "From request to first token, by route."),
 ];
@@ -62,6 +64,15 @@ impl Metrics {
 
     pub fn unanswered(&mut self) {
         self.add("candlelight_unanswered_total", Vec::new(), 1);
+    }
+
+    pub fn coalesced(&mut self) {
+        self.add("candlelight_coalesced_total", Vec::new(), 1);
+    }
+
+    /// The response cache: `event` is kept, served or evicted.
+    pub fn cache(&mut self, event: &str, n: u64) {
+        self.add("candlelight_cache_total", vec![("event", event.into())], n);
     }
 
     pub fn tokens(&mut self, route: &str, prompt: u64, completion: u64) {

@@ -4,6 +4,7 @@
 //! and whether the device is fast enough. The service worker does the I/O and asks it.
 
 mod busy;
+pub mod cache;
 mod coalesce;
 mod config;
 mod health;

@@ -3,7 +3,7 @@
 //! stream's id, creation time and model, its opening role chunk is dropped, and its usage counts
 //! the tokens sent before the break.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 #[derive(Debug, Default)]
 pub struct Stitch {
@@ -16,6 +16,8 @@ pub struct Stitch {
     /// implies (one token a chunk, as servers stream).
     chunks_with_text: u64,
     before_break: u64,
+    finish_reason: Option<Value>,
+    usage: Option<Value>,
 }
 
 impl Stitch {
@@ -46,6 +48,9 @@ impl Stitch {
                 }
                 self.content.push_str(&content);
                 self.reasoning.push_str(&reasoning);
+                if !c["finish_reason"].is_null() {
+                    self.finish_reason = Some(c["finish_reason"].clone());
+                }
             }
             // A continuation's opening chunk carries nothing new once its role is dropped.
             let blank = |c: &Value| c["finish_reason"].is_null() && c["delta"].as_object().is_none_or(|d| d.values().all(|v| v.is_null() || v == ""));
@@ -61,6 +66,7 @@ impl Stitch {
             };
             add(usage, "completion_tokens", self.before_break);
             add(usage, "total_tokens", self.before_break);
+            self.usage = Some(usage.clone());
         }
         Some(chunk)
     }
@@ -69,6 +75,25 @@ impl Stitch {
     pub fn broken(&mut self) -> (String, u64) {
         self.before_break = self.chunks_with_text;
         (self.content.clone(), self.chunks_with_text)
+    }
+
+    /// The whole answer the client got, as one `chat.completion`; None until a finish reason
+    /// came.
+    pub fn completion(&self) -> Option<Value> {
+        let finish_reason = self.finish_reason.clone()?;
+        let (id, created, model) = self.head.clone()?;
+        let mut message = json!({"role": "assistant", "content": self.content});
+        if !self.reasoning.is_empty() {
+            message["reasoning_content"] = self.reasoning.clone().into();
+        }
+        let mut out = json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        });
+        if let Some(usage) = &self.usage {
+            out["usage"] = usage.clone();
+        }
+        Some(out)
     }
 
     /// The answer's text so far (content, then reasoning).

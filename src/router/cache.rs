@@ -1,0 +1,126 @@
+//! The last resort for deterministic requests (temperature 0, or a seed): their answers are kept
+//! (in IndexedDB, by the service worker), least recently used first out past a byte cap, and
+//! served when every route fails. Here: which requests qualify and under what key, the answer
+//! kept (a whole `chat.completion`, whichever way it came), how it is replayed as a stream, and
+//! the LRU bookkeeping.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use crate::openai::sse;
+
+/// Requests are kept under the key identical requests share in flight.
+pub use super::coalesce::key;
+
+/// A kept answer replayed for `request`: the `chat.completion` as it is, or as a stream of
+/// chunks (role, reasoning, content, finish, then usage when the request asks for it).
+pub fn replay(completion: &Value, request: &Value) -> String {
+    if request.get("stream").and_then(Value::as_bool) != Some(true) {
+        return completion.to_string();
+    }
+    let head = |choices: Value| {
+        json!({
+            "id": completion["id"], "object": "chat.completion.chunk", "created": completion["created"],
+            "model": completion["model"], "choices": choices,
+        })
+    };
+    let message = &completion["choices"][0]["message"];
+    let mut out = String::new();
+    let mut send = |v: Value| out.push_str(&sse::encode(&v.to_string()));
+    send(head(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])));
+    for field in ["reasoning_content", "content"] {
+        if let Some(text) = message.get(field).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            send(head(json!([{"index": 0, "delta": {field: text}, "finish_reason": null}])));
+        }
+    }
+    send(head(json!([{"index": 0, "delta": {}, "finish_reason": completion["choices"][0]["finish_reason"]}])));
+    let wants_usage = request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+    if wants_usage && completion["usage"].is_object() {
+        let mut last = head(json!([]));
+        last["usage"] = completion["usage"].clone();
+        send(last);
+    }
+    out.push_str(sse::DONE);
+    out
+}
+
+/// Which kept answers go first when the cap is reached: byte sizes and last use, in memory (the
+/// bodies stay in storage).
+#[derive(Debug, Clone, Default)]
+pub struct Lru {
+    cap: u64,
+    total: u64,
+    entries: HashMap<String, (u64, f64)>,
+}
+
+impl Lru {
+    pub fn new(cap: u64) -> Self {
+        Self { cap, ..Self::default() }
+    }
+
+    /// An entry found in storage at start.
+    pub fn restore(&mut self, key: String, bytes: u64, used: f64) {
+        if let Some((old, _)) = self.entries.insert(key, (bytes, used)) {
+            self.total -= old;
+        }
+        self.total += bytes;
+    }
+
+    /// Keeps `key` (`bytes` long, used at `now`); returns the keys to delete to stay under the
+    /// cap, the new key itself when it alone is over the cap.
+    pub fn insert(&mut self, key: String, bytes: u64, now: f64) -> Vec<String> {
+        if bytes > self.cap {
+            return if self.remove(&key) { vec![key] } else { vec![] };
+        }
+        self.restore(key.clone(), bytes, now);
+        let mut by_age: Vec<(f64, String)> = self.entries.iter().filter(|(k, _)| **k != key).map(|(k, (_, used))| (*used, k.clone())).collect();
+        by_age.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut evicted = Vec::new();
+        for (_, old) in by_age {
+            if self.total <= self.cap {
+                break;
+            }
+            self.remove(&old);
+            evicted.push(old);
+        }
+        evicted
+    }
+
+    /// `key` was served at `now`; false when it is not kept.
+    pub fn touch(&mut self, key: &str, now: f64) -> bool {
+        match self.entries.get_mut(key) {
+            Some(entry) => {
+                entry.1 = now;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn remove(&mut self, key: &str) -> bool {
+        match self.entries.remove(key) {
+            Some((bytes, _)) => {
+                self.total -= bytes;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.total
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
