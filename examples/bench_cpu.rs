@@ -14,7 +14,9 @@ use candlelight::store::FileStore;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = args.first().ok_or("usage: bench_cpu MODEL.gguf [prompt] [decode] [repeats]")?;
+    let path = args
+        .first()
+        .ok_or("usage: bench_cpu MODEL.gguf [prompt] [decode] [repeats]")?;
     let arg = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     let (n_prompt, n_decode, repeats) = (arg(1, 128), arg(2, 64), arg(3, 3));
     let t = Instant::now();
@@ -23,7 +25,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut backend = CpuBackend::load(&file, &store)?;
     let load_s = t.elapsed().as_secs_f64();
     let vocab = backend.config().vocab_size as u32;
-    let prompt: Vec<u32> = (0..n_prompt as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+    let prompt: Vec<u32> = (0..n_prompt as u32)
+        .map(|i| (i * 7919 + 13) % vocab)
+        .collect();
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     for _ in 0..repeats {
         backend.reset();

@@ -24,7 +24,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let all: Vec<String> = std::env::args().skip(1).collect();
     let gpu_only = all.iter().any(|a| a == "--gpu-only");
-    let spec_gbps: Option<f64> = all.iter().position(|a| a == "--spec-gbps").and_then(|i| all.get(i + 1)).and_then(|s| s.parse().ok());
+    let spec_gbps: Option<f64> = all
+        .iter()
+        .position(|a| a == "--spec-gbps")
+        .and_then(|i| all.get(i + 1))
+        .and_then(|s| s.parse().ok());
     let mut args = Vec::new();
     let mut i = 0;
     while i < all.len() {
@@ -35,21 +39,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         i += 1;
     }
-    let path = args.first().ok_or("usage: bench_gpu MODEL.gguf [prompt] [decode] [repeats] [--gpu-only] [--spec-gbps N]")?;
+    let path = args.first().ok_or(
+        "usage: bench_gpu MODEL.gguf [prompt] [decode] [repeats] [--gpu-only] [--spec-gbps N]",
+    )?;
     let nums: Vec<usize> = args.iter().skip(1).filter_map(|s| s.parse().ok()).collect();
     let arg = |i: usize, d: usize| nums.get(i).copied().unwrap_or(d);
     let (n_prompt, n_decode, repeats) = (arg(0, 128), arg(1, 128), arg(2, 3));
     let store = FileStore::open(path.as_str())?;
     let file = GgufFile::read(&store)?;
-    let name = std::path::Path::new(path.as_str()).file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let name = std::path::Path::new(path.as_str())
+        .file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
 
     let t = Instant::now();
     let context = n_prompt + n_decode + 8;
-    let mut gpu = ready(GpuBackend::load_from(&file, &Ready(&store), GpuOptions { context, ..GpuOptions::default() }, &mut |_, _, _| {}))?;
+    let mut gpu = ready(GpuBackend::load_from(
+        &file,
+        &Ready(&store),
+        GpuOptions {
+            context,
+            ..GpuOptions::default()
+        },
+        &mut |_, _, _| {},
+    ))?;
     let gpu_load_s = t.elapsed().as_secs_f64();
     let vocab = gpu.config().vocab_size as u32;
-    let prompt: Vec<u32> = (0..n_prompt as u32).map(|i| (i * 7919 + 13) % vocab).collect();
-    let greedy = Pick { params: SamplingParams::greedy(), seen: Vec::new(), r: 0.0 };
+    let prompt: Vec<u32> = (0..n_prompt as u32)
+        .map(|i| (i * 7919 + 13) % vocab)
+        .collect();
+    let greedy = Pick {
+        params: SamplingParams::greedy(),
+        seen: Vec::new(),
+        r: 0.0,
+    };
 
     let (mut gp, mut gd) = (Vec::new(), Vec::new());
     // One warm-up round compiles the pipelines and touches every buffer.
@@ -61,7 +83,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut token = candlelight::engine::sampler::argmax(&logits);
         let t = Instant::now();
         for _ in 0..n_decode {
-            token = ready(gpu.forward_pick(token, &greedy).ok_or("greedy picks run on the GPU")?)?;
+            token = ready(
+                gpu.forward_pick(token, &greedy)
+                    .ok_or("greedy picks run on the GPU")?,
+            )?;
         }
         if round > 0 {
             gp.push(prefill);
@@ -74,12 +99,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bytes = gpu.decode_bytes();
     let (weight_mem, other_mem) = gpu.memory_bytes();
     let gbps = bytes as f64 * gd / 1e9;
-    println!("file {name}: GPU {adapter} (f16 {}, subgroups {}), loaded in {gpu_load_s:.2} s", caps.f16, caps.subgroups);
+    println!(
+        "file {name}: GPU {adapter} (f16 {}, subgroups {}), loaded in {gpu_load_s:.2} s",
+        caps.f16, caps.subgroups
+    );
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!("GPU memory: {:.1} MiB of weights, {:.1} MiB of KV cache, activations and scratch ({context} positions)", mib(weight_mem), mib(other_mem));
     println!("GPU: prefill {gp:.1} tok/s, decode {gd:.2} tok/s; {:.1} MiB of weights per decode token: {gbps:.2} GB/s", bytes as f64 / (1 << 20) as f64);
     if let Some(spec) = spec_gbps {
-        println!("GPU weight bandwidth: {:.1}% of the {spec} GB/s specification", 100.0 * gbps / spec);
+        println!(
+            "GPU weight bandwidth: {:.1}% of the {spec} GB/s specification",
+            100.0 * gbps / spec
+        );
     }
     drop(gpu);
 
@@ -102,7 +133,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         let (cp, cd) = (median(cp), median(cd));
-        println!("CPU ({} threads): prefill {cp:.1} tok/s, decode {cd:.2} tok/s", rayon_threads());
+        println!(
+            "CPU ({} threads): prefill {cp:.1} tok/s, decode {cd:.2} tok/s",
+            rayon_threads()
+        );
         println!("GPU / CPU: prefill {:.2}x, decode {:.2}x", gp / cp, gd / cd);
         cpu_figures = format!(",\"cpu_prefill_tok_s\":{cp:.2},\"cpu_decode_tok_s\":{cd:.2}");
     }

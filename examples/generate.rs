@@ -24,7 +24,9 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let mut path = args.next().ok_or("usage: generate MODEL.gguf|--demo \"prompt\" [max_tokens]")?;
+    let mut path = args
+        .next()
+        .ok_or("usage: generate MODEL.gguf|--demo \"prompt\" [max_tokens]")?;
     if path == "--demo" {
         path = "fixtures/demo.gguf".into();
         if !std::path::Path::new(&path).exists() {
@@ -47,14 +49,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let template = ChatTemplate::from_gguf(&file, &tokenizer)?;
     let backend = CpuBackend::load(&file, &store)?;
-    eprintln!("loaded {path} in {:.0} ms", load.elapsed().as_secs_f64() * 1000.0);
+    eprintln!(
+        "loaded {path} in {:.0} ms",
+        load.elapsed().as_secs_f64() * 1000.0
+    );
 
     let text = template.render(&[Message::new("user", &prompt)], true)?;
     let in_think = text.trim_end().ends_with("<think>");
     let req = GenerateRequest {
         prompt: tokenizer.encode(&text, true)?,
         max_tokens,
-        sampling: SamplingParams { temperature: 0.7, seed: 42, ..SamplingParams::default() },
+        sampling: SamplingParams {
+            temperature: 0.7,
+            seed: 42,
+            ..SamplingParams::default()
+        },
         ..GenerateRequest::default()
     };
     let mut session = Session::new(backend);

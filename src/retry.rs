@@ -20,12 +20,21 @@ pub fn retry_after_ms(value: &str, now_ms: f64) -> Option<f64> {
 /// IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") as Unix milliseconds.
 fn http_date_ms(v: &str) -> Option<f64> {
     let parts: Vec<&str> = v.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else { return None };
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let month = months.iter().position(|m| m == month)? as i64 + 1;
     let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
-    let hms: Vec<i64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
-    let [h, m, s] = hms.as_slice() else { return None };
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, s] = hms.as_slice() else {
+        return None;
+    };
     if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *s > 60 {
         return None;
     }
@@ -60,8 +69,14 @@ mod tests {
         assert_eq!(retry_after_ms("soon", 0.0), None);
         // RFC 9110's example date is 784111777 s after the epoch.
         let at = 784_111_777_000.0;
-        assert_eq!(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", at - 3000.0), Some(3000.0));
-        assert_eq!(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", at + 5000.0), Some(0.0));
+        assert_eq!(
+            retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", at - 3000.0),
+            Some(3000.0)
+        );
+        assert_eq!(
+            retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", at + 5000.0),
+            Some(0.0)
+        );
         assert_eq!(retry_after_ms("Sun, 06 Foo 1994 08:49:37 GMT", 0.0), None);
     }
 }

@@ -6,7 +6,9 @@ mod common;
 use candlelight::engine::cpu::CpuBackend;
 use candlelight::fixture::{build, FixtureSpec, Quant};
 use candlelight::gguf::Architecture;
-use candlelight::openai::{AnswerError, ChatCompletionChunk, ChatCompletionRequest, LocalModel, RequestError};
+use candlelight::openai::{
+    AnswerError, ChatCompletionChunk, ChatCompletionRequest, LocalModel, RequestError,
+};
 use serde_json::json;
 
 fn model(arch: Architecture) -> LocalModel {
@@ -53,15 +55,34 @@ fn streamed_and_whole_answers_agree_and_are_shaped_like_openai() {
     assert_eq!(first.object, "chat.completion.chunk");
     assert_eq!(first.choices[0].delta.role.as_deref(), Some("assistant"));
     let usage_chunk = chunks.last().unwrap();
-    assert!(usage_chunk.choices.is_empty(), "the usage chunk has no choices");
-    let usage = usage_chunk.usage.clone().expect("include_usage sends usage");
+    assert!(
+        usage_chunk.choices.is_empty(),
+        "the usage chunk has no choices"
+    );
+    let usage = usage_chunk
+        .usage
+        .clone()
+        .expect("include_usage sends usage");
     let finish = &chunks[chunks.len() - 2];
-    assert!(matches!(finish.choices[0].finish_reason.as_deref(), Some("stop" | "length")));
-    assert!(finish.timings.is_some(), "the last choice chunk carries timings");
-    assert!(chunks[..chunks.len() - 2].iter().all(|c| c.choices[0].finish_reason.is_none() && c.usage.is_none()));
-    assert!(chunks.iter().all(|c| c.id == "chatcmpl-1" && c.created == 7 && c.model == "tiny"));
+    assert!(matches!(
+        finish.choices[0].finish_reason.as_deref(),
+        Some("stop" | "length")
+    ));
+    assert!(
+        finish.timings.is_some(),
+        "the last choice chunk carries timings"
+    );
+    assert!(chunks[..chunks.len() - 2]
+        .iter()
+        .all(|c| c.choices[0].finish_reason.is_none() && c.usage.is_none()));
+    assert!(chunks
+        .iter()
+        .all(|c| c.id == "chatcmpl-1" && c.created == 7 && c.model == "tiny"));
     assert!(usage.completion_tokens >= 1 && usage.completion_tokens <= 24);
-    assert_eq!(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
+    assert_eq!(
+        usage.total_tokens,
+        usage.prompt_tokens + usage.completion_tokens
+    );
 
     let (content, reasoning) = text_of(&chunks);
     assert!(reasoning.is_empty(), "a ChatML model has no reasoning");
@@ -70,11 +91,20 @@ fn streamed_and_whole_answers_agree_and_are_shaped_like_openai() {
     let mut c = m.start(request(whole), "chatcmpl-2".into(), 8).unwrap();
     let answer = m.complete(&mut c).unwrap();
     assert_eq!(answer.object, "chat.completion");
-    assert_eq!(answer.choices[0].message.content, content, "same seed, same text, streamed or not");
+    assert_eq!(
+        answer.choices[0].message.content, content,
+        "same seed, same text, streamed or not"
+    );
     assert_eq!(answer.choices[0].message.reasoning_content, None);
     assert_eq!(answer.usage.completion_tokens, usage.completion_tokens);
-    assert_eq!(answer.usage.prompt_cache_hit_tokens + answer.usage.prompt_cache_miss_tokens, answer.usage.prompt_tokens);
-    assert!(answer.usage.prompt_cache_hit_tokens > 0, "the second request reuses the first one's prompt");
+    assert_eq!(
+        answer.usage.prompt_cache_hit_tokens + answer.usage.prompt_cache_miss_tokens,
+        answer.usage.prompt_tokens
+    );
+    assert!(
+        answer.usage.prompt_cache_hit_tokens > 0,
+        "the second request reuses the first one's prompt"
+    );
     let v = serde_json::to_value(&answer).unwrap();
     assert_eq!(v["choices"][0]["message"]["role"], "assistant");
     assert!(v["timings"]["decode_tokens_per_s"].is_number());
@@ -87,12 +117,18 @@ fn r1_style_models_stream_reasoning_content() {
     let body = json!({"messages": [{"role": "user", "content": "why?"}], "max_tokens": 16, "seed": 3, "stream": true});
     let chunks = stream(&mut m, body.clone());
     let (content, reasoning) = text_of(&chunks);
-    assert!(!reasoning.is_empty(), "text inside <think> arrives as reasoning_content");
+    assert!(
+        !reasoning.is_empty(),
+        "text inside <think> arrives as reasoning_content"
+    );
     let mut whole = body;
     whole["stream"] = json!(false);
     let mut c = m.start(request(whole), "b".into(), 0).unwrap();
     let answer = m.complete(&mut c).unwrap();
-    assert_eq!(answer.choices[0].message.reasoning_content.as_deref(), Some(reasoning.as_str()));
+    assert_eq!(
+        answer.choices[0].message.reasoning_content.as_deref(),
+        Some(reasoning.as_str())
+    );
     assert_eq!(answer.choices[0].message.content, content);
     let details = answer.usage.completion_tokens_details.reasoning_tokens;
     assert!(details >= 1 && details <= answer.usage.completion_tokens);
@@ -103,15 +139,24 @@ fn stop_strings_and_abort() {
     let mut m = model(Architecture::Llama);
     let base = json!({"messages": [{"role": "user", "content": "count"}], "max_tokens": 30, "temperature": 0});
     let mut c = m.start(request(base.clone()), "a".into(), 0).unwrap();
-    let full = m.complete(&mut c).unwrap().choices[0].message.content.clone();
-    assert!(full.chars().count() > 6, "the greedy text is long enough to cut: {full:?}");
+    let full = m.complete(&mut c).unwrap().choices[0]
+        .message
+        .content
+        .clone();
+    assert!(
+        full.chars().count() > 6,
+        "the greedy text is long enough to cut: {full:?}"
+    );
     let cut: String = full.chars().skip(3).take(3).collect();
     let mut with_stop = base.clone();
     with_stop["stop"] = json!(cut);
     let mut c = m.start(request(with_stop), "b".into(), 0).unwrap();
     let stopped = m.complete(&mut c).unwrap();
     assert_eq!(stopped.choices[0].finish_reason.as_deref(), Some("stop"));
-    assert_eq!(stopped.choices[0].message.content, full[..full.find(&cut).unwrap()]);
+    assert_eq!(
+        stopped.choices[0].message.content,
+        full[..full.find(&cut).unwrap()]
+    );
 
     let mut c = m.start(request(base), "c".into(), 0).unwrap();
     m.step(&mut c).unwrap();
@@ -121,7 +166,10 @@ fn stop_strings_and_abort() {
     while let Some(step) = m.step(&mut c).unwrap() {
         after.extend(step);
     }
-    assert_eq!(after.last().unwrap().choices[0].finish_reason.as_deref(), Some("abort"));
+    assert_eq!(
+        after.last().unwrap().choices[0].finish_reason.as_deref(),
+        Some("abort")
+    );
     assert!(c.tokens().len() <= 2);
 }
 
@@ -130,15 +178,42 @@ fn bad_requests_are_refused_with_the_field_named() {
     let mut m = model(Architecture::Qwen3);
     let cases = [
         (json!({"messages": []}), Some("messages")),
-        (json!({"messages": [{"role": "robot", "content": "x"}]}), Some("messages")),
-        (json!({"messages": [{"role": "user", "content": "x"}], "temperature": 3}), Some("temperature")),
-        (json!({"messages": [{"role": "user", "content": "x"}], "top_p": 0}), Some("top_p")),
-        (json!({"messages": [{"role": "user", "content": "x"}], "frequency_penalty": -2.5}), Some("frequency_penalty")),
-        (json!({"messages": [{"role": "user", "content": "x"}], "presence_penalty": 9}), Some("presence_penalty")),
-        (json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), Some("max_tokens")),
-        (json!({"messages": [{"role": "user", "content": "x"}], "n": 2}), Some("n other than 1")),
-        (json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}), Some("non-text message content")),
-        (json!({"messages": [{"role": "user", "content": "x"}], "stop": vec!["a"; 17]}), Some("stop")),
+        (
+            json!({"messages": [{"role": "robot", "content": "x"}]}),
+            Some("messages"),
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "temperature": 3}),
+            Some("temperature"),
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "top_p": 0}),
+            Some("top_p"),
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "frequency_penalty": -2.5}),
+            Some("frequency_penalty"),
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "presence_penalty": 9}),
+            Some("presence_penalty"),
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}),
+            Some("max_tokens"),
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "n": 2}),
+            Some("n other than 1"),
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+            Some("non-text message content"),
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "stop": vec!["a"; 17]}),
+            Some("stop"),
+        ),
     ];
     for (body, param) in cases {
         match m.start(request(body.clone()), "x".into(), 0) {
@@ -154,7 +229,9 @@ fn bad_requests_are_refused_with_the_field_named() {
     let body = json!({"messages": [{"role": "user", "content": long}]});
     assert!(matches!(
         m.start(request(body), "x".into(), 0),
-        Err(AnswerError::Engine(candlelight::engine::EngineError::ContextFull { .. }))
+        Err(AnswerError::Engine(
+            candlelight::engine::EngineError::ContextFull { .. }
+        ))
     ));
 }
 
@@ -169,7 +246,13 @@ fn text_parts_and_developer_messages_are_accepted() {
     let prompt = m.tokenizer().decode(&req.prompt, false).unwrap();
     assert!(prompt.contains("<|im_start|>system\nbe brief"), "{prompt}");
     assert!(prompt.contains("hi there"), "{prompt}");
-    let mut c = m.start(request(json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 4})), "a".into(), 0).unwrap();
+    let mut c = m
+        .start(
+            request(json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 4})),
+            "a".into(),
+            0,
+        )
+        .unwrap();
     assert!(m.complete(&mut c).unwrap().usage.completion_tokens <= 4);
 }
 
@@ -179,12 +262,25 @@ fn text_parts_and_developer_messages_are_accepted() {
 fn an_assistant_prefix_is_continued() {
     let m = model(Architecture::Qwen2);
     let user = json!({"role": "user", "content": "Count to ten"});
-    let (plain, _) = m.plan(&request(json!({"messages": [user.clone()]}))).unwrap();
+    let (plain, _) = m
+        .plan(&request(json!({"messages": [user.clone()]})))
+        .unwrap();
     let (cont, _) = m.plan(&request(json!({"messages": [user.clone(), {"role": "assistant", "content": "one two", "prefix": true}]}))).unwrap();
     let tok = m.tokenizer();
-    let (a, b) = (tok.decode(&plain.prompt, false).unwrap(), tok.decode(&cont.prompt, false).unwrap());
-    assert_eq!(b, format!("{a}one two"), "the partial answer follows the generation prompt");
+    let (a, b) = (
+        tok.decode(&plain.prompt, false).unwrap(),
+        tok.decode(&cont.prompt, false).unwrap(),
+    );
+    assert_eq!(
+        b,
+        format!("{a}one two"),
+        "the partial answer follows the generation prompt"
+    );
     // Without `prefix` the assistant turn is a finished one.
-    let (done, _) = m.plan(&request(json!({"messages": [user, {"role": "assistant", "content": "one two"}]}))).unwrap();
+    let (done, _) = m
+        .plan(&request(
+            json!({"messages": [user, {"role": "assistant", "content": "one two"}]}),
+        ))
+        .unwrap();
     assert!(tok.decode(&done.prompt, false).unwrap().len() > b.len());
 }

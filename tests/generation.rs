@@ -27,7 +27,11 @@ fn request(prompt: &str, tok: &Tokenizer, max_tokens: usize) -> GenerateRequest 
     }
 }
 
-fn run(s: &mut Session<CpuBackend>, tok: &Tokenizer, req: &GenerateRequest) -> (Generation, Vec<String>) {
+fn run(
+    s: &mut Session<CpuBackend>,
+    tok: &Tokenizer,
+    req: &GenerateRequest,
+) -> (Generation, Vec<String>) {
     let mut pieces = Vec::new();
     let g = s
         .generate(tok, req, &mut |p| {
@@ -48,7 +52,11 @@ fn max_tokens_usage_and_timings() {
     assert_eq!(g.usage.completion_tokens, 24);
     assert_eq!(g.usage.prompt_tokens, req.prompt.len());
     assert_eq!(g.usage.total_tokens, req.prompt.len() + 24);
-    assert_eq!(pieces.concat(), g.text, "streamed pieces add up to the text");
+    assert_eq!(
+        pieces.concat(),
+        g.text,
+        "streamed pieces add up to the text"
+    );
     assert_eq!(g.text, tok.decode(&g.tokens, true).unwrap());
     let t = g.timings;
     assert_eq!(t.prefill_tokens, req.prompt.len());
@@ -66,9 +74,14 @@ fn greedy_is_deterministic_and_reuses_the_cached_prefix() {
     // The follow-up prompt extends the first prompt and its answer: only the new part runs.
     let mut follow = first.clone();
     follow.prompt.extend(&a.tokens);
-    follow.prompt.extend(tok.encode(" and then", false).unwrap());
+    follow
+        .prompt
+        .extend(tok.encode(" and then", false).unwrap());
     let (b, _) = run(&mut s, &tok, &follow);
-    assert_eq!(b.usage.prompt_cache_hit_tokens, first.prompt.len() + a.tokens.len() - 1);
+    assert_eq!(
+        b.usage.prompt_cache_hit_tokens,
+        first.prompt.len() + a.tokens.len() - 1
+    );
     // A fresh session computes the same continuation from scratch.
     let (mut fresh, _) = setup();
     let (c, _) = run(&mut fresh, &tok, &follow);
@@ -83,7 +96,14 @@ fn greedy_is_deterministic_and_reuses_the_cached_prefix() {
 fn seeded_sampling_reproduces() {
     let (mut s, tok) = setup();
     let mut req = request("Once upon a time", &tok, 16);
-    req.sampling = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 7, ..SamplingParams::default() };
+    req.sampling = SamplingParams {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        seed: 7,
+        ..SamplingParams::default()
+    };
     let (a, _) = run(&mut s, &tok, &req);
     let (b, _) = run(&mut s, &tok, &req);
     assert_eq!(a.tokens, b.tokens, "same seed, same tokens");
@@ -94,7 +114,10 @@ fn seeded_sampling_reproduces() {
         differs |= run(&mut s, &tok, &req).0.tokens != a.tokens;
     }
     assert!(differs, "other seeds give other samples");
-    assert_ne!(a.tokens, greedy.tokens, "temperature 1 over 640 tokens is not greedy");
+    assert_ne!(
+        a.tokens, greedy.tokens,
+        "temperature 1 over 640 tokens is not greedy"
+    );
     // top_k = 1 is greedy whatever the temperature.
     req.sampling.top_k = 1;
     assert_eq!(run(&mut s, &tok, &req).0.tokens, greedy.tokens);
@@ -106,15 +129,27 @@ fn stop_strings_end_the_text_before_them() {
     let req = request("The engine reads tokens", &tok, 40);
     let (full, _) = run(&mut s, &tok, &req);
     let text = full.text.clone();
-    let mid = text.char_indices().map(|(i, _)| i).find(|&i| i >= text.len() / 2).unwrap();
+    let mid = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .find(|&i| i >= text.len() / 2)
+        .unwrap();
     let stop: String = text[mid..].chars().take(3).collect();
     let first = text.find(&stop).unwrap();
     let mut req2 = req.clone();
     req2.stop = vec!["never appears \u{1F600}".into(), stop.clone()];
     let (g, pieces) = run(&mut s, &tok, &req2);
     assert_eq!(g.finish_reason, FinishReason::Stop);
-    assert_eq!(g.text, text[..first], "text ends right before the stop string {stop:?}");
-    assert_eq!(pieces.concat(), g.text, "no streamed piece leaked part of the stop string");
+    assert_eq!(
+        g.text,
+        text[..first],
+        "text ends right before the stop string {stop:?}"
+    );
+    assert_eq!(
+        pieces.concat(),
+        g.text,
+        "no streamed piece leaked part of the stop string"
+    );
 }
 
 #[test]
@@ -125,7 +160,11 @@ fn stop_tokens_and_abort() {
     let mut req2 = req.clone();
     req2.stop_tokens = vec![full.tokens[5]];
     let (g, _) = run(&mut s, &tok, &req2);
-    let first = full.tokens.iter().position(|&t| t == full.tokens[5]).unwrap();
+    let first = full
+        .tokens
+        .iter()
+        .position(|&t| t == full.tokens[5])
+        .unwrap();
     assert_eq!(g.finish_reason, FinishReason::Stop);
     assert_eq!(g.tokens, full.tokens[..first]);
 
@@ -146,16 +185,25 @@ fn bad_requests_are_errors() {
     let mut req = request("x", &tok, 4);
     req.sampling.temperature = f32::NAN;
     assert!(s.generate(&tok, &req, &mut |_| true).is_err());
-    req.sampling = SamplingParams { top_p: 0.0, ..SamplingParams::greedy() };
+    req.sampling = SamplingParams {
+        top_p: 0.0,
+        ..SamplingParams::greedy()
+    };
     assert!(s.generate(&tok, &req, &mut |_| true).is_err());
     req.sampling = SamplingParams::greedy();
     req.prompt.clear();
     assert!(s.generate(&tok, &req, &mut |_| true).is_err());
     req.prompt = vec![1; 600];
-    assert!(s.generate(&tok, &req, &mut |_| true).is_err(), "prompt longer than the context");
+    assert!(
+        s.generate(&tok, &req, &mut |_| true).is_err(),
+        "prompt longer than the context"
+    );
     // The session still works afterwards.
     let ok = request("fine", &tok, 3);
-    assert_eq!(s.generate(&tok, &ok, &mut |_| true).unwrap().tokens.len(), 3);
+    assert_eq!(
+        s.generate(&tok, &ok, &mut |_| true).unwrap().tokens.len(),
+        3
+    );
 }
 
 #[test]
@@ -176,11 +224,30 @@ fn a_long_prompt_run_in_slices_matches_one_token_at_a_time() {
     // The two paths sum in different orders (4-row prefill tiles, 8-column decode tiles), so an
     // activation near a Q8_0 rounding boundary may round the other way: the same bound as the
     // llama.cpp comparison (logits here have std ≈ 4). Unsliced, the gap is the same 0.087.
-    let worst = at_once.iter().zip(&last).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    assert!(worst < 0.25, "150 prompt tokens (three slices) vs one at a time: max |logit diff| {worst}");
-    let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+    let worst = at_once
+        .iter()
+        .zip(&last)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst < 0.25,
+        "150 prompt tokens (three slices) vs one at a time: max |logit diff| {worst}"
+    );
+    let argmax = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+    };
     assert_eq!(argmax(&at_once), argmax(&last));
     let err = sliced.prefill(&vec![1u32; 400]).unwrap_err();
-    assert!(matches!(err, candlelight::engine::EngineError::ContextFull { .. }), "{err}");
-    assert_eq!(sliced.cache_len(), 150, "a refused prompt leaves the cache as it was");
+    assert!(
+        matches!(err, candlelight::engine::EngineError::ContextFull { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        sliced.cache_len(),
+        150,
+        "a refused prompt leaves the cache as it was"
+    );
 }

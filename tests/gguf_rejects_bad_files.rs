@@ -9,7 +9,9 @@ use std::cell::Cell;
 use candlelight::engine::cpu::CpuBackend;
 use candlelight::engine::EngineError;
 use candlelight::fixture::{build, FixtureSpec, Quant};
-use candlelight::gguf::{Architecture, GgufError, GgufFile, GgufWriter, TensorData, TensorType, Value};
+use candlelight::gguf::{
+    Architecture, GgufError, GgufFile, GgufWriter, TensorData, TensorType, Value,
+};
 use candlelight::store::MemoryStore;
 use candlelight::tokenizer::{Tokenizer, TokenizerError};
 
@@ -59,7 +61,12 @@ fn small() -> GgufWriter {
     w.meta("general.architecture", Value::String("llama".into()));
     w.meta("general.name", Value::String("small".into()));
     w.meta("answer", Value::U32(42));
-    w.tensor(TensorData { name: "t".into(), dims: vec![32, 2], ty: TensorType::F32, bytes: vec![0; 256] });
+    w.tensor(TensorData {
+        name: "t".into(),
+        dims: vec![32, 2],
+        ty: TensorType::F32,
+        bytes: vec![0; 256],
+    });
     w
 }
 
@@ -78,7 +85,10 @@ fn set_u32(bytes: &mut [u8], at: usize, v: u32) {
 fn tensor_entry(bytes: &[u8], name: &str) -> usize {
     let mut needle = (name.len() as u64).to_le_bytes().to_vec();
     needle.extend_from_slice(name.as_bytes());
-    bytes.windows(needle.len()).rposition(|w| w == needle).expect("tensor entry present")
+    bytes
+        .windows(needle.len())
+        .rposition(|w| w == needle)
+        .expect("tensor entry present")
 }
 
 #[test]
@@ -87,7 +97,10 @@ fn a_valid_file_round_trips() {
     assert_eq!(f.version, 3);
     assert_eq!(f.get_u64("answer").unwrap(), 42);
     assert_eq!(f.tensor_info("t").unwrap().dims, vec![32, 2]);
-    assert_eq!(f.keys().collect::<Vec<_>>(), vec!["general.architecture", "general.name", "answer"]);
+    assert_eq!(
+        f.keys().collect::<Vec<_>>(),
+        vec!["general.architecture", "general.name", "answer"]
+    );
 }
 
 #[test]
@@ -99,10 +112,15 @@ fn truncation_anywhere_is_an_error() {
     for cut in cuts {
         let (r, largest) = parse_watched(&bytes[..cut]);
         match r {
-            Err(GgufError::Truncated { .. }) | Err(GgufError::CountTooLarge { .. }) | Err(GgufError::TensorOutOfBounds { .. }) => {}
+            Err(GgufError::Truncated { .. })
+            | Err(GgufError::CountTooLarge { .. })
+            | Err(GgufError::TensorOutOfBounds { .. }) => {}
             other => panic!("cut at {cut}: expected a truncation error, got {other:?}"),
         }
-        assert!(largest <= bytes.len(), "cut at {cut}: allocated {largest} bytes");
+        assert!(
+            largest <= bytes.len(),
+            "cut at {cut}: allocated {largest} bytes"
+        );
     }
 }
 
@@ -114,9 +132,15 @@ fn wrong_magic_and_versions() {
     for v in [0u32, 1, 4, 0x0300_0000] {
         let mut b = small().to_bytes();
         set_u32(&mut b, 4, v);
-        assert!(matches!(parse(&b), Err(GgufError::UnsupportedVersion(x)) if x == v), "version {v}");
+        assert!(
+            matches!(parse(&b), Err(GgufError::UnsupportedVersion(x)) if x == v),
+            "version {v}"
+        );
     }
-    assert!(matches!(parse(b"GG"), Err(GgufError::Truncated { what: "magic", .. })));
+    assert!(matches!(
+        parse(b"GG"),
+        Err(GgufError::Truncated { what: "magic", .. })
+    ));
     assert!(matches!(parse(b""), Err(GgufError::Truncated { .. })));
 }
 
@@ -138,23 +162,47 @@ fn absurd_counts_fail_before_allocating() {
             matches!(&r, Err(GgufError::CountTooLarge { what: w, count, .. }) if *w == what && *count == value),
             "{what} = {value}: {r:?}"
         );
-        assert!(largest < 1 << 20, "{what} = {value}: allocated {largest} bytes");
+        assert!(
+            largest < 1 << 20,
+            "{what} = {value}: allocated {largest} bytes"
+        );
     }
     // An array claiming 2^61 strings, and a string value claiming 2^60 bytes.
     let mut w = GgufWriter::new();
-    w.meta("tokens", Value::Array(candlelight::gguf::Array::String(vec!["a".into()])));
+    w.meta(
+        "tokens",
+        Value::Array(candlelight::gguf::Array::String(vec!["a".into()])),
+    );
     let mut b = w.to_bytes();
     let len_at = FIRST_KV + 8 + "tokens".len() + 4 + 4;
     set_u64(&mut b, len_at, 1 << 61);
     let (r, largest) = parse_watched(&b);
-    assert!(matches!(r, Err(GgufError::CountTooLarge { what: "array length", .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(GgufError::CountTooLarge {
+                what: "array length",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
     assert!(largest < 1 << 20);
     let mut w = GgufWriter::new();
     w.meta("s", Value::String("abc".into()));
     let mut b = w.to_bytes();
     set_u64(&mut b, FIRST_KV + 8 + 1 + 4, 1 << 60);
     let (r, largest) = parse_watched(&b);
-    assert!(matches!(r, Err(GgufError::CountTooLarge { what: "string value", .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(GgufError::CountTooLarge {
+                what: "string value",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
     assert!(largest < 1 << 20);
 }
 
@@ -179,26 +227,52 @@ fn absurd_dimensions_and_types() {
     let mut b = base.clone();
     set_u64(&mut b, dims_at, 1 << 40);
     set_u64(&mut b, dims_at + 8, 1 << 40);
-    assert!(matches!(parse(&b), Err(GgufError::BadDimensions { .. })), "element count overflow");
+    assert!(
+        matches!(parse(&b), Err(GgufError::BadDimensions { .. })),
+        "element count overflow"
+    );
     let mut b = base.clone();
     set_u64(&mut b, dims_at + 8, 1 << 30);
-    assert!(matches!(parse(&b), Err(GgufError::TensorOutOfBounds { .. })), "tensor larger than the file");
+    assert!(
+        matches!(parse(&b), Err(GgufError::TensorOutOfBounds { .. })),
+        "tensor larger than the file"
+    );
     let mut b = base.clone();
     set_u32(&mut b, type_at, 16);
-    assert!(matches!(parse(&b), Err(GgufError::UnsupportedTensorType { type_id: 16, type_name: "IQ2_XXS", .. })));
+    assert!(matches!(
+        parse(&b),
+        Err(GgufError::UnsupportedTensorType {
+            type_id: 16,
+            type_name: "IQ2_XXS",
+            ..
+        })
+    ));
     let mut b = base.clone();
     set_u32(&mut b, type_at, 2); // Q4_0 needs rows that are multiples of 32: 32 is fine...
     set_u64(&mut b, dims_at, 16); // ...16 is not
     assert!(matches!(parse(&b), Err(GgufError::BadDimensions { .. })));
     let mut b = base.clone();
     set_u64(&mut b, offset_at, 1 << 20);
-    assert!(matches!(parse(&b), Err(GgufError::TensorOutOfBounds { .. })));
+    assert!(matches!(
+        parse(&b),
+        Err(GgufError::TensorOutOfBounds { .. })
+    ));
     let mut b = base.clone();
     set_u64(&mut b, offset_at, u64::MAX - 8);
-    assert!(matches!(parse(&b), Err(GgufError::MisalignedTensor { .. }) | Err(GgufError::TensorOutOfBounds { .. })));
+    assert!(matches!(
+        parse(&b),
+        Err(GgufError::MisalignedTensor { .. }) | Err(GgufError::TensorOutOfBounds { .. })
+    ));
     let mut b = base.clone();
     set_u64(&mut b, offset_at, 4);
-    assert!(matches!(parse(&b), Err(GgufError::MisalignedTensor { offset: 4, alignment: 32, .. })));
+    assert!(matches!(
+        parse(&b),
+        Err(GgufError::MisalignedTensor {
+            offset: 4,
+            alignment: 32,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -213,12 +287,20 @@ fn bad_metadata() {
     assert!(matches!(parse(&w.to_bytes()), Err(GgufError::DuplicateKey(k)) if k == "answer"));
 
     let mut w = small();
-    w.tensor(TensorData { name: "t".into(), dims: vec![32], ty: TensorType::F32, bytes: vec![0; 128] });
+    w.tensor(TensorData {
+        name: "t".into(),
+        dims: vec![32],
+        ty: TensorType::F32,
+        bytes: vec![0; 128],
+    });
     assert!(matches!(parse(&w.to_bytes()), Err(GgufError::DuplicateTensor(t)) if t == "t"));
 
     let mut w = small();
     w.meta("general.alignment", Value::U32(3));
-    assert!(matches!(parse(&w.to_bytes()), Err(GgufError::BadAlignment(_))));
+    assert!(matches!(
+        parse(&w.to_bytes()),
+        Err(GgufError::BadAlignment(_))
+    ));
 
     // Arrays nested deeper than any real file.
     use candlelight::gguf::Array;
@@ -236,13 +318,21 @@ fn rewrite(edit: impl Fn(&mut Vec<(String, Value)>, &mut Vec<TensorData>)) -> Ve
     let bytes = build(&FixtureSpec::tiny(Architecture::Qwen2, Quant::Q4_0)).to_bytes();
     let store = MemoryStore::from_bytes(&bytes, 1 << 16);
     let file = GgufFile::read(&store).unwrap();
-    let mut meta: Vec<(String, Value)> = file.keys().map(|k| (k.to_string(), file.get(k).unwrap().clone())).collect();
+    let mut meta: Vec<(String, Value)> = file
+        .keys()
+        .map(|k| (k.to_string(), file.get(k).unwrap().clone()))
+        .collect();
     let mut tensors: Vec<TensorData> = file
         .tensors()
         .iter()
         .map(|t| {
             let (_, raw) = file.read_tensor(&store, &t.name, &t.dims).unwrap();
-            TensorData { name: t.name.clone(), dims: t.dims.clone(), ty: t.ty, bytes: raw }
+            TensorData {
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                ty: t.ty,
+                bytes: raw,
+            }
         })
         .collect();
     edit(&mut meta, &mut tensors);
@@ -274,36 +364,67 @@ fn gguf_err(r: Result<CpuBackend, EngineError>) -> GgufError {
 fn model_level_errors() {
     assert!(load(&rewrite(|_, _| {})).is_ok(), "unchanged rewrite loads");
 
-    let e = gguf_err(load(&rewrite(|_, t| t.retain(|t| t.name != "blk.1.ffn_up.weight"))));
-    assert!(matches!(e, GgufError::MissingTensor(ref n) if n == "blk.1.ffn_up.weight"), "{e}");
+    let e = gguf_err(load(&rewrite(|_, t| {
+        t.retain(|t| t.name != "blk.1.ffn_up.weight")
+    })));
+    assert!(
+        matches!(e, GgufError::MissingTensor(ref n) if n == "blk.1.ffn_up.weight"),
+        "{e}"
+    );
 
     let e = gguf_err(load(&rewrite(|_, t| {
-        let x = t.iter_mut().find(|t| t.name == "blk.0.attn_k.weight").unwrap();
+        let x = t
+            .iter_mut()
+            .find(|t| t.name == "blk.0.attn_k.weight")
+            .unwrap();
         x.dims = vec![256, 64];
         x.bytes.truncate(x.bytes.len() / 2);
     })));
-    assert!(matches!(e, GgufError::WrongShape { ref tensor, .. } if tensor == "blk.0.attn_k.weight"), "{e}");
+    assert!(
+        matches!(e, GgufError::WrongShape { ref tensor, .. } if tensor == "blk.0.attn_k.weight"),
+        "{e}"
+    );
 
     let e = gguf_err(load(&rewrite(|m, _| {
-        m.iter_mut().find(|(k, _)| k == "general.architecture").unwrap().1 = Value::String("mamba".into());
+        m.iter_mut()
+            .find(|(k, _)| k == "general.architecture")
+            .unwrap()
+            .1 = Value::String("mamba".into());
     })));
-    assert!(matches!(e, GgufError::UnknownArchitecture(ref a) if a == "mamba"), "{e}");
-
-    let e = gguf_err(load(&rewrite(|m, _| m.retain(|(k, _)| k != "qwen2.block_count"))));
-    assert!(matches!(e, GgufError::MissingKey(ref k) if k == "qwen2.block_count"), "{e}");
+    assert!(
+        matches!(e, GgufError::UnknownArchitecture(ref a) if a == "mamba"),
+        "{e}"
+    );
 
     let e = gguf_err(load(&rewrite(|m, _| {
-        m.iter_mut().find(|(k, _)| k == "qwen2.attention.head_count_kv").unwrap().1 = Value::U32(4); // 6 heads
+        m.retain(|(k, _)| k != "qwen2.block_count")
+    })));
+    assert!(
+        matches!(e, GgufError::MissingKey(ref k) if k == "qwen2.block_count"),
+        "{e}"
+    );
+
+    let e = gguf_err(load(&rewrite(|m, _| {
+        m.iter_mut()
+            .find(|(k, _)| k == "qwen2.attention.head_count_kv")
+            .unwrap()
+            .1 = Value::U32(4); // 6 heads
     })));
     assert!(matches!(e, GgufError::BadConfig(_)), "{e}");
 
     let e = gguf_err(load(&rewrite(|m, _| {
-        m.iter_mut().find(|(k, _)| k == "qwen2.block_count").unwrap().1 = Value::U64(u64::MAX);
+        m.iter_mut()
+            .find(|(k, _)| k == "qwen2.block_count")
+            .unwrap()
+            .1 = Value::U64(u64::MAX);
     })));
     assert!(matches!(e, GgufError::BadConfig(_)), "{e}");
 
     let e = gguf_err(load(&rewrite(|m, _| {
-        m.iter_mut().find(|(k, _)| k == "qwen2.embedding_length").unwrap().1 = Value::String("wide".into());
+        m.iter_mut()
+            .find(|(k, _)| k == "qwen2.embedding_length")
+            .unwrap()
+            .1 = Value::String("wide".into());
     })));
     assert!(matches!(e, GgufError::WrongKeyType { .. }), "{e}");
 }
@@ -315,18 +436,28 @@ fn tokenizer_level_errors() {
         Tokenizer::from_gguf(&GgufFile::read(&store).unwrap())
     };
     let r = tok(rewrite(|m, _| {
-        m.iter_mut().find(|(k, _)| k == "tokenizer.ggml.model").unwrap().1 = Value::String("t5".into());
+        m.iter_mut()
+            .find(|(k, _)| k == "tokenizer.ggml.model")
+            .unwrap()
+            .1 = Value::String("t5".into());
     }));
     assert!(matches!(r, Err(TokenizerError::UnsupportedModel(ref m)) if m == "t5"));
     let r = tok(rewrite(|m, _| {
-        m.iter_mut().find(|(k, _)| k == "tokenizer.ggml.pre").unwrap().1 = Value::String("martian".into());
+        m.iter_mut()
+            .find(|(k, _)| k == "tokenizer.ggml.pre")
+            .unwrap()
+            .1 = Value::String("martian".into());
     }));
     assert!(matches!(r, Err(TokenizerError::UnsupportedPreTokenizer(ref p)) if p == "martian"));
-    let r = tok(rewrite(|m, _| m.retain(|(k, _)| k != "tokenizer.ggml.merges")));
+    let r = tok(rewrite(|m, _| {
+        m.retain(|(k, _)| k != "tokenizer.ggml.merges")
+    }));
     assert!(matches!(r, Err(TokenizerError::BadVocab(_))));
     let r = tok(rewrite(|m, _| {
-        m.iter_mut().find(|(k, _)| k == "tokenizer.ggml.token_type").unwrap().1 =
-            Value::Array(candlelight::gguf::Array::I32(vec![1; 3]));
+        m.iter_mut()
+            .find(|(k, _)| k == "tokenizer.ggml.token_type")
+            .unwrap()
+            .1 = Value::Array(candlelight::gguf::Array::I32(vec![1; 3]));
     }));
     assert!(matches!(r, Err(TokenizerError::BadVocab(_))));
 }
@@ -335,10 +466,22 @@ fn tokenizer_level_errors() {
 fn out_of_range_tokens_and_full_context_are_errors() {
     use candlelight::engine::Backend;
     let mut b = load(&rewrite(|_, _| {})).unwrap();
-    assert!(matches!(b.prefill(&[640]), Err(EngineError::InvalidToken { token: 640, vocab: 640 })));
+    assert!(matches!(
+        b.prefill(&[640]),
+        Err(EngineError::InvalidToken {
+            token: 640,
+            vocab: 640
+        })
+    ));
     assert!(matches!(b.prefill(&[]), Err(EngineError::EmptyPrompt)));
     let long = vec![1u32; 513];
-    assert!(matches!(b.prefill(&long), Err(EngineError::ContextFull { needed: 513, max: 512 })));
+    assert!(matches!(
+        b.prefill(&long),
+        Err(EngineError::ContextFull {
+            needed: 513,
+            max: 512
+        })
+    ));
     assert_eq!(b.cache_len(), 0, "failed steps leave the cache as it was");
     b.prefill(&[1, 2, 3]).unwrap();
     assert_eq!(b.cache_len(), 3);
@@ -347,12 +490,21 @@ fn out_of_range_tokens_and_full_context_are_errors() {
 #[test]
 fn generated_files_read_back_as_specified() {
     use candlelight::gguf::ModelConfig;
-    for arch in [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3] {
+    for arch in [
+        Architecture::Llama,
+        Architecture::Qwen2,
+        Architecture::Qwen3,
+    ] {
         for quant in [Quant::Q4_0, Quant::Q8_0, Quant::Q4KM, Quant::F32] {
             let spec = FixtureSpec::tiny(arch, quant);
             let bytes = build(&spec).to_bytes();
             let file = parse(&bytes).unwrap();
-            assert_eq!(ModelConfig::from_gguf(&file).unwrap(), spec.config, "{}", spec.name);
+            assert_eq!(
+                ModelConfig::from_gguf(&file).unwrap(),
+                spec.config,
+                "{}",
+                spec.name
+            );
             let c = &spec.config;
             let per_layer = 9 + 3 * usize::from(c.qkv_bias) + 2 * usize::from(c.qk_norm);
             let rope_freqs = usize::from(arch == Architecture::Llama);
@@ -384,7 +536,9 @@ fn randomly_damaged_headers_never_panic() {
         }
         let outcome = std::panic::catch_unwind(|| {
             let store = MemoryStore::from_bytes(&b, 4096);
-            let Ok(file) = GgufFile::read(&store) else { return (false, false) };
+            let Ok(file) = GgufFile::read(&store) else {
+                return (false, false);
+            };
             let _ = Tokenizer::from_gguf(&file).map(|t| t.encode("Hello <|im_start|> 你好", true));
             let loaded = CpuBackend::load(&file, &store).is_ok();
             (true, loaded)
@@ -395,7 +549,10 @@ fn randomly_damaged_headers_never_panic() {
     }
     eprintln!("damaged headers: {parsed} of 3000 parsed, {loaded} loaded, none panicked");
     // The damage must reach both the parser's checks and what lies behind them.
-    assert!(parsed > 300 && parsed < 3000, "{parsed} of 3000 damaged files parsed");
+    assert!(
+        parsed > 300 && parsed < 3000,
+        "{parsed} of 3000 damaged files parsed"
+    );
     assert!(loaded > 100, "{loaded} of 3000 damaged files still loaded");
 }
 
@@ -409,9 +566,13 @@ fn headers_parse_the_same_through_an_async_store() {
     .to_bytes();
     let store = MemoryStore::from_bytes(&bytes, 1000);
     let sync = GgufFile::read(&store).unwrap();
-    let from_async = run_ready(GgufFile::read_from(&Ready(&store))).unwrap().unwrap();
+    let from_async = run_ready(GgufFile::read_from(&Ready(&store)))
+        .unwrap()
+        .unwrap();
     assert_eq!(sync.tensors(), from_async.tensors());
     assert_eq!(sync.data_offset, from_async.data_offset);
     let cut = MemoryStore::from_bytes(&bytes[..100], 1000);
-    assert!(run_ready(GgufFile::read_from(&Ready(&cut))).unwrap().is_err());
+    assert!(run_ready(GgufFile::read_from(&Ready(&cut)))
+        .unwrap()
+        .is_err());
 }

@@ -29,12 +29,21 @@ fn cpu(file: &GgufFile, store: &MemoryStore) -> CpuBackend {
 }
 
 fn gpu(file: &GgufFile, store: &MemoryStore, options: GpuOptions) -> GpuBackend {
-    ready(GpuBackend::load_from(file, &Ready(store), options, &mut |_, _, _| {})).expect("GPU backend loads")
+    ready(GpuBackend::load_from(
+        file,
+        &Ready(store),
+        options,
+        &mut |_, _, _| {},
+    ))
+    .expect("GPU backend loads")
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn prompt(vocab: usize, n: usize) -> Vec<u32> {
@@ -43,38 +52,67 @@ fn prompt(vocab: usize, n: usize) -> Vec<u32> {
 
 /// Without `shader-f16`, the kernels dequantize in f32.
 fn f32_only() -> GpuOptions {
-    GpuOptions { wanted: Wanted { f16: false, ..Wanted::default() }, ..GpuOptions::default() }
+    GpuOptions {
+        wanted: Wanted {
+            f16: false,
+            ..Wanted::default()
+        },
+        ..GpuOptions::default()
+    }
 }
 
 #[test]
 fn gpu_and_cpu_agree_on_every_tiny_fixture() {
     let mut report = Vec::new();
     for (f16, tolerance) in [(false, LOGIT_TOLERANCE), (true, LOGIT_TOLERANCE_F16)] {
-    for arch in [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3] {
-        for quant in [Quant::Q4_0, Quant::Q8_0, Quant::Q4KM] {
-            let spec = FixtureSpec::tiny(arch, quant);
-            let bytes = build(&spec).to_bytes();
-            let (store, file) = common::store(&bytes);
-            let mut cpu = cpu(&file, &store);
-            // A 16-token slice, so the 40-token prompt runs in three slices.
-            let wanted = Wanted { f16, ..Wanted::default() };
-            let mut gpu = gpu(&file, &store, GpuOptions { slice: 16, wanted, ..GpuOptions::default() });
-            let f16 = gpu.device().1.f16;
-            let vocab = cpu.config().vocab_size;
-            let p = prompt(vocab, 40);
-            let (mut lc, mut lg) = (cpu.prefill(&p).unwrap(), gpu.prefill(&p).unwrap());
-            let mut worst = max_diff(&lc, &lg);
-            for step in 0..32 {
-                let (tc, tg) = (argmax(&lc), argmax(&lg));
-                assert_eq!(tc, tg, "{}: greedy token {step} differs", spec.name);
-                lc = cpu.decode(tc).unwrap();
-                lg = gpu.decode(tg).unwrap();
-                worst = worst.max(max_diff(&lc, &lg));
+        for arch in [
+            Architecture::Llama,
+            Architecture::Qwen2,
+            Architecture::Qwen3,
+        ] {
+            for quant in [Quant::Q4_0, Quant::Q8_0, Quant::Q4KM] {
+                let spec = FixtureSpec::tiny(arch, quant);
+                let bytes = build(&spec).to_bytes();
+                let (store, file) = common::store(&bytes);
+                let mut cpu = cpu(&file, &store);
+                // A 16-token slice, so the 40-token prompt runs in three slices.
+                let wanted = Wanted {
+                    f16,
+                    ..Wanted::default()
+                };
+                let mut gpu = gpu(
+                    &file,
+                    &store,
+                    GpuOptions {
+                        slice: 16,
+                        wanted,
+                        ..GpuOptions::default()
+                    },
+                );
+                let f16 = gpu.device().1.f16;
+                let vocab = cpu.config().vocab_size;
+                let p = prompt(vocab, 40);
+                let (mut lc, mut lg) = (cpu.prefill(&p).unwrap(), gpu.prefill(&p).unwrap());
+                let mut worst = max_diff(&lc, &lg);
+                for step in 0..32 {
+                    let (tc, tg) = (argmax(&lc), argmax(&lg));
+                    assert_eq!(tc, tg, "{}: greedy token {step} differs", spec.name);
+                    lc = cpu.decode(tc).unwrap();
+                    lg = gpu.decode(tg).unwrap();
+                    worst = worst.max(max_diff(&lc, &lg));
+                }
+                assert!(
+                    worst <= tolerance,
+                    "{} (f16 {f16}): logits differ by {worst}",
+                    spec.name
+                );
+                report.push(format!(
+                    "{}{} {worst:.5}",
+                    spec.name,
+                    if f16 { " f16" } else { "" }
+                ));
             }
-            assert!(worst <= tolerance, "{} (f16 {f16}): logits differ by {worst}", spec.name);
-            report.push(format!("{}{} {worst:.5}", spec.name, if f16 { " f16" } else { "" }));
         }
-    }
     }
     eprintln!("max |logit difference| GPU vs CPU: {}", report.join(", "));
 }
@@ -90,13 +128,30 @@ fn tokens_picked_on_the_gpu_match_the_host_sampler() {
     let mut on_gpu = Session::new(gpu(&file, &store, f32_only()));
     for sampling in [
         SamplingParams::greedy(),
-        SamplingParams { temperature: 0.9, top_k: 40, top_p: 0.95, min_p: 0.05, repetition_penalty: 1.1, seed: 7, ..SamplingParams::default() },
+        SamplingParams {
+            temperature: 0.9,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repetition_penalty: 1.1,
+            seed: 7,
+            ..SamplingParams::default()
+        },
     ] {
-        let req = GenerateRequest { prompt: tok.encode("The GPU and the CPU", true).unwrap(), max_tokens: 32, sampling, ..Default::default() };
+        let req = GenerateRequest {
+            prompt: tok.encode("The GPU and the CPU", true).unwrap(),
+            max_tokens: 32,
+            sampling,
+            ..Default::default()
+        };
         let a = on_cpu.generate(&tok, &req, &mut |_| true).unwrap();
         let b = on_gpu.generate(&tok, &req, &mut |_| true).unwrap();
         assert_eq!(a.tokens.len(), 32);
-        assert_eq!(a.tokens, b.tokens, "temperature {}", req.sampling.temperature);
+        assert_eq!(
+            a.tokens, b.tokens,
+            "temperature {}",
+            req.sampling.temperature
+        );
     }
 }
 
@@ -109,13 +164,27 @@ fn one_step_of_the_half_billion_shape_with_a_split_table() {
     let file = GgufFile::read(&store).unwrap();
     let mut cpu = cpu(&file, &store);
     cpu.limit_context(256);
-    let mut gpu = gpu(&file, &store, GpuOptions { context: 256, wanted: Wanted { binding: 128 << 20, ..Default::default() }, ..Default::default() });
+    let mut gpu = gpu(
+        &file,
+        &store,
+        GpuOptions {
+            context: 256,
+            wanted: Wanted {
+                binding: 128 << 20,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
     let p = prompt(cpu.config().vocab_size, 8);
     let (lc, lg) = (cpu.prefill(&p).unwrap(), gpu.prefill(&p).unwrap());
     let d = max_diff(&lc, &lg);
     assert_eq!(argmax(&lc), argmax(&lg));
     assert!(d <= LOGIT_TOLERANCE_F16, "logits differ by {d}");
-    let (lc, lg) = (cpu.decode(argmax(&lc)).unwrap(), gpu.decode(argmax(&lg)).unwrap());
+    let (lc, lg) = (
+        cpu.decode(argmax(&lc)).unwrap(),
+        gpu.decode(argmax(&lg)).unwrap(),
+    );
     let d2 = max_diff(&lc, &lg);
     assert!(d2 <= LOGIT_TOLERANCE_F16, "decode logits differ by {d2}");
     eprintln!("0.5B-shape Q8_0: max |logit difference| {d:.4} (prefill), {d2:.4} (decode)");
@@ -128,8 +197,15 @@ fn a_lost_device_hands_the_generation_to_the_cpu() {
     let bytes = build(&FixtureSpec::tiny(Architecture::Qwen2, Quant::Q8_0)).to_bytes();
     let (store, file) = common::store(&bytes);
     let tok = Tokenizer::from_gguf(&file).unwrap();
-    let req = GenerateRequest { prompt: tok.encode("lost and found", true).unwrap(), max_tokens: 24, sampling: SamplingParams::greedy(), ..Default::default() };
-    let all_cpu = Session::new(cpu(&file, &store)).generate(&tok, &req, &mut |_| true).unwrap();
+    let req = GenerateRequest {
+        prompt: tok.encode("lost and found", true).unwrap(),
+        max_tokens: 24,
+        sampling: SamplingParams::greedy(),
+        ..Default::default()
+    };
+    let all_cpu = Session::new(cpu(&file, &store))
+        .generate(&tok, &req, &mut |_| true)
+        .unwrap();
 
     let g = gpu(&file, &store, GpuOptions::default());
     let device = g.gpu().clone();
@@ -140,7 +216,10 @@ fn a_lost_device_hands_the_generation_to_the_cpu() {
     }
     device.lose();
     let err = run.step(&mut session, &tok).unwrap_err();
-    assert!(err.is_gpu_failure(), "a lost device is a GPU failure: {err}");
+    assert!(
+        err.is_gpu_failure(),
+        "a lost device is a GPU failure: {err}"
+    );
     assert!(matches!(err, EngineError::Gpu(_)));
     session.replace_backend(Box::new(cpu(&file, &store)));
     while run.step(&mut session, &tok).unwrap().is_some() {}

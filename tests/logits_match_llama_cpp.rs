@@ -48,11 +48,24 @@ fn check(arch: Architecture, quant: Quant) {
         }
         let t = argmax(&logits);
         got.push(t);
-        assert_eq!(t, greedy[step], "{}: greedy token {step} differs (ours {got:?}, llama.cpp {greedy:?})", spec.name);
+        assert_eq!(
+            t, greedy[step],
+            "{}: greedy token {step} differs (ours {got:?}, llama.cpp {greedy:?})",
+            spec.name
+        );
         logits = backend.decode(t).unwrap();
     }
-    eprintln!("{}: max |logit error| vs llama.cpp = {worst:.2e} over prefill + {} steps", spec.name, top.len());
-    assert!(worst <= tolerance(quant), "{}: logit error {worst} > {}", spec.name, tolerance(quant));
+    eprintln!(
+        "{}: max |logit error| vs llama.cpp = {worst:.2e} over prefill + {} steps",
+        spec.name,
+        top.len()
+    );
+    assert!(
+        worst <= tolerance(quant),
+        "{}: logit error {worst} > {}",
+        spec.name,
+        tolerance(quant)
+    );
     assert_eq!(got.len(), 32);
 
     // The same prompt fed in two pieces, then again after cutting the cache back, must give the
@@ -60,15 +73,26 @@ fn check(arch: Architecture, quant: Quant) {
     backend.reset();
     backend.prefill(&prompt[..5]).unwrap();
     let split = backend.prefill(&prompt[5..]).unwrap();
-    assert!(max_err(&split, &want) <= tolerance(quant), "{}: split prefill differs", spec.name);
+    assert!(
+        max_err(&split, &want) <= tolerance(quant),
+        "{}: split prefill differs",
+        spec.name
+    );
     backend.decode(7).unwrap();
     backend.truncate(prompt.len() - 1).unwrap();
     let again = backend.prefill(&prompt[prompt.len() - 1..]).unwrap();
-    assert!(max_err(&again, &want) <= tolerance(quant), "{}: prefill after truncate differs", spec.name);
+    assert!(
+        max_err(&again, &want) <= tolerance(quant),
+        "{}: prefill after truncate differs",
+        spec.name
+    );
 }
 
 fn max_err(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]

@@ -12,7 +12,14 @@ fn draw_many(params: SamplingParams, logits: &[f32], n: usize) -> Vec<usize> {
 }
 
 fn free(seed: u64) -> SamplingParams {
-    SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, seed, ..SamplingParams::default() }
+    SamplingParams {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        seed,
+        ..SamplingParams::default()
+    }
 }
 
 #[test]
@@ -34,13 +41,37 @@ fn temperature_one_follows_softmax() {
 #[test]
 fn top_k_top_p_and_min_p_cut_the_tail() {
     let logits = [4.0f32, 3.0, 2.0, 1.0, 0.0];
-    let c = draw_many(SamplingParams { top_k: 2, ..free(2) }, &logits, 5000);
-    assert!(c[2..].iter().all(|&x| x == 0) && c[0] > 0 && c[1] > 0, "{c:?}");
+    let c = draw_many(
+        SamplingParams {
+            top_k: 2,
+            ..free(2)
+        },
+        &logits,
+        5000,
+    );
+    assert!(
+        c[2..].iter().all(|&x| x == 0) && c[0] > 0 && c[1] > 0,
+        "{c:?}"
+    );
     // Probabilities ~0.64, 0.24, 0.09...: top_p 0.8 keeps two.
-    let c = draw_many(SamplingParams { top_p: 0.8, ..free(3) }, &logits, 5000);
+    let c = draw_many(
+        SamplingParams {
+            top_p: 0.8,
+            ..free(3)
+        },
+        &logits,
+        5000,
+    );
     assert!(c[2..].iter().all(|&x| x == 0) && c[1] > 0, "{c:?}");
     // min_p 0.3 keeps tokens with p >= 0.3 p_max: e^-1 = 0.37 passes, e^-2 does not.
-    let c = draw_many(SamplingParams { min_p: 0.3, ..free(4) }, &logits, 5000);
+    let c = draw_many(
+        SamplingParams {
+            min_p: 0.3,
+            ..free(4)
+        },
+        &logits,
+        5000,
+    );
     assert!(c[2..].iter().all(|&x| x == 0) && c[1] > 0, "{c:?}");
 }
 
@@ -48,19 +79,42 @@ fn top_k_top_p_and_min_p_cut_the_tail() {
 fn low_temperature_sharpens() {
     let logits = [1.0f32, 0.0];
     let hot = draw_many(free(5), &logits, 4000);
-    let cold = draw_many(SamplingParams { temperature: 0.2, ..free(5) }, &logits, 4000);
+    let cold = draw_many(
+        SamplingParams {
+            temperature: 0.2,
+            ..free(5)
+        },
+        &logits,
+        4000,
+    );
     assert!(cold[0] > hot[0] && cold[0] > 3900, "{hot:?} {cold:?}");
 }
 
 #[test]
 fn penalties_push_repeated_tokens_down() {
-    let mut s = Sampler::new(SamplingParams { repetition_penalty: 2.0, ..SamplingParams::greedy() }).unwrap();
+    let mut s = Sampler::new(SamplingParams {
+        repetition_penalty: 2.0,
+        ..SamplingParams::greedy()
+    })
+    .unwrap();
     // Token 0 leads by 1.0 but was just said: 3.0 / 2 = 1.5 < 2.0.
     assert_eq!(s.sample(&mut [3.0, 2.0], &[0]), 1);
-    let mut s = Sampler::new(SamplingParams { frequency_penalty: 0.4, ..SamplingParams::greedy() }).unwrap();
+    let mut s = Sampler::new(SamplingParams {
+        frequency_penalty: 0.4,
+        ..SamplingParams::greedy()
+    })
+    .unwrap();
     assert_eq!(s.sample(&mut [3.0, 2.0], &[0, 0]), 0, "0.8 off still leads");
-    assert_eq!(s.sample(&mut [3.0, 2.0], &[0, 0, 0]), 1, "1.2 off falls behind");
-    let mut s = Sampler::new(SamplingParams { presence_penalty: 1.5, ..SamplingParams::greedy() }).unwrap();
+    assert_eq!(
+        s.sample(&mut [3.0, 2.0], &[0, 0, 0]),
+        1,
+        "1.2 off falls behind"
+    );
+    let mut s = Sampler::new(SamplingParams {
+        presence_penalty: 1.5,
+        ..SamplingParams::greedy()
+    })
+    .unwrap();
     assert_eq!(s.sample(&mut [3.0, 2.0], &[0, 0, 0, 0]), 1);
     assert_eq!(s.sample(&mut [3.0, 2.0], &[1]), 0);
 }
@@ -68,11 +122,26 @@ fn penalties_push_repeated_tokens_down() {
 #[test]
 fn invalid_settings_are_rejected() {
     for p in [
-        SamplingParams { temperature: -1.0, ..SamplingParams::default() },
-        SamplingParams { top_p: 1.5, ..SamplingParams::default() },
-        SamplingParams { min_p: -0.1, ..SamplingParams::default() },
-        SamplingParams { repetition_penalty: 0.0, ..SamplingParams::default() },
-        SamplingParams { presence_penalty: f32::INFINITY, ..SamplingParams::default() },
+        SamplingParams {
+            temperature: -1.0,
+            ..SamplingParams::default()
+        },
+        SamplingParams {
+            top_p: 1.5,
+            ..SamplingParams::default()
+        },
+        SamplingParams {
+            min_p: -0.1,
+            ..SamplingParams::default()
+        },
+        SamplingParams {
+            repetition_penalty: 0.0,
+            ..SamplingParams::default()
+        },
+        SamplingParams {
+            presence_penalty: f32::INFINITY,
+            ..SamplingParams::default()
+        },
     ] {
         assert!(Sampler::new(p.clone()).is_err(), "{p:?}");
     }
@@ -86,8 +155,27 @@ fn top_k_keeps_exactly_the_k_best_of_a_large_vocabulary() {
     for (rank, &id) in top.iter().enumerate() {
         logits[id] = 10.0 - rank as f32 * 0.01;
     }
-    let c = draw_many(SamplingParams { top_k: 40, ..free(6) }, &logits, 4000);
-    let drawn: Vec<usize> = c.iter().enumerate().filter(|(_, &n)| n > 0).map(|(i, _)| i).collect();
-    assert!(drawn.iter().all(|i| top.contains(i)), "drew outside the top 40");
-    assert!(drawn.len() > 30, "draws spread over the top 40: {}", drawn.len());
+    let c = draw_many(
+        SamplingParams {
+            top_k: 40,
+            ..free(6)
+        },
+        &logits,
+        4000,
+    );
+    let drawn: Vec<usize> = c
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        drawn.iter().all(|i| top.contains(i)),
+        "drew outside the top 40"
+    );
+    assert!(
+        drawn.len() > 30,
+        "draws spread over the top 40: {}",
+        drawn.len()
+    );
 }

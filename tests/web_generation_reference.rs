@@ -9,10 +9,10 @@ mod common;
 use candlelight::engine::cpu::CpuBackend;
 use candlelight::engine::gpu::{GpuBackend, GpuOptions, Wanted};
 use candlelight::engine::ready;
-use candlelight::store::Ready;
 use candlelight::fixture::{build, FixtureSpec, Quant};
 use candlelight::gguf::Architecture;
 use candlelight::openai::{ChatCompletionRequest, LocalModel};
+use candlelight::store::Ready;
 
 #[test]
 fn native_tokens_for_the_browser_generation_test() {
@@ -21,15 +21,33 @@ fn native_tokens_for_the_browser_generation_test() {
     assert_eq!(reference["fixture"], spec.name.as_str());
     let bytes = build(&spec).to_bytes();
     let (store, file) = common::store(&bytes);
-    let mut model = LocalModel::new("tiny", &file, Box::new(CpuBackend::load(&file, &store).unwrap())).unwrap();
+    let mut model = LocalModel::new(
+        "tiny",
+        &file,
+        Box::new(CpuBackend::load(&file, &store).unwrap()),
+    )
+    .unwrap();
     let req: ChatCompletionRequest = serde_json::from_value(reference["request"].clone()).unwrap();
     let mut c = model.start(req, "x".into(), 0).unwrap();
     model.complete(&mut c).unwrap();
     let tokens = serde_json::to_value(c.tokens()).unwrap();
-    let options = GpuOptions { wanted: Wanted { f16: false, ..Wanted::default() }, ..GpuOptions::default() };
-    let gpu = ready(GpuBackend::load_from(&file, &Ready(&store), options, &mut |_, _, _| {})).unwrap();
+    let options = GpuOptions {
+        wanted: Wanted {
+            f16: false,
+            ..Wanted::default()
+        },
+        ..GpuOptions::default()
+    };
+    let gpu = ready(GpuBackend::load_from(
+        &file,
+        &Ready(&store),
+        options,
+        &mut |_, _, _| {},
+    ))
+    .unwrap();
     let mut on_gpu = LocalModel::new("tiny", &file, Box::new(gpu)).unwrap();
-    let req: ChatCompletionRequest = serde_json::from_value(reference["gpu_request"].clone()).unwrap();
+    let req: ChatCompletionRequest =
+        serde_json::from_value(reference["gpu_request"].clone()).unwrap();
     let mut g = on_gpu.start(req, "x".into(), 0).unwrap();
     on_gpu.complete(&mut g).unwrap();
     let gpu_tokens = serde_json::to_value(g.tokens()).unwrap();
@@ -38,12 +56,26 @@ fn native_tokens_for_the_browser_generation_test() {
         reference["tokens"] = tokens;
         reference["gpu_tokens"] = gpu_tokens;
         reference["fixture_sha256"] = sha.into();
-        std::fs::write(common::data("web_generation.json"), serde_json::to_string_pretty(&reference).unwrap() + "\n").unwrap();
+        std::fs::write(
+            common::data("web_generation.json"),
+            serde_json::to_string_pretty(&reference).unwrap() + "\n",
+        )
+        .unwrap();
         return;
     }
-    assert_eq!(reference["fixture_sha256"], sha.as_str(), "the fixture changed: rerun with UPDATE_REFERENCE=1");
-    assert!(c.tokens().len() >= 8, "the reference run is long enough to compare");
+    assert_eq!(
+        reference["fixture_sha256"],
+        sha.as_str(),
+        "the fixture changed: rerun with UPDATE_REFERENCE=1"
+    );
+    assert!(
+        c.tokens().len() >= 8,
+        "the reference run is long enough to compare"
+    );
     assert_eq!(reference["tokens"], tokens);
-    assert!(g.tokens().len() >= 16, "the GPU reference run is long enough to compare");
+    assert!(
+        g.tokens().len() >= 16,
+        "the GPU reference run is long enough to compare"
+    );
     assert_eq!(reference["gpu_tokens"], gpu_tokens);
 }

@@ -29,7 +29,10 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -54,27 +57,54 @@ impl ChatTemplate {
             .map_err(|e| ChatError::BadTemplate(e.to_string()))?;
         env.set_syntax(syntax);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
         env.add_function("strftime_now", |_fmt: String| -> String {
             // Templates use it for "today" in system prompts; a fixed date keeps prompts cacheable.
             "26 Jul 2024".to_string()
         });
-        env.add_template_owned("chat", source.to_string()).map_err(|e| ChatError::BadTemplate(e.to_string()))?;
-        Ok(Self { env, bos_token: bos_token.into(), eos_token: eos_token.into() })
+        env.add_template_owned("chat", source.to_string())
+            .map_err(|e| ChatError::BadTemplate(e.to_string()))?;
+        Ok(Self {
+            env,
+            bos_token: bos_token.into(),
+            eos_token: eos_token.into(),
+        })
     }
 
     /// The template stored in the file (`tokenizer.chat_template`), or ChatML.
-    pub fn from_gguf(file: &GgufFile, tokenizer: &crate::tokenizer::Tokenizer) -> Result<Self, ChatError> {
-        let source = file.get("tokenizer.chat_template").and_then(|v| v.as_str()).unwrap_or(CHATML);
-        let text = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i)).unwrap_or_default();
+    pub fn from_gguf(
+        file: &GgufFile,
+        tokenizer: &crate::tokenizer::Tokenizer,
+    ) -> Result<Self, ChatError> {
+        let source = file
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.as_str())
+            .unwrap_or(CHATML);
+        let text = |id: Option<u32>| {
+            id.and_then(|i| tokenizer.id_to_token(i))
+                .unwrap_or_default()
+        };
         Self::new(source, &text(tokenizer.bos()), &text(tokenizer.eos()))
     }
 
     /// The prompt for `messages`; `add_generation_prompt` opens the assistant's turn.
-    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, ChatError> {
-        let tmpl = self.env.get_template("chat").map_err(|e| ChatError::BadTemplate(e.to_string()))?;
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<String, ChatError> {
+        let tmpl = self
+            .env
+            .get_template("chat")
+            .map_err(|e| ChatError::BadTemplate(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => minijinja::Value::from(minijinja::value::Serde(messages)),
             add_generation_prompt => add_generation_prompt,

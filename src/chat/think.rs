@@ -37,7 +37,14 @@ pub struct ThinkSplitter {
 impl ThinkSplitter {
     /// `in_think`: the prompt already opened `<think>` (DeepSeek-R1 templates do).
     pub fn new(in_think: bool) -> Self {
-        Self { state: if in_think { State::Reasoning } else { State::Start }, pending: String::new() }
+        Self {
+            state: if in_think {
+                State::Reasoning
+            } else {
+                State::Start
+            },
+            pending: String::new(),
+        }
     }
 
     pub fn push(&mut self, text: &str) -> Delta {
@@ -92,9 +99,15 @@ impl ThinkSplitter {
     pub fn finish(&mut self) -> Delta {
         let rest = std::mem::take(&mut self.pending);
         match self.state {
-            State::Reasoning => Delta { reasoning: rest, content: String::new() },
+            State::Reasoning => Delta {
+                reasoning: rest,
+                content: String::new(),
+            },
             State::AfterThink => Delta::default(),
-            State::Start | State::Content => Delta { reasoning: String::new(), content: rest },
+            State::Start | State::Content => Delta {
+                reasoning: String::new(),
+                content: rest,
+            },
         }
     }
 }
@@ -104,6 +117,8 @@ impl ThinkSplitter {
 pub(crate) fn partial_suffix(text: &str, tag: &str) -> usize {
     (1..tag.len().min(text.len() + 1))
         .rev()
-        .find(|&n| text.is_char_boundary(text.len() - n) && tag.starts_with(&text[text.len() - n..]))
+        .find(|&n| {
+            text.is_char_boundary(text.len() - n) && tag.starts_with(&text[text.len() - n..])
+        })
         .unwrap_or(0)
 }

@@ -48,8 +48,14 @@ impl Options<'_> {
         if self.check_abort().is_err() {
             return DownloadError::Aborted;
         }
-        let message = e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| format!("{e:?}"));
-        DownloadError::Network { url: url.into(), message }
+        let message = e
+            .dyn_ref::<js_sys::Error>()
+            .map(|e| String::from(e.message()))
+            .unwrap_or_else(|| format!("{e:?}"));
+        DownloadError::Network {
+            url: url.into(),
+            message,
+        }
     }
 }
 
@@ -83,7 +89,9 @@ pub async fn ensure(db: &Db, url: &str, opts: &Options<'_>) -> Result<FileRecord
             record = Some(fetch_missing(db, url, record, opts).await?);
         }
         let Some(mut r) = record.take() else { continue };
-        let Some(expected) = r.sha256.clone().filter(|_| !r.verified) else { return Ok(r) };
+        let Some(expected) = r.sha256.clone().filter(|_| !r.verified) else {
+            return Ok(r);
+        };
         match verify(db, &mut r, &expected, opts).await {
             Ok(()) => return Ok(r),
             Err(VerifyError::Chunk(index)) => {
@@ -95,7 +103,9 @@ pub async fn ensure(db: &Db, url: &str, opts: &Options<'_>) -> Result<FileRecord
             Err(VerifyError::Download(e)) => return Err(e),
         }
     }
-    Err(DownloadError::Storage("chunks keep failing their checks after being fetched again".into()))
+    Err(DownloadError::Storage(
+        "chunks keep failing their checks after being fetched again".into(),
+    ))
 }
 
 /// Marks chunk `index` of `url` as needing a new download (it failed its check).
@@ -114,14 +124,21 @@ enum VerifyError {
     Download(DownloadError),
 }
 
-async fn verify(db: &Db, r: &mut FileRecord, expected: &str, opts: &Options<'_>) -> Result<(), VerifyError> {
+async fn verify(
+    db: &Db,
+    r: &mut FileRecord,
+    expected: &str,
+    opts: &Options<'_>,
+) -> Result<(), VerifyError> {
     let mut hasher = Sha256::new();
     let n = chunk_count(r.size, r.chunk_size);
     for i in 0..n {
         opts.check_abort().map_err(VerifyError::Download)?;
         let bytes = match db.read_chunk(&r.url, i).await {
             Ok(b) => b,
-            Err(StoreError::CorruptChunk { index } | StoreError::MissingChunk { index }) => return Err(VerifyError::Chunk(index)),
+            Err(StoreError::CorruptChunk { index } | StoreError::MissingChunk { index }) => {
+                return Err(VerifyError::Chunk(index))
+            }
             Err(e) => return Err(VerifyError::Download(storage(e))),
         };
         feed(&mut hasher, &bytes);
@@ -129,11 +146,18 @@ async fn verify(db: &Db, r: &mut FileRecord, expected: &str, opts: &Options<'_>)
     }
     let actual = hex(&hasher.finalize());
     if actual != expected.to_ascii_lowercase() {
-        db.delete_file(&r.url).await.map_err(|e| VerifyError::Download(storage(e)))?;
-        return Err(VerifyError::Download(DownloadError::Integrity { expected: expected.into(), actual }));
+        db.delete_file(&r.url)
+            .await
+            .map_err(|e| VerifyError::Download(storage(e)))?;
+        return Err(VerifyError::Download(DownloadError::Integrity {
+            expected: expected.into(),
+            actual,
+        }));
     }
     r.verified = true;
-    db.put_file(r).await.map_err(|e| VerifyError::Download(storage(e)))
+    db.put_file(r)
+        .await
+        .map_err(|e| VerifyError::Download(storage(e)))
 }
 
 /// What a download is doing now, kept across tries.
@@ -148,22 +172,43 @@ struct Progress<'a> {
 impl Progress<'_> {
     fn stored_bytes(&self) -> u64 {
         let Some(r) = &self.record else { return 0 };
-        self.present.iter().map(|&i| (r.size - i * r.chunk_size).min(r.chunk_size)).sum()
+        self.present
+            .iter()
+            .map(|&i| (r.size - i * r.chunk_size).min(r.chunk_size))
+            .sum()
     }
 
     fn report(&mut self, opts: &Options<'_>, partial: u64) {
-        let Some(size) = self.record.as_ref().map(|r| r.size) else { return };
+        let Some(size) = self.record.as_ref().map(|r| r.size) else {
+            return;
+        };
         self.reported = self.reported.max(self.stored_bytes() + partial).min(size);
         (opts.on_progress)("download", self.reported, size);
     }
 }
 
-async fn fetch_missing(db: &Db, url: &str, record: Option<FileRecord>, opts: &Options<'_>) -> Result<FileRecord, DownloadError> {
+async fn fetch_missing(
+    db: &Db,
+    url: &str,
+    record: Option<FileRecord>,
+    opts: &Options<'_>,
+) -> Result<FileRecord, DownloadError> {
     let present = match &record {
-        Some(_) => db.chunk_indices(url).await.map_err(storage)?.into_iter().collect(),
+        Some(_) => db
+            .chunk_indices(url)
+            .await
+            .map_err(storage)?
+            .into_iter()
+            .collect(),
         None => BTreeSet::new(),
     };
-    let mut p = Progress { db, url, record, present, reported: 0 };
+    let mut p = Progress {
+        db,
+        url,
+        record,
+        present,
+        reported: 0,
+    };
     p.report(opts, 0);
     let mut failures = 0u32;
     loop {
@@ -173,8 +218,13 @@ async fn fetch_missing(db: &Db, url: &str, record: Option<FileRecord>, opts: &Op
         let (first, last, all_end) = match &p.record {
             None => (0, None, None),
             Some(r) => {
-                let runs = missing_runs(chunk_count(r.size, r.chunk_size), &p.present.iter().copied().collect::<Vec<_>>());
-                let (Some(run), Some(end)) = (runs.first(), runs.last()) else { break };
+                let runs = missing_runs(
+                    chunk_count(r.size, r.chunk_size),
+                    &p.present.iter().copied().collect::<Vec<_>>(),
+                );
+                let (Some(run), Some(end)) = (runs.first(), runs.last()) else {
+                    break;
+                };
                 let (a, b) = byte_range(run, r.chunk_size, r.size);
                 (a, Some(b), Some(byte_range(end, r.chunk_size, r.size).1))
             }
@@ -195,7 +245,10 @@ async fn fetch_missing(db: &Db, url: &str, record: Option<FileRecord>, opts: &Op
             Err(e) => return Err(e),
         }
     }
-    let mut r = p.record.take().ok_or_else(|| DownloadError::UnknownLength { url: url.into() })?;
+    let mut r = p
+        .record
+        .take()
+        .ok_or_else(|| DownloadError::UnknownLength { url: url.into() })?;
     r.complete = true;
     db.put_file(&r).await.map_err(storage)?;
     Ok(r)
@@ -207,14 +260,25 @@ fn header(resp: &Response, name: &str) -> Option<String> {
 
 async fn check_quota(needed: u64) -> Result<(), DownloadError> {
     let global = js_sys::global();
-    let storage = Reflect::get(&global, &"navigator".into()).and_then(|n| Reflect::get(&n, &"storage".into()));
-    let Ok(storage) = storage.and_then(|s| s.dyn_into::<web_sys::StorageManager>()) else { return Ok(()) };
+    let storage = Reflect::get(&global, &"navigator".into())
+        .and_then(|n| Reflect::get(&n, &"storage".into()));
+    let Ok(storage) = storage.and_then(|s| s.dyn_into::<web_sys::StorageManager>()) else {
+        return Ok(());
+    };
     // Asked, not awaited: some browsers answer only after asking the user, and the download
     // should not wait on that.
     let _ = storage.persist();
-    let Ok(estimate) = storage.estimate() else { return Ok(()) };
-    let estimate = JsFuture::from(estimate).await.map_err(|e| DownloadError::Storage(format!("{e:?}")))?;
-    let get = |k: &str| Reflect::get(&estimate, &k.into()).ok().and_then(|v| v.as_f64());
+    let Ok(estimate) = storage.estimate() else {
+        return Ok(());
+    };
+    let estimate = JsFuture::from(estimate)
+        .await
+        .map_err(|e| DownloadError::Storage(format!("{e:?}")))?;
+    let get = |k: &str| {
+        Reflect::get(&estimate, &k.into())
+            .ok()
+            .and_then(|v| v.as_f64())
+    };
     if let (Some(quota), Some(usage)) = (get("quota"), get("usage")) {
         let available = (quota - usage).max(0.0) as u64;
         if needed > available {
@@ -245,23 +309,47 @@ async fn fetch_run(
         Some(l) => format!("bytes={first}-{l}"),
         None => format!("bytes={first}-"),
     };
-    headers.set("Range", &range).map_err(|e| opts.network(url, e))?;
+    headers
+        .set("Range", &range)
+        .map_err(|e| opts.network(url, e))?;
     init.set_headers(&headers);
     let req = Request::new_with_str_and_init(url, &init).map_err(|e| opts.network(url, e))?;
-    let resp: Response = JsFuture::from(fetch_request(&req)).await.map_err(|e| opts.network(url, e))?.unchecked_into();
+    let resp: Response = JsFuture::from(fetch_request(&req))
+        .await
+        .map_err(|e| opts.network(url, e))?
+        .unchecked_into();
 
     let status = resp.status();
     let (start, total) = match status {
-        206 => match header(&resp, "content-range").as_deref().and_then(parse_content_range) {
+        206 => match header(&resp, "content-range")
+            .as_deref()
+            .and_then(parse_content_range)
+        {
             Some((s, _, t)) => (s, t),
-            None => return Err(DownloadError::Network { url: url.into(), message: "206 without a readable Content-Range".into() }),
+            None => {
+                return Err(DownloadError::Network {
+                    url: url.into(),
+                    message: "206 without a readable Content-Range".into(),
+                })
+            }
         },
-        200 => (0, header(&resp, "content-length").and_then(|v| v.trim().parse().ok())),
-        s => return Err(DownloadError::HttpStatus { url: url.into(), status: s }),
+        200 => (
+            0,
+            header(&resp, "content-length").and_then(|v| v.trim().parse().ok()),
+        ),
+        s => {
+            return Err(DownloadError::HttpStatus {
+                url: url.into(),
+                status: s,
+            })
+        }
     };
     let total = total.ok_or_else(|| DownloadError::UnknownLength { url: url.into() })?;
     let etag = header(&resp, "x-linked-etag").or_else(|| header(&resp, "etag"));
-    let changed = p.record.as_ref().is_some_and(|r| r.size != total || (r.etag.is_some() && etag.is_some() && r.etag != etag));
+    let changed = p
+        .record
+        .as_ref()
+        .is_some_and(|r| r.size != total || (r.etag.is_some() && etag.is_some() && r.etag != etag));
     if changed {
         p.db.clear_chunks(url).await.map_err(storage)?;
         p.present.clear();
@@ -273,7 +361,10 @@ async fn fetch_run(
             url: url.into(),
             size: total,
             chunk_size: opts.chunk_size.max(1),
-            sha256: opts.sha256.clone().or_else(|| etag.as_deref().and_then(sha256_from_etag)),
+            sha256: opts
+                .sha256
+                .clone()
+                .or_else(|| etag.as_deref().and_then(sha256_from_etag)),
             etag,
             complete: false,
             verified: false,
@@ -288,35 +379,54 @@ async fn fetch_run(
         let missing = p.record.as_ref().map_or(0, |r| r.size) - p.stored_bytes();
         check_quota(missing).await?;
     }
-    let (size, cs) = p.record.as_ref().map(|r| (r.size, r.chunk_size)).unwrap_or((total, 1));
+    let (size, cs) = p
+        .record
+        .as_ref()
+        .map(|r| (r.size, r.chunk_size))
+        .unwrap_or((total, 1));
     let stop_at = match (status, last, all_end) {
         (206, Some(l), _) => l + 1,
         (200, _, Some(e)) => e + 1,
         _ => size,
     };
 
-    let body = resp.body().ok_or_else(|| DownloadError::Network { url: url.into(), message: "response has no body".into() })?;
+    let body = resp.body().ok_or_else(|| DownloadError::Network {
+        url: url.into(),
+        message: "response has no body".into(),
+    })?;
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut pos = start;
     let mut buf: Option<(u64, Uint8Array, u64)> = None; // (chunk index, bytes, filled)
     while pos < stop_at {
-        let step = JsFuture::from(reader.read()).await.map_err(|e| opts.network(url, e))?;
-        if Reflect::get(&step, &"done".into()).ok().and_then(|v| v.as_bool()).unwrap_or(true) {
+        let step = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| opts.network(url, e))?;
+        if Reflect::get(&step, &"done".into())
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true)
+        {
             break;
         }
-        let piece: Uint8Array = Reflect::get(&step, &"value".into()).map_err(|e| opts.network(url, e))?.unchecked_into();
+        let piece: Uint8Array = Reflect::get(&step, &"value".into())
+            .map_err(|e| opts.network(url, e))?
+            .unchecked_into();
         let mut at = 0u32;
         while at < piece.length() && pos < stop_at {
             let index = pos / cs;
             let chunk_start = index * cs;
             let chunk_len = (size - chunk_start).min(cs);
             let within = pos - chunk_start;
-            let n = ((piece.length() - at) as u64).min(chunk_len - within).min(stop_at - pos) as u32;
+            let n = ((piece.length() - at) as u64)
+                .min(chunk_len - within)
+                .min(stop_at - pos) as u32;
             if !p.present.contains(&index) {
                 if within == 0 {
                     buf = Some((index, Uint8Array::new_with_length(chunk_len as u32), 0));
                 }
-                if let Some((i, bytes, filled)) = buf.as_mut().filter(|(i, _, f)| *i == index && *f == within) {
+                if let Some((i, bytes, filled)) =
+                    buf.as_mut().filter(|(i, _, f)| *i == index && *f == within)
+                {
                     bytes.set(&piece.subarray(at, at + n), within as u32);
                     *filled += n as u64;
                     if *filled == chunk_len {
@@ -335,7 +445,10 @@ async fn fetch_run(
         opts.check_abort()?;
     }
     if pos < stop_at {
-        return Err(DownloadError::Network { url: url.into(), message: format!("connection closed at byte {pos} of {stop_at}") });
+        return Err(DownloadError::Network {
+            url: url.into(),
+            message: format!("connection closed at byte {pos} of {stop_at}"),
+        });
     }
     let _ = reader.cancel();
     Ok(())

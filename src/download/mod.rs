@@ -21,7 +21,11 @@ pub enum DownloadError {
     #[error("{url} does not say how long the file is (no Content-Length or Content-Range)")]
     UnknownLength { url: String },
     #[error("{url} sent {got} bytes where {expected} were expected")]
-    WrongLength { url: String, expected: u64, got: u64 },
+    WrongLength {
+        url: String,
+        expected: u64,
+        got: u64,
+    },
     #[error("not enough storage: {needed} bytes needed, {available} available")]
     Quota { needed: u64, available: u64 },
     #[error("the browser refused to store more: {0}")]
@@ -111,13 +115,19 @@ mod tests {
 
     #[test]
     fn headers_parse() {
-        assert_eq!(parse_content_range("bytes 0-99/1000"), Some((0, 99, Some(1000))));
+        assert_eq!(
+            parse_content_range("bytes 0-99/1000"),
+            Some((0, 99, Some(1000)))
+        );
         assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, 9, None)));
         assert_eq!(parse_content_range("bytes 9-5/10"), None);
         assert_eq!(parse_content_range("items 0-1/2"), None);
         let h = "a".repeat(64);
         assert_eq!(sha256_from_etag(&format!("\"{h}\"")), Some(h.clone()));
-        assert_eq!(sha256_from_etag(&format!("W/\"{}\"", h.to_uppercase())), Some(h));
+        assert_eq!(
+            sha256_from_etag(&format!("W/\"{}\"", h.to_uppercase())),
+            Some(h)
+        );
         assert_eq!(sha256_from_etag("\"abc-123\""), None);
     }
 }

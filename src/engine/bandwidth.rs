@@ -57,7 +57,16 @@ pub async fn gpu_bytes_per_s(gpu: &Gpu, runs: u32) -> Result<f64, EngineError> {
         .iter()
         .map(|p| {
             let d = uniform(&gpu.device, &dims(N_IN, p.rows, p.row0, N_OUT, 0, false));
-            Op::new(&pool, &kernel, &[&p.quants, &p.scales, &x, &y, &d, &step], Groups::MatMul { rows: p.rows as u32, tile: 1, fixed: 0 })
+            Op::new(
+                &pool,
+                &kernel,
+                &[&p.quants, &p.scales, &x, &y, &d, &step],
+                Groups::MatMul {
+                    rows: p.rows as u32,
+                    tile: 1,
+                    fixed: 0,
+                },
+            )
         })
         .collect();
     let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {

@@ -70,7 +70,10 @@ pub struct Session<B> {
 
 impl<B: Backend> Session<B> {
     pub fn new(backend: B) -> Self {
-        Self { backend, cached: Vec::new() }
+        Self {
+            backend,
+            cached: Vec::new(),
+        }
     }
 
     pub fn backend(&self) -> &B {
@@ -122,16 +125,28 @@ impl<B: Backend> Session<B> {
         let sampler = Sampler::new(req.sampling.clone())?;
         let max_pos = self.backend.max_positions();
         if req.prompt.len() >= max_pos {
-            return Err(EngineError::ContextFull { needed: req.prompt.len() + 1, max: max_pos });
+            return Err(EngineError::ContextFull {
+                needed: req.prompt.len() + 1,
+                max: max_pos,
+            });
         }
         let start = Instant::now();
         // Reuse the longest cached prefix, keeping at least one token to run for fresh logits.
-        let mut reuse = self.cached.iter().zip(&req.prompt).take_while(|(a, b)| a == b).count();
+        let mut reuse = self
+            .cached
+            .iter()
+            .zip(&req.prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         reuse = reuse.min(req.prompt.len() - 1);
         self.backend.truncate(reuse)?;
         self.cached.truncate(reuse);
         let fresh = &req.prompt[reuse..];
-        let logits = self.backend.forward(fresh).await.inspect_err(|_| self.resync())?;
+        let logits = self
+            .backend
+            .forward(fresh)
+            .await
+            .inspect_err(|_| self.resync())?;
         self.cached.extend_from_slice(fresh);
         Ok(Run {
             sampler,
@@ -183,7 +198,11 @@ pub struct Run {
 
 impl Run {
     /// [`Run::step_async`] for backends that never wait.
-    pub fn step<B: Backend>(&mut self, session: &mut Session<B>, tokenizer: &Tokenizer) -> Result<Option<String>, EngineError> {
+    pub fn step<B: Backend>(
+        &mut self,
+        session: &mut Session<B>,
+        tokenizer: &Tokenizer,
+    ) -> Result<Option<String>, EngineError> {
         ready(self.step_async(session, tokenizer))
     }
 
@@ -215,7 +234,11 @@ impl Run {
                 };
                 let token = match picked {
                     Some(token) => token,
-                    None => session.backend.forward(missing).await.map(|mut logits| self.sampler.choose(&mut logits, &pick)),
+                    None => session
+                        .backend
+                        .forward(missing)
+                        .await
+                        .map(|mut logits| self.sampler.choose(&mut logits, &pick)),
                 };
                 let token = token.inspect_err(|_| session.resync())?;
                 session.cached.extend_from_slice(missing);
@@ -318,12 +341,21 @@ struct Stream {
 
 impl Stream {
     fn new(stop: Vec<String>) -> Self {
-        Self { stop, prefix: 0, read: 0, full: String::new(), emitted: String::new(), stopped: false }
+        Self {
+            stop,
+            prefix: 0,
+            read: 0,
+            full: String::new(),
+            emitted: String::new(),
+            stopped: false,
+        }
     }
 
     fn push(&mut self, tok: &Tokenizer, tokens: &[u32]) -> Result<String, EngineError> {
         let err = |e: crate::tokenizer::TokenizerError| EngineError::Tokenizer(e.to_string());
-        let before = tok.decode(&tokens[self.prefix..self.read], true).map_err(err)?;
+        let before = tok
+            .decode(&tokens[self.prefix..self.read], true)
+            .map_err(err)?;
         let now = tok.decode(&tokens[self.prefix..], true).map_err(err)?;
         // A trailing U+FFFD is half a character: wait for the rest of its bytes.
         if now.len() <= before.len() || now.ends_with('\u{FFFD}') || !now.starts_with(&before) {
@@ -348,7 +380,11 @@ impl Stream {
             .stop
             .iter()
             .filter(|s| !s.is_empty())
-            .filter_map(|s| self.full[search_from..].find(s.as_str()).map(|i| search_from + i))
+            .filter_map(|s| {
+                self.full[search_from..]
+                    .find(s.as_str())
+                    .map(|i| search_from + i)
+            })
             .min();
         let end = match hit {
             Some(i) => {

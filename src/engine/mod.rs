@@ -52,8 +52,12 @@ pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + 
 /// Drives `future` when it completes without waiting (every native backend does); an error
 /// where it would wait (a browser GPU readback), so sync callers get a clear failure.
 pub fn ready<T, E: From<EngineError>>(future: impl Future<Output = Result<T, E>>) -> Result<T, E> {
-    crate::store::run_ready(future)
-        .unwrap_or_else(|| Err(EngineError::Compute("this backend answers asynchronously: use the async API".into()).into()))
+    crate::store::run_ready(future).unwrap_or_else(|| {
+        Err(
+            EngineError::Compute("this backend answers asynchronously: use the async API".into())
+                .into(),
+        )
+    })
 }
 
 impl From<candle_core::Error> for EngineError {

@@ -3,7 +3,13 @@
 
 /// cos and sin for positions `start..start + len`, `head_dim / 2` pairs each; `factors` are
 /// Llama 3's per-pair frequency divisors when the file has them.
-pub fn tables(head_dim: usize, theta_base: f64, factors: Option<&[f32]>, start: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
+pub fn tables(
+    head_dim: usize,
+    theta_base: f64,
+    factors: Option<&[f32]>,
+    start: usize,
+    len: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let half = head_dim / 2;
     let scale = (theta_base as f32).powf(-2.0 / head_dim as f32);
     let mut cos = Vec::with_capacity(len * half);

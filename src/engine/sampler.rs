@@ -47,7 +47,10 @@ impl Default for SamplingParams {
 
 impl SamplingParams {
     pub fn greedy() -> Self {
-        Self { temperature: 0.0, ..Self::default() }
+        Self {
+            temperature: 0.0,
+            ..Self::default()
+        }
     }
 
     pub fn validate(&self) -> Result<(), EngineError> {
@@ -94,18 +97,28 @@ impl Sampler {
     /// and a GPU backend pick the same token from the same logits.
     pub fn pick(&mut self, history: &[u32]) -> Pick {
         let p = &self.params;
-        let active = p.repetition_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0;
+        let active =
+            p.repetition_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0;
         let mut seen = Vec::new();
         if active && p.penalty_last_n > 0 {
             let window = &history[history.len().saturating_sub(p.penalty_last_n)..];
-            let mut counts: std::collections::BTreeMap<u32, u32> = std::collections::BTreeMap::new();
+            let mut counts: std::collections::BTreeMap<u32, u32> =
+                std::collections::BTreeMap::new();
             for &t in window {
                 *counts.entry(t).or_default() += 1;
             }
             seen = counts.into_iter().collect();
         }
-        let r = if p.temperature > 0.0 { self.rng.next_f32() } else { 0.0 };
-        Pick { params: self.params.clone(), seen, r }
+        let r = if p.temperature > 0.0 {
+            self.rng.next_f32()
+        } else {
+            0.0
+        };
+        Pick {
+            params: self.params.clone(),
+            seen,
+            r,
+        }
     }
 
     /// The token `pick` selects from `logits`.
@@ -119,7 +132,11 @@ impl Sampler {
         let mut cand = if p.top_k > 0 && p.top_k < logits.len() {
             top_k(logits, p.top_k)
         } else {
-            logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect()
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u32, l))
+                .collect()
         };
         cand.sort_unstable_by(by_logit);
         let max = cand[0].1;
@@ -142,7 +159,11 @@ impl Sampler {
         // min-p: drop tokens below min_p times the best one's probability.
         if p.min_p > 0.0 {
             let floor = (p.min_p).ln();
-            let keep = cand.iter().take_while(|c| c.1 - max >= floor).count().max(1);
+            let keep = cand
+                .iter()
+                .take_while(|c| c.1 - max >= floor)
+                .count()
+                .max(1);
             cand.truncate(keep);
         }
         let inv_t = 1.0 / p.temperature;
@@ -170,9 +191,15 @@ pub struct Pick {
 
 fn apply_penalties(p: &SamplingParams, logits: &mut [f32], seen: &[(u32, u32)]) {
     for &(t, n) in seen {
-        let Some(l) = logits.get_mut(t as usize) else { continue };
+        let Some(l) = logits.get_mut(t as usize) else {
+            continue;
+        };
         if p.repetition_penalty != 1.0 {
-            *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+            *l = if *l > 0.0 {
+                *l / p.repetition_penalty
+            } else {
+                *l * p.repetition_penalty
+            };
         }
         *l -= p.presence_penalty + p.frequency_penalty * n as f32;
     }

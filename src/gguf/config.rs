@@ -65,7 +65,9 @@ impl ModelConfig {
         let bounded = |key: &str, max: u64| -> Result<usize, GgufError> {
             let v = file.get_u64(&format!("{p}.{key}"))?;
             if v == 0 || v > max {
-                return Err(GgufError::BadConfig(format!("{p}.{key} = {v} is out of range 1..={max}")));
+                return Err(GgufError::BadConfig(format!(
+                    "{p}.{key} = {v} is out of range 1..={max}"
+                )));
             }
             Ok(v as usize)
         };
@@ -78,19 +80,25 @@ impl ModelConfig {
             None => n_head,
         };
         if n_head % n_head_kv != 0 {
-            return Err(GgufError::BadConfig(format!("{n_head} heads do not split into {n_head_kv} KV groups")));
+            return Err(GgufError::BadConfig(format!(
+                "{n_head} heads do not split into {n_head_kv} KV groups"
+            )));
         }
         let head_dim = match file.get(&format!("{p}.attention.key_length")) {
             Some(_) => bounded("attention.key_length", MAX_WIDTH)?,
             None => {
                 if n_embd % n_head != 0 {
-                    return Err(GgufError::BadConfig(format!("width {n_embd} does not split into {n_head} heads")));
+                    return Err(GgufError::BadConfig(format!(
+                        "width {n_embd} does not split into {n_head} heads"
+                    )));
                 }
                 n_embd / n_head
             }
         };
         if head_dim % 2 != 0 {
-            return Err(GgufError::BadConfig(format!("head size {head_dim} is odd; RoPE needs pairs")));
+            return Err(GgufError::BadConfig(format!(
+                "head size {head_dim} is odd; RoPE needs pairs"
+            )));
         }
         let context_length = match file.get(&format!("{p}.context_length")) {
             Some(_) => bounded("context_length", 1 << 24)?,

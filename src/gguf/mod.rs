@@ -33,7 +33,11 @@ pub enum GgufError {
     #[error("file ends inside the {what} at byte {offset}")]
     Truncated { what: &'static str, offset: u64 },
     #[error("{what} of {count} does not fit in the {remaining} bytes left in the file")]
-    CountTooLarge { what: &'static str, count: u64, remaining: u64 },
+    CountTooLarge {
+        what: &'static str,
+        count: u64,
+        remaining: u64,
+    },
     #[error("unknown metadata value type {0}")]
     UnknownValueType(u32),
     #[error("metadata arrays nested too deeply")]
@@ -47,11 +51,24 @@ pub enum GgufError {
     #[error("tensor {tensor:?} has bad dimensions: {reason}")]
     BadDimensions { tensor: String, reason: String },
     #[error("tensor {tensor:?} has type {type_name} ({type_id}), which is not supported")]
-    UnsupportedTensorType { tensor: String, type_id: u32, type_name: &'static str },
+    UnsupportedTensorType {
+        tensor: String,
+        type_id: u32,
+        type_name: &'static str,
+    },
     #[error("tensor {tensor:?} at offset {offset} is not aligned to {alignment}")]
-    MisalignedTensor { tensor: String, offset: u64, alignment: u64 },
+    MisalignedTensor {
+        tensor: String,
+        offset: u64,
+        alignment: u64,
+    },
     #[error("tensor {tensor:?} ({size} bytes at data offset {offset}) lies beyond the end of the {file_len}-byte file")]
-    TensorOutOfBounds { tensor: String, offset: u64, size: u64, file_len: u64 },
+    TensorOutOfBounds {
+        tensor: String,
+        offset: u64,
+        size: u64,
+        file_len: u64,
+    },
     #[error("metadata key {0:?} is missing")]
     MissingKey(String),
     #[error("metadata key {key:?} should be {expected}")]
@@ -61,7 +78,11 @@ pub enum GgufError {
     #[error("tensor {0:?} is missing")]
     MissingTensor(String),
     #[error("tensor {tensor:?} has shape {found:?}, expected {expected:?}")]
-    WrongShape { tensor: String, expected: Vec<u64>, found: Vec<u64> },
+    WrongShape {
+        tensor: String,
+        expected: Vec<u64>,
+        found: Vec<u64>,
+    },
     #[error("model config is inconsistent: {0}")]
     BadConfig(String),
     #[error("reading the model file: {0}")]
@@ -122,7 +143,9 @@ impl GgufFile {
             match Self::read(&window) {
                 Ok(file) => return Ok(file),
                 Err(e) => {
-                    let Some(index) = window.take_missing() else { return Err(e) };
+                    let Some(index) = window.take_missing() else {
+                        return Err(e);
+                    };
                     let start = index * HEADER_STEP;
                     let mut piece = vec![0u8; (len - start).min(HEADER_STEP) as usize];
                     store.read_at(start, &mut piece).await?;
@@ -150,42 +173,78 @@ impl GgufFile {
     }
 
     pub fn get_str(&self, key: &str) -> Result<&str, GgufError> {
-        let v = self.get(key).ok_or_else(|| GgufError::MissingKey(key.into()))?;
-        v.as_str().ok_or_else(|| GgufError::WrongKeyType { key: key.into(), expected: "a string" })
+        let v = self
+            .get(key)
+            .ok_or_else(|| GgufError::MissingKey(key.into()))?;
+        v.as_str().ok_or_else(|| GgufError::WrongKeyType {
+            key: key.into(),
+            expected: "a string",
+        })
     }
 
     pub fn get_u64(&self, key: &str) -> Result<u64, GgufError> {
-        let v = self.get(key).ok_or_else(|| GgufError::MissingKey(key.into()))?;
-        v.as_u64().ok_or_else(|| GgufError::WrongKeyType { key: key.into(), expected: "an unsigned integer" })
+        let v = self
+            .get(key)
+            .ok_or_else(|| GgufError::MissingKey(key.into()))?;
+        v.as_u64().ok_or_else(|| GgufError::WrongKeyType {
+            key: key.into(),
+            expected: "an unsigned integer",
+        })
     }
 
     pub fn get_f64(&self, key: &str) -> Result<f64, GgufError> {
-        let v = self.get(key).ok_or_else(|| GgufError::MissingKey(key.into()))?;
-        v.as_f64().ok_or_else(|| GgufError::WrongKeyType { key: key.into(), expected: "a number" })
+        let v = self
+            .get(key)
+            .ok_or_else(|| GgufError::MissingKey(key.into()))?;
+        v.as_f64().ok_or_else(|| GgufError::WrongKeyType {
+            key: key.into(),
+            expected: "a number",
+        })
     }
 
     pub fn get_array(&self, key: &str) -> Result<&Array, GgufError> {
-        let v = self.get(key).ok_or_else(|| GgufError::MissingKey(key.into()))?;
-        v.as_array().ok_or_else(|| GgufError::WrongKeyType { key: key.into(), expected: "an array" })
+        let v = self
+            .get(key)
+            .ok_or_else(|| GgufError::MissingKey(key.into()))?;
+        v.as_array().ok_or_else(|| GgufError::WrongKeyType {
+            key: key.into(),
+            expected: "an array",
+        })
     }
 
     /// The directory entry of tensor `name`, after checking its GGUF-order dims.
     pub fn shaped_tensor(&self, name: &str, dims: &[u64]) -> Result<&TensorInfo, GgufError> {
-        let info = self.tensor_info(name).ok_or_else(|| GgufError::MissingTensor(name.into()))?;
+        let info = self
+            .tensor_info(name)
+            .ok_or_else(|| GgufError::MissingTensor(name.into()))?;
         if info.dims != dims {
-            return Err(GgufError::WrongShape { tensor: name.into(), expected: dims.to_vec(), found: info.dims.clone() });
+            return Err(GgufError::WrongShape {
+                tensor: name.into(),
+                expected: dims.to_vec(),
+                found: info.dims.clone(),
+            });
         }
         Ok(info)
     }
 
     /// Copies the encoded bytes of `info` into `buf` (exactly `info.size` bytes long).
-    pub fn read_tensor_into<S: ChunkStore>(&self, store: &S, info: &TensorInfo, buf: &mut [u8]) -> Result<(), GgufError> {
+    pub fn read_tensor_into<S: ChunkStore>(
+        &self,
+        store: &S,
+        info: &TensorInfo,
+        buf: &mut [u8],
+    ) -> Result<(), GgufError> {
         store.read_at(self.data_offset + info.offset, buf)?;
         Ok(())
     }
 
     /// The encoded bytes of tensor `name`, after checking its GGUF-order dims.
-    pub fn read_tensor<S: ChunkStore>(&self, store: &S, name: &str, dims: &[u64]) -> Result<(TensorInfo, Vec<u8>), GgufError> {
+    pub fn read_tensor<S: ChunkStore>(
+        &self,
+        store: &S,
+        name: &str,
+        dims: &[u64],
+    ) -> Result<(TensorInfo, Vec<u8>), GgufError> {
         let info = self.shaped_tensor(name, dims)?;
         let mut raw = vec![0u8; info.size as usize];
         self.read_tensor_into(store, info, &mut raw)?;

@@ -44,10 +44,16 @@ impl<R: Read> Parser<R> {
 
     fn fill(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), GgufError> {
         if (buf.len() as u64) > self.remaining() {
-            return Err(GgufError::Truncated { what, offset: self.pos });
+            return Err(GgufError::Truncated {
+                what,
+                offset: self.pos,
+            });
         }
         self.r.read_exact(buf).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => GgufError::Truncated { what, offset: self.pos },
+            std::io::ErrorKind::UnexpectedEof => GgufError::Truncated {
+                what,
+                offset: self.pos,
+            },
             _ => GgufError::Io(e),
         })?;
         self.pos += buf.len() as u64;
@@ -68,7 +74,11 @@ impl<R: Read> Parser<R> {
         let needed = count.checked_mul(min_size);
         match needed {
             Some(n) if n <= self.remaining() => Ok(count),
-            _ => Err(GgufError::CountTooLarge { what, count, remaining: self.remaining() }),
+            _ => Err(GgufError::CountTooLarge {
+                what,
+                count,
+                remaining: self.remaining(),
+            }),
         }
     }
 
@@ -158,7 +168,10 @@ impl<R: Read> Parser<R> {
         let name = self.string("tensor name")?;
         let n_dims = self.u32("tensor dimension count")?;
         if n_dims == 0 || n_dims as usize > MAX_DIMS {
-            return Err(GgufError::BadDimensions { tensor: name, reason: format!("{n_dims} dimensions") });
+            return Err(GgufError::BadDimensions {
+                tensor: name,
+                reason: format!("{n_dims} dimensions"),
+            });
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
@@ -175,23 +188,41 @@ impl<R: Read> Parser<R> {
         let elements = match elements {
             Some(e) if e > 0 && e < (1 << 48) => e,
             _ => {
-                return Err(GgufError::BadDimensions { tensor: name, reason: format!("dims {dims:?}") });
+                return Err(GgufError::BadDimensions {
+                    tensor: name,
+                    reason: format!("dims {dims:?}"),
+                });
             }
         };
         if dims[0] % ty.block_size as u64 != 0 {
             return Err(GgufError::BadDimensions {
                 tensor: name,
-                reason: format!("row of {} is not a multiple of the {} block of {}", dims[0], ty.name, ty.block_size),
+                reason: format!(
+                    "row of {} is not a multiple of the {} block of {}",
+                    dims[0], ty.name, ty.block_size
+                ),
             });
         }
-        let size = ty.byte_size(elements).expect("row length checked against block size");
-        Ok(TensorInfo { name, dims, ty, offset, size })
+        let size = ty
+            .byte_size(elements)
+            .expect("row length checked against block size");
+        Ok(TensorInfo {
+            name,
+            dims,
+            ty,
+            offset,
+            size,
+        })
     }
 }
 
 /// Parses header, metadata and tensor directory; tensor data stays where it is.
 pub(super) fn parse<R: Read>(r: R, file_len: u64) -> Result<GgufFile, GgufError> {
-    let mut p = Parser { r, pos: 0, file_len };
+    let mut p = Parser {
+        r,
+        pos: 0,
+        file_len,
+    };
     let magic = p.bytes::<4>("magic")?;
     if magic != MAGIC {
         return Err(GgufError::BadMagic { found: magic });
@@ -238,9 +269,15 @@ pub(super) fn parse<R: Read>(r: R, file_len: u64) -> Result<GgufFile, GgufError>
     let data_offset = p.pos.div_ceil(alignment) * alignment;
     for t in &tensors {
         if t.offset % alignment != 0 {
-            return Err(GgufError::MisalignedTensor { tensor: t.name.clone(), offset: t.offset, alignment });
+            return Err(GgufError::MisalignedTensor {
+                tensor: t.name.clone(),
+                offset: t.offset,
+                alignment,
+            });
         }
-        let end = data_offset.checked_add(t.offset).and_then(|s| s.checked_add(t.size));
+        let end = data_offset
+            .checked_add(t.offset)
+            .and_then(|s| s.checked_add(t.size));
         if !matches!(end, Some(e) if e <= file_len) {
             return Err(GgufError::TensorOutOfBounds {
                 tensor: t.name.clone(),
@@ -251,5 +288,14 @@ pub(super) fn parse<R: Read>(r: R, file_len: u64) -> Result<GgufFile, GgufError>
         }
     }
 
-    Ok(GgufFile { version, metadata, keys, tensors, by_name, alignment, data_offset, file_len })
+    Ok(GgufFile {
+        version,
+        metadata,
+        keys,
+        tensors,
+        by_name,
+        alignment,
+        data_offset,
+        file_len,
+    })
 }

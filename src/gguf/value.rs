@@ -167,7 +167,9 @@ impl Array {
         match self {
             Array::F32(v) => Some(v.clone()),
             Array::F64(v) => Some(v.iter().map(|&x| x as f32).collect()),
-            _ => self.to_i64_vec().map(|v| v.into_iter().map(|x| x as f32).collect()),
+            _ => self
+                .to_i64_vec()
+                .map(|v| v.into_iter().map(|x| x as f32).collect()),
         }
     }
 

@@ -4,7 +4,10 @@
 use super::wire::*;
 use super::RequestError;
 use crate::chat::{ChatTemplate, Message, ThinkSplitter};
-use crate::engine::{ready, Backend, EngineError, FinishReason, GenerateRequest, Generation, Run, SamplingParams, Session};
+use crate::engine::{
+    ready, Backend, EngineError, FinishReason, GenerateRequest, Generation, Run, SamplingParams,
+    Session,
+};
 use crate::gguf::GgufFile;
 use crate::tokenizer::Tokenizer;
 
@@ -30,10 +33,21 @@ pub struct LocalModel {
 
 impl LocalModel {
     /// `id` is the model name reported in responses.
-    pub fn new(id: impl Into<String>, file: &GgufFile, backend: Box<dyn Backend>) -> Result<Self, EngineError> {
-        let tokenizer = Tokenizer::from_gguf(file).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
-        let template = ChatTemplate::from_gguf(file, &tokenizer).map_err(|e| EngineError::Template(e.to_string()))?;
-        Ok(Self { id: id.into(), tokenizer, template, session: Session::new(backend) })
+    pub fn new(
+        id: impl Into<String>,
+        file: &GgufFile,
+        backend: Box<dyn Backend>,
+    ) -> Result<Self, EngineError> {
+        let tokenizer =
+            Tokenizer::from_gguf(file).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        let template = ChatTemplate::from_gguf(file, &tokenizer)
+            .map_err(|e| EngineError::Template(e.to_string()))?;
+        Ok(Self {
+            id: id.into(),
+            tokenizer,
+            template,
+            session: Session::new(backend),
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -54,12 +68,22 @@ impl LocalModel {
     }
 
     /// [`LocalModel::start_async`] for backends that never wait.
-    pub fn start(&mut self, req: ChatCompletionRequest, id: String, created: u64) -> Result<Completion, AnswerError> {
+    pub fn start(
+        &mut self,
+        req: ChatCompletionRequest,
+        id: String,
+        created: u64,
+    ) -> Result<Completion, AnswerError> {
         ready(self.start_async(req, id, created))
     }
 
     /// Checks `req`, renders its prompt and runs it; `id` and `created` label every chunk.
-    pub async fn start_async(&mut self, req: ChatCompletionRequest, id: String, created: u64) -> Result<Completion, AnswerError> {
+    pub async fn start_async(
+        &mut self,
+        req: ChatCompletionRequest,
+        id: String,
+        created: u64,
+    ) -> Result<Completion, AnswerError> {
         let (generate, in_think) = self.plan(&req)?;
         if req.cache_prompt == Some(false) {
             self.session.forget();
@@ -83,8 +107,14 @@ impl LocalModel {
     }
 
     /// The generation request for `req`, and whether its prompt leaves the model inside `<think>`.
-    pub fn plan(&self, req: &ChatCompletionRequest) -> Result<(GenerateRequest, bool), RequestError> {
-        let bad = |param: &'static str, reason: &str| RequestError::BadParam { param, reason: reason.into() };
+    pub fn plan(
+        &self,
+        req: &ChatCompletionRequest,
+    ) -> Result<(GenerateRequest, bool), RequestError> {
+        let bad = |param: &'static str, reason: &str| RequestError::BadParam {
+            param,
+            reason: reason.into(),
+        };
         if req.n.is_some_and(|n| n != 1) {
             return Err(RequestError::Unsupported("n other than 1"));
         }
@@ -96,11 +126,18 @@ impl LocalModel {
             let role = match m.role.as_str() {
                 "developer" => "system",
                 r @ ("system" | "user" | "assistant" | "tool") => r,
-                other => return Err(RequestError::BadRole { index, role: other.into() }),
+                other => {
+                    return Err(RequestError::BadRole {
+                        index,
+                        role: other.into(),
+                    })
+                }
             };
             messages.push(Message::new(role, &m.content.text()?));
         }
-        let in_range = |v: Option<f32>, lo: f32, hi: f32| v.is_none_or(|v| v.is_finite() && v >= lo && v <= hi);
+        let in_range = |v: Option<f32>, lo: f32, hi: f32| {
+            v.is_none_or(|v| v.is_finite() && v >= lo && v <= hi)
+        };
         if !in_range(req.temperature, 0.0, 2.0) {
             return Err(bad("temperature", "must be between 0 and 2"));
         }
@@ -117,7 +154,10 @@ impl LocalModel {
             return Err(bad("min_p", "must be between 0 and 1"));
         }
         if !in_range(req.repetition_penalty, 0.0, 10.0) || req.repetition_penalty == Some(0.0) {
-            return Err(bad("repetition_penalty", "must be greater than 0 and at most 10"));
+            return Err(bad(
+                "repetition_penalty",
+                "must be greater than 0 and at most 10",
+            ));
         }
         let max_tokens = match req.max_completion_tokens.or(req.max_tokens) {
             Some(0) => return Err(bad("max_tokens", "must be at least 1")),
@@ -139,17 +179,27 @@ impl LocalModel {
             }
             _ => String::new(),
         };
-        let mut text = self
-            .template
-            .render(&messages, true)
-            .map_err(|e| RequestError::BadParam { param: "messages", reason: e.to_string() })?;
+        let mut text =
+            self.template
+                .render(&messages, true)
+                .map_err(|e| RequestError::BadParam {
+                    param: "messages",
+                    reason: e.to_string(),
+                })?;
         text.push_str(&prefix);
         let in_think = text.trim_end().ends_with("<think>");
-        let bos_in_text = self.tokenizer.bos().and_then(|b| self.tokenizer.id_to_token(b)).is_some_and(|b| text.starts_with(&b));
-        let prompt = self
+        let bos_in_text = self
             .tokenizer
-            .encode(&text, !bos_in_text)
-            .map_err(|e| RequestError::BadParam { param: "messages", reason: e.to_string() })?;
+            .bos()
+            .and_then(|b| self.tokenizer.id_to_token(b))
+            .is_some_and(|b| text.starts_with(&b));
+        let prompt =
+            self.tokenizer
+                .encode(&text, !bos_in_text)
+                .map_err(|e| RequestError::BadParam {
+                    param: "messages",
+                    reason: e.to_string(),
+                })?;
 
         let defaults = SamplingParams::default();
         let sampling = SamplingParams {
@@ -163,17 +213,32 @@ impl LocalModel {
             seed: req.seed.unwrap_or_else(fresh_seed),
             ..defaults
         };
-        Ok((GenerateRequest { prompt, max_tokens, sampling, stop, stop_tokens: Vec::new() }, in_think))
+        Ok((
+            GenerateRequest {
+                prompt,
+                max_tokens,
+                sampling,
+                stop,
+                stop_tokens: Vec::new(),
+            },
+            in_think,
+        ))
     }
 
     /// [`LocalModel::step_async`] for backends that never wait.
-    pub fn step(&mut self, c: &mut Completion) -> Result<Option<Vec<ChatCompletionChunk>>, EngineError> {
+    pub fn step(
+        &mut self,
+        c: &mut Completion,
+    ) -> Result<Option<Vec<ChatCompletionChunk>>, EngineError> {
         ready(self.step_async(c))
     }
 
     /// Advances `c` by one token. Returns the chunks that step produced (often one, sometimes
     /// none), or None once the completion is over.
-    pub async fn step_async(&mut self, c: &mut Completion) -> Result<Option<Vec<ChatCompletionChunk>>, EngineError> {
+    pub async fn step_async(
+        &mut self,
+        c: &mut Completion,
+    ) -> Result<Option<Vec<ChatCompletionChunk>>, EngineError> {
         if c.result.is_some() {
             if c.include_usage && !c.usage_sent {
                 c.usage_sent = true;
@@ -189,7 +254,11 @@ impl LocalModel {
         let mut chunks = Vec::new();
         if !c.role_sent {
             c.role_sent = true;
-            let role = Delta { role: Some("assistant".into()), content: Some(String::new()), reasoning_content: None };
+            let role = Delta {
+                role: Some("assistant".into()),
+                content: Some(String::new()),
+                reasoning_content: None,
+            };
             chunks.push(c.choice_chunk(role, None));
         }
         let step = match c.run.as_mut() {
@@ -210,7 +279,11 @@ impl LocalModel {
             chunks.push(c.choice_chunk(wire, None));
         }
         if done {
-            let generation = c.run.take().map(Run::finish).ok_or_else(|| EngineError::Compute("completion finished twice".into()))?;
+            let generation = c
+                .run
+                .take()
+                .map(Run::finish)
+                .ok_or_else(|| EngineError::Compute("completion finished twice".into()))?;
             let reason = finish_reason(generation.finish_reason);
             let mut last = c.choice_chunk(Delta::default(), Some(reason.into()));
             last.timings = Some(generation.timings);
@@ -223,7 +296,8 @@ impl LocalModel {
     /// Runs `c` to its end and returns the whole answer.
     pub fn complete(&mut self, c: &mut Completion) -> Result<ChatCompletion, EngineError> {
         while self.step(c)?.is_some() {}
-        c.response().ok_or_else(|| EngineError::Compute("completion ended without a result".into()))
+        c.response()
+            .ok_or_else(|| EngineError::Compute("completion ended without a result".into()))
     }
 }
 
@@ -269,7 +343,11 @@ impl Completion {
     fn note_delta(&mut self, d: &crate::chat::Delta) {
         self.reasoning.push_str(&d.reasoning);
         if !d.content.is_empty() && self.reasoning_tokens.is_none() {
-            self.reasoning_tokens = Some(if self.reasoning.is_empty() { 0 } else { self.tokens().len().saturating_sub(1) });
+            self.reasoning_tokens = Some(if self.reasoning.is_empty() {
+                0
+            } else {
+                self.tokens().len().saturating_sub(1)
+            });
         }
         self.content.push_str(&d.content);
     }
@@ -297,13 +375,19 @@ impl Completion {
     }
 
     fn choice_chunk(&self, delta: Delta, finish_reason: Option<String>) -> ChatCompletionChunk {
-        self.chunk(vec![ChunkChoice { index: 0, delta, finish_reason, logprobs: None }])
+        self.chunk(vec![ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason,
+            logprobs: None,
+        }])
     }
 
     /// The whole answer, once finished.
     pub fn response(&self) -> Option<ChatCompletion> {
         let g = self.result.as_ref()?;
-        let reasoning = (self.in_think || !self.reasoning.is_empty()).then(|| self.reasoning.clone());
+        let reasoning =
+            (self.in_think || !self.reasoning.is_empty()).then(|| self.reasoning.clone());
         Some(ChatCompletion {
             id: self.id.clone(),
             object: "chat.completion".into(),
@@ -311,7 +395,11 @@ impl Completion {
             model: self.model.clone(),
             choices: vec![Choice {
                 index: 0,
-                message: ResponseMessage { role: "assistant".into(), content: self.content.clone(), reasoning_content: reasoning },
+                message: ResponseMessage {
+                    role: "assistant".into(),
+                    content: self.content.clone(),
+                    reasoning_content: reasoning,
+                },
                 finish_reason: Some(finish_reason(g.finish_reason).into()),
                 logprobs: None,
             }],
@@ -331,6 +419,8 @@ fn finish_reason(r: FinishReason) -> &'static str {
 
 /// A seed for requests that give none, so unseeded answers differ.
 fn fresh_seed() -> u64 {
-    let now = web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).unwrap_or_default();
+    let now = web_time::SystemTime::now()
+        .duration_since(web_time::UNIX_EPOCH)
+        .unwrap_or_default();
     now.as_nanos() as u64 ^ 0x9E37_79B9_7F4A_7C15
 }

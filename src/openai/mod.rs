@@ -7,8 +7,9 @@ mod wire;
 
 pub use local::{AnswerError, Completion, LocalModel};
 pub use wire::{
-    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Choice, ChunkChoice, Delta,
-    ErrorBody, ErrorDetail, MessageContent, ResponseMessage, Stop, StreamOptions, UsageReport,
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Choice, ChunkChoice,
+    Delta, ErrorBody, ErrorDetail, MessageContent, ResponseMessage, Stop, StreamOptions,
+    UsageReport,
 };
 
 /// A request the API refuses, before any work is done.

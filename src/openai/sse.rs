@@ -64,7 +64,11 @@ impl SseDecoder {
         if line.is_empty() {
             if !self.data.is_empty() {
                 let data = std::mem::take(&mut self.data).join("\n");
-                events.push(if data.trim() == "[DONE]" { SseEvent::Done } else { SseEvent::Data(data) });
+                events.push(if data.trim() == "[DONE]" {
+                    SseEvent::Done
+                } else {
+                    SseEvent::Data(data)
+                });
             }
             return;
         }
@@ -73,7 +77,8 @@ impl SseDecoder {
         }
         let (field, value) = line.split_once(':').unwrap_or((line, ""));
         if field == "data" {
-            self.data.push(value.strip_prefix(' ').unwrap_or(value).to_string());
+            self.data
+                .push(value.strip_prefix(' ').unwrap_or(value).to_string());
         }
     }
 }
@@ -85,7 +90,11 @@ mod tests {
     #[test]
     fn events_survive_any_split() {
         let stream = ": keep-alive\r\ndata: {\"a\":1}\r\n\r\nevent: x\ndata: {\"b\":\ndata: 2}\n\ndata: [DONE]\n\n";
-        let expect = vec![SseEvent::Data("{\"a\":1}".into()), SseEvent::Data("{\"b\":\n2}".into()), SseEvent::Done];
+        let expect = vec![
+            SseEvent::Data("{\"a\":1}".into()),
+            SseEvent::Data("{\"b\":\n2}".into()),
+            SseEvent::Done,
+        ];
         for split in 0..stream.len() {
             let mut d = SseDecoder::default();
             let mut got = d.push(&stream.as_bytes()[..split]).unwrap();
@@ -95,14 +104,20 @@ mod tests {
         }
         let mut d = SseDecoder::default();
         assert_eq!(d.push(b"data: {\"tail\":true}").unwrap(), vec![]);
-        assert_eq!(d.finish().unwrap(), vec![SseEvent::Data("{\"tail\":true}".into())]);
+        assert_eq!(
+            d.finish().unwrap(),
+            vec![SseEvent::Data("{\"tail\":true}".into())]
+        );
         assert_eq!(encode("{}"), "data: {}\n\n");
     }
 
     #[test]
     fn garbage_is_bounded_and_typed() {
         let mut d = SseDecoder::default();
-        assert_eq!(d.push(&vec![b'x'; MAX_LINE + 1]), Err(SseError::LineTooLong(MAX_LINE)));
+        assert_eq!(
+            d.push(&vec![b'x'; MAX_LINE + 1]),
+            Err(SseError::LineTooLong(MAX_LINE))
+        );
         let mut d = SseDecoder::default();
         assert_eq!(d.push(b"data: \xff\xfe\n"), Err(SseError::NotUtf8));
     }

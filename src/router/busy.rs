@@ -5,7 +5,11 @@
 #[derive(Debug, Clone, PartialEq)]
 pub enum Signal<'a> {
     /// An HTTP answer: status, body (or its start) and the parsed Retry-After.
-    Http { status: u16, body: &'a str, retry_after_ms: Option<f64> },
+    Http {
+        status: u16,
+        body: &'a str,
+        retry_after_ms: Option<f64>,
+    },
     /// The connection was refused or could not be made before the connect deadline.
     Refused,
     /// The connection dropped mid-answer.
@@ -23,9 +27,13 @@ pub enum Signal<'a> {
 pub enum Verdict {
     Ok,
     /// Try again later, here or elsewhere; the provider's Retry-After when it gave one.
-    Busy { retry_after_ms: Option<f64> },
+    Busy {
+        retry_after_ms: Option<f64>,
+    },
     /// The key was refused (401/403) or is out of quota: the next key, then the next provider.
-    KeyRejected { quota: bool },
+    KeyRejected {
+        quota: bool,
+    },
     /// The route failed without being busy: fail over, and count it against the provider.
     Failed,
     /// The request itself is wrong (400, 404, 413, 422…): every route would say the same.
@@ -33,8 +41,21 @@ pub enum Verdict {
 }
 
 /// Phrases of "server busy" and quota bodies: DeepSeek's, OpenAI's, and common proxies'.
-const BUSY_WORDS: [&str; 6] = ["server busy", "server is busy", "overloaded", "too many requests", "try again later", "capacity"];
-const QUOTA_WORDS: [&str; 5] = ["insufficient_quota", "insufficient balance", "quota", "billing", "balance"];
+const BUSY_WORDS: [&str; 6] = [
+    "server busy",
+    "server is busy",
+    "overloaded",
+    "too many requests",
+    "try again later",
+    "capacity",
+];
+const QUOTA_WORDS: [&str; 5] = [
+    "insufficient_quota",
+    "insufficient balance",
+    "quota",
+    "billing",
+    "balance",
+];
 
 fn mentions(body: &str, words: &[&str]) -> bool {
     let lower = body.to_ascii_lowercase();
@@ -43,8 +64,16 @@ fn mentions(body: &str, words: &[&str]) -> bool {
 
 pub fn classify(signal: &Signal) -> Verdict {
     match *signal {
-        Signal::Http { status, body, retry_after_ms } => match status {
-            200..=299 if mentions(body, &BUSY_WORDS) && body.trim_start().starts_with("{\"error\"") => Verdict::Busy { retry_after_ms },
+        Signal::Http {
+            status,
+            body,
+            retry_after_ms,
+        } => match status {
+            200..=299
+                if mentions(body, &BUSY_WORDS) && body.trim_start().starts_with("{\"error\"") =>
+            {
+                Verdict::Busy { retry_after_ms }
+            }
             200..=299 => Verdict::Ok,
             401 | 403 => Verdict::KeyRejected { quota: false },
             // DeepSeek: 402 Insufficient Balance.
@@ -58,7 +87,9 @@ pub fn classify(signal: &Signal) -> Verdict {
             400..=499 => Verdict::ClientError,
             _ => Verdict::Failed,
         },
-        Signal::Refused | Signal::Cut | Signal::NoFirstByte | Signal::Stalled => Verdict::Busy { retry_after_ms: None },
+        Signal::Refused | Signal::Cut | Signal::NoFirstByte | Signal::Stalled => Verdict::Busy {
+            retry_after_ms: None,
+        },
         Signal::Malformed => Verdict::Failed,
     }
 }

@@ -28,14 +28,27 @@ pub fn replay(completion: &Value, request: &Value) -> String {
     let message = &completion["choices"][0]["message"];
     let mut out = String::new();
     let mut send = |v: Value| out.push_str(&sse::encode(&v.to_string()));
-    send(head(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])));
+    send(head(
+        json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
+    ));
     for field in ["reasoning_content", "content"] {
-        if let Some(text) = message.get(field).and_then(Value::as_str).filter(|t| !t.is_empty()) {
-            send(head(json!([{"index": 0, "delta": {field: text}, "finish_reason": null}])));
+        if let Some(text) = message
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            send(head(
+                json!([{"index": 0, "delta": {field: text}, "finish_reason": null}]),
+            ));
         }
     }
-    send(head(json!([{"index": 0, "delta": {}, "finish_reason": completion["choices"][0]["finish_reason"]}])));
-    let wants_usage = request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+    send(head(
+        json!([{"index": 0, "delta": {}, "finish_reason": completion["choices"][0]["finish_reason"]}]),
+    ));
+    let wants_usage = request
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
     if wants_usage && completion["usage"].is_object() {
         let mut last = head(json!([]));
         last["usage"] = completion["usage"].clone();
@@ -56,7 +69,10 @@ pub struct Lru {
 
 impl Lru {
     pub fn new(cap: u64) -> Self {
-        Self { cap, ..Self::default() }
+        Self {
+            cap,
+            ..Self::default()
+        }
     }
 
     /// An entry found in storage at start.
@@ -74,7 +90,22 @@ impl Lru {
             return if self.remove(&key) { vec![key] } else { vec![] };
         }
         self.restore(key.clone(), bytes, now);
-        let mut by_age: Vec<(f64, String)> = self.entries.iter().filter(|(k, _)| **k != key).map(|(k, (_, used))| (*used, k.clone())).collect();
+        self.evict(Some(&key))
+    }
+
+    /// Drops the least recently used until the kept bytes fit the cap (a cap lowered since
+    /// they were kept); returns their keys.
+    pub fn fit(&mut self) -> Vec<String> {
+        self.evict(None)
+    }
+
+    fn evict(&mut self, keep: Option<&str>) -> Vec<String> {
+        let mut by_age: Vec<(f64, String)> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| Some(k.as_str()) != keep)
+            .map(|(k, (_, used))| (*used, k.clone()))
+            .collect();
         by_age.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut evicted = Vec::new();
         for (_, old) in by_age {

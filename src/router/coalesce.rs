@@ -15,7 +15,8 @@ const DELIVERY: [&str; 3] = ["stream", "stream_options", "user"];
 /// it: either can be replayed as the other.
 pub fn key(body: &Value) -> Option<String> {
     let object = body.as_object()?;
-    let deterministic = object.get("temperature").and_then(Value::as_f64) == Some(0.0) || object.get("seed").is_some_and(|s| !s.is_null());
+    let deterministic = object.get("temperature").and_then(Value::as_f64) == Some(0.0)
+        || object.get("seed").is_some_and(|s| !s.is_null());
     if !deterministic {
         return None;
     }
@@ -24,7 +25,9 @@ pub fn key(body: &Value) -> Option<String> {
         canonical.remove(field);
     }
     // serde_json's maps are ordered by key, so equal bodies serialize equally.
-    Some(crate::download::hex(&Sha256::digest(Value::Object(canonical).to_string().as_bytes())))
+    Some(crate::download::hex(&Sha256::digest(
+        Value::Object(canonical).to_string().as_bytes(),
+    )))
 }
 
 /// Whether a request goes out itself or waits on an identical one.

@@ -44,7 +44,11 @@ impl Default for RouterConfig {
         Self {
             mode: Mode::Auto,
             providers: Vec::new(),
-            local_deadlines: Deadlines { connect_ms: 10_000.0, first_byte_ms: 120_000.0, stall_ms: 20_000.0 },
+            local_deadlines: Deadlines {
+                connect_ms: 10_000.0,
+                first_byte_ms: 120_000.0,
+                stall_ms: 20_000.0,
+            },
             min_local_tokens_per_s: 8.0,
             retry: RetryPolicy::default(),
             breaker: BreakerPolicy::default(),
@@ -104,7 +108,11 @@ pub struct RateLimit {
 
 impl Default for RateLimit {
     fn default() -> Self {
-        Self { requests_per_s: 5.0, burst: 10.0, max_concurrent: 4 }
+        Self {
+            requests_per_s: 5.0,
+            burst: 10.0,
+            max_concurrent: 4,
+        }
     }
 }
 
@@ -121,7 +129,11 @@ pub struct Deadlines {
 
 impl Default for Deadlines {
     fn default() -> Self {
-        Self { connect_ms: 5_000.0, first_byte_ms: 20_000.0, stall_ms: 15_000.0 }
+        Self {
+            connect_ms: 5_000.0,
+            first_byte_ms: 20_000.0,
+            stall_ms: 15_000.0,
+        }
     }
 }
 
@@ -137,7 +149,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { base_ms: 500.0, cap_ms: 8_000.0, max_wait_ms: 10_000.0 }
+        Self {
+            base_ms: 500.0,
+            cap_ms: 8_000.0,
+            max_wait_ms: 10_000.0,
+        }
     }
 }
 
@@ -152,7 +168,10 @@ pub struct BreakerPolicy {
 
 impl Default for BreakerPolicy {
     fn default() -> Self {
-        Self { failures: 3, open_ms: 30_000.0 }
+        Self {
+            failures: 3,
+            open_ms: 30_000.0,
+        }
     }
 }
 
@@ -179,13 +198,19 @@ impl RouterConfig {
             return Err(ConfigError::NoProviders(self.mode));
         }
         let positive = |v: f64| v.is_finite() && v > 0.0;
-        for (field, v) in [("retry.baseMs", self.retry.base_ms), ("retry.capMs", self.retry.cap_ms), ("breaker.openMs", self.breaker.open_ms)] {
+        for (field, v) in [
+            ("retry.baseMs", self.retry.base_ms),
+            ("retry.capMs", self.retry.cap_ms),
+            ("breaker.openMs", self.breaker.open_ms),
+        ] {
             if !positive(v) {
                 return Err(ConfigError::BadPolicy { field });
             }
         }
         if self.breaker.failures == 0 {
-            return Err(ConfigError::BadPolicy { field: "breaker.failures" });
+            return Err(ConfigError::BadPolicy {
+                field: "breaker.failures",
+            });
         }
         let mut names = std::collections::BTreeSet::new();
         for (index, p) in self.providers.iter().enumerate() {
@@ -196,7 +221,10 @@ impl RouterConfig {
                 return Err(ConfigError::Duplicate(p.name.clone()));
             }
             if !(p.base_url.starts_with("https://") || p.base_url.starts_with("http://")) {
-                return Err(ConfigError::BadUrl { name: p.name.clone(), url: p.base_url.clone() });
+                return Err(ConfigError::BadUrl {
+                    name: p.name.clone(),
+                    url: p.base_url.clone(),
+                });
             }
             let d = &p.deadlines;
             for (field, v) in [
@@ -207,11 +235,17 @@ impl RouterConfig {
                 ("deadlines.stallMs", d.stall_ms),
             ] {
                 if !positive(v) {
-                    return Err(ConfigError::NotPositive { name: p.name.clone(), field });
+                    return Err(ConfigError::NotPositive {
+                        name: p.name.clone(),
+                        field,
+                    });
                 }
             }
             if p.rate.max_concurrent == 0 {
-                return Err(ConfigError::NotPositive { name: p.name.clone(), field: "rate.maxConcurrent" });
+                return Err(ConfigError::NotPositive {
+                    name: p.name.clone(),
+                    field: "rate.maxConcurrent",
+                });
             }
         }
         Ok(())

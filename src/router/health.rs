@@ -19,7 +19,9 @@ pub enum Admission {
     /// Allowed as the half-open probe: its outcome closes or reopens the circuit.
     Probe,
     /// Not now; worth asking again after this long.
-    Rejected { retry_in_ms: f64 },
+    Rejected {
+        retry_in_ms: f64,
+    },
 }
 
 impl Breaker {
@@ -30,13 +32,17 @@ impl Breaker {
     pub fn admit(&mut self, now_ms: f64) -> Admission {
         match *self {
             Breaker::Closed { .. } => Admission::Allowed,
-            Breaker::Open { until_ms } if now_ms < until_ms => Admission::Rejected { retry_in_ms: until_ms - now_ms },
+            Breaker::Open { until_ms } if now_ms < until_ms => Admission::Rejected {
+                retry_in_ms: until_ms - now_ms,
+            },
             Breaker::Open { .. } | Breaker::HalfOpen { probing: false } => {
                 *self = Breaker::HalfOpen { probing: true };
                 Admission::Probe
             }
             // One probe at a time; a short wait, since it answers soon.
-            Breaker::HalfOpen { probing: true } => Admission::Rejected { retry_in_ms: 1000.0 },
+            Breaker::HalfOpen { probing: true } => Admission::Rejected {
+                retry_in_ms: 1000.0,
+            },
         }
     }
 
@@ -46,8 +52,12 @@ impl Breaker {
 
     pub fn failure(&mut self, now_ms: f64, policy: &BreakerPolicy) {
         *self = match *self {
-            Breaker::Closed { failures } if failures + 1 < policy.failures => Breaker::Closed { failures: failures + 1 },
-            _ => Breaker::Open { until_ms: now_ms + policy.open_ms },
+            Breaker::Closed { failures } if failures + 1 < policy.failures => Breaker::Closed {
+                failures: failures + 1,
+            },
+            _ => Breaker::Open {
+                until_ms: now_ms + policy.open_ms,
+            },
         };
     }
 
@@ -81,7 +91,12 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(rate: RateLimit, now_ms: f64) -> Self {
-        Self { rate, tokens: rate.burst, last_ms: now_ms, in_flight: 0 }
+        Self {
+            rate,
+            tokens: rate.burst,
+            last_ms: now_ms,
+            in_flight: 0,
+        }
     }
 
     /// Takes a token and a slot, or says how long until one would be free (None: when a
@@ -94,7 +109,9 @@ impl Limiter {
             return Err(None);
         }
         if self.tokens < 1.0 {
-            return Err(Some((1.0 - self.tokens) / self.rate.requests_per_s * 1000.0));
+            return Err(Some(
+                (1.0 - self.tokens) / self.rate.requests_per_s * 1000.0,
+            ));
         }
         self.tokens -= 1.0;
         self.in_flight += 1;
@@ -131,7 +148,11 @@ const QUOTA_BENCH_MS: f64 = 3_600_000.0;
 impl KeyRing {
     pub fn new(keys: Vec<ApiKey>) -> Self {
         let n = keys.len();
-        Self { keys, benched_until: vec![f64::NEG_INFINITY; n], current: 0 }
+        Self {
+            keys,
+            benched_until: vec![f64::NEG_INFINITY; n],
+            current: 0,
+        }
     }
 
     /// The index of the key to use now; None when every key is set aside (or there are none
@@ -144,7 +165,9 @@ impl KeyRing {
 
     fn next_usable(&self, now_ms: f64) -> Option<usize> {
         let n = self.keys.len();
-        (0..n).map(|k| (self.current + k) % n).find(|&i| self.benched_until[i] <= now_ms)
+        (0..n)
+            .map(|k| (self.current + k) % n)
+            .find(|&i| self.benched_until[i] <= now_ms)
     }
 
     /// A key can be used now, or the provider needs none.
@@ -163,7 +186,11 @@ impl KeyRing {
     /// Key `index` was refused (`quota`: out of quota, back in an hour; else for good).
     pub fn reject(&mut self, index: usize, quota: bool, now_ms: f64) {
         if let Some(b) = self.benched_until.get_mut(index) {
-            *b = if quota { now_ms + QUOTA_BENCH_MS } else { f64::INFINITY };
+            *b = if quota {
+                now_ms + QUOTA_BENCH_MS
+            } else {
+                f64::INFINITY
+            };
         }
         if !self.keys.is_empty() {
             self.current = (index + 1) % self.keys.len();
@@ -173,6 +200,11 @@ impl KeyRing {
     /// Indexes of keys older than `max_age_days`.
     pub fn stale(&self, now_ms: f64, max_age_days: f64) -> Vec<usize> {
         let limit = max_age_days * 86_400_000.0;
-        self.keys.iter().enumerate().filter(|(_, k)| k.created_ms.is_some_and(|c| now_ms - c > limit)).map(|(i, _)| i).collect()
+        self.keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.created_ms.is_some_and(|c| now_ms - c > limit))
+            .map(|(i, _)| i)
+            .collect()
     }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Latency bucket bounds, seconds.
-const BUCKETS: [f64; 12] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0];
+const BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0,
+];
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -34,14 +36,46 @@ pub struct Metrics {
 }
 
 const HELP: [(&str, &str, &str); 8] = [
-    ("candlelight_requests_total", "counter", "Tries by route and outcome."),
-    ("candlelight_failovers_total", "counter", "Requests moved to the next route, by the route left and why."),
-    ("candlelight_tokens_total", "counter", "Tokens by route and kind (prompt, completion)."),
-    ("candlelight_unanswered_total", "counter", "Requests no route could answer (503)."),
-    ("candlelight_coalesced_total", "counter", "Requests answered by an identical one in flight."),
-    ("candlelight_cache_total", "counter", "Kept answers of deterministic requests: kept, served (every route failed), evicted."),
-    ("candlelight_request_duration_seconds", "histogram", "From request to last byte, by route."),
-    ("candlelight_time_to_first_token_seconds", "histogram", "From request to first token, by route."),
+    (
+        "candlelight_requests_total",
+        "counter",
+        "Tries by route and outcome.",
+    ),
+    (
+        "candlelight_failovers_total",
+        "counter",
+        "Requests moved to the next route, by the route left and why.",
+    ),
+    (
+        "candlelight_tokens_total",
+        "counter",
+        "Tokens by route and kind (prompt, completion).",
+    ),
+    (
+        "candlelight_unanswered_total",
+        "counter",
+        "Requests no route could answer (503).",
+    ),
+    (
+        "candlelight_coalesced_total",
+        "counter",
+        "Requests answered by an identical one in flight.",
+    ),
+    (
+        "candlelight_cache_total",
+        "counter",
+        "Kept answers of deterministic requests: kept, served (every route failed), evicted.",
+    ),
+    (
+        "candlelight_request_duration_seconds",
+        "histogram",
+        "From request to last byte, by route.",
+    ),
+    (
+        "candlelight_time_to_first_token_seconds",
+        "histogram",
+        "From request to first token, by route.",
+    ),
 ];
 
 impl Metrics {
@@ -55,11 +89,19 @@ impl Metrics {
 
     /// One try on `route` ended with `outcome` (ok, busy, failed, key_rejected, client_error).
     pub fn tried(&mut self, route: &str, outcome: &str) {
-        self.add("candlelight_requests_total", vec![("route", route.into()), ("outcome", outcome.into())], 1);
+        self.add(
+            "candlelight_requests_total",
+            vec![("route", route.into()), ("outcome", outcome.into())],
+            1,
+        );
     }
 
     pub fn failed_over(&mut self, from: &str, reason: &str) {
-        self.add("candlelight_failovers_total", vec![("from", from.into()), ("reason", reason.into())], 1);
+        self.add(
+            "candlelight_failovers_total",
+            vec![("from", from.into()), ("reason", reason.into())],
+            1,
+        );
     }
 
     pub fn unanswered(&mut self) {
@@ -76,16 +118,30 @@ impl Metrics {
     }
 
     pub fn tokens(&mut self, route: &str, prompt: u64, completion: u64) {
-        self.add("candlelight_tokens_total", vec![("route", route.into()), ("kind", "prompt".into())], prompt);
-        self.add("candlelight_tokens_total", vec![("route", route.into()), ("kind", "completion".into())], completion);
+        self.add(
+            "candlelight_tokens_total",
+            vec![("route", route.into()), ("kind", "prompt".into())],
+            prompt,
+        );
+        self.add(
+            "candlelight_tokens_total",
+            vec![("route", route.into()), ("kind", "completion".into())],
+            completion,
+        );
     }
 
     /// A finished request: total time, and time to its first token when it streamed one.
     pub fn timed(&mut self, route: &str, seconds: f64, first_token_seconds: Option<f64>) {
         let labels = vec![("route", route.to_string())];
-        self.histograms.entry(("candlelight_request_duration_seconds", labels.clone())).or_default().observe(seconds);
+        self.histograms
+            .entry(("candlelight_request_duration_seconds", labels.clone()))
+            .or_default()
+            .observe(seconds);
         if let Some(t) = first_token_seconds {
-            self.histograms.entry(("candlelight_time_to_first_token_seconds", labels)).or_default().observe(t);
+            self.histograms
+                .entry(("candlelight_time_to_first_token_seconds", labels))
+                .or_default()
+                .observe(t);
         }
     }
 
@@ -106,9 +162,18 @@ impl Metrics {
                 let mut cumulative = 0;
                 for (bound, c) in BUCKETS.iter().zip(&h.counts) {
                     cumulative += c;
-                    let _ = writeln!(out, "{name}_bucket{} {cumulative}", label_set(labels, Some(&bound.to_string())));
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{} {cumulative}",
+                        label_set(labels, Some(&bound.to_string()))
+                    );
                 }
-                let _ = writeln!(out, "{name}_bucket{} {}", label_set(labels, Some("+Inf")), h.count);
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{} {}",
+                    label_set(labels, Some("+Inf")),
+                    h.count
+                );
                 let _ = writeln!(out, "{name}_sum{} {}", label_set(labels, None), h.sum);
                 let _ = writeln!(out, "{name}_count{} {}", label_set(labels, None), h.count);
             }
@@ -118,7 +183,10 @@ impl Metrics {
 }
 
 fn label_set(labels: &Labels, le: Option<&str>) -> String {
-    let mut parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+    let mut parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
     parts.extend(le.map(|le| format!("le=\"{le}\"")));
     if parts.is_empty() {
         String::new()
@@ -128,5 +196,7 @@ fn label_set(labels: &Labels, le: Option<&str>) -> String {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -15,9 +15,14 @@ mod stitch;
 
 pub use busy::{classify, Signal, Verdict};
 pub use coalesce::{key as coalesce_key, Coalescer, Role};
-pub use config::{ApiKey, BreakerPolicy, ConfigError, Deadlines, Mode, ProviderConfig, RateLimit, RetryPolicy, RouterConfig};
+pub use config::{
+    ApiKey, BreakerPolicy, ConfigError, Deadlines, Mode, ProviderConfig, RateLimit, RetryPolicy,
+    RouterConfig,
+};
 pub use health::{Admission, Breaker, KeyRing, Limiter};
 pub use metrics::Metrics;
-pub use plan::{continuation, provider_model, unavailable, Choice, Health, Local, Next, Route, Router, Ticket};
+pub use plan::{
+    continuation, provider_model, unavailable, Choice, Health, Local, Next, Route, Router, Ticket,
+};
 pub use profile::{assess, Capability, DeviceProfile, GpuProfile, ModelNeeds};
 pub use stitch::Stitch;

@@ -47,9 +47,13 @@ pub struct Ticket {
 pub enum Choice {
     Go(Ticket),
     /// A route will admit a request after this long (rate limit, a probe in flight).
-    Wait { ms: f64 },
+    Wait {
+        ms: f64,
+    },
     /// No route can answer: the 503 with this Retry-After.
-    Unavailable { retry_after_ms: f64 },
+    Unavailable {
+        retry_after_ms: f64,
+    },
 }
 
 /// What to do after a try.
@@ -57,7 +61,9 @@ pub enum Choice {
 pub enum Next {
     Done,
     /// The same provider again after this long (the next key when one was refused).
-    Retry { after_ms: f64 },
+    Retry {
+        after_ms: f64,
+    },
     /// On to the next route.
     FailOver,
     /// Pass the provider's error to the client: another route would answer the same.
@@ -91,9 +97,17 @@ impl Router {
         let providers = config
             .providers
             .iter()
-            .map(|p| Provider { breaker: Breaker::new(), limiter: Limiter::new(p.rate, now_ms), keys: KeyRing::new(p.keys.clone()) })
+            .map(|p| Provider {
+                breaker: Breaker::new(),
+                limiter: Limiter::new(p.rate, now_ms),
+                keys: KeyRing::new(p.keys.clone()),
+            })
             .collect();
-        Ok(Self { config, providers, local: Local::default() })
+        Ok(Self {
+            config,
+            providers,
+            local: Local::default(),
+        })
     }
 
     pub fn config(&self) -> &RouterConfig {
@@ -128,7 +142,11 @@ impl Router {
                 continue;
             }
             let Route::Remote(i) = route else {
-                return Choice::Go(Ticket { route, key: None, probe: false });
+                return Choice::Go(Ticket {
+                    route,
+                    key: None,
+                    probe: false,
+                });
             };
             let p = &mut self.providers[i];
             if !p.keys.usable(now_ms) {
@@ -137,7 +155,8 @@ impl Router {
             let key = p.keys.current(now_ms);
             if let Breaker::Open { until_ms } = p.breaker {
                 if now_ms < until_ms {
-                    reopen = Some(reopen.map_or(until_ms - now_ms, |r: f64| r.min(until_ms - now_ms)));
+                    reopen =
+                        Some(reopen.map_or(until_ms - now_ms, |r: f64| r.min(until_ms - now_ms)));
                     continue;
                 }
             }
@@ -151,8 +170,20 @@ impl Router {
                 Err(None) => continue,
             }
             match p.breaker.admit(now_ms) {
-                Admission::Allowed => return Choice::Go(Ticket { route, key, probe: false }),
-                Admission::Probe => return Choice::Go(Ticket { route, key, probe: true }),
+                Admission::Allowed => {
+                    return Choice::Go(Ticket {
+                        route,
+                        key,
+                        probe: false,
+                    })
+                }
+                Admission::Probe => {
+                    return Choice::Go(Ticket {
+                        route,
+                        key,
+                        probe: true,
+                    })
+                }
                 Admission::Rejected { retry_in_ms } => {
                     p.limiter.refund();
                     wait = Some(wait.map_or(retry_in_ms, |w: f64| w.min(retry_in_ms)));
@@ -161,13 +192,22 @@ impl Router {
         }
         match wait {
             Some(ms) => Choice::Wait { ms },
-            None => Choice::Unavailable { retry_after_ms: reopen.unwrap_or(DEFAULT_RETRY_AFTER_MS) },
+            None => Choice::Unavailable {
+                retry_after_ms: reopen.unwrap_or(DEFAULT_RETRY_AFTER_MS),
+            },
         }
     }
 
     /// Records how a try went and says what to do next. `retries` counts the tries already
     /// repeated on this provider for this request; `unit` is a uniform random number for jitter.
-    pub fn report(&mut self, ticket: Ticket, verdict: Verdict, retries: u32, now_ms: f64, unit: f64) -> Next {
+    pub fn report(
+        &mut self,
+        ticket: Ticket,
+        verdict: Verdict,
+        retries: u32,
+        now_ms: f64,
+        unit: f64,
+    ) -> Next {
         let Route::Remote(i) = ticket.route else {
             return match verdict {
                 Verdict::Ok => Next::Done,
@@ -206,7 +246,8 @@ impl Router {
                 if retries >= max_retries || p.breaker.is_open(now_ms) {
                     return Next::FailOver;
                 }
-                let wait = retry_after_ms.unwrap_or_else(|| backoff_ms(retries, retry.base_ms, retry.cap_ms, unit));
+                let wait = retry_after_ms
+                    .unwrap_or_else(|| backoff_ms(retries, retry.base_ms, retry.cap_ms, unit));
                 if wait > retry.max_wait_ms {
                     Next::FailOver
                 } else {
@@ -245,7 +286,9 @@ impl Router {
     /// The API key a ticket carries.
     pub fn api_key(&self, ticket: &Ticket) -> Option<&str> {
         match (ticket.route, ticket.key) {
-            (Route::Remote(i), Some(k)) => self.providers.get(i)?.keys.get(k).map(|k| k.key.as_str()),
+            (Route::Remote(i), Some(k)) => {
+                self.providers.get(i)?.keys.get(k).map(|k| k.key.as_str())
+            }
             _ => None,
         }
     }
@@ -256,7 +299,12 @@ impl Router {
         self.providers
             .iter()
             .zip(&self.config.providers)
-            .flat_map(|(p, c)| p.keys.stale(now_ms, days).into_iter().map(|k| (c.name.clone(), k)))
+            .flat_map(|(p, c)| {
+                p.keys
+                    .stale(now_ms, days)
+                    .into_iter()
+                    .map(|k| (c.name.clone(), k))
+            })
             .collect()
     }
 }
@@ -293,5 +341,9 @@ pub fn continuation(body: &Value, partial: &str, emitted: u64) -> Value {
 
 /// The model name to send to provider `index`.
 pub fn provider_model<'a>(config: &'a RouterConfig, index: usize, model: &'a str) -> &'a str {
-    config.providers.get(index).and_then(|p| p.models.get(model)).map_or(model, String::as_str)
+    config
+        .providers
+        .get(index)
+        .and_then(|p| p.models.get(model))
+        .map_or(model, String::as_str)
 }

@@ -42,10 +42,20 @@ pub struct ModelNeeds {
 
 /// The verdict, with the estimate behind it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "verdict")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "verdict"
+)]
 pub enum Capability {
-    Capable { backend: String, tokens_per_s: f64 },
-    TooWeak { reason: String, tokens_per_s: Option<f64> },
+    Capable {
+        backend: String,
+        tokens_per_s: f64,
+    },
+    TooWeak {
+        reason: String,
+        tokens_per_s: Option<f64>,
+    },
 }
 
 impl Capability {
@@ -62,24 +72,51 @@ const STEP_EFFICIENCY: f64 = 0.8;
 const MEMORY_SHARE: f64 = 0.5;
 
 pub fn assess(profile: &DeviceProfile, model: &ModelNeeds, min_tokens_per_s: f64) -> Capability {
-    let too_weak = |reason: String, est: Option<f64>| Capability::TooWeak { reason, tokens_per_s: est };
+    let too_weak = |reason: String, est: Option<f64>| Capability::TooWeak {
+        reason,
+        tokens_per_s: est,
+    };
     if !model.stored {
-        if let (Some(quota), usage) = (profile.storage_quota_bytes, profile.storage_usage_bytes.unwrap_or(0.0)) {
+        if let (Some(quota), usage) = (
+            profile.storage_quota_bytes,
+            profile.storage_usage_bytes.unwrap_or(0.0),
+        ) {
             if quota - usage < model.file_bytes {
-                return too_weak(format!("storage: {:.0} MiB free, the model needs {:.0} MiB", (quota - usage) / 1048576.0, model.file_bytes / 1048576.0), None);
+                return too_weak(
+                    format!(
+                        "storage: {:.0} MiB free, the model needs {:.0} MiB",
+                        (quota - usage) / 1048576.0,
+                        model.file_bytes / 1048576.0
+                    ),
+                    None,
+                );
             }
         }
     }
     if let Some(gb) = profile.device_memory_gb {
         let room = gb * (1u64 << 30) as f64 * MEMORY_SHARE;
         if model.file_bytes > room {
-            return too_weak(format!("memory: the model needs {:.1} GiB, about {gb} GiB reported", model.file_bytes / (1u64 << 30) as f64), None);
+            return too_weak(
+                format!(
+                    "memory: the model needs {:.1} GiB, about {gb} GiB reported",
+                    model.file_bytes / (1u64 << 30) as f64
+                ),
+                None,
+            );
         }
     }
-    let estimate = |bytes_per_s: f64| bytes_per_s * STEP_EFFICIENCY / model.bytes_per_token.max(1.0);
-    let gpu = profile.webgpu.as_ref().and_then(|g| g.bytes_per_s).map(|b| ("gpu", estimate(b)));
+    let estimate =
+        |bytes_per_s: f64| bytes_per_s * STEP_EFFICIENCY / model.bytes_per_token.max(1.0);
+    let gpu = profile
+        .webgpu
+        .as_ref()
+        .and_then(|g| g.bytes_per_s)
+        .map(|b| ("gpu", estimate(b)));
     let cpu = profile.cpu_bytes_per_s.map(|b| ("cpu", estimate(b)));
-    let best = [gpu, cpu].into_iter().flatten().max_by(|a, b| a.1.total_cmp(&b.1));
+    let best = [gpu, cpu]
+        .into_iter()
+        .flatten()
+        .max_by(|a, b| a.1.total_cmp(&b.1));
     match best {
         None => too_weak("not measured: no micro-benchmark figure".into(), None),
         Some((backend, t)) if t >= min_tokens_per_s => Capability::Capable { backend: backend.into(), tokens_per_s: t },

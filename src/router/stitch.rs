@@ -24,7 +24,13 @@ impl Stitch {
     /// The chunk the client gets for `chunk` from the current route, or None to drop it.
     pub fn pass(&mut self, mut chunk: Value) -> Option<Value> {
         match &self.head {
-            None => self.head = Some((chunk["id"].clone(), chunk["created"].clone(), chunk["model"].clone())),
+            None => {
+                self.head = Some((
+                    chunk["id"].clone(),
+                    chunk["created"].clone(),
+                    chunk["model"].clone(),
+                ))
+            }
             Some((id, created, model)) => {
                 chunk["id"] = id.clone();
                 chunk["created"] = created.clone();
@@ -41,7 +47,13 @@ impl Stitch {
                     }
                     self.role_sent = true;
                 }
-                let text = |k: &str| delta.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                let text = |k: &str| {
+                    delta
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
                 let (content, reasoning) = (text("content"), text("reasoning_content"));
                 if !content.is_empty() || !reasoning.is_empty() {
                     self.chunks_with_text += 1;
@@ -53,8 +65,14 @@ impl Stitch {
                 }
             }
             // A continuation's opening chunk carries nothing new once its role is dropped.
-            let blank = |c: &Value| c["finish_reason"].is_null() && c["delta"].as_object().is_none_or(|d| d.values().all(|v| v.is_null() || v == ""));
-            if self.before_break > 0 && !choices.is_empty() && choices.iter().all(blank) && no_usage {
+            let blank = |c: &Value| {
+                c["finish_reason"].is_null()
+                    && c["delta"]
+                        .as_object()
+                        .is_none_or(|d| d.values().all(|v| v.is_null() || v == ""))
+            };
+            if self.before_break > 0 && !choices.is_empty() && choices.iter().all(blank) && no_usage
+            {
                 return None;
             }
         }

@@ -93,7 +93,11 @@ pub(crate) fn js_error(e: JsValue) -> StoreError {
         }
         return StoreError::Backend(format!("{}: {}", ex.name(), ex.message()));
     }
-    StoreError::Backend(e.as_string().or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| e.message().into())).unwrap_or_else(|| format!("{e:?}")))
+    StoreError::Backend(
+        e.as_string()
+            .or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| e.message().into()))
+            .unwrap_or_else(|| format!("{e:?}")),
+    )
 }
 
 /// SHA-256 of bytes held by JavaScript, lower-case hex: SubtleCrypto where it exists (secure
@@ -133,29 +137,49 @@ pub struct Db {
 impl Db {
     pub async fn open() -> Result<Self, StoreError> {
         let db = open_db(DB_NAME, DB_VERSION).await.map_err(js_error)?;
-        Ok(Self { db: db.unchecked_into() })
+        Ok(Self {
+            db: db.unchecked_into(),
+        })
     }
 
-    fn store(&self, name: &str, write: bool) -> Result<(web_sys::IdbTransaction, web_sys::IdbObjectStore), StoreError> {
-        let mode = if write { web_sys::IdbTransactionMode::Readwrite } else { web_sys::IdbTransactionMode::Readonly };
-        let tx = self.db.transaction_with_str_and_mode(name, mode).map_err(js_error)?;
+    fn store(
+        &self,
+        name: &str,
+        write: bool,
+    ) -> Result<(web_sys::IdbTransaction, web_sys::IdbObjectStore), StoreError> {
+        let mode = if write {
+            web_sys::IdbTransactionMode::Readwrite
+        } else {
+            web_sys::IdbTransactionMode::Readonly
+        };
+        let tx = self
+            .db
+            .transaction_with_str_and_mode(name, mode)
+            .map_err(js_error)?;
         let store = tx.object_store(name).map_err(js_error)?;
         Ok((tx, store))
     }
 
     pub async fn file(&self, url: &str) -> Result<Option<FileRecord>, StoreError> {
         let (_, store) = self.store(FILES, false)?;
-        let value = request_done(&store.get(&url.into()).map_err(js_error)?).await.map_err(js_error)?;
+        let value = request_done(&store.get(&url.into()).map_err(js_error)?)
+            .await
+            .map_err(js_error)?;
         if value.is_undefined() {
             return Ok(None);
         }
-        serde_wasm_bindgen::from_value(value).map(Some).map_err(|e| StoreError::Backend(e.to_string()))
+        serde_wasm_bindgen::from_value(value)
+            .map(Some)
+            .map_err(|e| StoreError::Backend(e.to_string()))
     }
 
     pub async fn put_file(&self, record: &FileRecord) -> Result<(), StoreError> {
-        let value = serde_wasm_bindgen::to_value(record).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let value =
+            serde_wasm_bindgen::to_value(record).map_err(|e| StoreError::Backend(e.to_string()))?;
         let (tx, store) = self.store(FILES, true)?;
-        store.put_with_key(&value, &record.url.as_str().into()).map_err(js_error)?;
+        store
+            .put_with_key(&value, &record.url.as_str().into())
+            .map_err(js_error)?;
         transaction_done(&tx).await.map_err(js_error)?;
         Ok(())
     }
@@ -163,37 +187,63 @@ impl Db {
     /// Every stored model file.
     pub async fn files(&self) -> Result<Vec<FileRecord>, StoreError> {
         let (_, store) = self.store(FILES, false)?;
-        let all = request_done(&store.get_all().map_err(js_error)?).await.map_err(js_error)?;
+        let all = request_done(&store.get_all().map_err(js_error)?)
+            .await
+            .map_err(js_error)?;
         serde_wasm_bindgen::from_value(all).map_err(|e| StoreError::Backend(e.to_string()))
     }
 
     fn chunk_range(url: &str) -> Result<JsValue, StoreError> {
-        web_sys::IdbKeyRange::bound(&chunk_key(url, 0), &chunk_key(url, u64::MAX >> 11)).map(Into::into).map_err(js_error)
+        web_sys::IdbKeyRange::bound(&chunk_key(url, 0), &chunk_key(url, u64::MAX >> 11))
+            .map(Into::into)
+            .map_err(js_error)
     }
 
     /// Indices of the chunks of `url` that are stored.
     pub async fn chunk_indices(&self, url: &str) -> Result<Vec<u64>, StoreError> {
         let (_, store) = self.store(CHUNKS, false)?;
-        let keys = store.get_all_keys_with_key(&Self::chunk_range(url)?).map_err(js_error)?;
-        let keys: Array = request_done(&keys).await.map_err(js_error)?.unchecked_into();
-        Ok(keys.iter().filter_map(|k| Array::from(&k).get(1).as_f64()).map(|i| i as u64).collect())
+        let keys = store
+            .get_all_keys_with_key(&Self::chunk_range(url)?)
+            .map_err(js_error)?;
+        let keys: Array = request_done(&keys)
+            .await
+            .map_err(js_error)?
+            .unchecked_into();
+        Ok(keys
+            .iter()
+            .filter_map(|k| Array::from(&k).get(1).as_f64())
+            .map(|i| i as u64)
+            .collect())
     }
 
     /// Stores chunk `index` of `url` with its SHA-256; the write is durable when this returns.
-    pub async fn put_chunk(&self, url: &str, index: u64, bytes: &Uint8Array) -> Result<(), StoreError> {
+    pub async fn put_chunk(
+        &self,
+        url: &str,
+        index: u64,
+        bytes: &Uint8Array,
+    ) -> Result<(), StoreError> {
         let sha = sha256_hex(bytes).await?;
         self.put_chunk_with_hash(url, index, bytes, &sha).await
     }
 
     /// Stores bytes under a given hash. Tests use it to damage a chunk as a failing disk would.
     #[doc(hidden)]
-    pub async fn put_chunk_with_hash(&self, url: &str, index: u64, bytes: &Uint8Array, sha: &str) -> Result<(), StoreError> {
+    pub async fn put_chunk_with_hash(
+        &self,
+        url: &str,
+        index: u64,
+        bytes: &Uint8Array,
+        sha: &str,
+    ) -> Result<(), StoreError> {
         let value = Object::new();
         let set = |k: &str, v: &JsValue| Reflect::set(&value, &k.into(), v).map_err(js_error);
         set("sha256", &sha.into())?;
         set("data", bytes)?;
         let (tx, store) = self.store(CHUNKS, true)?;
-        store.put_with_key(&value, &chunk_key(url, index)).map_err(js_error)?;
+        store
+            .put_with_key(&value, &chunk_key(url, index))
+            .map_err(js_error)?;
         transaction_done(&tx).await.map_err(js_error)?;
         Ok(())
     }
@@ -201,12 +251,19 @@ impl Db {
     /// Chunk `index` of `url`, checked against the hash stored with it.
     pub async fn read_chunk(&self, url: &str, index: u64) -> Result<Uint8Array, StoreError> {
         let (_, store) = self.store(CHUNKS, false)?;
-        let value = request_done(&store.get(&chunk_key(url, index)).map_err(js_error)?).await.map_err(js_error)?;
+        let value = request_done(&store.get(&chunk_key(url, index)).map_err(js_error)?)
+            .await
+            .map_err(js_error)?;
         if value.is_undefined() {
             return Err(StoreError::MissingChunk { index });
         }
-        let data: Uint8Array = Reflect::get(&value, &"data".into()).map_err(js_error)?.dyn_into().map_err(|_| StoreError::CorruptChunk { index })?;
-        let stored = Reflect::get(&value, &"sha256".into()).map_err(js_error)?.as_string();
+        let data: Uint8Array = Reflect::get(&value, &"data".into())
+            .map_err(js_error)?
+            .dyn_into()
+            .map_err(|_| StoreError::CorruptChunk { index })?;
+        let stored = Reflect::get(&value, &"sha256".into())
+            .map_err(js_error)?
+            .as_string();
         if stored.as_deref() != Some(sha256_hex(&data).await?.as_str()) {
             return Err(StoreError::CorruptChunk { index });
         }
@@ -224,10 +281,19 @@ impl Db {
     pub async fn delete_file(&self, url: &str) -> Result<(), StoreError> {
         let tx = self
             .db
-            .transaction_with_str_sequence_and_mode(&Array::of2(&FILES.into(), &CHUNKS.into()), web_sys::IdbTransactionMode::Readwrite)
+            .transaction_with_str_sequence_and_mode(
+                &Array::of2(&FILES.into(), &CHUNKS.into()),
+                web_sys::IdbTransactionMode::Readwrite,
+            )
             .map_err(js_error)?;
-        tx.object_store(FILES).map_err(js_error)?.delete(&url.into()).map_err(js_error)?;
-        tx.object_store(CHUNKS).map_err(js_error)?.delete(&Self::chunk_range(url)?).map_err(js_error)?;
+        tx.object_store(FILES)
+            .map_err(js_error)?
+            .delete(&url.into())
+            .map_err(js_error)?;
+        tx.object_store(CHUNKS)
+            .map_err(js_error)?
+            .delete(&Self::chunk_range(url)?)
+            .map_err(js_error)?;
         transaction_done(&tx).await.map_err(js_error)?;
         Ok(())
     }
@@ -251,7 +317,11 @@ pub struct IdbChunks {
 
 impl IdbChunks {
     pub fn new(db: Db, record: FileRecord) -> Self {
-        Self { db, record, cache: RefCell::new(None) }
+        Self {
+            db,
+            record,
+            cache: RefCell::new(None),
+        }
     }
 
     async fn chunk(&self, index: u64) -> Result<Uint8Array, StoreError> {
@@ -284,7 +354,9 @@ impl AsyncChunkStore for IdbChunks {
                 return Err(StoreError::CorruptChunk { index });
             }
             let n = ((chunk.length() - start) as usize).min(buf.len() - done);
-            chunk.subarray(start, start + n as u32).copy_to(&mut buf[done..done + n]);
+            chunk
+                .subarray(start, start + n as u32)
+                .copy_to(&mut buf[done..done + n]);
             done += n;
         }
         Ok(())
@@ -309,11 +381,20 @@ impl AsyncChunkStore for BlobChunks {
 
     async fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
         super::check_range(offset, buf.len(), self.len())?;
-        let slice = self.blob.slice_with_f64_and_f64(offset as f64, (offset + buf.len() as u64) as f64).map_err(js_error)?;
-        let bytes = JsFuture::from(slice.array_buffer()).await.map_err(js_error)?;
+        let slice = self
+            .blob
+            .slice_with_f64_and_f64(offset as f64, (offset + buf.len() as u64) as f64)
+            .map_err(js_error)?;
+        let bytes = JsFuture::from(slice.array_buffer())
+            .await
+            .map_err(js_error)?;
         let bytes = Uint8Array::new(&bytes);
         if bytes.length() as usize != buf.len() {
-            return Err(StoreError::OutOfRange { offset, len: buf.len() as u64, file_len: self.len() });
+            return Err(StoreError::OutOfRange {
+                offset,
+                len: buf.len() as u64,
+                file_len: self.len(),
+            });
         }
         bytes.copy_to(buf);
         Ok(())

@@ -18,13 +18,27 @@ impl MemoryStore {
     /// Splits `bytes` into chunks of `chunk_size` bytes (at least 1).
     pub fn from_bytes(bytes: &[u8], chunk_size: usize) -> Self {
         let chunk_size = chunk_size.max(1);
-        let chunks = bytes.chunks(chunk_size).map(<[u8]>::to_vec).enumerate().map(|(i, c)| (i as u64, c)).collect();
-        Self { chunk_size: chunk_size as u64, chunks, len: bytes.len() as u64, missing: Cell::new(None) }
+        let chunks = bytes
+            .chunks(chunk_size)
+            .map(<[u8]>::to_vec)
+            .enumerate()
+            .map(|(i, c)| (i as u64, c))
+            .collect();
+        Self {
+            chunk_size: chunk_size as u64,
+            chunks,
+            len: bytes.len() as u64,
+            missing: Cell::new(None),
+        }
     }
 
     /// A file of `len` bytes of which no chunk is held yet.
     pub fn partial(len: u64, chunk_size: u64) -> Self {
-        Self { len, chunk_size: chunk_size.max(1), ..Self::default() }
+        Self {
+            len,
+            chunk_size: chunk_size.max(1),
+            ..Self::default()
+        }
     }
 
     pub fn insert(&mut self, index: u64, bytes: Vec<u8>) {

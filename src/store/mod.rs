@@ -21,7 +21,11 @@ pub use reader::ModelReader;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("read of {len} bytes at offset {offset} is beyond the end of the model file ({file_len} bytes)")]
-    OutOfRange { offset: u64, len: u64, file_len: u64 },
+    OutOfRange {
+        offset: u64,
+        len: u64,
+        file_len: u64,
+    },
     #[error("chunk {index} is missing from the store")]
     MissingChunk { index: u64 },
     #[error("chunk {index} is damaged: its SHA-256 does not match the one stored with it")]
@@ -64,7 +68,11 @@ fn check_range(offset: u64, len: usize, file_len: u64) -> Result<(), StoreError>
     let len = len as u64;
     match offset.checked_add(len) {
         Some(end) if end <= file_len => Ok(()),
-        _ => Err(StoreError::OutOfRange { offset, len, file_len }),
+        _ => Err(StoreError::OutOfRange {
+            offset,
+            len,
+            file_len,
+        }),
     }
 }
 
@@ -98,7 +106,10 @@ impl<S: ChunkStore> AsyncChunkStore for Ready<S> {
 /// Runs `future` to completion if it never waits (as with [`Ready`] stores); None if it would.
 pub fn run_ready<F: Future>(future: F) -> Option<F::Output> {
     let mut future = pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
         Poll::Ready(out) => Some(out),
         Poll::Pending => None,
     }

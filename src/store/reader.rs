@@ -52,8 +52,9 @@ impl<S: ChunkStore> Seek for ModelReader<S> {
             SeekFrom::End(d) => self.store.len().checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        let target = target
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before start of file"))?;
+        let target = target.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "seek before start of file")
+        })?;
         self.pos = target;
         Ok(target)
     }

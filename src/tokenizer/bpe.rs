@@ -9,24 +9,35 @@ use tokenizers::{PreTokenizerWrapper, SplitDelimiterBehavior};
 
 use super::{added_tokens, pre, vocab_map, GgufVocab, TokenizerError};
 
-pub(super) fn build(vocab: &GgufVocab, pre_name: &str) -> Result<tokenizers::Tokenizer, TokenizerError> {
+pub(super) fn build(
+    vocab: &GgufVocab,
+    pre_name: &str,
+) -> Result<tokenizers::Tokenizer, TokenizerError> {
     let pre = pre::for_name(pre_name)?;
-    let merges = vocab
-        .merges
-        .ok_or_else(|| TokenizerError::BadVocab("gpt2 vocabulary without tokenizer.ggml.merges".into()))?;
+    let merges = vocab.merges.ok_or_else(|| {
+        TokenizerError::BadVocab("gpt2 vocabulary without tokenizer.ggml.merges".into())
+    })?;
     let mut pairs = Vec::with_capacity(merges.len());
     for m in merges {
         // llama.cpp splits at the first space after the first character.
-        let cut = m.char_indices().skip(1).find(|&(_, c)| c == ' ').map(|(i, _)| i);
+        let cut = m
+            .char_indices()
+            .skip(1)
+            .find(|&(_, c)| c == ' ')
+            .map(|(i, _)| i);
         let Some(cut) = cut else {
-            return Err(TokenizerError::BadVocab(format!("merge {m:?} has no separator")));
+            return Err(TokenizerError::BadVocab(format!(
+                "merge {m:?} has no separator"
+            )));
         };
         pairs.push((m[..cut].to_string(), m[cut + 1..].to_string()));
     }
     let map = vocab_map(vocab)?;
     // Merges whose parts or result are missing would make the BPE builder fail; llama.cpp
     // ignores them when tokenizing, so drop them here too.
-    pairs.retain(|(a, b)| map.contains_key(a) && map.contains_key(b) && map.contains_key(&format!("{a}{b}")));
+    pairs.retain(|(a, b)| {
+        map.contains_key(a) && map.contains_key(b) && map.contains_key(&format!("{a}{b}"))
+    });
     let model = BPE::builder()
         .vocab_and_merges(map, pairs)
         .ignore_merges(pre.ignore_merges)
@@ -35,7 +46,14 @@ pub(super) fn build(vocab: &GgufVocab, pre_name: &str) -> Result<tokenizers::Tok
     let mut tok = tokenizers::Tokenizer::new(model);
     let mut steps: Vec<PreTokenizerWrapper> = Vec::new();
     for re in pre.regexes {
-        steps.push(Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)?.into());
+        steps.push(
+            Split::new(
+                SplitPattern::Regex(re.to_string()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )?
+            .into(),
+        );
     }
     steps.push(ByteLevel::new(false, false, false).into());
     tok.with_pre_tokenizer(Some(Sequence::new(steps)));

@@ -89,7 +89,10 @@ pub struct Tokenizer {
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokenizer").field("bos", &self.bos).field("eos", &self.eos).finish_non_exhaustive()
+        f.debug_struct("Tokenizer")
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .finish_non_exhaustive()
     }
 }
 
@@ -100,20 +103,26 @@ impl Tokenizer {
         let tokens = file
             .get_array("tokenizer.ggml.tokens")?
             .as_strings()
-            .ok_or_else(|| TokenizerError::BadVocab("tokenizer.ggml.tokens is not a string array".into()))?;
+            .ok_or_else(|| {
+                TokenizerError::BadVocab("tokenizer.ggml.tokens is not a string array".into())
+            })?;
         let n = tokens.len();
         let mut types = match file.get("tokenizer.ggml.token_type") {
             Some(_) => file
                 .get_array("tokenizer.ggml.token_type")?
                 .to_i64_vec()
-                .ok_or_else(|| TokenizerError::BadVocab("token_type is not an integer array".into()))?,
+                .ok_or_else(|| {
+                    TokenizerError::BadVocab("token_type is not an integer array".into())
+                })?,
             None => vec![token_type::NORMAL; n],
         };
         let scores = match file.get("tokenizer.ggml.scores") {
             Some(_) => Some(
                 file.get_array("tokenizer.ggml.scores")?
                     .to_f32_vec()
-                    .ok_or_else(|| TokenizerError::BadVocab("scores is not a number array".into()))?,
+                    .ok_or_else(|| {
+                        TokenizerError::BadVocab("scores is not a number array".into())
+                    })?,
             ),
             None => None,
         };
@@ -121,19 +130,28 @@ impl Tokenizer {
             Some(_) => Some(
                 file.get_array("tokenizer.ggml.merges")?
                     .as_strings()
-                    .ok_or_else(|| TokenizerError::BadVocab("merges is not a string array".into()))?,
+                    .ok_or_else(|| {
+                        TokenizerError::BadVocab("merges is not a string array".into())
+                    })?,
             ),
             None => None,
         };
         if types.len() != n || scores.as_ref().is_some_and(|s| s.len() != n) {
-            return Err(TokenizerError::BadVocab(format!("{n} tokens but token types or scores of another length")));
+            return Err(TokenizerError::BadVocab(format!(
+                "{n} tokens but token types or scores of another length"
+            )));
         }
         for (t, ty) in tokens.iter().zip(types.iter_mut()) {
             if END_TOKENS.contains(&t.as_str()) || FIM_TOKENS.contains(&t.as_str()) {
                 *ty = token_type::CONTROL;
             }
         }
-        let vocab = GgufVocab { tokens, types, scores, merges };
+        let vocab = GgufVocab {
+            tokens,
+            types,
+            scores,
+            merges,
+        };
         let inner = match model {
             "gpt2" => {
                 let pre = match file.get("tokenizer.ggml.pre") {
@@ -143,13 +161,19 @@ impl Tokenizer {
                 bpe::build(&vocab, pre)?
             }
             "llama" => {
-                let add_space_prefix = file.get("tokenizer.ggml.add_space_prefix").and_then(|v| v.as_bool()).unwrap_or(true);
+                let add_space_prefix = file
+                    .get("tokenizer.ggml.add_space_prefix")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(true);
                 spm::build(&vocab, add_space_prefix)?
             }
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
         let id = |key: &str| -> Option<u32> {
-            file.get(key).and_then(|v| v.as_u64()).filter(|&i| (i as usize) < n).map(|i| i as u32)
+            file.get(key)
+                .and_then(|v| v.as_u64())
+                .filter(|&i| (i as usize) < n)
+                .map(|i| i as u32)
         };
         let bos = id("tokenizer.ggml.bos_token_id");
         let eos = id("tokenizer.ggml.eos_token_id");
@@ -157,23 +181,39 @@ impl Tokenizer {
             .get("tokenizer.ggml.add_bos_token")
             .and_then(|v| v.as_bool())
             .unwrap_or(model == "llama");
-        let mut stop_tokens: Vec<u32> = [eos, id("tokenizer.ggml.eot_token_id"), id("tokenizer.ggml.eom_token_id")]
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut stop_tokens: Vec<u32> = [
+            eos,
+            id("tokenizer.ggml.eot_token_id"),
+            id("tokenizer.ggml.eom_token_id"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         for (i, t) in tokens.iter().enumerate() {
             if END_TOKENS.contains(&t.as_str()) && !stop_tokens.contains(&(i as u32)) {
                 stop_tokens.push(i as u32);
             }
         }
-        Ok(Self { inner, bos, add_bos, eos, stop_tokens })
+        Ok(Self {
+            inner,
+            bos,
+            add_bos,
+            eos,
+            stop_tokens,
+        })
     }
 
     /// Loads a Hugging Face `tokenizer.json`; BOS handling is then left to its post-processor.
     pub fn from_json(json: &[u8]) -> Result<Self, TokenizerError> {
         let inner = tokenizers::Tokenizer::from_bytes(json)?;
         let eos = END_TOKENS.iter().find_map(|t| inner.token_to_id(t));
-        Ok(Self { stop_tokens: eos.into_iter().collect(), inner, bos: None, add_bos: false, eos })
+        Ok(Self {
+            stop_tokens: eos.into_iter().collect(),
+            inner,
+            bos: None,
+            add_bos: false,
+            eos,
+        })
     }
 
     /// Token ids for `text`. Special-token text (`<|im_start|>`) becomes the special token;
@@ -230,8 +270,15 @@ fn added_tokens(vocab: &GgufVocab) -> Vec<tokenizers::AddedToken> {
         .tokens
         .iter()
         .zip(&vocab.types)
-        .filter(|(_, &t)| matches!(t, token_type::CONTROL | token_type::USER_DEFINED | token_type::UNKNOWN))
-        .map(|(s, &t)| tokenizers::AddedToken::from(s.clone(), t != token_type::USER_DEFINED).normalized(false))
+        .filter(|(_, &t)| {
+            matches!(
+                t,
+                token_type::CONTROL | token_type::USER_DEFINED | token_type::UNKNOWN
+            )
+        })
+        .map(|(s, &t)| {
+            tokenizers::AddedToken::from(s.clone(), t != token_type::USER_DEFINED).normalized(false)
+        })
         .collect()
 }
 

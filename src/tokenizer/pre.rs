@@ -17,7 +17,10 @@ const DEEPSEEK3: [&str; 3] = [
     r"[一-龥぀-ゟ゠-ヿ]+",
     r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##,
 ];
-const SMOLLM: [&str; 2] = [r"\p{N}", r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"];
+const SMOLLM: [&str; 2] = [
+    r"\p{N}",
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
+];
 /// llama.cpp's fallback for files that name no pre-tokenizer.
 const DEFAULT: [&str; 4] = [
     r"[\p{P}\$\+<=>\^~\|]+",
@@ -36,5 +39,8 @@ pub(super) fn for_name(name: &str) -> Result<PreTokenizer, TokenizerError> {
         "smollm" | "starcoder" => (&SMOLLM, false),
         other => return Err(TokenizerError::UnsupportedPreTokenizer(other.to_string())),
     };
-    Ok(PreTokenizer { regexes, ignore_merges })
+    Ok(PreTokenizer {
+        regexes,
+        ignore_merges,
+    })
 }

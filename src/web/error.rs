@@ -21,7 +21,11 @@ pub struct WebError {
 
 impl WebError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), extra: Vec::new() }
+        Self {
+            code,
+            message: message.into(),
+            extra: Vec::new(),
+        }
     }
 
     fn with(mut self, key: &'static str, value: impl Into<JsValue>) -> Self {
@@ -46,7 +50,9 @@ impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Quota(_) => WebError::new("quota_exceeded", e.to_string()),
-            StoreError::CorruptChunk { index } => WebError::new("integrity", e.to_string()).with("chunk", index as f64),
+            StoreError::CorruptChunk { index } => {
+                WebError::new("integrity", e.to_string()).with("chunk", index as f64)
+            }
             StoreError::MissingChunk { .. } => WebError::new("storage", e.to_string()),
             StoreError::OutOfRange { .. } => WebError::new("invalid_model", e.to_string()),
             _ => WebError::new("storage", e.to_string()),
@@ -58,7 +64,9 @@ impl From<GgufError> for WebError {
     fn from(e: GgufError) -> Self {
         match e {
             GgufError::Store(s) => s.into(),
-            GgufError::UnsupportedVersion(_) | GgufError::UnsupportedTensorType { .. } | GgufError::UnknownArchitecture(_) => {
+            GgufError::UnsupportedVersion(_)
+            | GgufError::UnsupportedTensorType { .. }
+            | GgufError::UnknownArchitecture(_) => {
                 WebError::new("unsupported_model", e.to_string())
             }
             _ => WebError::new("invalid_model", e.to_string()),
@@ -71,13 +79,25 @@ impl From<EngineError> for WebError {
         match e {
             EngineError::Gguf(g) => g.into(),
             EngineError::ContextFull { needed, max } => {
-                WebError::new("context_overflow", e.to_string()).with("needed", needed as f64).with("max", max as f64)
+                WebError::new("context_overflow", e.to_string())
+                    .with("needed", needed as f64)
+                    .with("max", max as f64)
             }
-            EngineError::BadParams(_) | EngineError::EmptyPrompt => WebError::new("invalid_request", e.to_string()),
-            EngineError::Tokenizer(_) | EngineError::Template(_) => WebError::new("unsupported_model", e.to_string()),
-            EngineError::Gpu(GpuError::Unavailable(_) | GpuError::Limits(_)) => WebError::new("backend_unavailable", e.to_string()),
-            EngineError::Gpu(GpuError::DeviceLost(_)) => WebError::new("device_lost", e.to_string()),
-            EngineError::Gpu(GpuError::OutOfMemory(_)) => WebError::new("out_of_memory", e.to_string()),
+            EngineError::BadParams(_) | EngineError::EmptyPrompt => {
+                WebError::new("invalid_request", e.to_string())
+            }
+            EngineError::Tokenizer(_) | EngineError::Template(_) => {
+                WebError::new("unsupported_model", e.to_string())
+            }
+            EngineError::Gpu(GpuError::Unavailable(_) | GpuError::Limits(_)) => {
+                WebError::new("backend_unavailable", e.to_string())
+            }
+            EngineError::Gpu(GpuError::DeviceLost(_)) => {
+                WebError::new("device_lost", e.to_string())
+            }
+            EngineError::Gpu(GpuError::OutOfMemory(_)) => {
+                WebError::new("out_of_memory", e.to_string())
+            }
             _ => WebError::new("internal", e.to_string()),
         }
     }
@@ -107,13 +127,15 @@ impl From<DownloadError> for WebError {
     fn from(e: DownloadError) -> Self {
         let msg = e.to_string();
         match e {
-            DownloadError::Network { .. } | DownloadError::UnknownLength { .. } | DownloadError::WrongLength { .. } => {
-                WebError::new("network", msg)
+            DownloadError::Network { .. }
+            | DownloadError::UnknownLength { .. }
+            | DownloadError::WrongLength { .. } => WebError::new("network", msg),
+            DownloadError::HttpStatus { status, .. } => {
+                WebError::new("network", msg).with("status", status)
             }
-            DownloadError::HttpStatus { status, .. } => WebError::new("network", msg).with("status", status),
-            DownloadError::Quota { needed, available } => {
-                WebError::new("quota_exceeded", msg).with("needed", needed as f64).with("available", available as f64)
-            }
+            DownloadError::Quota { needed, available } => WebError::new("quota_exceeded", msg)
+                .with("needed", needed as f64)
+                .with("available", available as f64),
             DownloadError::QuotaWrite(_) => WebError::new("quota_exceeded", msg),
             DownloadError::Integrity { .. } => WebError::new("integrity", msg),
             DownloadError::Aborted => WebError::new("aborted", msg),

@@ -2,6 +2,7 @@
 //! from a URL through IndexedDB, or from a `Blob`; answer chat-completions requests one step at a
 //! time) and the cache listing. `www/lib/` wraps these in the OpenAI-shaped JavaScript API.
 
+mod answers;
 mod error;
 mod probe;
 mod route;
@@ -23,7 +24,9 @@ use crate::engine::cpu::CpuBackend;
 use crate::engine::gpu::{Gpu, GpuBackend, GpuOptions};
 use crate::engine::{Backend, EngineError};
 use crate::gguf::{GgufError, GgufFile};
-use crate::openai::{AnswerError, ChatCompletionChunk, ChatCompletionRequest, Completion, LocalModel};
+use crate::openai::{
+    AnswerError, ChatCompletionChunk, ChatCompletionRequest, Completion, LocalModel,
+};
 use crate::store::indexed_db::{BlobChunks, Db, IdbChunks};
 use crate::store::{AsyncChunkStore, StoreError};
 
@@ -95,7 +98,9 @@ fn absolute_url(source: &str) -> String {
 /// A chunk to fetch again: damaged, or gone (the browser may evict storage that is not persisted).
 fn bad_chunk(e: &EngineError) -> Option<u64> {
     match e {
-        EngineError::Gguf(GgufError::Store(StoreError::CorruptChunk { index } | StoreError::MissingChunk { index })) => Some(*index),
+        EngineError::Gguf(GgufError::Store(
+            StoreError::CorruptChunk { index } | StoreError::MissingChunk { index },
+        )) => Some(*index),
         _ => None,
     }
 }
@@ -114,8 +119,16 @@ enum Source {
     Blob(BlobChunks),
 }
 
-async fn cpu_backend<S: AsyncChunkStore>(file: &GgufFile, store: &S, context: usize, progress: &dyn Fn(&str, u64, u64)) -> Result<Box<dyn Backend>, EngineError> {
-    let mut b = CpuBackend::load_from(file, store, &mut |done, total| progress("load", done, total)).await?;
+async fn cpu_backend<S: AsyncChunkStore>(
+    file: &GgufFile,
+    store: &S,
+    context: usize,
+    progress: &dyn Fn(&str, u64, u64),
+) -> Result<Box<dyn Backend>, EngineError> {
+    let mut b = CpuBackend::load_from(file, store, &mut |done, total| {
+        progress("load", done, total)
+    })
+    .await?;
     b.limit_context(context);
     Ok(Box::new(b))
 }
@@ -129,17 +142,30 @@ async fn backend<S: AsyncChunkStore>(
     progress: &dyn Fn(&str, u64, u64),
 ) -> Result<(Box<dyn Backend>, Option<Gpu>, Option<String>), EngineError> {
     if choice == Choice::Cpu {
-        return Ok((cpu_backend(file, store, context, progress).await?, None, None));
+        return Ok((
+            cpu_backend(file, store, context, progress).await?,
+            None,
+            None,
+        ));
     }
-    let options = GpuOptions { context, ..GpuOptions::default() };
-    match GpuBackend::load_from(file, store, options, &mut |phase, done, total| progress(phase, done, total)).await {
+    let options = GpuOptions {
+        context,
+        ..GpuOptions::default()
+    };
+    match GpuBackend::load_from(file, store, options, &mut |phase, done, total| {
+        progress(phase, done, total)
+    })
+    .await
+    {
         Ok(b) => {
             let gpu = b.gpu().clone();
             Ok((Box::new(b), Some(gpu), None))
         }
-        Err(EngineError::Gpu(e)) if choice == Choice::Auto => {
-            Ok((cpu_backend(file, store, context, progress).await?, None, Some(e.to_string())))
-        }
+        Err(EngineError::Gpu(e)) if choice == Choice::Auto => Ok((
+            cpu_backend(file, store, context, progress).await?,
+            None,
+            Some(e.to_string()),
+        )),
         Err(e) => Err(e),
     }
 }
@@ -172,16 +198,28 @@ impl State {
         Ok(true)
     }
 
-    async fn start(&mut self, req: ChatCompletionRequest, id: String, created: u64) -> Result<Completion, WebError> {
+    async fn start(
+        &mut self,
+        req: ChatCompletionRequest,
+        id: String,
+        created: u64,
+    ) -> Result<Completion, WebError> {
         loop {
-            match self.model.start_async(req.clone(), id.clone(), created).await {
+            match self
+                .model
+                .start_async(req.clone(), id.clone(), created)
+                .await
+            {
                 Err(AnswerError::Engine(e)) if self.fall_back(&e).await? => continue,
                 r => return Ok(r?),
             }
         }
     }
 
-    async fn step(&mut self, c: &mut Completion) -> Result<Option<Vec<ChatCompletionChunk>>, WebError> {
+    async fn step(
+        &mut self,
+        c: &mut Completion,
+    ) -> Result<Option<Vec<ChatCompletionChunk>>, WebError> {
         loop {
             match self.model.step_async(c).await {
                 Err(e) if self.fall_back(&e).await? => continue,
@@ -192,7 +230,10 @@ impl State {
 }
 
 fn busy() -> WebError {
-    WebError::new("busy", "the engine is answering another request; requests run one at a time")
+    WebError::new(
+        "busy",
+        "the engine is answering another request; requests run one at a time",
+    )
 }
 
 /// A model loaded in this thread, answering chat-completions requests step by step.
@@ -205,12 +246,15 @@ pub struct EngineCore {
 impl EngineCore {
     /// Loads a GGUF model from a URL (downloaded into IndexedDB once, resumably) or a Blob/File.
     pub async fn load(source: JsValue, options: JsValue) -> Result<EngineCore, JsValue> {
-        Self::load_inner(source, options).await.map_err(JsValue::from)
+        Self::load_inner(source, options)
+            .await
+            .map_err(JsValue::from)
     }
 
     async fn load_inner(source: JsValue, options: JsValue) -> Result<EngineCore, WebError> {
         let opts: LoadOptions = if options.is_object() {
-            serde_wasm_bindgen::from_value(options.clone()).map_err(|e| WebError::new("invalid_request", e.to_string()))?
+            serde_wasm_bindgen::from_value(options.clone())
+                .map_err(|e| WebError::new("invalid_request", e.to_string()))?
         } else {
             LoadOptions::default()
         };
@@ -218,10 +262,17 @@ impl EngineCore {
             None | Some("auto") => Choice::Auto,
             Some("gpu") => Choice::Gpu,
             Some("cpu") => Choice::Cpu,
-            Some(other) => return Err(WebError::new("invalid_request", format!("backend {other:?} is not one of auto, gpu, cpu"))),
+            Some(other) => {
+                return Err(WebError::new(
+                    "invalid_request",
+                    format!("backend {other:?} is not one of auto, gpu, cpu"),
+                ))
+            }
         };
         let on_progress = get(&options, "onProgress").dyn_into::<Function>().ok();
-        let signal = get(&options, "signal").dyn_into::<web_sys::AbortSignal>().ok();
+        let signal = get(&options, "signal")
+            .dyn_into::<web_sys::AbortSignal>()
+            .ok();
         let progress = |phase: &str, loaded: u64, total: u64| {
             if let Some(f) = &on_progress {
                 let ev = Object::new();
@@ -231,15 +282,24 @@ impl EngineCore {
                 let _ = f.call1(&JsValue::NULL, &ev);
             }
         };
-        if opts.chunk_size.is_some_and(|c| !(MIN_CHUNK..=MAX_CHUNK).contains(&c)) {
-            return Err(WebError::new("invalid_request", format!("chunkSize must be between {MIN_CHUNK} and {MAX_CHUNK} bytes")));
+        if opts
+            .chunk_size
+            .is_some_and(|c| !(MIN_CHUNK..=MAX_CHUNK).contains(&c))
+        {
+            return Err(WebError::new(
+                "invalid_request",
+                format!("chunkSize must be between {MIN_CHUNK} and {MAX_CHUNK} bytes"),
+            ));
         }
         let context = opts.context_length.unwrap_or(DEFAULT_CONTEXT);
         let aborted = || signal.as_ref().is_some_and(|s| s.aborted());
 
         let (source, id, name, size, sha256, verified) = if let Some(url) = source.as_string() {
             let url = absolute_url(&url);
-            let id = opts.model_id.clone().unwrap_or_else(|| url.rsplit('/').next().unwrap_or(&url).to_string());
+            let id = opts
+                .model_id
+                .clone()
+                .unwrap_or_else(|| url.rsplit('/').next().unwrap_or(&url).to_string());
             let db = Db::open().await?;
             let dl = fetch::Options {
                 chunk_size: opts.chunk_size.unwrap_or(download::DEFAULT_CHUNK_SIZE),
@@ -270,11 +330,23 @@ impl EngineCore {
                 }
             }
             let Some(((file, b), record, store)) = loaded else {
-                return Err(WebError::new("integrity", "model chunks keep failing their checks after being fetched again"));
+                return Err(WebError::new(
+                    "integrity",
+                    "model chunks keep failing their checks after being fetched again",
+                ));
             };
-            ((file, b, Source::Idb(store)), id, url, record.size, record.sha256.clone(), record.verified)
+            (
+                (file, b, Source::Idb(store)),
+                id,
+                url,
+                record.size,
+                record.sha256.clone(),
+                record.verified,
+            )
         } else if let Ok(blob) = source.clone().dyn_into::<web_sys::Blob>() {
-            let name = get(&source, "name").as_string().unwrap_or_else(|| "model.gguf".into());
+            let name = get(&source, "name")
+                .as_string()
+                .unwrap_or_else(|| "model.gguf".into());
             let id = opts.model_id.clone().unwrap_or_else(|| name.clone());
             let store = BlobChunks::new(blob);
             let file = GgufFile::read_from(&store).await?;
@@ -282,7 +354,10 @@ impl EngineCore {
             let size = store.len();
             ((file, b, Source::Blob(store)), id, name, size, None, false)
         } else {
-            return Err(WebError::new("invalid_request", "source must be a URL string, a File or a Blob"));
+            return Err(WebError::new(
+                "invalid_request",
+                "source must be a URL string, a File or a Blob",
+            ));
         };
         if aborted() {
             return Err(download::DownloadError::Aborted.into());
@@ -302,8 +377,18 @@ impl EngineCore {
             sha256,
             verified,
         };
-        let state = State { model, info, file, source, choice, context, gpu };
-        Ok(EngineCore { state: Rc::new(RefCell::new(state)) })
+        let state = State {
+            model,
+            info,
+            file,
+            source,
+            choice,
+            context,
+            gpu,
+        };
+        Ok(EngineCore {
+            state: Rc::new(RefCell::new(state)),
+        })
     }
 
     /// The loaded model: id, source, size, architecture, context length, backend (and GPU adapter,
@@ -322,8 +407,8 @@ impl EngineCore {
     /// How many tokens the prompt of a request body would take, without running the model.
     #[wasm_bindgen(js_name = countTokens)]
     pub fn count_tokens(&self, body: JsValue) -> Result<usize, JsValue> {
-        let req: ChatCompletionRequest =
-            serde_wasm_bindgen::from_value(body).map_err(|e| WebError::new("invalid_request", e.to_string()))?;
+        let req: ChatCompletionRequest = serde_wasm_bindgen::from_value(body)
+            .map_err(|e| WebError::new("invalid_request", e.to_string()))?;
         let st = self.state.try_borrow().map_err(|_| busy())?;
         Ok(st.model.plan(&req).map_err(WebError::from)?.0.prompt.len())
     }
@@ -378,16 +463,26 @@ fn chunks_to_js(step: Option<Vec<ChatCompletionChunk>>) -> Result<JsValue, JsVal
 // with try_borrow and answers `busy`, so overlapping calls get an error, never a panic.
 #[allow(clippy::await_holding_refcell_ref)]
 async fn start_on(state: Rc<RefCell<State>>, body: JsValue) -> Result<CompletionCore, WebError> {
-    let req: ChatCompletionRequest = serde_wasm_bindgen::from_value(body).map_err(|e| WebError::new("invalid_request", e.to_string()))?;
-    let id = format!("chatcmpl-{:012x}", (js_sys::Math::random() * 2f64.powi(48)) as u64);
+    let req: ChatCompletionRequest = serde_wasm_bindgen::from_value(body)
+        .map_err(|e| WebError::new("invalid_request", e.to_string()))?;
+    let id = format!(
+        "chatcmpl-{:012x}",
+        (js_sys::Math::random() * 2f64.powi(48)) as u64
+    );
     let created = (js_sys::Date::now() / 1000.0) as u64;
     let mut st = state.try_borrow_mut().map_err(|_| busy())?;
     let inner = st.start(req, id, created).await?;
-    Ok(CompletionCore { inner: Rc::new(RefCell::new(inner)), abort: Rc::new(Cell::new(false)) })
+    Ok(CompletionCore {
+        inner: Rc::new(RefCell::new(inner)),
+        abort: Rc::new(Cell::new(false)),
+    })
 }
 
 #[allow(clippy::await_holding_refcell_ref)]
-fn step_on(state: Rc<RefCell<State>>, completion: &CompletionCore) -> impl std::future::Future<Output = Result<Option<Vec<ChatCompletionChunk>>, WebError>> {
+fn step_on(
+    state: Rc<RefCell<State>>,
+    completion: &CompletionCore,
+) -> impl std::future::Future<Output = Result<Option<Vec<ChatCompletionChunk>>, WebError>> {
     let (c, abort) = (completion.inner.clone(), completion.abort.clone());
     async move {
         let mut st = state.try_borrow_mut().map_err(|_| busy())?;
@@ -431,14 +526,20 @@ impl CompletionCore {
 
     /// Token ids generated so far.
     pub fn tokens(&self) -> Vec<u32> {
-        self.inner.try_borrow().map_or_else(|_| Vec::new(), |c| c.tokens().to_vec())
+        self.inner
+            .try_borrow()
+            .map_or_else(|_| Vec::new(), |c| c.tokens().to_vec())
     }
 }
 
 /// Bytes of wasm linear memory: the peak so far, since it never shrinks.
 #[wasm_bindgen(js_name = memoryBytes)]
 pub fn memory_bytes() -> f64 {
-    wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>().buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as f64
+    wasm_bindgen::memory()
+        .unchecked_into::<js_sys::WebAssembly::Memory>()
+        .buffer()
+        .unchecked_into::<js_sys::ArrayBuffer>()
+        .byte_length() as f64
 }
 
 /// Model files stored in IndexedDB: url, size, complete, verified, sha256.

@@ -11,7 +11,9 @@ use crate::engine::gpu::{Gpu, Wanted};
 use crate::router::{assess, DeviceProfile, GpuProfile, ModelNeeds};
 
 fn navigator(key: &str) -> JsValue {
-    Reflect::get(&js_sys::global(), &"navigator".into()).and_then(|n| Reflect::get(&n, &key.into())).unwrap_or(JsValue::UNDEFINED)
+    Reflect::get(&js_sys::global(), &"navigator".into())
+        .and_then(|n| Reflect::get(&n, &key.into()))
+        .unwrap_or(JsValue::UNDEFINED)
 }
 
 /// Measures this device (a fraction of a second): WebGPU adapter and limits, memory, cores,
@@ -23,11 +25,17 @@ pub async fn probe_device() -> Result<JsValue, JsValue> {
         hardware_concurrency: navigator("hardwareConcurrency").as_f64().unwrap_or(1.0) as u32,
         ..DeviceProfile::default()
     };
-    if let Ok(estimate) = Reflect::get(&navigator("storage"), &"estimate".into()).and_then(|f| f.dyn_into::<js_sys::Function>()) {
+    if let Ok(estimate) = Reflect::get(&navigator("storage"), &"estimate".into())
+        .and_then(|f| f.dyn_into::<js_sys::Function>())
+    {
         if let Ok(p) = estimate.call0(&navigator("storage")) {
             if let Ok(e) = JsFuture::from(js_sys::Promise::resolve(&p)).await {
-                profile.storage_quota_bytes = Reflect::get(&e, &"quota".into()).ok().and_then(|v| v.as_f64());
-                profile.storage_usage_bytes = Reflect::get(&e, &"usage".into()).ok().and_then(|v| v.as_f64());
+                profile.storage_quota_bytes = Reflect::get(&e, &"quota".into())
+                    .ok()
+                    .and_then(|v| v.as_f64());
+                profile.storage_usage_bytes = Reflect::get(&e, &"usage".into())
+                    .ok()
+                    .and_then(|v| v.as_f64());
             }
         }
     }
@@ -48,8 +56,14 @@ pub async fn probe_device() -> Result<JsValue, JsValue> {
 
 /// Capable or too weak, for a model (`fileBytes`, `bytesPerToken`, `stored`) and a minimum speed.
 #[wasm_bindgen(js_name = assessDevice)]
-pub fn assess_device(profile: JsValue, model: JsValue, min_tokens_per_s: f64) -> Result<JsValue, JsValue> {
-    let bad = |e: serde_wasm_bindgen::Error| JsValue::from(WebError::new("invalid_request", e.to_string()));
+pub fn assess_device(
+    profile: JsValue,
+    model: JsValue,
+    min_tokens_per_s: f64,
+) -> Result<JsValue, JsValue> {
+    let bad = |e: serde_wasm_bindgen::Error| {
+        JsValue::from(WebError::new("invalid_request", e.to_string()))
+    };
     let profile: DeviceProfile = serde_wasm_bindgen::from_value(profile).map_err(bad)?;
     let model: ModelNeeds = serde_wasm_bindgen::from_value(model).map_err(bad)?;
     to_js(&assess(&profile, &model, min_tokens_per_s))

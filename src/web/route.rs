@@ -13,13 +13,21 @@ use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, AbortSignal, Headers, ReadableStreamDefaultReader, Request, RequestInit, Response};
+use web_sys::{
+    AbortController, AbortSignal, Headers, ReadableStreamDefaultReader, Request, RequestInit,
+    Response,
+};
 
+use super::answers::AnswerStore;
 use super::WebError;
 use crate::download::fetch::{fetch_request, sleep};
 use crate::openai::sse::{self, SseDecoder, SseEvent};
 use crate::retry::retry_after_ms;
-use crate::router::{classify, continuation, provider_model, unavailable, Choice, Health, Local, Metrics, Next, Route, Router, RouterConfig, Signal, Stitch, Ticket, Verdict};
+use crate::router::{
+    cache, classify, coalesce_key, continuation, provider_model, unavailable, Choice, Coalescer,
+    Health, Local, Metrics, Next, Role, Route, Router, RouterConfig, Signal, Stitch, Ticket,
+    Verdict,
+};
 
 #[wasm_bindgen]
 extern "C" {
@@ -38,6 +46,12 @@ const ERROR_BODY_BYTES: usize = 16 << 10;
 struct State {
     router: Router,
     metrics: Metrics,
+    coalescer: Coalescer,
+    /// Resolvers of the requests waiting on an identical one in flight, by key.
+    followers: HashMap<String, Vec<Function>>,
+    /// Kept answers, opened at first use; None after it failed to open (private mode, no
+    /// IndexedDB): the router works on without them.
+    answers: Option<Option<Rc<AnswerStore>>>,
 }
 
 /// The router in the service worker.
@@ -54,7 +68,8 @@ struct Sink {
 
 impl Sink {
     fn call(&self, name: &str, args: &[JsValue]) {
-        if let Ok(f) = Reflect::get(&self.obj, &name.into()).and_then(|f| f.dyn_into::<Function>()) {
+        if let Ok(f) = Reflect::get(&self.obj, &name.into()).and_then(|f| f.dyn_into::<Function>())
+        {
             let _ = f.apply(&self.obj, &args.iter().collect());
         }
     }
@@ -114,12 +129,20 @@ async fn within(promise: Promise, ms: f64) -> Option<Result<JsValue, JsValue>> {
 
 /// How one try ended.
 enum Tried {
-    /// The whole answer went to the client.
-    Answered,
+    /// The whole answer went to the client: the body when it came whole, None when streamed.
+    Answered(Option<Value>),
     /// Nothing reached the client; this is why.
     Failed(Verdict, Option<(u16, String)>),
     /// Part of a stream reached the client, then this.
     Broke(Verdict),
+}
+
+/// What answered a request: the route, and the whole answer (a `chat.completion`) when one
+/// finished; `fresh` is false for an answer that came from the cache.
+struct Answered {
+    route: String,
+    completion: Option<Value>,
+    fresh: bool,
 }
 
 fn route_name(config: &RouterConfig, route: Route) -> String {
@@ -144,22 +167,38 @@ impl RouterCore {
     /// A router for `config` (the `RouterConfig` shape: mode, providers, policies).
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<RouterCore, JsValue> {
-        let config: RouterConfig =
-            serde_wasm_bindgen::from_value(config).map_err(|e| WebError::new("invalid_request", format!("router config: {e}")))?;
-        let router = Router::new(config, now()).map_err(|e| WebError::new("invalid_request", e.to_string()))?;
-        Ok(RouterCore { state: Rc::new(RefCell::new(State { router, metrics: Metrics::new() })) })
+        let config: RouterConfig = serde_wasm_bindgen::from_value(config)
+            .map_err(|e| WebError::new("invalid_request", format!("router config: {e}")))?;
+        let router = Router::new(config, now())
+            .map_err(|e| WebError::new("invalid_request", e.to_string()))?;
+        let state = State {
+            router,
+            metrics: Metrics::new(),
+            coalescer: Coalescer::default(),
+            followers: HashMap::new(),
+            answers: None,
+        };
+        Ok(RouterCore {
+            state: Rc::new(RefCell::new(state)),
+        })
     }
 
     /// What the local engine can do: a model ready, and fast enough on this device.
     #[wasm_bindgen(js_name = setLocal)]
     pub fn set_local(&self, ready: bool, capable: bool) {
-        self.state.borrow_mut().router.set_local(Local { ready, capable });
+        self.state
+            .borrow_mut()
+            .router
+            .set_local(Local { ready, capable });
     }
 
     /// `/v1/models`: the local model (when one is ready) and each provider's mapped models.
     pub fn models(&self, local_id: Option<String>) -> String {
         let st = self.state.borrow();
-        let mut data: Vec<Value> = local_id.into_iter().map(|id| json!({"id": id, "object": "model", "owned_by": "local"})).collect();
+        let mut data: Vec<Value> = local_id
+            .into_iter()
+            .map(|id| json!({"id": id, "object": "model", "owned_by": "local"}))
+            .collect();
         for p in &st.router.config().providers {
             for (alias, model) in &p.models {
                 data.push(json!({"id": alias, "object": "model", "owned_by": p.name, "provider_model": model}));
@@ -188,24 +227,159 @@ impl RouterCore {
     /// `write(text)`, `close()`). `local(body, signal)` answers on this device with a Response
     /// shaped like a provider's (null: no local engine); `signal` ends everything (the page went
     /// away). Resolves when the answer is complete.
-    pub fn answer(&self, body: String, sink: JsValue, local: JsValue, signal: Option<AbortSignal>) -> Promise {
+    pub fn answer(
+        &self,
+        body: String,
+        sink: JsValue,
+        local: JsValue,
+        signal: Option<AbortSignal>,
+    ) -> Promise {
         let state = self.state.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let mut sink = Sink { obj: sink, started: false };
-            run(state, body, &mut sink, local.dyn_into::<Function>().ok(), signal).await;
+            let mut sink = Sink {
+                obj: sink,
+                started: false,
+            };
+            run(
+                state,
+                body,
+                &mut sink,
+                local.dyn_into::<Function>().ok(),
+                signal,
+            )
+            .await;
             Ok(JsValue::UNDEFINED)
         })
     }
 }
 
-async fn run(state: Rc<RefCell<State>>, body: String, sink: &mut Sink, local: Option<Function>, signal: Option<AbortSignal>) {
-    let mut request: Value = match serde_json::from_str(&body) {
+async fn run(
+    state: Rc<RefCell<State>>,
+    body: String,
+    sink: &mut Sink,
+    local: Option<Function>,
+    signal: Option<AbortSignal>,
+) {
+    let request: Value = match serde_json::from_str(&body) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
             let e = json!({"error": {"message": "the request body is not a JSON object", "type": "invalid_request_error", "param": null, "code": null}});
             return sink.answer(400, &e, "router", None);
         }
     };
+    // Identical deterministic requests in flight: the first goes out, the others take its answer.
+    let key = coalesce_key(&request);
+    let mut leader = false;
+    if let Some(k) = &key {
+        let role = state.borrow_mut().coalescer.join(k);
+        match role {
+            Role::Leader => leader = true,
+            Role::Follower(_) => {
+                if let Some((route, answer)) = leader_answer(&state, k).await {
+                    state.borrow_mut().metrics.coalesced();
+                    return replay(sink, &answer, &request, &route);
+                }
+                // The first got no whole answer: this one goes out itself.
+            }
+        }
+    }
+    let answered = route_request(&state, request, sink, local, signal, key.as_deref()).await;
+    let whole = answered
+        .as_ref()
+        .and_then(|a| a.completion.as_ref().map(|c| (a.route.as_str(), c)));
+    if let (true, Some(k)) = (leader, &key) {
+        state.borrow_mut().coalescer.finish(k);
+        let waiting = state.borrow_mut().followers.remove(k).unwrap_or_default();
+        let message = whole.map_or(JsValue::NULL, |(route, c)| {
+            json!({"route": route, "answer": c}).to_string().into()
+        });
+        for resolve in waiting {
+            let _ = resolve.call1(&JsValue::NULL, &message);
+        }
+    }
+    if let (
+        Some(k),
+        Some(Answered {
+            completion: Some(c),
+            fresh: true,
+            ..
+        }),
+    ) = (&key, &answered)
+    {
+        keep(&state, k, c).await;
+    }
+}
+
+/// The answer of the identical request in flight, once it has one (None if it got none).
+async fn leader_answer(state: &Rc<RefCell<State>>, key: &str) -> Option<(String, Value)> {
+    let wait = Promise::new(&mut |resolve, _| {
+        state
+            .borrow_mut()
+            .followers
+            .entry(key.to_string())
+            .or_default()
+            .push(resolve)
+    });
+    let message: Value =
+        serde_json::from_str(&JsFuture::from(wait).await.ok()?.as_string()?).ok()?;
+    Some((
+        message["route"].as_str()?.to_string(),
+        message["answer"].clone(),
+    ))
+}
+
+/// A whole answer sent as `request` wants it: a stream of chunks or one JSON body.
+fn replay(sink: &mut Sink, answer: &Value, request: &Value, route: &str) {
+    if request.get("stream").and_then(Value::as_bool) == Some(true) {
+        sink.start(200, "text/event-stream", route);
+        sink.write(&cache::replay(answer, request));
+        sink.close();
+    } else {
+        sink.answer(200, answer, route, None);
+    }
+}
+
+async fn answer_store(state: &Rc<RefCell<State>>) -> Option<Rc<AnswerStore>> {
+    let cap = state.borrow().router.config().cache_bytes;
+    if cap == 0 {
+        return None;
+    }
+    if let Some(opened) = state.borrow().answers.clone() {
+        return opened;
+    }
+    let opened = AnswerStore::open(cap).await.ok().map(Rc::new);
+    state.borrow_mut().answers.get_or_insert(opened).clone()
+}
+
+/// Keeps a finished deterministic answer for the day nothing can answer.
+async fn keep(state: &Rc<RefCell<State>>, key: &str, answer: &Value) {
+    if answer
+        .pointer("/choices/0/finish_reason")
+        .is_none_or(Value::is_null)
+    {
+        return;
+    }
+    if let Some(store) = answer_store(state).await {
+        if let Ok(evicted) = store.put(key, answer).await {
+            let mut st = state.borrow_mut();
+            st.metrics.cache("kept", 1);
+            st.metrics.cache("evicted", evicted as u64);
+        }
+    }
+}
+
+async fn kept_answer(state: &Rc<RefCell<State>>, key: &str) -> Option<Value> {
+    answer_store(state).await?.get(key).await
+}
+
+async fn route_request(
+    state: &Rc<RefCell<State>>,
+    mut request: Value,
+    sink: &mut Sink,
+    local: Option<Function>,
+    signal: Option<AbortSignal>,
+    key: Option<&str>,
+) -> Option<Answered> {
     let aborted = || signal.as_ref().is_some_and(|s| s.aborted());
     let started_at = now();
     let mut tried: Vec<Route> = Vec::new();
@@ -213,7 +387,7 @@ async fn run(state: Rc<RefCell<State>>, body: String, sink: &mut Sink, local: Op
     let mut stitch = Stitch::default();
     loop {
         if aborted() {
-            return;
+            return None;
         }
         let choice = state.borrow_mut().router.choose(now(), &tried);
         let ticket = match choice {
@@ -223,25 +397,63 @@ async fn run(state: Rc<RefCell<State>>, body: String, sink: &mut Sink, local: Op
                 continue;
             }
             Choice::Wait { ms } | Choice::Unavailable { retry_after_ms: ms } => {
+                // Nothing can answer: a kept answer to the same deterministic request, if any.
+                if let (false, Some(k)) = (sink.started, key) {
+                    if let Some(kept) = kept_answer(state, k).await {
+                        let mut st = state.borrow_mut();
+                        st.metrics.cache("served", 1);
+                        st.metrics.tried("cache", "ok");
+                        drop(st);
+                        replay(sink, &kept, &request, "cache");
+                        return Some(Answered {
+                            route: "cache".into(),
+                            completion: Some(kept),
+                            fresh: false,
+                        });
+                    }
+                }
                 state.borrow_mut().metrics.unanswered();
                 let (status, body, retry_after) = unavailable(ms);
                 if sink.started {
                     // Mid-stream with nowhere left to go: the error as the stream's last event.
                     sink.write(&sse::encode(&body.to_string()));
-                    return sink.close();
+                    sink.close();
+                    return None;
                 }
-                return sink.answer(status, &body, "none", Some(retry_after));
+                sink.answer(status, &body, "none", Some(retry_after));
+                return None;
             }
         };
         let name = route_name(state.borrow().router.config(), ticket.route);
-        let result = try_route(&state, &ticket, &request, &name, sink, local.as_ref(), signal.as_ref(), &mut stitch).await;
+        let result = try_route(
+            state,
+            &ticket,
+            &request,
+            &name,
+            sink,
+            local.as_ref(),
+            signal.as_ref(),
+            &mut stitch,
+        )
+        .await;
         let broke = matches!(result, Tried::Broke(_));
         let (verdict, kept) = match result {
-            Tried::Answered => {
-                state.borrow_mut().router.report(ticket, Verdict::Ok, 0, now(), 0.0);
+            Tried::Answered(whole) => {
+                state
+                    .borrow_mut()
+                    .router
+                    .report(ticket, Verdict::Ok, 0, now(), 0.0);
                 state.borrow_mut().metrics.tried(&name, "ok");
-                state.borrow_mut().metrics.timed(&name, (now() - started_at) / 1000.0, None);
-                return;
+                state
+                    .borrow_mut()
+                    .metrics
+                    .timed(&name, (now() - started_at) / 1000.0, None);
+                let completion = whole.or_else(|| stitch.completion());
+                return Some(Answered {
+                    route: name,
+                    completion,
+                    fresh: true,
+                });
             }
             Tried::Failed(v, kept) => (v, kept),
             Tried::Broke(v) => {
@@ -254,13 +466,25 @@ async fn run(state: Rc<RefCell<State>>, body: String, sink: &mut Sink, local: Op
             Route::Remote(i) => *retries.get(&i).unwrap_or(&0),
             Route::Local => 0,
         };
-        let next = state.borrow_mut().router.report(ticket, verdict, attempt, now(), js_sys::Math::random());
-        state.borrow_mut().metrics.tried(&name, outcome_name(&verdict));
+        let next = state.borrow_mut().router.report(
+            ticket,
+            verdict,
+            attempt,
+            now(),
+            js_sys::Math::random(),
+        );
+        state
+            .borrow_mut()
+            .metrics
+            .tried(&name, outcome_name(&verdict));
         match next {
-            Next::Done => return,
+            Next::Done => return None,
             // A broken stream continues on the next route, per the failover order.
             Next::Retry { .. } if broke => {
-                state.borrow_mut().metrics.failed_over(&name, outcome_name(&verdict));
+                state
+                    .borrow_mut()
+                    .metrics
+                    .failed_over(&name, outcome_name(&verdict));
                 tried.push(ticket.route);
             }
             Next::Retry { after_ms } => {
@@ -270,13 +494,19 @@ async fn run(state: Rc<RefCell<State>>, body: String, sink: &mut Sink, local: Op
                 sleep(after_ms).await;
             }
             Next::FailOver => {
-                state.borrow_mut().metrics.failed_over(&name, outcome_name(&verdict));
+                state
+                    .borrow_mut()
+                    .metrics
+                    .failed_over(&name, outcome_name(&verdict));
                 tried.push(ticket.route);
             }
             Next::Answer => {
                 let (status, text) = kept.unwrap_or((400, String::new()));
-                let body = serde_json::from_str(&text).unwrap_or_else(|_| json!({"error": {"message": text, "type": "invalid_request_error"}}));
-                return sink.answer(status, &body, &name, None);
+                let body = serde_json::from_str(&text).unwrap_or_else(
+                    |_| json!({"error": {"message": text, "type": "invalid_request_error"}}),
+                );
+                sink.answer(status, &body, &name, None);
+                return None;
             }
         }
     }
@@ -315,11 +545,20 @@ async fn try_route(
             }
             Route::Local => config.local_deadlines,
         };
-        (deadlines, body, st.router.api_key(ticket).map(str::to_string))
+        (
+            deadlines,
+            body,
+            st.router.api_key(ticket).map(str::to_string),
+        )
     };
     let response = match ticket.route {
         Route::Remote(i) => {
-            let url = format!("{}/chat/completions", state.borrow().router.config().providers[i].base_url.trim_end_matches('/'));
+            let url = format!(
+                "{}/chat/completions",
+                state.borrow().router.config().providers[i]
+                    .base_url
+                    .trim_end_matches('/')
+            );
             let init = RequestInit::new();
             init.set_method("POST");
             let headers = Headers::new().expect("Headers can be made");
@@ -338,7 +577,11 @@ async fn try_route(
             }
         }
         Route::Local => match local {
-            Some(f) => match f.call2(&JsValue::NULL, &body.to_string().into(), &inner.clone().map_or(JsValue::NULL, JsValue::from)) {
+            Some(f) => match f.call2(
+                &JsValue::NULL,
+                &body.to_string().into(),
+                &inner.clone().map_or(JsValue::NULL, JsValue::from),
+            ) {
                 Ok(p) => Promise::resolve(&p),
                 Err(_) => return Tried::Failed(Verdict::Failed, None),
             },
@@ -350,35 +593,60 @@ async fn try_route(
             c.abort();
         }
     };
-    let response: Response = match within(response, deadlines.connect_ms.max(deadlines.first_byte_ms)).await {
-        None => {
-            abort();
-            return Tried::Failed(classify(&Signal::NoFirstByte), None);
-        }
-        Some(Err(_)) => return Tried::Failed(classify(&Signal::Refused), None),
-        Some(Ok(r)) => match r.dyn_into() {
-            Ok(r) => r,
-            Err(_) => return Tried::Failed(Verdict::Failed, None),
-        },
-    };
+    let response: Response =
+        match within(response, deadlines.connect_ms.max(deadlines.first_byte_ms)).await {
+            None => {
+                abort();
+                return Tried::Failed(classify(&Signal::NoFirstByte), None);
+            }
+            Some(Err(_)) => return Tried::Failed(classify(&Signal::Refused), None),
+            Some(Ok(r)) => match r.dyn_into() {
+                Ok(r) => r,
+                Err(_) => return Tried::Failed(Verdict::Failed, None),
+            },
+        };
     let status = response.status();
-    let retry_after = response.headers().get("retry-after").ok().flatten().and_then(|v| retry_after_ms(&v, now()));
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .ok()
+        .flatten()
+        .and_then(|v| retry_after_ms(&v, now()));
     let streaming = request.get("stream").and_then(Value::as_bool) == Some(true);
     let Some(body) = response.body() else {
         return Tried::Failed(Verdict::Failed, None);
     };
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let is_sse = response.headers().get("content-type").ok().flatten().is_some_and(|t| t.contains("text/event-stream"));
+    let is_sse = response
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .is_some_and(|t| t.contains("text/event-stream"));
     if !(200..300).contains(&status) || !streaming || !is_sse {
         // A whole body: an error to classify, or a non-streamed answer.
-        let text = match read_all(&reader, if (200..300).contains(&status) { usize::MAX } else { ERROR_BODY_BYTES }, deadlines.stall_ms).await {
+        let text = match read_all(
+            &reader,
+            if (200..300).contains(&status) {
+                usize::MAX
+            } else {
+                ERROR_BODY_BYTES
+            },
+            deadlines.stall_ms,
+        )
+        .await
+        {
             Some(t) => t,
             None => {
                 abort();
                 return Tried::Failed(classify(&Signal::Stalled), None);
             }
         };
-        let verdict = classify(&Signal::Http { status, body: &text, retry_after_ms: retry_after });
+        let verdict = classify(&Signal::Http {
+            status,
+            body: &text,
+            retry_after_ms: retry_after,
+        });
         if verdict != Verdict::Ok {
             return Tried::Failed(verdict, Some((status, text)));
         }
@@ -386,7 +654,7 @@ async fn try_route(
             Ok(answer) if !streaming => {
                 tally(state, name, &answer);
                 sink.answer(200, &answer, name, None);
-                Tried::Answered
+                Tried::Answered(Some(answer))
             }
             _ => Tried::Failed(Verdict::Failed, None),
         };
@@ -395,7 +663,11 @@ async fn try_route(
     let mut decoder = SseDecoder::default();
     let mut first = true;
     loop {
-        let wait = if first { deadlines.first_byte_ms } else { deadlines.stall_ms };
+        let wait = if first {
+            deadlines.first_byte_ms
+        } else {
+            deadlines.stall_ms
+        };
         let step = match within(reader.read(), wait).await {
             None => {
                 abort();
@@ -405,11 +677,16 @@ async fn try_route(
             Some(Ok(step)) => step,
         };
         first = false;
-        let done = Reflect::get(&step, &"done".into()).ok().and_then(|v| v.as_bool()).unwrap_or(true);
+        let done = Reflect::get(&step, &"done".into())
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true);
         let events = if done {
             decoder.finish()
         } else {
-            let bytes: Uint8Array = Reflect::get(&step, &"value".into()).map(|v| v.unchecked_into()).unwrap_or_else(|_| Uint8Array::new_with_length(0));
+            let bytes: Uint8Array = Reflect::get(&step, &"value".into())
+                .map(|v| v.unchecked_into())
+                .unwrap_or_else(|_| Uint8Array::new_with_length(0));
             decoder.push(&bytes.to_vec())
         };
         let Ok(events) = events else {
@@ -422,7 +699,7 @@ async fn try_route(
                     sink.write(sse::DONE);
                     sink.close();
                     let _ = reader.cancel();
-                    return Tried::Answered;
+                    return Tried::Answered(None);
                 }
                 SseEvent::Data(data) => {
                     let Ok(chunk) = serde_json::from_str::<Value>(&data) else {
@@ -431,8 +708,16 @@ async fn try_route(
                     };
                     if chunk.get("error").is_some() {
                         abort();
-                        let verdict = classify(&Signal::Http { status: 503, body: &data, retry_after_ms: None });
-                        return if sink.started { Tried::Broke(verdict) } else { Tried::Failed(verdict, None) };
+                        let verdict = classify(&Signal::Http {
+                            status: 503,
+                            body: &data,
+                            retry_after_ms: None,
+                        });
+                        return if sink.started {
+                            Tried::Broke(verdict)
+                        } else {
+                            Tried::Failed(verdict, None)
+                        };
                     }
                     tally(state, name, &chunk);
                     if let Some(out) = stitch.pass(chunk) {
@@ -464,16 +749,27 @@ fn broke_or_failed(sink: &Sink, signal: Signal<'static>) -> Tried {
 fn tally(state: &Rc<RefCell<State>>, route: &str, v: &Value) {
     if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
         let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-        state.borrow_mut().metrics.tokens(route, n("prompt_tokens"), n("completion_tokens"));
+        state
+            .borrow_mut()
+            .metrics
+            .tokens(route, n("prompt_tokens"), n("completion_tokens"));
     }
 }
 
 /// The body as text, at most `limit` bytes, or None if it stalls.
-async fn read_all(reader: &ReadableStreamDefaultReader, limit: usize, stall_ms: f64) -> Option<String> {
+async fn read_all(
+    reader: &ReadableStreamDefaultReader,
+    limit: usize,
+    stall_ms: f64,
+) -> Option<String> {
     let mut bytes = Vec::new();
     loop {
         let step = within(reader.read(), stall_ms).await?.ok()?;
-        if Reflect::get(&step, &"done".into()).ok().and_then(|v| v.as_bool()).unwrap_or(true) {
+        if Reflect::get(&step, &"done".into())
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true)
+        {
             break;
         }
         let piece: Uint8Array = Reflect::get(&step, &"value".into()).ok()?.unchecked_into();

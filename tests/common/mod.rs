@@ -9,11 +9,14 @@ use candlelight::store::MemoryStore;
 use sha2::{Digest, Sha256};
 
 pub fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 pub fn read_json(name: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(data(name)).unwrap_or_else(|e| panic!("reading {name}: {e}"));
+    let text =
+        std::fs::read_to_string(data(name)).unwrap_or_else(|e| panic!("reading {name}: {e}"));
     serde_json::from_str(&text).expect("reference JSON parses")
 }
 
@@ -22,7 +25,10 @@ pub fn node_modules() -> PathBuf {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The fixture's bytes, checked against the hash the reference was computed on: a change to

@@ -143,6 +143,44 @@ test('a whole (non-streamed) answer and a client error pass through', async () =
   assert.equal(bad, 400);
 });
 
+test('identical deterministic requests in flight go out once; kept answers are served when every route fails', async () => {
+  await configure(config());
+  const det = ask({ temperature: 0, messages: [{ role: 'user', content: 'keep this' }] });
+  const first = await complete(det);
+  assert.equal(first.route, 'p1');
+
+  // The leader meets a 429 (Retry-After: 1), so the other two join while it waits.
+  await providers.p1.faults(['429']);
+  const before = (await providers.p1.log()).length;
+  const same = ask({ temperature: 0, messages: [{ role: 'user', content: 'together' }] });
+  const trio = await Promise.all([complete(same), complete(same), complete({ ...same, stream: false })]);
+  const sent = (await providers.p1.log()).slice(before);
+  assert.deepEqual(sent.map((l) => l.fault), ['429', null], 'one request went out (and its one retry)');
+  assert.equal(textOf(trio[0]), words(8));
+  assert.equal(textOf(trio[1]), words(8));
+  assert.ok(trio[1].done);
+  assert.equal(trio[2].json.choices[0].message.content, words(8), 'a whole answer from the streamed one');
+  assert.deepEqual(trio.map((r) => r.route), ['p1', 'p1', 'p1']);
+
+  // Nothing can answer now: the kept answer comes back, streamed or whole; a sampled request gets the 503.
+  await configure(config({ providers: [{ name: 'gone', baseUrl: 'http://127.0.0.1:9/v1', maxRetries: 0, deadlines: fast }] }));
+  const kept = await complete(det);
+  assert.equal(kept.status, 200);
+  assert.equal(kept.route, 'cache');
+  assert.ok(kept.done);
+  assert.equal(textOf(kept), textOf(first), 'the same answer');
+  assert.equal(kept.chunks.filter((c) => c.choices[0]?.delta?.role).length, 1);
+  assert.equal(kept.chunks.at(-1).usage.completion_tokens, 8);
+  const whole = await complete({ ...det, stream: false });
+  assert.equal(whole.route, 'cache');
+  assert.equal(whole.json.choices[0].message.content, textOf(first));
+  const sampled = await complete(ask({ messages: [{ role: 'user', content: 'keep this' }] }));
+  assert.equal(sampled.status, 503, 'a sample is never replayed');
+  const families = Object.fromEntries(parsePrometheusTextFormat(await page.evaluate(async () => (await fetch('/v1/metrics')).text())).map((f) => [f.name, f]));
+  assert.equal(Number(families.candlelight_cache_total.metrics.find((m) => m.labels.event === 'served').value), 2);
+  await configure(config());
+});
+
 test('with every provider down and no local model the 503 arrives with Retry-After, and the page hears "down"', async () => {
   await configure(config({ providers: [{ name: 'gone', baseUrl: 'http://127.0.0.1:9/v1', maxRetries: 0, deadlines: fast }], breaker: { failures: 1, openMs: 30000 } }));
   await page.evaluate(() => {

@@ -28,6 +28,8 @@ async function configure(config) {
   await (await caches.open('candlelight-router')).put(CONFIG, new Response(JSON.stringify(config)));
   core = next;
   core.setLocal(local.ready, local.capable);
+  // A new configuration starts with fresh provider health: the pages hear it.
+  await announceHealth(core);
 }
 
 // A service worker stopped while idle forgets which page offered its engine. The first request

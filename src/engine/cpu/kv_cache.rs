@@ -13,7 +13,11 @@ const GROW: usize = 256;
 
 impl LayerCache {
     pub fn new() -> Self {
-        Self { k: None, v: None, len: 0 }
+        Self {
+            k: None,
+            v: None,
+            len: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -43,7 +47,10 @@ impl LayerCache {
             self.k = Some(grow(&self.k)?);
             self.v = Some(grow(&self.v)?);
         }
-        let (kc, vc) = (self.k.as_ref().expect("allocated above"), self.v.as_ref().expect("allocated above"));
+        let (kc, vc) = (
+            self.k.as_ref().expect("allocated above"),
+            self.v.as_ref().expect("allocated above"),
+        );
         kc.slice_set(&k.contiguous()?, 1, self.len)?;
         vc.slice_set(&v.contiguous()?, 1, self.len)?;
         self.len = need;

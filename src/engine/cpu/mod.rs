@@ -55,17 +55,27 @@ struct Loader<'a, S> {
 
 impl<S: AsyncChunkStore> Loader<'_, S> {
     /// A tensor of GGUF-order `dims` as `n_out` rows of `n_in`, read into its final storage.
-    async fn load(&self, name: &str, dims: &[u64], n_in: usize, n_out: usize) -> Result<QMatrix, EngineError> {
+    async fn load(
+        &self,
+        name: &str,
+        dims: &[u64],
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<QMatrix, EngineError> {
         let info = self.file.shaped_tensor(name, dims)?;
         let mut pending = PendingMatrix::new(info.ty, n_in, n_out);
-        self.store.read_at(self.file.data_offset + info.offset, pending.bytes_mut()).await.map_err(GgufError::from)?;
+        self.store
+            .read_at(self.file.data_offset + info.offset, pending.bytes_mut())
+            .await
+            .map_err(GgufError::from)?;
         self.loaded.set(self.loaded.get() + info.size);
         (self.on_progress.borrow_mut())(self.loaded.get(), self.total);
         Ok(pending.finish()?)
     }
 
     async fn matmul(&self, name: &str, n_in: usize, n_out: usize) -> Result<QMatrix, EngineError> {
-        self.load(name, &[n_in as u64, n_out as u64], n_in, n_out).await
+        self.load(name, &[n_in as u64, n_out as u64], n_in, n_out)
+            .await
     }
 
     async fn vector(&self, name: &str, n: usize) -> Result<Tensor, EngineError> {
@@ -77,8 +87,11 @@ impl<S: AsyncChunkStore> Loader<'_, S> {
 impl CpuBackend {
     /// Loads every weight of `file` from `store`; the file's bytes are read once, tensor by tensor.
     pub fn load<S: ChunkStore>(file: &GgufFile, store: &S) -> Result<Self, EngineError> {
-        run_ready(Self::load_from(file, &Ready(store), &mut |_, _| {}))
-            .unwrap_or_else(|| Err(EngineError::Compute("a synchronous store returned a pending read".into())))
+        run_ready(Self::load_from(file, &Ready(store), &mut |_, _| {})).unwrap_or_else(|| {
+            Err(EngineError::Compute(
+                "a synchronous store returned a pending read".into(),
+            ))
+        })
     }
 
     /// Loads every weight of `file` from an asynchronous store (IndexedDB in the browser);
@@ -90,7 +103,13 @@ impl CpuBackend {
     ) -> Result<Self, EngineError> {
         let c = ModelConfig::from_gguf(file)?;
         let total = file.tensors().iter().map(|t| t.size).sum();
-        let l = Loader { file, store, loaded: 0.into(), total, on_progress: std::cell::RefCell::new(on_progress) };
+        let l = Loader {
+            file,
+            store,
+            loaded: 0.into(),
+            total,
+            on_progress: std::cell::RefCell::new(on_progress),
+        };
         let (q_dim, kv_dim) = (c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
         let mut layers = Vec::with_capacity(c.n_layer);
         for i in 0..c.n_layer {
@@ -105,7 +124,10 @@ impl CpuBackend {
                 None
             };
             let qk_norm = if c.qk_norm {
-                Some((l.vector(&n("attn_q_norm.weight"), c.head_dim).await?, l.vector(&n("attn_k_norm.weight"), c.head_dim).await?))
+                Some((
+                    l.vector(&n("attn_q_norm.weight"), c.head_dim).await?,
+                    l.vector(&n("attn_k_norm.weight"), c.head_dim).await?,
+                ))
             } else {
                 None
             };
@@ -124,16 +146,30 @@ impl CpuBackend {
                 cache: LayerCache::new(),
             });
         }
-        let embed = l.matmul("token_embd.weight", c.n_embd, c.vocab_size).await?;
+        let embed = l
+            .matmul("token_embd.weight", c.n_embd, c.vocab_size)
+            .await?;
         let output = match c.tied_embeddings {
             true => None,
             false => Some(l.matmul("output.weight", c.n_embd, c.vocab_size).await?),
         };
         let rope_factors = match file.tensor_info("rope_freqs.weight") {
-            Some(_) => Some(l.vector("rope_freqs.weight", c.head_dim / 2).await?.to_vec1::<f32>()?),
+            Some(_) => Some(
+                l.vector("rope_freqs.weight", c.head_dim / 2)
+                    .await?
+                    .to_vec1::<f32>()?,
+            ),
             None => None,
         };
-        Ok(Self { output_norm: l.vector("output_norm.weight", c.n_embd).await?, config: c, embed, layers, output, rope_factors, exact: false })
+        Ok(Self {
+            output_norm: l.vector("output_norm.weight", c.n_embd).await?,
+            config: c,
+            embed,
+            layers,
+            output,
+            rope_factors,
+            exact: false,
+        })
     }
 
     /// Keeps activations in f32 and dots them with dequantized weights, instead of ggml's
@@ -150,9 +186,18 @@ impl CpuBackend {
     /// cos and sin tables for positions `start..start + len`.
     fn rope_tables(&self, start: usize, len: usize) -> candle_core::Result<(Tensor, Tensor)> {
         let c = &self.config;
-        let (cos, sin) = super::rope::tables(c.head_dim, c.rope_theta, self.rope_factors.as_deref(), start, len);
+        let (cos, sin) = super::rope::tables(
+            c.head_dim,
+            c.rope_theta,
+            self.rope_factors.as_deref(),
+            start,
+            len,
+        );
         let half = c.head_dim / 2;
-        Ok((Tensor::from_vec(cos, (len, half), &Device::Cpu)?, Tensor::from_vec(sin, (len, half), &Device::Cpu)?))
+        Ok((
+            Tensor::from_vec(cos, (len, half), &Device::Cpu)?,
+            Tensor::from_vec(sin, (len, half), &Device::Cpu)?,
+        ))
     }
 
     fn run_slice(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
@@ -162,12 +207,18 @@ impl CpuBackend {
             return Err(EngineError::EmptyPrompt);
         }
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
-            return Err(EngineError::InvalidToken { token, vocab: c.vocab_size });
+            return Err(EngineError::InvalidToken {
+                token,
+                vocab: c.vocab_size,
+            });
         }
         let start = self.cache_len();
         let max = self.max_positions();
         if start + seq > max {
-            return Err(EngineError::ContextFull { needed: start + seq, max });
+            return Err(EngineError::ContextFull {
+                needed: start + seq,
+                max,
+            });
         }
         let (cos, sin) = self.rope_tables(start, seq)?;
         let mut rows = Vec::with_capacity(seq * c.n_embd);
@@ -184,15 +235,27 @@ impl CpuBackend {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
             let hv = h.flatten_all()?.to_vec1::<f32>()?;
             let ha = Activations::new(&hv, seq).exact(self.exact);
-            let (mut q, mut k, mut v) = (mm(&layer.wq, &ha)?, mm(&layer.wk, &ha)?, mm(&layer.wv, &ha)?);
+            let (mut q, mut k, mut v) = (
+                mm(&layer.wq, &ha)?,
+                mm(&layer.wk, &ha)?,
+                mm(&layer.wv, &ha)?,
+            );
             if let Some((bq, bk, bv)) = &layer.bias {
                 q = q.broadcast_add(bq)?;
                 k = k.broadcast_add(bk)?;
                 v = v.broadcast_add(bv)?;
             }
             // (seq, heads * dim) -> (heads, seq, dim)
-            let heads = |t: Tensor, n: usize| t.reshape((seq, n, c.head_dim))?.transpose(0, 1)?.contiguous();
-            let (mut q, mut k, v) = (heads(q, c.n_head)?, heads(k, c.n_head_kv)?, heads(v, c.n_head_kv)?);
+            let heads = |t: Tensor, n: usize| {
+                t.reshape((seq, n, c.head_dim))?
+                    .transpose(0, 1)?
+                    .contiguous()
+            };
+            let (mut q, mut k, v) = (
+                heads(q, c.n_head)?,
+                heads(k, c.n_head_kv)?,
+                heads(v, c.n_head_kv)?,
+            );
             if let Some((qn, kn)) = &layer.qk_norm {
                 q = candle_nn::ops::rms_norm(&q, qn, c.rms_eps as f32)?;
                 k = candle_nn::ops::rms_norm(&k, kn, c.rms_eps as f32)?;
@@ -218,7 +281,10 @@ impl CpuBackend {
             };
             let att = candle_nn::ops::softmax_last_dim(&att)?;
             let out = att.matmul(&v_all)?; // (n_kv, group * seq, dim)
-            let out = out.reshape((c.n_head, seq, c.head_dim))?.transpose(0, 1)?.reshape((seq, c.n_head * c.head_dim))?;
+            let out = out
+                .reshape((c.n_head, seq, c.head_dim))?
+                .transpose(0, 1)?
+                .reshape((seq, c.n_head * c.head_dim))?;
             let out = out.flatten_all()?.to_vec1::<f32>()?;
             x = (x + mm(&layer.wo, &Activations::new(&out, seq).exact(self.exact))?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.rms_eps as f32)?;
@@ -231,12 +297,20 @@ impl CpuBackend {
         let last = x.narrow(0, seq - 1, 1)?;
         let last = candle_nn::ops::rms_norm(&last, &self.output_norm, c.rms_eps as f32)?;
         let last = last.flatten_all()?.to_vec1::<f32>()?;
-        Ok(self.output.as_ref().unwrap_or(&self.embed).forward(&Activations::new(&last, 1).exact(self.exact))?)
+        Ok(self
+            .output
+            .as_ref()
+            .unwrap_or(&self.embed)
+            .forward(&Activations::new(&last, 1).exact(self.exact))?)
     }
 }
 
 /// A matrix × vector on `raw` blocks of the given shape, for the bandwidth probe.
-pub(crate) fn probe_matvec(raw: &[u8], n_in: usize, n_out: usize) -> Result<impl Fn(&[f32]) -> Result<Vec<f32>, EngineError>, EngineError> {
+pub(crate) fn probe_matvec(
+    raw: &[u8],
+    n_in: usize,
+    n_out: usize,
+) -> Result<impl Fn(&[f32]) -> Result<Vec<f32>, EngineError>, EngineError> {
     let mut p = PendingMatrix::new(crate::gguf::TensorType::Q4_0, n_in, n_out);
     p.bytes_mut().copy_from_slice(raw);
     let m = p.finish()?;
@@ -252,17 +326,32 @@ fn mm(w: &QMatrix, a: &Activations) -> candle_core::Result<Tensor> {
 
 /// Additive mask for `seq` new positions after `start` cached ones, rows laid out group-major
 /// to match the stacked query heads. None for a single token, which sees everything.
-fn causal_mask(seq: usize, group: usize, start: usize, total: usize) -> candle_core::Result<Option<Tensor>> {
+fn causal_mask(
+    seq: usize,
+    group: usize,
+    start: usize,
+    total: usize,
+) -> candle_core::Result<Option<Tensor>> {
     if seq == 1 {
         return Ok(None);
     }
     let mut m = Vec::with_capacity(group * seq * total);
     for _ in 0..group {
         for i in 0..seq {
-            m.extend((0..total).map(|j| if j <= start + i { 0.0f32 } else { f32::NEG_INFINITY }));
+            m.extend((0..total).map(|j| {
+                if j <= start + i {
+                    0.0f32
+                } else {
+                    f32::NEG_INFINITY
+                }
+            }));
         }
     }
-    Ok(Some(Tensor::from_vec(m, (group * seq, total), &Device::Cpu)?))
+    Ok(Some(Tensor::from_vec(
+        m,
+        (group * seq, total),
+        &Device::Cpu,
+    )?))
 }
 
 impl Backend for CpuBackend {
@@ -291,7 +380,10 @@ impl CpuBackend {
             return Err(EngineError::EmptyPrompt);
         }
         if before + tokens.len() > self.max_positions() {
-            return Err(EngineError::ContextFull { needed: before + tokens.len(), max: self.max_positions() });
+            return Err(EngineError::ContextFull {
+                needed: before + tokens.len(),
+                max: self.max_positions(),
+            });
         }
         // Long prompts run in slices: attention scores grow with slice × context, and wasm memory
         // never shrinks, so one long prompt would otherwise raise the page's memory for good.
@@ -299,7 +391,9 @@ impl CpuBackend {
         for slice in tokens.chunks(PREFILL_SLICE) {
             logits = self.run_slice(slice).inspect_err(|_| {
                 // A failed step must not leave half-written positions behind.
-                self.layers.iter_mut().for_each(|l| l.cache.truncate(before));
+                self.layers
+                    .iter_mut()
+                    .for_each(|l| l.cache.truncate(before));
             })?;
         }
         Ok(logits)

@@ -78,7 +78,12 @@ impl PendingMatrix {
             GgmlDType::Q8_0 => Pending::Q8_0(vec![BlockQ8_0::zeros(); blocks]),
             _ => Pending::Raw(vec![0u8; blocks * ty.type_size]),
         };
-        Self { ty, n_in, n_out, storage }
+        Self {
+            ty,
+            n_in,
+            n_out,
+            storage,
+        }
     }
 
     /// Where the tensor's encoded bytes go; exactly its size.
@@ -92,29 +97,54 @@ impl PendingMatrix {
     }
 
     pub fn finish(self) -> candle_core::Result<QMatrix> {
-        let Self { ty, n_in, n_out, storage } = self;
+        let Self {
+            ty,
+            n_in,
+            n_out,
+            storage,
+        } = self;
         let blocks = match storage {
             Pending::Q4_0(v) => Blocks::Q4_0(v),
             Pending::Q5_0(v) => Blocks::Q5_0(v),
             Pending::Q8_0(v) => Blocks::Q8_0(v),
-            Pending::Raw(raw) if matches!(ty.dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) => {
+            Pending::Raw(raw)
+                if matches!(ty.dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) =>
+            {
                 Blocks::Dense(widen(ty, &raw))
             }
             Pending::Raw(raw) => {
-                let q = candle_core::quantized::ggml_file::qtensor_from_ggml(ty.dtype, &raw, vec![n_out, n_in], &Device::Cpu)?;
+                let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
+                    ty.dtype,
+                    &raw,
+                    vec![n_out, n_in],
+                    &Device::Cpu,
+                )?;
                 let q = Arc::new(q);
                 Blocks::Candle(q.clone(), QMatMul::from_arc(q)?)
             }
         };
-        Ok(QMatrix { n_in, n_out, blocks })
+        Ok(QMatrix {
+            n_in,
+            n_out,
+            blocks,
+        })
     }
 }
 
 fn widen(ty: TensorType, raw: &[u8]) -> Vec<f32> {
     match ty.dtype {
-        GgmlDType::F16 => raw.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        GgmlDType::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        _ => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        GgmlDType::F16 => raw
+            .chunks_exact(2)
+            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        GgmlDType::BF16 => raw
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
     }
 }
 
@@ -152,7 +182,8 @@ impl QMatrix {
                 columns(m, self.n_out, |j0, j1, out| {
                     for j in j0..j1 {
                         for i in 0..m {
-                            out[(j - j0) * m + i] = dot_f32(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]);
+                            out[(j - j0) * m + i] =
+                                dot_f32(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]);
                         }
                     }
                 })
@@ -195,7 +226,12 @@ pub(super) struct Activations<'a> {
 impl<'a> Activations<'a> {
     /// `x` holds `m` rows.
     pub fn new(x: &'a [f32], m: usize) -> Self {
-        Self { x, m, q8_0: std::cell::OnceCell::new(), exact: false }
+        Self {
+            x,
+            m,
+            q8_0: std::cell::OnceCell::new(),
+            exact: false,
+        }
     }
 
     pub fn exact(mut self, on: bool) -> Self {
@@ -210,7 +246,9 @@ impl<'a> Activations<'a> {
         }
         let q = self.q8_0.get_or_init(|| quantize_rows(self.x, self.m, k));
         // SAFETY: V is BlockQ8_0 here (same DTYPE, one block type per DTYPE).
-        std::borrow::Cow::Borrowed(unsafe { std::slice::from_raw_parts(q.as_ptr() as *const V, q.len()) })
+        std::borrow::Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(q.as_ptr() as *const V, q.len())
+        })
     }
 }
 
@@ -220,13 +258,16 @@ fn matmul<T: GgmlType>(w: &[T], a: &Activations, k: usize, n: usize) -> Vec<f32>
     let xq = a.quantized::<T::VecDotType>(k);
     #[cfg(target_arch = "x86_64")]
     if let Some(format) = x86::format_for(T::DTYPE) {
-        return columns(m, n, |j0, j1, out| tiles(format, bytes_of(w), bytes_of(&xq), m, kb, j0, j1, out));
+        return columns(m, n, |j0, j1, out| {
+            tiles(format, bytes_of(w), bytes_of(&xq), m, kb, j0, j1, out)
+        });
     }
     let xb = k / <T::VecDotType as GgmlType>::BLCK_SIZE;
     columns(m, n, |j0, j1, out| {
         for j in j0..j1 {
             for i in 0..m {
-                out[(j - j0) * m + i] = T::vec_dot(k, &w[j * kb..(j + 1) * kb], &xq[i * xb..(i + 1) * xb]);
+                out[(j - j0) * m + i] =
+                    T::vec_dot(k, &w[j * kb..(j + 1) * kb], &xq[i * xb..(i + 1) * xb]);
             }
         }
     })
@@ -242,7 +283,16 @@ fn bytes_of<T>(v: &[T]) -> &[u8] {
 /// activation rows at a time, then the leftovers.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-fn tiles(format: x86::Format, w: &[u8], x: &[u8], m: usize, kb: usize, j0: usize, j1: usize, out: &mut [f32]) {
+fn tiles(
+    format: x86::Format,
+    w: &[u8],
+    x: &[u8],
+    m: usize,
+    kb: usize,
+    j0: usize,
+    j1: usize,
+    out: &mut [f32],
+) {
     let wb = kb * format.block_bytes();
     let xb = kb * x86::Q8_0_BYTES;
     let row = |j: usize| &w[j * wb..(j + 1) * wb];
@@ -251,7 +301,16 @@ fn tiles(format: x86::Format, w: &[u8], x: &[u8], m: usize, kb: usize, j0: usize
     if m == 1 {
         // Decode: one activation row; eight weight rows per pass share its loads.
         while j + 8 <= j1 {
-            let ws = [row(j), row(j + 1), row(j + 2), row(j + 3), row(j + 4), row(j + 5), row(j + 6), row(j + 7)];
+            let ws = [
+                row(j),
+                row(j + 1),
+                row(j + 2),
+                row(j + 3),
+                row(j + 4),
+                row(j + 5),
+                row(j + 6),
+                row(j + 7),
+            ];
             // SAFETY: format_for checked the CPU; rows hold kb blocks.
             let t = unsafe { x86::tile::<8, 1>(format, ws, [act(0)], kb) };
             out[j - j0..j - j0 + 8].copy_from_slice(&t[0]);
@@ -269,7 +328,9 @@ fn tiles(format: x86::Format, w: &[u8], x: &[u8], m: usize, kb: usize, j0: usize
             let mut i = 0;
             // SAFETY (all tile calls): format_for checked the CPU; rows hold kb blocks.
             while i + 4 <= m {
-                let t = unsafe { x86::tile::<4, 4>(format, ws, [act(i), act(i + 1), act(i + 2), act(i + 3)], kb) };
+                let t = unsafe {
+                    x86::tile::<4, 4>(format, ws, [act(i), act(i + 1), act(i + 2), act(i + 3)], kb)
+                };
                 t.iter().enumerate().for_each(|(a, v)| put(i, a, v));
                 i += 4;
             }
@@ -282,7 +343,8 @@ fn tiles(format: x86::Format, w: &[u8], x: &[u8], m: usize, kb: usize, j0: usize
         } else {
             for i in 0..m {
                 // SAFETY: as above.
-                out[(j - j0) * m + i] = unsafe { x86::tile::<1, 1>(format, [row(j)], [act(i)], kb) }[0][0];
+                out[(j - j0) * m + i] =
+                    unsafe { x86::tile::<1, 1>(format, [row(j)], [act(i)], kb) }[0][0];
             }
             j += 1;
         }
@@ -330,7 +392,9 @@ fn quantize_rows<V: GgmlType>(x: &[f32], m: usize, k: usize) -> Vec<V> {
     match V::DTYPE {
         GgmlDType::Q8_0 => {
             // SAFETY: V is BlockQ8_0 here: repr(C) { d: f16, qs: [i8; 32] }, 34 bytes.
-            let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len() * 34) };
+            let bytes = unsafe {
+                std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len() * 34)
+            };
             for (xs, b) in x.chunks_exact(32).zip(bytes.chunks_exact_mut(34)) {
                 let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
                 let d = amax / 127.0;
@@ -388,18 +452,38 @@ mod against_candle {
         let (k, n) = (512usize, 96usize);
         let mut rng = crate::rng::SeededRng::new(9);
         let w: Vec<f32> = (0..k * n).map(|_| rng.next_normal() * 0.05).collect();
-        for ty in [TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::Q5_0] {
+        for ty in [
+            TensorType::Q4_0,
+            TensorType::Q8_0,
+            TensorType::Q4_K,
+            TensorType::Q6_K,
+            TensorType::Q5_0,
+        ] {
             let wt = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&wt, ty.dtype).unwrap();
             let data = q.data().unwrap();
-            let ours = { let mut p = PendingMatrix::new(ty, k, n); p.bytes_mut().copy_from_slice(&data); p.finish().unwrap() };
+            let ours = {
+                let mut p = PendingMatrix::new(ty, k, n);
+                p.bytes_mut().copy_from_slice(&data);
+                p.finish().unwrap()
+            };
             let theirs = QMatMul::from_qtensor(q).unwrap();
             for m in [1usize, 12] {
                 let x: Vec<f32> = (0..m * k).map(|_| rng.next_normal()).collect();
                 let a = ours.forward(&Activations::new(&x, m)).unwrap();
                 let xt = Tensor::from_vec(x, (m, k), &Device::Cpu).unwrap();
-                let b = theirs.forward(&xt).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                let err = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+                let b = theirs
+                    .forward(&xt)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                let err = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(p, q)| (p - q).abs())
+                    .fold(0f32, f32::max);
                 assert!(err < 0.05, "{} m={m}: max diff {err}", ty.name);
             }
         }
@@ -419,21 +503,38 @@ mod exact {
         let (k, n) = (512usize, 64usize);
         let mut rng = crate::rng::SeededRng::new(5);
         // One row (decode: the 8-row tiles) and sixteen (prefill: the 4×4 tiles).
-        for (ty, m) in [TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K]
-            .into_iter()
-            .flat_map(|t| [(t, 1usize), (t, 16)])
+        for (ty, m) in [
+            TensorType::Q4_0,
+            TensorType::Q5_0,
+            TensorType::Q8_0,
+            TensorType::Q4_K,
+            TensorType::Q6_K,
+        ]
+        .into_iter()
+        .flat_map(|t| [(t, 1usize), (t, 16)])
         {
             let w: Vec<f32> = (0..k * n).map(|_| rng.next_normal() * 0.05).collect();
             let wt = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&wt, ty.dtype).unwrap();
-            let wd = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let wd = q
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let data = q.data().unwrap();
-            let ours = { let mut p = PendingMatrix::new(ty, k, n); p.bytes_mut().copy_from_slice(&data); p.finish().unwrap() };
+            let ours = {
+                let mut p = PendingMatrix::new(ty, k, n);
+                p.bytes_mut().copy_from_slice(&data);
+                p.finish().unwrap()
+            };
             let x: Vec<f32> = (0..m * k).map(|_| rng.next_normal() * 3.0).collect();
             let got = ours.forward(&Activations::new(&x, m)).unwrap();
             let xd: Vec<f32> = match ty.dtype {
                 GgmlDType::Q4K | GgmlDType::Q6K => {
-                    let xq: Vec<candle_core::quantized::k_quants::BlockQ8K> = quantize_rows(&x, m, k);  // candle's Q8_K rounding
+                    let xq: Vec<candle_core::quantized::k_quants::BlockQ8K> =
+                        quantize_rows(&x, m, k); // candle's Q8_K rounding
                     let mut v = vec![0f32; m * k];
                     candle_core::quantized::k_quants::BlockQ8K::to_float(&xq, &mut v);
                     v
@@ -448,7 +549,9 @@ mod exact {
             let mut worst = 0f64;
             for i in 0..m {
                 for j in 0..n {
-                    let e: f64 = (0..k).map(|t| xd[i * k + t] as f64 * wd[j * k + t] as f64).sum();
+                    let e: f64 = (0..k)
+                        .map(|t| xd[i * k + t] as f64 * wd[j * k + t] as f64)
+                        .sum();
                     worst = worst.max((e - got[i * n + j] as f64).abs());
                 }
             }

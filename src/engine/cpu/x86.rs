@@ -17,14 +17,20 @@ pub(super) const Q8_0_BYTES: usize = 34;
 fn vnni() -> bool {
     use std::sync::OnceLock;
     static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl"))
+    *OK.get_or_init(|| {
+        is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+    })
 }
 
 /// Whether this CPU runs the kernels here.
 pub(super) fn available() -> bool {
     use std::sync::OnceLock;
     static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c"))
+    *OK.get_or_init(|| {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    })
 }
 
 /// The tile format for weights of `dtype`, when this CPU can run it.
@@ -90,7 +96,11 @@ pub(super) unsafe fn tile<const R: usize, const A: usize>(
 /// uses |w| and x with w's sign.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 #[inline]
-unsafe fn tile_vnni<const R: usize, const A: usize, const F: u8>(w: [&[u8]; R], x: [&[u8]; A], kb: usize) -> [[f32; R]; A] {
+unsafe fn tile_vnni<const R: usize, const A: usize, const F: u8>(
+    w: [&[u8]; R],
+    x: [&[u8]; A],
+    kb: usize,
+) -> [[f32; R]; A] {
     let mut acc = [[_mm256_setzero_ps(); R]; A];
     let zero = _mm256_setzero_si256();
     let offset = _mm256_set1_epi8(if F == Q5 { 16 } else { 8 });
@@ -106,9 +116,17 @@ unsafe fn tile_vnni<const R: usize, const A: usize, const F: u8>(w: [&[u8]; R], 
             let (wd, q) = weights::<F>(w[r], b);
             let uq = if F == Q8 { _mm256_abs_epi8(q) } else { q };
             for a in 0..A {
-                let sx = if F == Q8 { _mm256_sign_epi8(xq[a], q) } else { xq[a] };
+                let sx = if F == Q8 {
+                    _mm256_sign_epi8(xq[a], q)
+                } else {
+                    xq[a]
+                };
                 let dot = _mm256_dpbusd_epi32(start[a], uq, sx);
-                acc[a][r] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[a]), _mm256_cvtepi32_ps(dot), acc[a][r]);
+                acc[a][r] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(wd * xd[a]),
+                    _mm256_cvtepi32_ps(dot),
+                    acc[a][r],
+                );
             }
         }
     }
@@ -118,7 +136,11 @@ unsafe fn tile_vnni<const R: usize, const A: usize, const F: u8>(w: [&[u8]; R], 
 /// The tile with AVX2 alone: signed × signed bytes through `maddubs` as |w| × (x with w's sign).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(w: [&[u8]; R], x: [&[u8]; A], kb: usize) -> [[f32; R]; A] {
+unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(
+    w: [&[u8]; R],
+    x: [&[u8]; A],
+    kb: usize,
+) -> [[f32; R]; A] {
     let mut acc = [[_mm256_setzero_ps(); R]; A];
     let offset = _mm256_set1_epi8(if F == Q5 { 16 } else { 8 });
     let ones = _mm256_set1_epi16(1);
@@ -129,12 +151,20 @@ unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(w: [&[u8]; R], x:
         }
         for r in 0..R {
             let (wd, q) = weights::<F>(w[r], b);
-            let q = if F == Q8 { q } else { _mm256_sub_epi8(q, offset) };
+            let q = if F == Q8 {
+                q
+            } else {
+                _mm256_sub_epi8(q, offset)
+            };
             let aw = _mm256_sign_epi8(q, q);
             for a in 0..A {
                 let sx = _mm256_sign_epi8(xq[a], q);
                 let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
-                acc[a][r] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[a]), _mm256_cvtepi32_ps(dot), acc[a][r]);
+                acc[a][r] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(wd * xd[a]),
+                    _mm256_cvtepi32_ps(dot),
+                    acc[a][r],
+                );
             }
         }
     }
@@ -146,7 +176,10 @@ unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(w: [&[u8]; R], x:
 #[inline]
 unsafe fn activation(x: &[u8], b: usize) -> (f32, __m256i) {
     let p = x.as_ptr().add(b * Q8_0_BYTES);
-    (half_to_f32(u16::from_le_bytes([*p, *p.add(1)])), _mm256_loadu_si256(p.add(2) as *const __m256i))
+    (
+        half_to_f32(u16::from_le_bytes([*p, *p.add(1)])),
+        _mm256_loadu_si256(p.add(2) as *const __m256i),
+    )
 }
 
 /// Block `b` of a weight row: scale and 32 quants, unsigned for Q4_0 (0..15) and Q5_0 (0..31),
@@ -154,16 +187,27 @@ unsafe fn activation(x: &[u8], b: usize) -> (f32, __m256i) {
 #[target_feature(enable = "avx2,f16c")]
 #[inline]
 unsafe fn weights<const F: u8>(w: &[u8], b: usize) -> (f32, __m256i) {
-    let p = w.as_ptr().add(b * [Q4_0_BYTES, Q5_0_BYTES, Q8_0_BYTES][F as usize]);
+    let p = w
+        .as_ptr()
+        .add(b * [Q4_0_BYTES, Q5_0_BYTES, Q8_0_BYTES][F as usize]);
     let d = half_to_f32(u16::from_le_bytes([*p, *p.add(1)]));
     if F == Q8 {
         return (d, _mm256_loadu_si256(p.add(2) as *const __m256i));
     }
     // 16 bytes of nibbles: low nibbles are values 0..16, high nibbles 16..32.
     let raw = _mm_loadu_si128(p.add(if F == Q5 { 6 } else { 2 }) as *const __m128i);
-    let q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0f));
+    let q = _mm256_and_si256(
+        _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw),
+        _mm256_set1_epi8(0x0f),
+    );
     if F == Q5 {
-        return (d, _mm256_or_si256(q, _mm256_and_si256(bits_to_bytes(p.add(2)), _mm256_set1_epi8(0x10))));
+        return (
+            d,
+            _mm256_or_si256(
+                q,
+                _mm256_and_si256(bits_to_bytes(p.add(2)), _mm256_set1_epi8(0x10)),
+            ),
+        );
     }
     (d, q)
 }
@@ -187,7 +231,12 @@ unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
     let bits = i32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)]);
     let spread = _mm256_shuffle_epi8(
         _mm256_set1_epi32(bits),
-        _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0),
+        _mm256_set_epi64x(
+            0x0303030303030303,
+            0x0202020202020202,
+            0x0101010101010101,
+            0,
+        ),
     );
     let probe = _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
     _mm256_cmpeq_epi8(probe, _mm256_set1_epi64x(-1))
@@ -216,7 +265,9 @@ mod tests {
     fn row(rng: &mut SeededRng, kb: usize, f: Format) -> Vec<u8> {
         let mut out = Vec::new();
         for _ in 0..kb {
-            out.extend_from_slice(&half::f16::from_f32(0.005 + rng.next_f32() * 0.01).to_le_bytes());
+            out.extend_from_slice(
+                &half::f16::from_f32(0.005 + rng.next_f32() * 0.01).to_le_bytes(),
+            );
             match f {
                 Format::Q8_0 => {
                     // Q8_0 quants are in -127..=127 (the quantizer never makes -128).
@@ -234,7 +285,8 @@ mod tests {
         let mut sum = 0f32;
         for b in 0..kb {
             let (wp, xp) = (&w[b * wb..], &x[b * Q8_0_BYTES..]);
-            let d = half::f16::from_le_bytes([wp[0], wp[1]]).to_f32() * half::f16::from_le_bytes([xp[0], xp[1]]).to_f32();
+            let d = half::f16::from_le_bytes([wp[0], wp[1]]).to_f32()
+                * half::f16::from_le_bytes([xp[0], xp[1]]).to_f32();
             let mut dot = 0i32;
             for i in 0..32 {
                 let wq = match f {
@@ -279,7 +331,11 @@ mod tests {
             for a in 0..4 {
                 for r in 0..4 {
                     let want = reference(w[r], x[a], kb, f);
-                    assert!((avx2[a][r] - want).abs() <= 1e-4 * want.abs().max(1.0), "avx2 {} {a},{r}", f.block_bytes());
+                    assert!(
+                        (avx2[a][r] - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "avx2 {} {a},{r}",
+                        f.block_bytes()
+                    );
                 }
             }
             if vnni() {
@@ -292,7 +348,11 @@ mod tests {
                 };
                 for a in 0..4 {
                     for r in 0..4 {
-                        assert!((v[a][r] - avx2[a][r]).abs() <= 1e-5 * avx2[a][r].abs().max(1.0), "vnni {} {a},{r}", f.block_bytes());
+                        assert!(
+                            (v[a][r] - avx2[a][r]).abs() <= 1e-5 * avx2[a][r].abs().max(1.0),
+                            "vnni {} {a},{r}",
+                            f.block_bytes()
+                        );
                     }
                 }
             }

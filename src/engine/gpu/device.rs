@@ -30,7 +30,11 @@ pub struct Wanted {
 
 impl Default for Wanted {
     fn default() -> Self {
-        Self { f16: true, subgroups: true, binding: u64::MAX }
+        Self {
+            f16: true,
+            subgroups: true,
+            binding: u64::MAX,
+        }
     }
 }
 
@@ -56,10 +60,16 @@ impl Gpu {
         #[cfg(not(target_arch = "wasm32"))]
         let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         #[cfg(target_arch = "wasm32")]
-        let desc = wgpu::InstanceDescriptor { backends: wgpu::Backends::BROWSER_WEBGPU, ..wgpu::InstanceDescriptor::new_without_display_handle() };
+        let desc = wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::BROWSER_WEBGPU,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        };
         let instance = wgpu::Instance::new(desc);
         let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
             .await
             .map_err(|e| GpuError::Unavailable(e.to_string()))?;
         let offered = adapter.features();
@@ -68,7 +78,10 @@ impl Gpu {
             features |= wgpu::Features::SHADER_F16;
         }
         // wgpu does not request subgroups from browsers (gfx-rs/wgpu#10146), so this stays off there.
-        if wanted.subgroups && offered.contains(wgpu::Features::SUBGROUP) && !cfg!(target_arch = "wasm32") {
+        if wanted.subgroups
+            && offered.contains(wgpu::Features::SUBGROUP)
+            && !cfg!(target_arch = "wasm32")
+        {
             features |= wgpu::Features::SUBGROUP;
         }
         let top = adapter.limits();
@@ -125,7 +138,11 @@ impl Gpu {
 
     /// The same device with fewer features (tests run every kernel with and without them).
     pub fn with_caps(&self, f16: bool, subgroups: bool) -> Caps {
-        Caps { f16: self.caps.f16 && f16, subgroups: self.caps.subgroups && subgroups, ..self.caps }
+        Caps {
+            f16: self.caps.f16 && f16,
+            subgroups: self.caps.subgroups && subgroups,
+            ..self.caps
+        }
     }
 
     /// Loses the device on purpose, as a driver reset would (tests of the CPU fallback).
@@ -150,15 +167,26 @@ impl Gpu {
     pub async fn read(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
         self.check()?;
         let (tx, rx) = oneshot();
-        staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+        staging
+            .slice(..bytes)
+            .map_async(wgpu::MapMode::Read, move |r| tx.send(r));
         #[cfg(not(target_arch = "wasm32"))]
         if let Err(e) = self.device.poll(wgpu::PollType::wait_indefinitely()) {
-            return Err(self.failure().unwrap_or(GpuError::DeviceLost(e.to_string())));
+            return Err(self
+                .failure()
+                .unwrap_or(GpuError::DeviceLost(e.to_string())));
         }
         let mapped = rx.await;
         self.check()?;
-        mapped.map_err(|e| self.failure().unwrap_or(GpuError::DeviceLost(e.to_string())))?;
-        let out = staging.slice(..bytes).get_mapped_range().map_err(|e| GpuError::Validation(e.to_string()))?.to_vec();
+        mapped.map_err(|e| {
+            self.failure()
+                .unwrap_or(GpuError::DeviceLost(e.to_string()))
+        })?;
+        let out = staging
+            .slice(..bytes)
+            .get_mapped_range()
+            .map_err(|e| GpuError::Validation(e.to_string()))?
+            .to_vec();
         staging.unmap();
         Ok(out)
     }
@@ -175,7 +203,10 @@ struct Receiver<T>(Arc<Mutex<Slot<T>>>);
 /// A one-value channel: the map callback may run on another thread natively, or later from
 /// the browser's event loop.
 fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
-    let slot = Arc::new(Mutex::new(Slot { value: None, waker: None }));
+    let slot = Arc::new(Mutex::new(Slot {
+        value: None,
+        waker: None,
+    }));
     (Sender(slot.clone()), Receiver(slot))
 }
 
@@ -193,7 +224,10 @@ impl<T> Sender<T> {
 impl<T> Future for Receiver<T> {
     type Output = T;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let mut s = self.0.lock().expect("the sender never panics while holding the slot");
+        let mut s = self
+            .0
+            .lock()
+            .expect("the sender never panics while holding the slot");
         match s.value.take() {
             Some(v) => Poll::Ready(v),
             None => {

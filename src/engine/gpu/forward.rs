@@ -9,7 +9,7 @@ use super::kernels::matmul::{dims, select_kernel};
 use super::kernels::norm::{self, RmsNorm};
 use super::kernels::rope::{self, Rope};
 use super::kernels::sample::{Sample, MAX_SEEN};
-use super::kernels::{storage, storage_init, uniform, f32_bytes, Groups, Kernel, Op, Pool};
+use super::kernels::{f32_bytes, storage, storage_init, uniform, Groups, Kernel, Op, Pool};
 use super::weights::GpuMatrix;
 use super::{Gpu, Weights};
 use crate::gguf::ModelConfig;
@@ -63,7 +63,15 @@ impl Builder<'_> {
 
     /// y = x · Wᵀ (y += with `residual`; x = silu(x) × up with `up`), one op per part;
     /// `fixed` rows (0: the step's).
-    fn matmul(&self, ops: &mut Vec<Op>, w: &GpuMatrix, [x, y]: [&wgpu::Buffer; 2], up: Option<&wgpu::Buffer>, residual: bool, fixed: u32) {
+    fn matmul(
+        &self,
+        ops: &mut Vec<Op>,
+        w: &GpuMatrix,
+        [x, y]: [&wgpu::Buffer; 2],
+        up: Option<&wgpu::Buffer>,
+        residual: bool,
+        fixed: u32,
+    ) {
         let caps = self.gpu.caps;
         for p in &w.parts {
             let d = self.uniform(&dims(w.n_in, p.rows, p.row0, w.n_out, fixed, residual));
@@ -73,64 +81,157 @@ impl Builder<'_> {
             let one = select_kernel(w.format, 1, caps, gated);
             let rows = p.rows as u32;
             if fixed == 1 {
-                ops.push(Op::new(self.pool, &one, &buffers, Groups::MatMul { rows, tile: 1, fixed }));
+                ops.push(Op::new(
+                    self.pool,
+                    &one,
+                    &buffers,
+                    Groups::MatMul {
+                        rows,
+                        tile: 1,
+                        fixed,
+                    },
+                ));
             } else {
                 let tiled = select_kernel(w.format, 2, caps, gated);
                 ops.push(Op::pair(
                     self.pool,
-                    (&one, Groups::MatMul { rows, tile: one.tile, fixed }),
-                    (&tiled, Groups::MatMul { rows, tile: tiled.tile, fixed }),
+                    (
+                        &one,
+                        Groups::MatMul {
+                            rows,
+                            tile: one.tile,
+                            fixed,
+                        },
+                    ),
+                    (
+                        &tiled,
+                        Groups::MatMul {
+                            rows,
+                            tile: tiled.tile,
+                            fixed,
+                        },
+                    ),
                     &buffers,
                 ));
             }
         }
     }
 
-    fn norm(&self, [src, dst, weight]: [&wgpu::Buffer; 3], width: usize, per_token: usize, fixed: u32, eps: f64) -> Op {
+    fn norm(
+        &self,
+        [src, dst, weight]: [&wgpu::Buffer; 3],
+        width: usize,
+        per_token: usize,
+        fixed: u32,
+        eps: f64,
+    ) -> Op {
         let n = self.uniform(&norm::params(width, per_token, fixed, eps));
         let groups = match fixed {
-            0 => Groups::PerToken { per_token: per_token as u32, y: 1 },
+            0 => Groups::PerToken {
+                per_token: per_token as u32,
+                y: 1,
+            },
             rows => Groups::Fixed([rows, 1, 1]),
         };
-        Op::new(self.pool, &RmsNorm, &[src, dst, weight, &n, self.step], groups)
+        Op::new(
+            self.pool,
+            &RmsNorm,
+            &[src, dst, weight, &n, self.step],
+            groups,
+        )
     }
 
     /// y += b for each token's row of `width`.
     fn bias(&self, y: &wgpu::Buffer, b: &wgpu::Buffer, width: usize) -> Op {
         let shape = self.uniform(&[width as u32, width as u32, 0]);
-        Op::new(self.pool, &Add, &[y, b, &shape, self.step], Groups::Values { width: width as u32, fixed: 0 })
+        Op::new(
+            self.pool,
+            &Add,
+            &[y, b, &shape, self.step],
+            Groups::Values {
+                width: width as u32,
+                fixed: 0,
+            },
+        )
     }
 }
 
 impl Plan {
-    pub fn build(gpu: &Gpu, pool: &Pool, c: &ModelConfig, w: &Weights, slice: usize, capacity: usize) -> Self {
+    pub fn build(
+        gpu: &Gpu,
+        pool: &Pool,
+        c: &ModelConfig,
+        w: &Weights,
+        slice: usize,
+        capacity: usize,
+    ) -> Self {
         let (e, hd, f, v) = (c.n_embd, c.head_dim, c.n_ff, c.vocab_size);
         let (qd, kvd) = (c.n_head * hd, c.n_head_kv * hd);
         let step = uniform(&gpu.device, &[0, 0]);
-        let mut b = Builder { gpu, pool, step: &step, bytes: 0 };
+        let mut b = Builder {
+            gpu,
+            pool,
+            step: &step,
+            bytes: 0,
+        };
         let ids = b.buffer(slice, "ids");
         let x = b.buffer(slice * e, "x");
         let h = b.buffer(slice * e, "h");
-        let (qa, ka, va) = (b.buffer(slice * qd, "qa"), b.buffer(slice * kvd, "ka"), b.buffer(slice * kvd, "va"));
+        let (qa, ka, va) = (
+            b.buffer(slice * qd, "qa"),
+            b.buffer(slice * kvd, "ka"),
+            b.buffer(slice * kvd, "va"),
+        );
         let (qn, kn) = (b.buffer(slice * qd, "qn"), b.buffer(slice * kvd, "kn"));
         let q = b.buffer(slice * qd, "q");
         let att = b.buffer(slice * qd, "att");
         let (gate, up) = (b.buffer(slice * f, "gate"), b.buffer(slice * f, "up"));
-        let scores = b.buffer(attention::scratch_bytes(c.n_head, slice, capacity) as usize / 4, "scores");
-        let (last, last_h, logits) = (b.buffer(e, "last"), b.buffer(e, "last_h"), b.buffer(v, "logits"));
+        let scores = b.buffer(
+            attention::scratch_bytes(c.n_head, slice, capacity) as usize / 4,
+            "scores",
+        );
+        let (last, last_h, logits) = (
+            b.buffer(e, "last"),
+            b.buffer(e, "last_h"),
+            b.buffer(v, "logits"),
+        );
         let table = rope::table(hd, c.rope_theta, w.rope_factors.as_deref(), capacity);
         b.bytes += (table.len() * 4) as u64;
         let table = storage_init(&gpu.device, &f32_bytes(&table), "rope table");
 
         let mut body = Vec::new();
-        let embed = Embed { format: w.embed.format, caps: gpu.caps };
+        let embed = Embed {
+            format: w.embed.format,
+            caps: gpu.caps,
+        };
         for p in &w.embed.parts {
             let d = b.uniform(&dims(e, p.rows, p.row0, e, 0, false));
-            body.push(Op::new(pool, &embed, &[&p.quants, &p.scales, &ids, &x, &d, &step], Groups::TokensInY((e as u32 / 4).div_ceil(64))));
+            body.push(Op::new(
+                pool,
+                &embed,
+                &[&p.quants, &p.scales, &ids, &x, &d, &step],
+                Groups::TokensInY((e as u32 / 4).div_ceil(64)),
+            ));
         }
-        let rope_q = b.uniform(&rope::params(c.n_head, hd, !c.arch.interleaved_rope(), capacity));
-        let rope_k = b.uniform(&rope::params(c.n_head_kv, hd, !c.arch.interleaved_rope(), capacity));
-        let att_params = b.uniform(&attention::params(c.n_head, c.n_head_kv, hd, capacity, slice));
+        let rope_q = b.uniform(&rope::params(
+            c.n_head,
+            hd,
+            !c.arch.interleaved_rope(),
+            capacity,
+        ));
+        let rope_k = b.uniform(&rope::params(
+            c.n_head_kv,
+            hd,
+            !c.arch.interleaved_rope(),
+            capacity,
+        ));
+        let att_params = b.uniform(&attention::params(
+            c.n_head,
+            c.n_head_kv,
+            hd,
+            capacity,
+            slice,
+        ));
         let pairs = (hd as u32 / 2).div_ceil(32);
         for l in &w.layers {
             body.push(b.norm([&x, &h, &l.attn_norm], e, 1, 0, c.rms_eps));
@@ -150,9 +251,32 @@ impl Plan {
                 }
                 None => (&qa, &ka),
             };
-            body.push(Op::new(pool, &Rope::Queries, &[qs, &q, &table, &rope_q, &step], Groups::TokensInZ([pairs, c.n_head as u32])));
-            body.push(Op::new(pool, &Rope::Store, &[ks, &l.k_cache, &table, &rope_k, &step, &va, &l.v_cache], Groups::TokensInZ([pairs, c.n_head_kv as u32])));
-            body.push(Op::new(pool, &Attention, &[&q, &l.k_cache, &l.v_cache, &scores, &att, &att_params, &step], Groups::TokensInY(c.n_head as u32)));
+            body.push(Op::new(
+                pool,
+                &Rope::Queries,
+                &[qs, &q, &table, &rope_q, &step],
+                Groups::TokensInZ([pairs, c.n_head as u32]),
+            ));
+            body.push(Op::new(
+                pool,
+                &Rope::Store,
+                &[ks, &l.k_cache, &table, &rope_k, &step, &va, &l.v_cache],
+                Groups::TokensInZ([pairs, c.n_head_kv as u32]),
+            ));
+            body.push(Op::new(
+                pool,
+                &Attention,
+                &[
+                    &q,
+                    &l.k_cache,
+                    &l.v_cache,
+                    &scores,
+                    &att,
+                    &att_params,
+                    &step,
+                ],
+                Groups::TokensInY(c.n_head as u32),
+            ));
             // Residuals are added by the projections themselves, and the FFN's gating is read
             // by the down projection: no dispatch of their own.
             b.matmul(&mut body, &l.wo, [&att, &x], None, true, 0);
@@ -162,7 +286,14 @@ impl Plan {
             b.matmul(&mut body, &l.down, [&gate, &x], Some(&up), true, 0);
         }
         let mut head = vec![b.norm([&last, &last_h, &w.output_norm], e, 1, 1, c.rms_eps)];
-        b.matmul(&mut head, w.output.as_ref().unwrap_or(&w.embed), [&last_h, &logits], None, false, 1);
+        b.matmul(
+            &mut head,
+            w.output.as_ref().unwrap_or(&w.embed),
+            [&last_h, &logits],
+            None,
+            false,
+            1,
+        );
 
         let sample = b.uniform(&[0; 10]);
         let seen = b.buffer(MAX_SEEN * 2, "seen");
@@ -175,8 +306,32 @@ impl Plan {
         });
         let sampling = [&logits, &seen, &picked, &sample];
         let one = |k: &dyn Kernel, g: [u32; 3]| Op::new(pool, k, &sampling, Groups::Fixed(g));
-        let (penalize, argmax, top_k) = (one(&Sample::Penalize, [(MAX_SEEN as u32).div_ceil(64), 1, 1]), one(&Sample::Argmax, [1, 1, 1]), one(&Sample::TopK, [1, 1, 1]));
+        let (penalize, argmax, top_k) = (
+            one(&Sample::Penalize, [(MAX_SEEN as u32).div_ceil(64), 1, 1]),
+            one(&Sample::Argmax, [1, 1, 1]),
+            one(&Sample::TopK, [1, 1, 1]),
+        );
         let bytes = b.bytes;
-        Plan { io: Io { step, ids, x, last, logits, sample, seen, picked, staging }, body, head, penalize, argmax, top_k, slice, capacity, bytes }
+        Plan {
+            io: Io {
+                step,
+                ids,
+                x,
+                last,
+                logits,
+                sample,
+                seen,
+                picked,
+                staging,
+            },
+            body,
+            head,
+            penalize,
+            argmax,
+            top_k,
+            slice,
+            capacity,
+            bytes,
+        }
     }
 }

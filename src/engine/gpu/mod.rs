@@ -35,7 +35,10 @@ pub enum GpuError {
 impl GpuError {
     /// The device failed (as opposed to being absent or refusing the model).
     pub fn is_device_failure(&self) -> bool {
-        matches!(self, GpuError::DeviceLost(_) | GpuError::OutOfMemory(_) | GpuError::Validation(_))
+        matches!(
+            self,
+            GpuError::DeviceLost(_) | GpuError::OutOfMemory(_) | GpuError::Validation(_)
+        )
     }
 }
 
@@ -75,7 +78,11 @@ pub struct GpuOptions {
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        Self { context: 4096, slice: 64, wanted: Wanted::default() }
+        Self {
+            context: 4096,
+            slice: 64,
+            wanted: Wanted::default(),
+        }
     }
 }
 
@@ -107,13 +114,24 @@ impl GpuBackend {
         let largest_matrix = file.tensors().iter().map(|t| t.size * 2).max().unwrap_or(0);
         let scratch = kernels::attention::scratch_bytes(c.n_head, slice, capacity);
         let kv = (c.n_head_kv * capacity * c.head_dim * 4) as u64;
-        let wanted = Wanted { binding: options.wanted.binding.min(largest_matrix.max(scratch).max(kv)), ..options.wanted };
+        let wanted = Wanted {
+            binding: options
+                .wanted
+                .binding
+                .min(largest_matrix.max(scratch).max(kv)),
+            ..options.wanted
+        };
         let gpu = Gpu::open(wanted).await?;
         // Long contexts on small bindings take shorter prompt slices rather than failing.
         let per_token = kernels::attention::scratch_bytes(c.n_head, 1, capacity);
         slice = slice.min((gpu.caps.max_binding / per_token) as usize);
         if slice == 0 || kv > gpu.caps.max_binding {
-            return Err(GpuError::Limits(format!("a {capacity}-position context needs {} bytes in one binding; this GPU binds {}", per_token.max(kv), gpu.caps.max_binding)).into());
+            return Err(GpuError::Limits(format!(
+                "a {capacity}-position context needs {} bytes in one binding; this GPU binds {}",
+                per_token.max(kv),
+                gpu.caps.max_binding
+            ))
+            .into());
         }
         let total: u64 = file.tensors().iter().map(|t| t.size).sum();
         let mut loaded = 0u64;
@@ -126,8 +144,18 @@ impl GpuBackend {
         let (qd, kvd) = (c.n_head * hd, c.n_head_kv * hd);
         macro_rules! matrix {
             ($name:expr, $n_in:expr, $n_out:expr) => {{
-                let info = file.shaped_tensor(AsRef::<str>::as_ref(&$name), &[$n_in as u64, $n_out as u64])?;
-                GpuMatrix::upload(&gpu, store, base + info.offset, info.ty, $n_in, $n_out, &mut count).await?
+                let info = file
+                    .shaped_tensor(AsRef::<str>::as_ref(&$name), &[$n_in as u64, $n_out as u64])?;
+                GpuMatrix::upload(
+                    &gpu,
+                    store,
+                    base + info.offset,
+                    info.ty,
+                    $n_in,
+                    $n_out,
+                    &mut count,
+                )
+                .await?
             }};
         }
         macro_rules! vector {
@@ -142,11 +170,18 @@ impl GpuBackend {
         for i in 0..c.n_layer {
             let n = |s: &str| format!("blk.{i}.{s}");
             let bias = match c.qkv_bias {
-                true => Some((vector!(n("attn_q.bias"), qd), vector!(n("attn_k.bias"), kvd), vector!(n("attn_v.bias"), kvd))),
+                true => Some((
+                    vector!(n("attn_q.bias"), qd),
+                    vector!(n("attn_k.bias"), kvd),
+                    vector!(n("attn_v.bias"), kvd),
+                )),
                 false => None,
             };
             let qk_norm = match c.qk_norm {
-                true => Some((vector!(n("attn_q_norm.weight"), hd), vector!(n("attn_k_norm.weight"), hd))),
+                true => Some((
+                    vector!(n("attn_q_norm.weight"), hd),
+                    vector!(n("attn_k_norm.weight"), hd),
+                )),
                 false => None,
             };
             let cache = |label| kernels::storage(&gpu.device, kv, label);
@@ -175,19 +210,34 @@ impl GpuBackend {
         let rope_factors = match file.tensor_info("rope_freqs.weight") {
             Some(info) => {
                 let mut raw = vec![0u8; info.size as usize];
-                store.read_at(base + info.offset, &mut raw).await.map_err(crate::gguf::GgufError::from)?;
+                store
+                    .read_at(base + info.offset, &mut raw)
+                    .await
+                    .map_err(crate::gguf::GgufError::from)?;
                 Some(weights::widen(info.ty, &raw, hd / 2)?)
             }
             None => None,
         };
         let output_norm = vector!("output_norm.weight", e);
-        let weights = Weights { embed, output, output_norm, layers, rope_factors };
+        let weights = Weights {
+            embed,
+            output,
+            output_norm,
+            layers,
+            rope_factors,
+        };
         let pool = Pool::new(&gpu.device);
         on_progress("compile", 0, 1);
         let plan = Plan::build(&gpu, &pool, &c, &weights, slice, capacity);
         gpu.check()?;
         on_progress("compile", 1, 1);
-        Ok(Self { gpu, config: c, plan, len: 0, weights })
+        Ok(Self {
+            gpu,
+            config: c,
+            plan,
+            len: 0,
+            weights,
+        })
     }
 
     /// The adapter in use and the features the kernels got.
@@ -197,7 +247,16 @@ impl GpuBackend {
 
     /// GPU memory held: weights, and activations, cache and scratch.
     pub fn memory_bytes(&self) -> (u64, u64) {
-        (self.weights.bytes(), self.plan.bytes + (self.config.n_layer * 2 * self.plan.capacity * self.config.n_head_kv * self.config.head_dim * 4) as u64)
+        (
+            self.weights.bytes(),
+            self.plan.bytes
+                + (self.config.n_layer
+                    * 2
+                    * self.plan.capacity
+                    * self.config.n_head_kv
+                    * self.config.head_dim
+                    * 4) as u64,
+        )
     }
 
     /// Weight bytes one decode step reads (for bandwidth figures).
@@ -214,11 +273,20 @@ impl GpuBackend {
         if tokens.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
-        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= self.config.vocab_size) {
-            return Err(EngineError::InvalidToken { token, vocab: self.config.vocab_size });
+        if let Some(&token) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            return Err(EngineError::InvalidToken {
+                token,
+                vocab: self.config.vocab_size,
+            });
         }
         if self.len + tokens.len() > self.plan.capacity {
-            return Err(EngineError::ContextFull { needed: self.len + tokens.len(), max: self.plan.capacity });
+            return Err(EngineError::ContextFull {
+                needed: self.len + tokens.len(),
+                max: self.plan.capacity,
+            });
         }
         Ok(())
     }
@@ -233,7 +301,10 @@ impl GpuBackend {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            self.plan.body.iter().for_each(|op| op.record(&mut pass, seq));
+            self.plan
+                .body
+                .iter()
+                .for_each(|op| op.record(&mut pass, seq));
         }
         if !matches!(read, Readback::Nothing) {
             let row = (self.config.n_embd * 4) as u64;
@@ -242,12 +313,19 @@ impl GpuBackend {
             self.plan.head.iter().for_each(|op| op.record(&mut pass, 1));
             if let Readback::Pick(greedy) = read {
                 self.plan.penalize.record(&mut pass, 1);
-                (if greedy { &self.plan.argmax } else { &self.plan.top_k }).record(&mut pass, 1);
+                (if greedy {
+                    &self.plan.argmax
+                } else {
+                    &self.plan.top_k
+                })
+                .record(&mut pass, 1);
             }
         }
         match read {
             Readback::Nothing => {}
-            Readback::Logits => enc.copy_buffer_to_buffer(&io.logits, 0, &io.staging, 0, io.logits.size()),
+            Readback::Logits => {
+                enc.copy_buffer_to_buffer(&io.logits, 0, &io.staging, 0, io.logits.size())
+            }
             Readback::Pick(_) => enc.copy_buffer_to_buffer(&io.picked, 0, &io.staging, 0, 4),
         }
         q.submit([enc.finish()]);
@@ -259,7 +337,14 @@ impl GpuBackend {
         let before = self.len;
         let slices: Vec<&[u32]> = tokens.chunks(self.plan.slice).collect();
         for (i, s) in slices.iter().enumerate() {
-            self.submit(s, if i + 1 == slices.len() { Readback::Logits } else { Readback::Nothing });
+            self.submit(
+                s,
+                if i + 1 == slices.len() {
+                    Readback::Logits
+                } else {
+                    Readback::Nothing
+                },
+            );
         }
         let bytes = (self.config.vocab_size * 4) as u64;
         match self.gpu.read(&self.plan.io.staging, bytes).await {
@@ -274,9 +359,13 @@ impl GpuBackend {
     async fn run_pick(&mut self, token: u32, pick: &Pick) -> Result<u32, EngineError> {
         self.check_tokens(&[token])?;
         let (uniform, seen) = sample::params(pick, self.config.vocab_size);
-        self.gpu.queue.write_buffer(&self.plan.io.sample, 0, &words_bytes(&uniform));
+        self.gpu
+            .queue
+            .write_buffer(&self.plan.io.sample, 0, &words_bytes(&uniform));
         if !seen.is_empty() {
-            self.gpu.queue.write_buffer(&self.plan.io.seen, 0, &words_bytes(&seen));
+            self.gpu
+                .queue
+                .write_buffer(&self.plan.io.seen, 0, &words_bytes(&seen));
         }
         let before = self.len;
         self.submit(&[token], Readback::Pick(pick.params.temperature <= 0.0));
@@ -303,7 +392,15 @@ impl Weights {
     }
 
     fn layer_bytes(&self) -> u64 {
-        self.layers.iter().map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down].into_iter().map(m_bytes).sum::<u64>()).sum()
+        self.layers
+            .iter()
+            .map(|l| {
+                [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]
+                    .into_iter()
+                    .map(m_bytes)
+                    .sum::<u64>()
+            })
+            .sum()
     }
 
     /// Weight bytes one decode step reads: every layer matrix and the output projection (the
@@ -314,7 +411,10 @@ impl Weights {
 }
 
 fn m_bytes(w: &GpuMatrix) -> u64 {
-    w.parts.iter().map(|p| p.quants.size() + p.scales.size()).sum()
+    w.parts
+        .iter()
+        .map(|p| p.quants.size() + p.scales.size())
+        .sum()
 }
 
 impl Backend for GpuBackend {

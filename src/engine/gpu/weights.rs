@@ -82,7 +82,11 @@ impl Format {
 }
 
 /// Encoded blocks (`ty`'s bytes, whole blocks) → (quant words, scale words).
-pub fn repack(ty: TensorType, raw: &[u8], n_in: usize) -> Result<(Vec<u32>, Vec<u32>), EngineError> {
+pub fn repack(
+    ty: TensorType,
+    raw: &[u8],
+    n_in: usize,
+) -> Result<(Vec<u32>, Vec<u32>), EngineError> {
     let format = Format::of(ty);
     let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     let half = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]) as u32;
@@ -134,12 +138,25 @@ pub fn repack(ty: TensorType, raw: &[u8], n_in: usize) -> Result<(Vec<u32>, Vec<
 pub fn widen(ty: TensorType, raw: &[u8], n_in: usize) -> Result<Vec<f32>, EngineError> {
     Ok(match ty.dtype {
         GgmlDType::F32 => bytes_f32(raw),
-        GgmlDType::F16 => raw.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        GgmlDType::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        GgmlDType::F16 => raw
+            .chunks_exact(2)
+            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        GgmlDType::BF16 => raw
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
         dtype => {
             let rows = raw.len() / ty.type_size * ty.block_size / n_in.max(1);
-            let q = candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, raw, vec![rows, n_in], &candle_core::Device::Cpu)?;
-            q.dequantize(&candle_core::Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?
+            let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
+                dtype,
+                raw,
+                vec![rows, n_in],
+                &candle_core::Device::Cpu,
+            )?;
+            q.dequantize(&candle_core::Device::Cpu)?
+                .flatten_all()?
+                .to_vec1::<f32>()?
         }
     })
 }
@@ -204,42 +221,91 @@ impl GpuMatrix {
             let blocks = rows * n_in / values;
             let quant_bytes = (blocks * words * 4) as u64;
             if quant_bytes > gpu.caps.max_binding {
-                return Err(GpuError::Limits(format!("one row of {n_in} values needs {quant_bytes} bytes, over the binding limit")).into());
+                return Err(GpuError::Limits(format!(
+                    "one row of {n_in} values needs {quant_bytes} bytes, over the binding limit"
+                ))
+                .into());
             }
             let quants = storage(&gpu.device, quant_bytes, "weights");
-            let scales = storage(&gpu.device, (format.scale_words(blocks) * 4) as u64, "scales");
+            let scales = storage(
+                &gpu.device,
+                (format.scale_words(blocks) * 4) as u64,
+                "scales",
+            );
             let mut at = 0;
             while at < rows {
                 let n = piece_rows.min(rows - at);
                 raw.resize(n * src_row, 0);
-                store.read_at(offset + ((row0 + at) * src_row) as u64, &mut raw).await.map_err(GgufError::from)?;
+                store
+                    .read_at(offset + ((row0 + at) * src_row) as u64, &mut raw)
+                    .await
+                    .map_err(GgufError::from)?;
                 let (q, s) = repack(ty, &raw, n_in)?;
                 let first_block = at * n_in / values;
-                gpu.queue.write_buffer(&quants, (first_block * words * 4) as u64, &words_bytes(&q));
+                gpu.queue
+                    .write_buffer(&quants, (first_block * words * 4) as u64, &words_bytes(&q));
                 let scale_at = match format {
                     Format::Dense => 0,
                     _ => format.scale_words(first_block) * 4,
                 };
-                gpu.queue.write_buffer(&scales, scale_at as u64, &words_bytes(&s));
+                gpu.queue
+                    .write_buffer(&scales, scale_at as u64, &words_bytes(&s));
                 on_bytes(raw.len() as u64);
                 at += n;
             }
-            parts.push(Part { row0, rows, quants, scales });
+            parts.push(Part {
+                row0,
+                rows,
+                quants,
+                scales,
+            });
         }
         gpu.check()?;
-        Ok(Self { format, n_in, n_out, parts })
+        Ok(Self {
+            format,
+            n_in,
+            n_out,
+            parts,
+        })
     }
 
     /// A matrix from encoded bytes already in memory (kernel tests).
-    pub fn from_bytes(gpu: &Gpu, ty: TensorType, raw: &[u8], n_in: usize, n_out: usize) -> Result<Self, EngineError> {
+    pub fn from_bytes(
+        gpu: &Gpu,
+        ty: TensorType,
+        raw: &[u8],
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<Self, EngineError> {
         let store = crate::store::MemoryStore::from_bytes(raw, 1 << 20);
-        crate::engine::ready(Self::upload(gpu, &crate::store::Ready(&store), 0, ty, n_in, n_out, &mut |_| {}))
+        crate::engine::ready(Self::upload(
+            gpu,
+            &crate::store::Ready(&store),
+            0,
+            ty,
+            n_in,
+            n_out,
+            &mut |_| {},
+        ))
     }
 }
 
 /// A small f32 vector (norm weights, biases) read whole.
-pub async fn upload_vector<S: AsyncChunkStore>(gpu: &Gpu, store: &S, offset: u64, ty: TensorType, n: usize) -> Result<wgpu::Buffer, EngineError> {
+pub async fn upload_vector<S: AsyncChunkStore>(
+    gpu: &Gpu,
+    store: &S,
+    offset: u64,
+    ty: TensorType,
+    n: usize,
+) -> Result<wgpu::Buffer, EngineError> {
     let mut raw = vec![0u8; n / ty.block_size * ty.type_size];
-    store.read_at(offset, &mut raw).await.map_err(GgufError::from)?;
-    Ok(storage_init(&gpu.device, &f32_bytes(&widen(ty, &raw, n)?), "vector"))
+    store
+        .read_at(offset, &mut raw)
+        .await
+        .map_err(GgufError::from)?;
+    Ok(storage_init(
+        &gpu.device,
+        &f32_bytes(&widen(ty, &raw, n)?),
+        "vector",
+    ))
 }

@@ -20,9 +20,22 @@ impl Kernel for Attention {
 }
 
 /// The `Attention` uniform.
-pub fn params(heads: usize, kv_heads: usize, head_dim: usize, capacity: usize, slice: usize) -> [u32; 6] {
+pub fn params(
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    capacity: usize,
+    slice: usize,
+) -> [u32; 6] {
     let scale = 1.0 / (head_dim as f32).sqrt();
-    [heads as u32, kv_heads as u32, head_dim as u32, capacity as u32, slice as u32, scale.to_bits()]
+    [
+        heads as u32,
+        kv_heads as u32,
+        head_dim as u32,
+        capacity as u32,
+        slice as u32,
+        scale.to_bits(),
+    ]
 }
 
 /// The scratch the score rows need: heads × slice × capacity values.
@@ -34,7 +47,9 @@ pub fn scratch_bytes(heads: usize, slice: usize, capacity: usize) -> u64 {
 mod tests {
     use super::*;
     use crate::engine::gpu::kernels::testing::{self, assert_close, random};
-    use crate::engine::gpu::kernels::{bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool};
+    use crate::engine::gpu::kernels::{
+        bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool,
+    };
 
     /// Against an f64 softmax(q·kᵀ/√d)·v with the causal mask and grouped heads, for a decode
     /// step deep in the cache and for a prompt slice after cached positions. Tolerance 1e-5 of
@@ -42,7 +57,12 @@ mod tests {
     async fn attention_matches_reference() {
         let gpu = testing::gpu().await;
         let pool = Pool::new(&gpu.device);
-        for (heads, kv, hd, start, seq) in [(14usize, 2usize, 64usize, 70usize, 1u32), (4, 2, 64, 3, 9), (6, 6, 32, 0, 5), (2, 1, 128, 130, 2)] {
+        for (heads, kv, hd, start, seq) in [
+            (14usize, 2usize, 64usize, 70usize, 1u32),
+            (4, 2, 64, 3, 9),
+            (6, 6, 32, 0, 5),
+            (2, 1, 128, 130, 2),
+        ] {
             let (cap, slice) = (start + seq as usize + 3, 16usize);
             let q = random(hd as u64, seq as usize * heads * hd, 1.0);
             let kc = random(11, kv * cap * hd, 1.0);
@@ -54,25 +74,50 @@ mod tests {
                     let n = start + i + 1;
                     let qv = &q[(i * heads + h) * hd..][..hd];
                     let s: Vec<f64> = (0..n)
-                        .map(|j| (0..hd).map(|d| qv[d] as f64 * kc[(g * cap + j) * hd + d] as f64).sum::<f64>() / (hd as f64).sqrt())
+                        .map(|j| {
+                            (0..hd)
+                                .map(|d| qv[d] as f64 * kc[(g * cap + j) * hd + d] as f64)
+                                .sum::<f64>()
+                                / (hd as f64).sqrt()
+                        })
                         .collect();
                     let m = s.iter().cloned().fold(f64::MIN, f64::max);
                     let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
                     let total: f64 = e.iter().sum();
                     for d in 0..hd {
-                        let o: f64 = (0..n).map(|j| e[j] * vc[(g * cap + j) * hd + d] as f64).sum();
+                        let o: f64 = (0..n)
+                            .map(|j| e[j] * vc[(g * cap + j) * hd + d] as f64)
+                            .sum();
                         expect[(i * heads + h) * hd + d] = (o / total) as f32;
                     }
                 }
             }
-            let (qb, kb, vb) = (storage_init(&gpu.device, &f32_bytes(&q), "q"), storage_init(&gpu.device, &f32_bytes(&kc), "k"), storage_init(&gpu.device, &f32_bytes(&vc), "v"));
+            let (qb, kb, vb) = (
+                storage_init(&gpu.device, &f32_bytes(&q), "q"),
+                storage_init(&gpu.device, &f32_bytes(&kc), "k"),
+                storage_init(&gpu.device, &f32_bytes(&vc), "v"),
+            );
             let scores = storage(&gpu.device, scratch_bytes(heads, slice, cap), "scores");
             let out = storage(&gpu.device, (expect.len() * 4) as u64, "out");
-            let (pb, step) = (uniform(&gpu.device, &params(heads, kv, hd, cap, slice)), uniform(&gpu.device, &[seq, start as u32]));
-            let op = Op::new(&pool, &Attention, &[&qb, &kb, &vb, &scores, &out, &pb, &step], Groups::TokensInY(heads as u32));
+            let (pb, step) = (
+                uniform(&gpu.device, &params(heads, kv, hd, cap, slice)),
+                uniform(&gpu.device, &[seq, start as u32]),
+            );
+            let op = Op::new(
+                &pool,
+                &Attention,
+                &[&qb, &kb, &vb, &scores, &out, &pb, &step],
+                Groups::TokensInY(heads as u32),
+            );
             let got = bytes_f32(&testing::run(&gpu, &[op], seq, &out).await);
             let scale = vec![1f32; got.len()];
-            assert_close(&got, &expect, &scale, 1e-5, &format!("heads {heads}/{kv} dim {hd} start {start} seq {seq}"));
+            assert_close(
+                &got,
+                &expect,
+                &scale,
+                1e-5,
+                &format!("heads {heads}/{kv} dim {hd} start {start} seq {seq}"),
+            );
         }
     }
     testing::both!(attention_matches_reference);

@@ -28,7 +28,9 @@ impl Kernel for Add {
 mod tests {
     use super::*;
     use crate::engine::gpu::kernels::testing::{self, assert_close, random};
-    use crate::engine::gpu::kernels::{bytes_f32, f32_bytes, storage_init, uniform, Groups, Op, Pool};
+    use crate::engine::gpu::kernels::{
+        bytes_f32, f32_bytes, storage_init, uniform, Groups, Op, Pool,
+    };
 
     /// A bias broadcast over each token's row, over sizes that leave a partial workgroup.
     /// Tolerance 1e-6 of max(|value|, 1).
@@ -38,15 +40,33 @@ mod tests {
         for (width, seq) in [(4864usize, 3u32), (100, 1), (37, 7)] {
             let n = width * seq as usize;
             let (y0, b) = (random(1, n, 3.0), random(2, width, 1.0));
-            let expect: Vec<f32> = y0.iter().enumerate().map(|(i, v)| v + b[i % width]).collect();
+            let expect: Vec<f32> = y0
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v + b[i % width])
+                .collect();
             let step = uniform(&gpu.device, &[seq, 0]);
             let y = storage_init(&gpu.device, &f32_bytes(&y0), "y");
             let bb = storage_init(&gpu.device, &f32_bytes(&b), "b");
             let shape = uniform(&gpu.device, &[width as u32, width as u32, 0]);
-            let op = Op::new(&pool, &Add, &[&y, &bb, &shape, &step], Groups::Values { width: width as u32, fixed: 0 });
+            let op = Op::new(
+                &pool,
+                &Add,
+                &[&y, &bb, &shape, &step],
+                Groups::Values {
+                    width: width as u32,
+                    fixed: 0,
+                },
+            );
             let got = bytes_f32(&testing::run(&gpu, &[op], seq, &y).await);
             let scale: Vec<f32> = expect.iter().map(|v| v.abs().max(1.0)).collect();
-            assert_close(&got, &expect, &scale, 1e-6, &format!("width {width} × {seq}"));
+            assert_close(
+                &got,
+                &expect,
+                &scale,
+                1e-6,
+                &format!("width {width} × {seq}"),
+            );
         }
     }
     testing::both!(bias_add_matches_cpu);

@@ -15,7 +15,12 @@ impl Kernel for Embed {
     }
 
     fn source(&self) -> String {
-        format!("{}{}\n{}", preamble(self.caps), self.format.shader(), include_str!("../../../../shaders/embed.wgsl"))
+        format!(
+            "{}{}\n{}",
+            preamble(self.caps),
+            self.format.shader(),
+            include_str!("../../../../shaders/embed.wgsl")
+        )
     }
 
     fn bindings(&self) -> &'static [Binding] {
@@ -29,7 +34,9 @@ mod tests {
     use super::*;
     use crate::engine::gpu::kernels::matmul::dims;
     use crate::engine::gpu::kernels::testing::{self, assert_close, random};
-    use crate::engine::gpu::kernels::{bytes_f32, storage, storage_init, uniform, words_bytes, Groups, Op, Pool};
+    use crate::engine::gpu::kernels::{
+        bytes_f32, storage, storage_init, uniform, words_bytes, Groups, Op, Pool,
+    };
     use crate::engine::gpu::weights::GpuMatrix;
     use crate::gguf::TensorType;
     use candle_core::quantized::QTensor;
@@ -40,20 +47,49 @@ mod tests {
     async fn embedding_rows_match_dequantized_table() {
         let gpu = testing::gpu().await;
         let pool = Pool::new(&gpu.device);
-        for ty in [TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::F16] {
+        for ty in [
+            TensorType::Q4_0,
+            TensorType::Q5_0,
+            TensorType::Q8_0,
+            TensorType::Q4_K,
+            TensorType::Q6_K,
+            TensorType::F16,
+        ] {
             let (k, n) = (if ty.block_size == 256 { 256 } else { 96 }, 37usize);
             let w = random(ty.type_size as u64, n * k, 0.1);
-            let q = QTensor::quantize(&Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(), ty.dtype).unwrap();
-            let wd = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let q = QTensor::quantize(
+                &Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(),
+                ty.dtype,
+            )
+            .unwrap();
+            let wd = q
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let raw = q.data().unwrap();
             let ids = [36u32, 0, 5, 5, 19, 1, 35];
-            let expect: Vec<f32> = ids.iter().flat_map(|&i| wd[i as usize * k..(i as usize + 1) * k].to_vec()).collect();
+            let expect: Vec<f32> = ids
+                .iter()
+                .flat_map(|&i| wd[i as usize * k..(i as usize + 1) * k].to_vec())
+                .collect();
             for caps in testing::variants(&gpu) {
-                for max_binding in [gpu.caps.max_binding, GpuMatrix::row_bytes(Format::of(ty), k) * 4] {
+                for max_binding in [
+                    gpu.caps.max_binding,
+                    GpuMatrix::row_bytes(Format::of(ty), k) * 4,
+                ] {
                     let mut g = gpu.clone();
-                    g.caps = Caps { max_binding, ..caps };
+                    g.caps = Caps {
+                        max_binding,
+                        ..caps
+                    };
                     let table = GpuMatrix::from_bytes(&g, ty, &raw, k, n).unwrap();
-                    let kernel = Embed { format: table.format, caps };
+                    let kernel = Embed {
+                        format: table.format,
+                        caps,
+                    };
                     let idb = storage_init(&gpu.device, &words_bytes(&ids), "ids");
                     let x = storage(&gpu.device, (ids.len() * k * 4) as u64, "x");
                     let step = uniform(&gpu.device, &[ids.len() as u32, 0]);
@@ -62,13 +98,24 @@ mod tests {
                         .iter()
                         .map(|p| {
                             let d = uniform(&gpu.device, &dims(k, p.rows, p.row0, k, 0, false));
-                            Op::new(&pool, &kernel, &[&p.quants, &p.scales, &idb, &x, &d, &step], Groups::TokensInY((k as u32 / 4).div_ceil(64)))
+                            Op::new(
+                                &pool,
+                                &kernel,
+                                &[&p.quants, &p.scales, &idb, &x, &d, &step],
+                                Groups::TokensInY((k as u32 / 4).div_ceil(64)),
+                            )
                         })
                         .collect();
                     let got = bytes_f32(&testing::run(&gpu, &ops, ids.len() as u32, &x).await);
                     let scale: Vec<f32> = expect.iter().map(|_| 0.1).collect();
                     let tol = if caps.f16 { 1e-2 } else { 1e-6 };
-                    assert_close(&got, &expect, &scale, tol, &format!("{} parts={} {}", ty.name, table.parts.len(), kernel.key()));
+                    assert_close(
+                        &got,
+                        &expect,
+                        &scale,
+                        tol,
+                        &format!("{} parts={} {}", ty.name, table.parts.len(), kernel.key()),
+                    );
                 }
             }
         }

@@ -21,12 +21,24 @@ pub struct MatMul {
 
 /// Picks the variant for a step of `seq` activation rows.
 pub fn select_kernel(format: Format, seq: u32, caps: Caps, gated: bool) -> MatMul {
-    MatMul { format, tile: if seq == 1 { 1 } else { PREFILL_TILE }, caps, gated }
+    MatMul {
+        format,
+        tile: if seq == 1 { 1 } else { PREFILL_TILE },
+        caps,
+        gated,
+    }
 }
 
 impl Kernel for MatMul {
     fn key(&self) -> String {
-        format!("matmul_{}_t{}_h{}_s{}_g{}", self.format.name(), self.tile, self.caps.f16 as u8, self.caps.subgroups as u8, self.gated as u8)
+        format!(
+            "matmul_{}_t{}_h{}_s{}_g{}",
+            self.format.name(),
+            self.tile,
+            self.caps.f16 as u8,
+            self.caps.subgroups as u8,
+            self.gated as u8
+        )
     }
 
     fn source(&self) -> String {
@@ -59,15 +71,31 @@ impl Kernel for MatMul {
 
 /// The `Dims` uniform: values per row, rows in the part, its first row, output stride, fixed
 /// rows, and whether to add into the output.
-pub fn dims(k: usize, rows: usize, row0: usize, n: usize, fixed: u32, accumulate: bool) -> [u32; 6] {
-    [k as u32, rows as u32, row0 as u32, n as u32, fixed, accumulate as u32]
+pub fn dims(
+    k: usize,
+    rows: usize,
+    row0: usize,
+    n: usize,
+    fixed: u32,
+    accumulate: bool,
+) -> [u32; 6] {
+    [
+        k as u32,
+        rows as u32,
+        row0 as u32,
+        n as u32,
+        fixed,
+        accumulate as u32,
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::gpu::kernels::testing::{self, assert_close, random};
-    use crate::engine::gpu::kernels::{bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool};
+    use crate::engine::gpu::kernels::{
+        bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool,
+    };
     use crate::engine::gpu::weights::GpuMatrix;
     use crate::gguf::TensorType;
     use candle_core::quantized::QTensor;
@@ -80,7 +108,14 @@ mod tests {
     async fn matmul_matches_cpu_reference() {
         let gpu = testing::gpu().await;
         let pool = Pool::new(&gpu.device);
-        let types = [TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::F16];
+        let types = [
+            TensorType::Q4_0,
+            TensorType::Q5_0,
+            TensorType::Q8_0,
+            TensorType::Q4_K,
+            TensorType::Q6_K,
+            TensorType::F16,
+        ];
         let mut seed = 1;
         for ty in types {
             let k_step = if ty.block_size == 256 { 256 } else { 32 };
@@ -88,15 +123,30 @@ mod tests {
                 let k = k_blocks * k_step;
                 seed += 1;
                 let w = random(seed, n * k, 0.05);
-                let q = QTensor::quantize(&Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(), ty.dtype).unwrap();
-                let wd = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let q = QTensor::quantize(
+                    &Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(),
+                    ty.dtype,
+                )
+                .unwrap();
+                let wd = q
+                    .dequantize(&Device::Cpu)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
                 let gated = seed % 2 == 0;
                 let x = random(seed + 100, m as usize * k, 1.0);
                 let up = random(seed + 200, m as usize * k, 1.0);
                 let before = random(seed + 300, m as usize * n, 1.0);
                 let input: Vec<f32> = match gated {
                     true => {
-                        let s = candle_nn::ops::silu(&Tensor::from_vec(x.clone(), x.len(), &Device::Cpu).unwrap()).unwrap().to_vec1::<f32>().unwrap();
+                        let s = candle_nn::ops::silu(
+                            &Tensor::from_vec(x.clone(), x.len(), &Device::Cpu).unwrap(),
+                        )
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap();
                         s.iter().zip(&up).map(|(a, b)| a * b).collect()
                     }
                     false => x.clone(),
@@ -110,15 +160,25 @@ mod tests {
                             s += input[i * k + t] as f64 * wd[j * k + t] as f64;
                             a += (input[i * k + t] as f64 * wd[j * k + t] as f64).abs();
                         }
-                        expect[i * n + j] = if gated { before[i * n + j] + s as f32 } else { s as f32 };
+                        expect[i * n + j] = if gated {
+                            before[i * n + j] + s as f32
+                        } else {
+                            s as f32
+                        };
                         scale[i * n + j] = a as f32;
                     }
                 }
                 let raw = q.data().unwrap();
                 for caps in testing::variants(&gpu) {
-                    for max_binding in [gpu.caps.max_binding, GpuMatrix::row_bytes(Format::of(ty), k) * 2] {
+                    for max_binding in [
+                        gpu.caps.max_binding,
+                        GpuMatrix::row_bytes(Format::of(ty), k) * 2,
+                    ] {
                         let mut g = gpu.clone();
-                        g.caps = Caps { max_binding, ..caps };
+                        g.caps = Caps {
+                            max_binding,
+                            ..caps
+                        };
                         let w = GpuMatrix::from_bytes(&g, ty, &raw, k, n).unwrap();
                         let xb = storage_init(&gpu.device, &f32_bytes(&x), "x");
                         let ub = storage_init(&gpu.device, &f32_bytes(&up), "up");
@@ -137,13 +197,30 @@ mod tests {
                                 if gated {
                                     buffers.push(&ub);
                                 }
-                                Op::new(&pool, &kernel, &buffers, Groups::MatMul { rows: p.rows as u32, tile: kernel.tile, fixed: 0 })
+                                Op::new(
+                                    &pool,
+                                    &kernel,
+                                    &buffers,
+                                    Groups::MatMul {
+                                        rows: p.rows as u32,
+                                        tile: kernel.tile,
+                                        fixed: 0,
+                                    },
+                                )
                             })
                             .collect();
                         let got = bytes_f32(&testing::run(&gpu, &ops, m, &y).await);
                         let tol = if caps.f16 { 4e-3 } else { 1e-4 };
-                        let what = format!("{} k={k} n={n} m={m} parts={} {}", ty.name, w.parts.len(), kernel.key());
-                        let scale: Vec<f32> = scale.iter().map(|s| s.max(if gated { 1e-3 } else { 0.0 })).collect();
+                        let what = format!(
+                            "{} k={k} n={n} m={m} parts={} {}",
+                            ty.name,
+                            w.parts.len(),
+                            kernel.key()
+                        );
+                        let scale: Vec<f32> = scale
+                            .iter()
+                            .map(|s| s.max(if gated { 1e-3 } else { 0.0 }))
+                            .collect();
                         assert_close(&got, &expect, &scale, tol, &what);
                     }
                 }

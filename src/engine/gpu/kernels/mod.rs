@@ -69,7 +69,11 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(device: &wgpu::Device) -> Self {
-        Self { device: device.clone(), layouts: Default::default(), pipelines: Default::default() }
+        Self {
+            device: device.clone(),
+            layouts: Default::default(),
+            pipelines: Default::default(),
+        }
     }
 
     pub fn layout(&self, bindings: &'static [Binding]) -> wgpu::BindGroupLayout {
@@ -95,7 +99,11 @@ impl Pool {
                         count: None,
                     })
                     .collect();
-                self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries })
+                self.device
+                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                        label: None,
+                        entries: &entries,
+                    })
             })
             .clone()
     }
@@ -105,24 +113,30 @@ impl Pool {
         if let Some(p) = self.pipelines.borrow().get(&key) {
             return p.clone();
         }
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(&key),
-            source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
-        });
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&key),
+                source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+            });
         let layout = self.layout(kernel.bindings());
-        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: None,
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&key),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some(kernel.entry()),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: None,
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&key),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(kernel.entry()),
+                compilation_options: Default::default(),
+                cache: None,
+            });
         self.pipelines.borrow_mut().insert(key, pipeline.clone());
         pipeline
     }
@@ -130,9 +144,19 @@ impl Pool {
     /// A bind group for `kernel` over `buffers`, in binding order.
     pub fn bind(&self, kernel: &dyn Kernel, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
         let layout = self.layout(kernel.bindings());
-        let entries: Vec<_> =
-            buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() }).collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries })
+        let entries: Vec<_> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        })
     }
 }
 
@@ -141,15 +165,25 @@ impl Pool {
 pub enum Groups {
     Fixed([u32; 3]),
     /// Matrix rows in blocks of 4, activation rows in tiles of `tile` (or `fixed` rows).
-    MatMul { rows: u32, tile: u32, fixed: u32 },
+    MatMul {
+        rows: u32,
+        tile: u32,
+        fixed: u32,
+    },
     /// `per_token` workgroups for each token.
-    PerToken { per_token: u32, y: u32 },
+    PerToken {
+        per_token: u32,
+        y: u32,
+    },
     /// [x, y, tokens].
     TokensInZ([u32; 2]),
     /// [x, tokens, 1].
     TokensInY(u32),
     /// One thread per value over `width` values a token, 256 a workgroup.
-    Values { width: u32, fixed: u32 },
+    Values {
+        width: u32,
+        fixed: u32,
+    },
 }
 
 /// The most workgroups along one dimension (WebGPU's default limit).
@@ -162,7 +196,11 @@ impl Groups {
             Groups::MatMul { rows, tile, fixed } => {
                 let blocks = rows.div_ceil(4);
                 let m = if fixed != 0 { fixed } else { seq };
-                [blocks.min(MAX_GROUPS), m.div_ceil(tile), blocks.div_ceil(MAX_GROUPS)]
+                [
+                    blocks.min(MAX_GROUPS),
+                    m.div_ceil(tile),
+                    blocks.div_ceil(MAX_GROUPS),
+                ]
             }
             Groups::PerToken { per_token, y } => [per_token * seq, y, 1],
             Groups::TokensInZ([x, y]) => [x, y, seq],
@@ -185,13 +223,27 @@ pub struct Op {
 }
 
 impl Op {
-    pub fn new(pool: &Pool, kernel: &dyn Kernel, buffers: &[&wgpu::Buffer], groups: Groups) -> Self {
+    pub fn new(
+        pool: &Pool,
+        kernel: &dyn Kernel,
+        buffers: &[&wgpu::Buffer],
+        groups: Groups,
+    ) -> Self {
         let p = pool.pipeline(kernel);
-        Self { decode: (p.clone(), groups), prefill: (p, groups), bind: pool.bind(kernel, buffers) }
+        Self {
+            decode: (p.clone(), groups),
+            prefill: (p, groups),
+            bind: pool.bind(kernel, buffers),
+        }
     }
 
     /// `decode` serves single-token steps and `prefill` longer ones; they share a layout.
-    pub fn pair(pool: &Pool, decode: (&dyn Kernel, Groups), prefill: (&dyn Kernel, Groups), buffers: &[&wgpu::Buffer]) -> Self {
+    pub fn pair(
+        pool: &Pool,
+        decode: (&dyn Kernel, Groups),
+        prefill: (&dyn Kernel, Groups),
+        buffers: &[&wgpu::Buffer],
+    ) -> Self {
         Self {
             decode: (pool.pipeline(decode.0), decode.1),
             prefill: (pool.pipeline(prefill.0), prefill.1),
@@ -200,7 +252,11 @@ impl Op {
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass, seq: u32) {
-        let (pipeline, groups) = if seq == 1 { &self.decode } else { &self.prefill };
+        let (pipeline, groups) = if seq == 1 {
+            &self.decode
+        } else {
+            &self.prefill
+        };
         let [x, y, z] = groups.size(seq);
         if x == 0 || y == 0 || z == 0 {
             return;
@@ -228,7 +284,9 @@ pub fn storage(device: &wgpu::Device, bytes: u64, label: &str) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: bytes.max(4).next_multiple_of(4),
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     })
 }
@@ -241,7 +299,9 @@ pub fn storage_init(device: &wgpu::Device, bytes: &[u8], label: &str) -> wgpu::B
     device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
         contents: &padded,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
     })
 }
 
@@ -254,5 +314,8 @@ pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
 }
 
 pub fn bytes_f32(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }

@@ -21,14 +21,21 @@ impl Kernel for RmsNorm {
 
 /// The `Norm` uniform: row width, rows per token, fixed row count (0: per token), epsilon.
 pub fn params(width: usize, per_token: usize, fixed: u32, eps: f64) -> [u32; 4] {
-    [width as u32, per_token as u32, fixed, (eps as f32).to_bits()]
+    [
+        width as u32,
+        per_token as u32,
+        fixed,
+        (eps as f32).to_bits(),
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::gpu::kernels::testing::{self, assert_close, random};
-    use crate::engine::gpu::kernels::{bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool};
+    use crate::engine::gpu::kernels::{
+        bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool,
+    };
     use candle_core::{Device, Tensor};
 
     /// Against candle_nn's rms_norm, per token and per head, widths below and above the
@@ -36,7 +43,12 @@ mod tests {
     async fn rmsnorm_matches_candle() {
         let gpu = testing::gpu().await;
         let pool = Pool::new(&gpu.device);
-        for (width, per_token, seq) in [(896usize, 1usize, 3u32), (64, 14, 5), (40, 1, 1), (130, 2, 2)] {
+        for (width, per_token, seq) in [
+            (896usize, 1usize, 3u32),
+            (64, 14, 5),
+            (40, 1, 1),
+            (130, 2, 2),
+        ] {
             let rows = seq as usize * per_token;
             let x = random(width as u64, rows * width, 2.0);
             let w = random(7, width, 1.0);
@@ -50,13 +62,33 @@ mod tests {
             .unwrap()
             .to_vec1::<f32>()
             .unwrap();
-            let (xb, wb) = (storage_init(&gpu.device, &f32_bytes(&x), "x"), storage_init(&gpu.device, &f32_bytes(&w), "w"));
+            let (xb, wb) = (
+                storage_init(&gpu.device, &f32_bytes(&x), "x"),
+                storage_init(&gpu.device, &f32_bytes(&w), "w"),
+            );
             let out = storage(&gpu.device, (rows * width * 4) as u64, "out");
-            let (nb, step) = (uniform(&gpu.device, &params(width, per_token, 0, 1e-6)), uniform(&gpu.device, &[seq, 0]));
-            let op = Op::new(&pool, &RmsNorm, &[&xb, &out, &wb, &nb, &step], Groups::PerToken { per_token: per_token as u32, y: 1 });
+            let (nb, step) = (
+                uniform(&gpu.device, &params(width, per_token, 0, 1e-6)),
+                uniform(&gpu.device, &[seq, 0]),
+            );
+            let op = Op::new(
+                &pool,
+                &RmsNorm,
+                &[&xb, &out, &wb, &nb, &step],
+                Groups::PerToken {
+                    per_token: per_token as u32,
+                    y: 1,
+                },
+            );
             let got = bytes_f32(&testing::run(&gpu, &[op], seq, &out).await);
             let scale: Vec<f32> = expect.iter().map(|v| v.abs().max(1.0)).collect();
-            assert_close(&got, &expect, &scale, 1e-5, &format!("width {width} × {rows} rows"));
+            assert_close(
+                &got,
+                &expect,
+                &scale,
+                1e-5,
+                &format!("width {width} × {rows} rows"),
+            );
         }
     }
     testing::both!(rmsnorm_matches_candle);

@@ -49,7 +49,9 @@ pub fn table(head_dim: usize, theta: f64, factors: Option<&[f32]>, capacity: usi
 mod tests {
     use super::*;
     use crate::engine::gpu::kernels::testing::{self, assert_close, random};
-    use crate::engine::gpu::kernels::{bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool};
+    use crate::engine::gpu::kernels::{
+        bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool,
+    };
     use candle_core::{Device, Tensor};
 
     /// Both layouts against candle_nn's rope / rope_i at positions 5.., for queries and for
@@ -62,11 +64,19 @@ mod tests {
         let x = random(3, n, 1.0);
         let v = random(4, n, 1.0);
         let tab = table(hd, 10000.0, None, cap);
-        let (cos, sin) = crate::engine::rope::tables(hd, 10000.0, None, start as usize, seq as usize);
+        let (cos, sin) =
+            crate::engine::rope::tables(hd, 10000.0, None, start as usize, seq as usize);
         let cos = Tensor::from_vec(cos, (seq as usize, hd / 2), &Device::Cpu).unwrap();
         let sin = Tensor::from_vec(sin, (seq as usize, hd / 2), &Device::Cpu).unwrap();
         // (seq, heads, hd) -> (1, heads, seq, hd)
-        let xt = Tensor::from_vec(x.clone(), (seq as usize, heads, hd), &Device::Cpu).unwrap().transpose(0, 1).unwrap().contiguous().unwrap().unsqueeze(0).unwrap();
+        let xt = Tensor::from_vec(x.clone(), (seq as usize, heads, hd), &Device::Cpu)
+            .unwrap()
+            .transpose(0, 1)
+            .unwrap()
+            .contiguous()
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         for neox in [false, true] {
             let r = match neox {
                 true => candle_nn::rotary_emb::rope(&xt, &cos, &sin),
@@ -75,21 +85,41 @@ mod tests {
             .unwrap()
             .squeeze(0)
             .unwrap(); // (heads, seq, hd)
-            let expect_q = r.transpose(0, 1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let expect_q = r
+                .transpose(0, 1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let xb = storage_init(&gpu.device, &f32_bytes(&x), "x");
             let vb = storage_init(&gpu.device, &f32_bytes(&v), "v");
             let tb = storage_init(&gpu.device, &f32_bytes(&tab), "table");
-            let (pb, step) = (uniform(&gpu.device, &params(heads, hd, neox, cap)), uniform(&gpu.device, &[seq, start]));
+            let (pb, step) = (
+                uniform(&gpu.device, &params(heads, hd, neox, cap)),
+                uniform(&gpu.device, &[seq, start]),
+            );
             let q = storage(&gpu.device, (n * 4) as u64, "q");
             let groups = Groups::TokensInZ([(hd as u32 / 2).div_ceil(32), heads as u32]);
             let op = Op::new(&pool, &Rope::Queries, &[&xb, &q, &tb, &pb, &step], groups);
             let got = bytes_f32(&testing::run(&gpu, &[op], seq, &q).await);
             let scale = vec![1f32; n];
-            assert_close(&got, &expect_q, &scale, 1e-6, &format!("queries, neox {neox}"));
+            assert_close(
+                &got,
+                &expect_q,
+                &scale,
+                1e-6,
+                &format!("queries, neox {neox}"),
+            );
 
             let kc = storage(&gpu.device, (heads * cap * hd * 4) as u64, "k cache");
             let vc = storage(&gpu.device, (heads * cap * hd * 4) as u64, "v cache");
-            let op = Op::new(&pool, &Rope::Store, &[&xb, &kc, &tb, &pb, &step, &vb, &vc], groups);
+            let op = Op::new(
+                &pool,
+                &Rope::Store,
+                &[&xb, &kc, &tb, &pb, &step, &vb, &vc],
+                groups,
+            );
             let k_got = bytes_f32(&testing::run(&gpu, &[op], seq, &kc).await);
             let v_got = bytes_f32(&testing::run(&gpu, &[], seq, &vc).await);
             let rk = r.flatten_all().unwrap().to_vec1::<f32>().unwrap(); // (heads, seq, hd)
@@ -98,8 +128,18 @@ mod tests {
                     let at = (h * cap + start as usize + i) * hd;
                     let from = (i * heads + h) * hd;
                     let kw = &rk[(h * seq as usize + i) * hd..][..hd];
-                    assert_close(&k_got[at..at + hd], kw, &scale[..hd], 1e-6, &format!("cached key h{h} t{i}, neox {neox}"));
-                    assert_eq!(&v_got[at..at + hd], &v[from..from + hd], "cached value h{h} t{i}");
+                    assert_close(
+                        &k_got[at..at + hd],
+                        kw,
+                        &scale[..hd],
+                        1e-6,
+                        &format!("cached key h{h} t{i}, neox {neox}"),
+                    );
+                    assert_eq!(
+                        &v_got[at..at + hd],
+                        &v[from..from + hd],
+                        "cached value h{h} t{i}"
+                    );
                 }
             }
         }

@@ -48,7 +48,11 @@ pub fn on_gpu(pick: &Pick, vocab: usize) -> bool {
 pub fn params(pick: &Pick, vocab: usize) -> ([u32; 10], Vec<u32>) {
     let p = &pick.params;
     let f = |v: f32| v.to_bits();
-    let inv_t = if p.temperature > 0.0 { 1.0 / p.temperature } else { 0.0 };
+    let inv_t = if p.temperature > 0.0 {
+        1.0 / p.temperature
+    } else {
+        0.0
+    };
     let uniform = [
         vocab as u32,
         pick.seen.len() as u32,
@@ -61,14 +65,19 @@ pub fn params(pick: &Pick, vocab: usize) -> ([u32; 10], Vec<u32>) {
         f(inv_t),
         f(pick.r),
     ];
-    (uniform, pick.seen.iter().flat_map(|&(t, n)| [t, n]).collect())
+    (
+        uniform,
+        pick.seen.iter().flat_map(|&(t, n)| [t, n]).collect(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::gpu::kernels::testing::{self, random};
-    use crate::engine::gpu::kernels::{f32_bytes, storage, storage_init, uniform, words_bytes, Groups, Op, Pool};
+    use crate::engine::gpu::kernels::{
+        f32_bytes, storage, storage_init, uniform, words_bytes, Groups, Op, Pool,
+    };
     use crate::engine::{Sampler, SamplingParams};
 
     /// For greedy and sampled settings, with and without penalties, over logits with ties: the
@@ -78,22 +87,55 @@ mod tests {
         let pool = Pool::new(&gpu.device);
         let settings = [
             SamplingParams::greedy(),
-            SamplingParams { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, ..SamplingParams::default() },
-            SamplingParams { temperature: 1.5, top_k: 256, top_p: 1.0, min_p: 0.0, ..SamplingParams::default() },
-            SamplingParams { temperature: 0.7, top_k: 3, top_p: 0.5, min_p: 0.0, repetition_penalty: 1.3, presence_penalty: 0.5, frequency_penalty: 0.2, ..SamplingParams::default() },
-            SamplingParams { temperature: 0.0, repetition_penalty: 2.0, ..SamplingParams::default() },
+            SamplingParams {
+                temperature: 0.8,
+                top_k: 40,
+                top_p: 0.95,
+                min_p: 0.05,
+                ..SamplingParams::default()
+            },
+            SamplingParams {
+                temperature: 1.5,
+                top_k: 256,
+                top_p: 1.0,
+                min_p: 0.0,
+                ..SamplingParams::default()
+            },
+            SamplingParams {
+                temperature: 0.7,
+                top_k: 3,
+                top_p: 0.5,
+                min_p: 0.0,
+                repetition_penalty: 1.3,
+                presence_penalty: 0.5,
+                frequency_penalty: 0.2,
+                ..SamplingParams::default()
+            },
+            SamplingParams {
+                temperature: 0.0,
+                repetition_penalty: 2.0,
+                ..SamplingParams::default()
+            },
         ];
         let mut draws = 0;
         for (vocab, round) in [(5000usize, false), (151_936, false), (3000, true)] {
             for (si, setting) in settings.iter().enumerate() {
-                let mut sampler = Sampler::new(SamplingParams { seed: si as u64, ..setting.clone() }).unwrap();
+                let mut sampler = Sampler::new(SamplingParams {
+                    seed: si as u64,
+                    ..setting.clone()
+                })
+                .unwrap();
                 for trial in 0..6u64 {
                     let mut logits = random(trial * 31 + vocab as u64, vocab, 3.0);
                     if round {
                         // Ties everywhere: ids must break them the host's way.
-                        logits.iter_mut().for_each(|l| *l = (*l * 2.0).round() / 2.0);
+                        logits
+                            .iter_mut()
+                            .for_each(|l| *l = (*l * 2.0).round() / 2.0);
                     }
-                    let history: Vec<u32> = (0..80).map(|i| ((i * 7919 + trial as usize * 13) % vocab) as u32).collect();
+                    let history: Vec<u32> = (0..80)
+                        .map(|i| ((i * 7919 + trial as usize * 13) % vocab) as u32)
+                        .collect();
                     let pick = sampler.pick(&history);
                     assert!(on_gpu(&pick, vocab));
                     let expect = sampler.choose(&mut logits.clone(), &pick);
@@ -104,12 +146,24 @@ mod tests {
                     let picked = storage(&gpu.device, 4, "picked");
                     let ub = uniform(&gpu.device, &u);
                     let buffers = [&lb, &sb, &picked, &ub];
-                    let mut ops = vec![Op::new(&pool, &Sample::Penalize, &buffers, Groups::Fixed([(seen.len() as u32 / 2).div_ceil(64).max(1), 1, 1]))];
-                    let choose = if setting.temperature > 0.0 { Sample::TopK } else { Sample::Argmax };
+                    let mut ops = vec![Op::new(
+                        &pool,
+                        &Sample::Penalize,
+                        &buffers,
+                        Groups::Fixed([(seen.len() as u32 / 2).div_ceil(64).max(1), 1, 1]),
+                    )];
+                    let choose = if setting.temperature > 0.0 {
+                        Sample::TopK
+                    } else {
+                        Sample::Argmax
+                    };
                     ops.push(Op::new(&pool, &choose, &buffers, Groups::Fixed([1, 1, 1])));
                     let got = testing::run(&gpu, &ops, 1, &picked).await;
                     let got = u32::from_le_bytes([got[0], got[1], got[2], got[3]]);
-                    assert_eq!(got, expect, "vocab {vocab} setting {si} trial {trial} ties {round}");
+                    assert_eq!(
+                        got, expect,
+                        "vocab {vocab} setting {si} trial {trial} ties {round}"
+                    );
                     draws += 1;
                 }
             }

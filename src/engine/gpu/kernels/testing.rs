@@ -77,7 +77,13 @@ pub fn assert_close(got: &[f32], expect: &[f32], scale: &[f32], tol: f32, what: 
         }
     }
     let i = worst.1;
-    assert!(worst.0 <= tol, "{what}: value {i} is {} where {} was expected (relative error {} > {tol})", got[i], expect[i], worst.0);
+    assert!(
+        worst.0 <= tol,
+        "{what}: value {i} is {} where {} was expected (relative error {} > {tol})",
+        got[i],
+        expect[i],
+        worst.0
+    );
 }
 
 /// An async kernel test as a native `#[test]` and a browser `#[wasm_bindgen_test]`.
