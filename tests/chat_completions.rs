@@ -284,3 +284,53 @@ fn an_assistant_prefix_is_continued() {
         .unwrap();
     assert!(tok.decode(&done.prompt, false).unwrap().len() > b.len());
 }
+
+/// A conversation an app saves: id, title and times filled in, strange roles and huge ones
+/// refused before anything is stored.
+#[test]
+fn a_saved_conversation_gets_an_id_a_title_and_times() {
+    use candlelight::openai::conversation::{Conversation, ConversationError, MAX_BYTES};
+    let parse = |v: serde_json::Value| serde_json::from_value::<Conversation>(v).unwrap();
+    let mut c = parse(json!({"messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "  What is\nthe   tallest mountain on Earth, and how was its height measured over the years?"},
+        {"role": "assistant", "content": "Everest.", "reasoning_content": "easy"}
+    ]}));
+    c.prepare(1000.0, || "id-1".into()).unwrap();
+    assert_eq!(c.id, "id-1");
+    assert_eq!(
+        c.title,
+        "What is the tallest mountain on Earth, and how was its…"
+    );
+    assert_eq!((c.created, c.updated), (1000.0, 1000.0));
+    assert_eq!(c.summary().messages, 3);
+    let saved = serde_json::to_value(&c).unwrap();
+    assert_eq!(
+        saved["messages"][2]["reasoning_content"], "easy",
+        "reasoning is kept"
+    );
+
+    // Saved again later: the same id and title, a new update time.
+    let mut again = parse(saved);
+    again
+        .prepare(2000.0, || unreachable!("it has an id"))
+        .unwrap();
+    assert_eq!(
+        (again.id.as_str(), again.created, again.updated),
+        ("id-1", 1000.0, 2000.0)
+    );
+
+    let mut empty = Conversation::default();
+    empty.prepare(1.0, || "e".into()).unwrap();
+    assert_eq!(empty.title, "New chat");
+    let mut odd = parse(json!({"messages": [{"role": "robot", "content": "beep"}]}));
+    assert_eq!(
+        odd.prepare(1.0, || "x".into()),
+        Err(ConversationError::Role("robot".into()))
+    );
+    let mut huge = parse(json!({"messages": [{"role": "user", "content": "x".repeat(MAX_BYTES)}]}));
+    assert!(matches!(
+        huge.prepare(1.0, || "x".into()),
+        Err(ConversationError::TooLarge(_))
+    ));
+}

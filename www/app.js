@@ -1,6 +1,6 @@
 // The demo page: pick a model, watch it download and load, chat with it. UI glue only; the engine
 // runs in a dedicated worker through WorkerEngine.
-import { WorkerEngine, offerLocalEngine } from '/pkg/index.js';
+import { Conversations, WorkerEngine, offerLocalEngine } from '/pkg/index.js';
 
 const HF = 'https://huggingface.co';
 const CATALOG = [
@@ -20,11 +20,14 @@ const ui = {
   messages: $('messages'), composer: $('composer'), prompt: $('prompt'), send: $('send'), stop: $('stop'), stats: $('stats'),
   useRouter: $('use-router'), mode: $('mode'), providerUrl: $('provider-url'), providerKey: $('provider-key'),
   providerModel: $('provider-model'), saveRouter: $('save-router'), routerStatus: $('router-status'),
+  conversations: $('conversations'), newChat: $('new-chat'),
 };
 const ROUTER_SETTINGS = 'candlelight-demo-router';
 const params = new URLSearchParams(location.search);
 let engine = null;
 let history = [];
+// The conversation on screen, kept in IndexedDB after every answer (null until the first).
+let conversation = null;
 let controller = null;
 // What happened, for anyone inspecting the page (the Playwright tests read it).
 window.candlelightDemo = { progress: [] };
@@ -77,8 +80,6 @@ async function load(source) {
     document.body.dataset.backend = info.backend;
     document.body.dataset.loaded = info.id;
     if (ui.useRouter.checked) await offerEngine();
-    history = [];
-    ui.messages.replaceChildren();
     setChat(true);
   } catch (e) {
     say(`${e.code ?? 'error'}: ${e.message}`, true);
@@ -181,6 +182,36 @@ function bubble(role) {
   return li;
 }
 
+/** Shows a kept message: its text, and an R1-style model's reasoning folded above it. */
+function showMessage({ role, content, reasoning_content: reasoning }) {
+  const li = bubble(role);
+  li.querySelector('.text').textContent = typeof content === 'string' ? content : (content ?? []).map((p) => p.text ?? '').join('');
+  if (reasoning) {
+    const d = document.createElement('details');
+    d.innerHTML = '<summary>Reasoning</summary><div class="reasoning"></div>';
+    d.querySelector('.reasoning').textContent = reasoning;
+    li.prepend(d);
+  }
+  li.dataset.done = '1';
+}
+
+async function showConversations() {
+  const all = await Conversations.list().catch(() => []);
+  ui.conversations.replaceChildren(new Option('New chat', ''), ...all.map((c) => new Option(`${c.title} (${c.messages})`, c.id)));
+  ui.conversations.value = conversation ?? '';
+}
+
+/** Puts a kept conversation on screen (or a new one for ''), to continue it. */
+async function openConversation(id) {
+  const kept = id ? await Conversations.load(id) : null;
+  conversation = kept?.id ?? null;
+  history = kept?.messages ?? [];
+  ui.messages.replaceChildren();
+  history.forEach(showMessage);
+  document.body.dataset.conversation = conversation ?? '';
+  await showConversations();
+}
+
 async function send(text) {
   history.push({ role: 'user', content: text });
   bubble('user').querySelector('.text').textContent = text;
@@ -239,7 +270,12 @@ async function send(text) {
     reply.dataset.finish = e.code === 'aborted' ? 'aborted' : 'error';
     if (e.code !== 'aborted') say(`${e.code}: ${e.message}`, true);
   } finally {
-    history.push({ role: 'assistant', content });
+    const reasoning = thinking?.querySelector('.reasoning').textContent;
+    history.push({ role: 'assistant', content, ...(reasoning ? { reasoning_content: reasoning } : {}) });
+    conversation = await Conversations.save({ id: conversation ?? undefined, messages: history, model: engine?.info.id })
+      .catch((e) => { say(`${e.code}: ${e.message}`, true); return conversation; });
+    document.body.dataset.conversation = conversation ?? '';
+    showConversations();
     reply.dataset.done = '1';
     controller = null;
     ui.send.hidden = false;
@@ -278,7 +314,14 @@ ui.prompt.addEventListener('keydown', (ev) => {
   }
 });
 
+ui.conversations.addEventListener('change', () => openConversation(ui.conversations.value));
+ui.newChat.addEventListener('click', () => openConversation(''));
+
 showCached();
+// A reload resumes the last conversation (or the one named by ?conversation=).
+Conversations.list()
+  .then((all) => openConversation(params.get('conversation') ?? all[0]?.id ?? ''))
+  .catch((e) => say(`conversations: ${e.message}`, true));
 if (params.has('autoload')) load(selectedUrl());
 
 // The service worker keeps the app shell for offline use and serves /v1/* through the router.

@@ -1,6 +1,8 @@
 //! The OpenAI / DeepSeek chat-completions API: wire types, request checks with typed errors,
-//! answering a request with a local model one chunk at a time, and the SSE stream codec.
+//! answering a request with a local model one chunk at a time, the SSE stream codec, and the
+//! saved conversation.
 
+pub mod conversation;
 mod local;
 pub mod sse;
 mod wire;

@@ -4,63 +4,18 @@
 
 use std::cell::RefCell;
 
-use js_sys::Array;
+use js_sys::{Object, Reflect};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
+use super::idb::{Db, Op};
 use crate::router::cache::Lru;
 
-#[wasm_bindgen(inline_js = r#"
-const done = (req) => new Promise((resolve, reject) => {
-  req.onsuccess = () => resolve(req.result);
-  req.onerror = () => reject(req.error);
-});
-const committed = (tx) => new Promise((resolve, reject) => {
-  tx.oncomplete = () => resolve();
-  tx.onerror = () => reject(tx.error);
-  tx.onabort = () => reject(tx.error || new DOMException('transaction aborted', 'AbortError'));
-});
-export function answers_open() {
-  const req = indexedDB.open('candlelight-answers', 1);
-  req.onupgradeneeded = () => {
-    for (const store of ['answers', 'index']) req.result.createObjectStore(store);
-  };
-  return done(req);
-}
-export async function answers_index(db) {
-  const tx = db.transaction('index', 'readonly');
-  const [keys, values] = await Promise.all([done(tx.objectStore('index').getAllKeys()), done(tx.objectStore('index').getAll())]);
-  return keys.map((k, i) => [k, values[i].bytes, values[i].used]);
-}
-export function answers_get(db, key) {
-  return done(db.transaction('answers', 'readonly').objectStore('answers').get(key));
-}
-export function answers_write(db, puts, deletes) {
-  const tx = db.transaction(['answers', 'index'], 'readwrite');
-  for (const [key, text, bytes, used] of puts) {
-    if (text !== undefined) tx.objectStore('answers').put(text, key);
-    tx.objectStore('index').put({ bytes, used }, key);
-  }
-  for (const key of deletes) {
-    tx.objectStore('answers').delete(key);
-    tx.objectStore('index').delete(key);
-  }
-  return committed(tx);
-}
-"#)]
-extern "C" {
-    #[wasm_bindgen(catch)]
-    async fn answers_open() -> Result<JsValue, JsValue>;
-    #[wasm_bindgen(catch)]
-    async fn answers_index(db: &JsValue) -> Result<JsValue, JsValue>;
-    #[wasm_bindgen(catch)]
-    async fn answers_get(db: &JsValue, key: &str) -> Result<JsValue, JsValue>;
-    #[wasm_bindgen(catch)]
-    async fn answers_write(db: &JsValue, puts: Array, deletes: Array) -> Result<JsValue, JsValue>;
-}
+const ANSWERS: &str = "answers";
+const INDEX: &str = "index";
 
 pub struct AnswerStore {
-    db: JsValue,
+    db: Db,
     lru: RefCell<Lru>,
 }
 
@@ -68,37 +23,40 @@ fn now() -> f64 {
     js_sys::Date::now()
 }
 
+/// An index entry: `{bytes, used}`.
+fn entry(bytes: usize, used: f64) -> JsValue {
+    let o = Object::new();
+    let _ = Reflect::set(&o, &"bytes".into(), &(bytes as f64).into());
+    let _ = Reflect::set(&o, &"used".into(), &used.into());
+    o.into()
+}
+
+fn number(v: &JsValue, field: &str) -> f64 {
+    Reflect::get(v, &field.into())
+        .ok()
+        .and_then(|n| n.as_f64())
+        .unwrap_or(0.0)
+}
+
 impl AnswerStore {
     /// Opens the store and reads its index; `cap` bytes at most are kept.
     pub async fn open(cap: u64) -> Result<AnswerStore, JsValue> {
-        let db = answers_open().await?;
+        let db = Db::open("candlelight-answers", &[ANSWERS, INDEX]).await?;
         let mut lru = Lru::new(cap);
-        let index: Array = answers_index(&db).await?.into();
-        for row in index.iter() {
-            let row: Array = row.into();
-            if let Some(key) = row.get(0).as_string() {
-                lru.restore(
-                    key,
-                    row.get(1).as_f64().unwrap_or(0.0) as u64,
-                    row.get(2).as_f64().unwrap_or(0.0),
-                );
-            }
+        for (key, e) in db.all(INDEX).await? {
+            lru.restore(key, number(&e, "bytes") as u64, number(&e, "used"));
         }
-        let store = AnswerStore {
+        // A cap lowered since the last start applies at once.
+        let over = lru.fit();
+        let deletes: Vec<Op> = over
+            .iter()
+            .flat_map(|k| [Op(ANSWERS, k, None), Op(INDEX, k, None)])
+            .collect();
+        db.write(&deletes).await?;
+        Ok(AnswerStore {
             db,
             lru: RefCell::new(lru),
-        };
-        // A cap lowered since the last start applies at once.
-        let over = store.lru.borrow_mut().fit();
-        if !over.is_empty() {
-            answers_write(
-                &store.db,
-                Array::new(),
-                over.iter().map(|k| JsValue::from_str(k)).collect(),
-            )
-            .await?;
-        }
-        Ok(store)
+        })
     }
 
     /// The answer kept under `key`, now the most recently used.
@@ -106,16 +64,13 @@ impl AnswerStore {
         if !self.lru.borrow().contains(key) {
             return None;
         }
-        let text = answers_get(&self.db, key).await.ok()?.as_string()?;
+        let text = self.db.get(ANSWERS, key).await.ok()?.as_string()?;
         let t = now();
         self.lru.borrow_mut().touch(key, t);
-        let row = Array::of4(
-            &key.into(),
-            &JsValue::UNDEFINED,
-            &(text.len() as f64).into(),
-            &t.into(),
-        );
-        let _ = answers_write(&self.db, Array::of1(&row), Array::new()).await;
+        let _ = self
+            .db
+            .write(&[Op(INDEX, key, Some(entry(text.len(), t)))])
+            .await;
         serde_json::from_str(&text).ok()
     }
 
@@ -127,24 +82,15 @@ impl AnswerStore {
             .lru
             .borrow_mut()
             .insert(key.to_string(), text.len() as u64, t);
-        let stored = self.lru.borrow().contains(key);
-        let bytes = text.len() as f64;
-        let puts = if stored {
-            Array::of1(&Array::of4(
-                &key.into(),
-                &text.into(),
-                &bytes.into(),
-                &t.into(),
-            ))
-        } else {
-            Array::new()
-        };
-        answers_write(
-            &self.db,
-            puts,
-            evicted.iter().map(|k| JsValue::from_str(k)).collect(),
-        )
-        .await?;
+        let mut ops: Vec<Op> = evicted
+            .iter()
+            .flat_map(|k| [Op(ANSWERS, k, None), Op(INDEX, k, None)])
+            .collect();
+        if self.lru.borrow().contains(key) {
+            ops.push(Op(INDEX, key, Some(entry(text.len(), t))));
+            ops.push(Op(ANSWERS, key, Some(JsValue::from_str(&text))));
+        }
+        self.db.write(&ops).await?;
         Ok(evicted.iter().filter(|k| k.as_str() != key).count())
     }
 }

@@ -3,7 +3,9 @@
 //! time) and the cache listing. `www/lib/` wraps these in the OpenAI-shaped JavaScript API.
 
 mod answers;
+mod conversations;
 mod error;
+mod idb;
 mod probe;
 mod route;
 

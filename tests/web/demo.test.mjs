@@ -119,6 +119,44 @@ test('a download cut at three points resumes, fetching only the missing ranges',
   await server.stop();
 });
 
+test('a conversation is kept in IndexedDB: a reload resumes it, it goes on, and a new chat starts empty', async () => {
+  const server = await startServer();
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${server.origin}/?chunkSize=${CHUNK}&max_tokens=12&sw=0`);
+  await loadModel(page);
+  const first = await chat(page, 'Remember the word lantern');
+  const transcript = () => page.locator('.msg').evaluateAll((els) => els.map((el) => [el.classList[1], el.querySelector('.text').textContent]));
+  const before = await transcript();
+  assert.deepEqual(before, [['user', 'Remember the word lantern'], ['assistant', first.text]]);
+  const id = await page.evaluate(() => document.body.dataset.conversation);
+  assert.match(id, /^[0-9a-f]{32}$/);
+
+  await page.reload();
+  await page.waitForFunction((id) => document.body.dataset.conversation === id, id);
+  assert.deepEqual(await transcript(), before, 'the reload shows the same conversation');
+  assert.equal(await page.inputValue('#conversations'), id);
+  assert.match(await page.locator('#conversations option:checked').textContent(), /^Remember the word lantern \(2\)$/);
+
+  // It goes on with the model loaded again, and the whole history is kept.
+  await loadModel(page);
+  const second = await chat(page, 'What was the word?');
+  assert.equal((await transcript()).length, 4);
+  const kept = await page.evaluate((id) => import('/pkg/index.js').then((m) => m.Conversations.load(id)), id);
+  assert.deepEqual(kept.messages.map((m) => m.content), ['Remember the word lantern', first.text, 'What was the word?', second.text]);
+
+  await page.click('#new-chat');
+  await page.waitForFunction(() => document.body.dataset.conversation === '');
+  assert.equal(await page.locator('.msg').count(), 0);
+  await chat(page, 'Another topic');
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.conversation);
+  assert.equal(await page.locator('#conversations option').count(), 3, 'New chat and the two kept conversations');
+  assert.deepEqual((await transcript())[0], ['user', 'Another topic'], 'the most recent one reopens');
+  await context.close();
+  await server.stop();
+});
+
 test('at 360x740 with touch there is no horizontal scroll and the chat works', async () => {
   const server = await startServer();
   const context = await browser.newContext({ viewport: { width: 360, height: 740 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 });

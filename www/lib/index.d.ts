@@ -219,3 +219,24 @@ export function assessDevice(profile: DeviceProfile, model: { fileBytes: number;
 /** Offers an engine to the service worker's router (www/sw.js) as the local route. Without
  *  `capable`, probes the device and judges it against `minTokensPerS` (default 8). */
 export function offerLocalEngine(engine: Engine | WorkerEngine, options?: { capable?: boolean; minTokensPerS?: number }): Promise<Capability | { verdict: string; reason: string }>;
+
+export interface Conversation {
+  id: string;
+  /** The first user message, cut to 60 characters, unless the app gives one. */
+  title: string;
+  messages: ChatMessage[];
+  /** Milliseconds since the epoch. */
+  created: number;
+  updated: number;
+  model?: string;
+}
+/** Conversations kept in IndexedDB, so a reload resumes them. */
+export const Conversations: {
+  /** Saves (creates or replaces); resolves to the id, made up when missing. */
+  save(conversation: { id?: string; title?: string; messages: ChatMessage[]; model?: string }): Promise<string>;
+  /** Most recently updated first. */
+  list(): Promise<Array<{ id: string; title: string; updated: number; messages: number }>>;
+  load(id: string): Promise<Conversation | null>;
+  /** False when there was none. */
+  delete(id: string): Promise<boolean>;
+};

@@ -1,7 +1,10 @@
 // candlelight's public JavaScript API: `Engine` runs the model in this thread (a worker, an
 // extension page); `WorkerEngine` has the same API and runs it in a dedicated worker, so a page's
 // UI never blocks. Both speak the OpenAI / DeepSeek chat-completions shapes.
-import init, { EngineCore, cachedModels, deleteModel, memoryBytes, probeDevice as probe, assessDevice as assess } from './candlelight.js';
+import init, {
+  EngineCore, cachedModels, deleteModel, memoryBytes, probeDevice as probe, assessDevice as assess,
+  saveConversation, listConversations, loadConversation, deleteConversation,
+} from './candlelight.js';
 
 let ready = null;
 
@@ -193,6 +196,21 @@ export async function assessDevice(profile, model, minTokensPerS) {
     throw toError(e);
   }
 }
+
+const kept = (f) => async (...args) => {
+  await initWasm();
+  return f(...args).catch((e) => { throw toError(e); });
+};
+
+/** Conversations kept in IndexedDB, so a reload resumes them. `save` takes
+ *  `{ id?, title?, messages, model? }` and resolves to the id (made up when missing); `list` gives
+ *  `{ id, title, updated, messages }` most recent first. */
+export const Conversations = {
+  save: kept(saveConversation),
+  list: kept(listConversations),
+  load: kept(loadConversation),
+  delete: kept(deleteConversation),
+};
 
 export { WorkerEngine } from './client.js';
 export { offerLocalEngine } from './local-route.js';

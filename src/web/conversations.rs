@@ -1,0 +1,116 @@
+//! Conversations kept in IndexedDB, so that a reload (or the next visit) resumes them: save,
+//! list (most recent first), load and delete, for the demo and for any app.
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use super::idb::{Db, Op};
+use super::WebError;
+use crate::openai::conversation::{Conversation, ConversationError, Summary, MAX_BYTES};
+
+const STORE: &str = "conversations";
+
+async fn db() -> Result<Db, JsValue> {
+    Db::open("candlelight-conversations", &[STORE])
+        .await
+        .map_err(|e| storage(&e))
+}
+
+fn storage(e: &JsValue) -> JsValue {
+    WebError::new(
+        "storage",
+        format!(
+            "conversations: {}",
+            e.as_string().unwrap_or_else(|| format!("{e:?}"))
+        ),
+    )
+    .into()
+}
+
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| WebError::new("internal", e.to_string()).into())
+}
+
+/// A random id: 128 bits in hex.
+fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No crypto: time and Math.random still make a collision unlikely for one user's chats.
+        bytes[..8].copy_from_slice(&js_sys::Date::now().to_bits().to_le_bytes());
+        bytes[8..].copy_from_slice(&js_sys::Math::random().to_bits().to_le_bytes());
+    }
+    crate::download::hex(&bytes)
+}
+
+async fn read(db: &Db, id: &str) -> Result<Option<Conversation>, JsValue> {
+    let text = db.get(STORE, id).await.map_err(|e| storage(&e))?;
+    Ok(text.as_string().and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+/// Saves a conversation (`{id?, title?, messages, model?}`); resolves to its id, made up when
+/// it had none.
+#[wasm_bindgen(js_name = saveConversation)]
+pub async fn save_conversation(conversation: JsValue) -> Result<String, JsValue> {
+    // Through JSON, as an app would store it: fields set to undefined are simply absent.
+    let text = js_sys::JSON::stringify(&conversation)
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_default();
+    if text.len() > MAX_BYTES {
+        return Err(WebError::new(
+            "invalid_request",
+            ConversationError::TooLarge(text.len()).to_string(),
+        )
+        .into());
+    }
+    let mut c: Conversation = serde_json::from_str(&text)
+        .map_err(|e| WebError::new("invalid_request", format!("conversation: {e}")))?;
+    let db = db().await?;
+    if !c.id.is_empty() && c.created == 0.0 {
+        c.created = read(&db, &c.id).await?.map_or(0.0, |old| old.created);
+    }
+    c.prepare(js_sys::Date::now(), new_id)
+        .map_err(|e| WebError::new("invalid_request", e.to_string()))?;
+    let text = serde_json::to_string(&c).map_err(|e| WebError::new("internal", e.to_string()))?;
+    db.write(&[Op(STORE, &c.id, Some(text.into()))])
+        .await
+        .map_err(|e| storage(&e))?;
+    Ok(c.id)
+}
+
+/// Every kept conversation's id, title, last update and message count, most recent first.
+#[wasm_bindgen(js_name = listConversations)]
+pub async fn list_conversations() -> Result<JsValue, JsValue> {
+    let db = db().await?;
+    let mut all: Vec<Summary> = db
+        .all(STORE)
+        .await
+        .map_err(|e| storage(&e))?
+        .into_iter()
+        .filter_map(|(_, v)| serde_json::from_str::<Conversation>(&v.as_string()?).ok())
+        .map(|c| c.summary())
+        .collect();
+    all.sort_by(|a, b| b.updated.total_cmp(&a.updated));
+    to_js(&all)
+}
+
+/// The conversation with this id, or null.
+#[wasm_bindgen(js_name = loadConversation)]
+pub async fn load_conversation(id: String) -> Result<JsValue, JsValue> {
+    match read(&db().await?, &id).await? {
+        Some(c) => to_js(&c),
+        None => Ok(JsValue::NULL),
+    }
+}
+
+/// Deletes a conversation; false when there was none.
+#[wasm_bindgen(js_name = deleteConversation)]
+pub async fn delete_conversation(id: String) -> Result<bool, JsValue> {
+    let db = db().await?;
+    let existed = read(&db, &id).await?.is_some();
+    db.write(&[Op(STORE, &id, None)])
+        .await
+        .map_err(|e| storage(&e))?;
+    Ok(existed)
+}
