@@ -69,3 +69,39 @@ export async function startProvider(name, extra = []) {
     stop: () => child.kill(),
   };
 }
+
+/** Opens `origin` in `page` with the demo's service worker (the router) controlling it. */
+export async function openWithRouter(page, origin) {
+  await page.goto(`${origin}/`);
+  await page.evaluate(async () => {
+    await navigator.serviceWorker.register('/sw.js', { type: 'module' });
+    await navigator.serviceWorker.ready;
+    if (!navigator.serviceWorker.controller) await new Promise((r) => navigator.serviceWorker.addEventListener('controllerchange', r, { once: true }));
+  });
+  return page;
+}
+
+/** Sends the router its configuration from `page`; throws unless it took it. */
+export async function configureRouter(page, config) {
+  const r = await page.evaluate(async (c) => {
+    const reg = await navigator.serviceWorker.ready;
+    const { port1, port2 } = new MessageChannel();
+    const done = new Promise((resolve) => { port1.onmessage = (e) => resolve(e.data); });
+    reg.active.postMessage({ type: 'router-config', config: c }, [port2]);
+    return done;
+  }, config);
+  if (!r?.ok) throw new Error(`router config refused: ${JSON.stringify(r)}`);
+}
+
+/** POSTs a chat-completions body through the service worker from `page`: the stream's chunks,
+ *  parsed, or the JSON answer, with the status and the route that answered. */
+export function completeThrough(page, body) {
+  return page.evaluate(async (body) => {
+    const res = await fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const out = { status: res.status, route: res.headers.get('x-candlelight-route'), retryAfter: res.headers.get('retry-after') };
+    const text = await res.text();
+    if (!(res.headers.get('content-type') ?? '').includes('event-stream')) return { ...out, json: JSON.parse(text) };
+    const events = text.split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
+    return { ...out, done: events.at(-1) === '[DONE]', chunks: events.filter((e) => e !== '[DONE]').map((e) => JSON.parse(e)) };
+  }, body);
+}

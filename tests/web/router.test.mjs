@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
-import { launch, startProvider, startServer } from './harness.mjs';
+import { completeThrough, configureRouter, launch, openWithRouter, startProvider, startServer } from './harness.mjs';
 
 let browser;
 let app;
@@ -24,43 +24,14 @@ const config = (over = {}) => ({
   ...over,
 });
 
-async function configure(c) {
-  const r = await page.evaluate(async (c) => {
-    const reg = await navigator.serviceWorker.ready;
-    const { port1, port2 } = new MessageChannel();
-    const done = new Promise((resolve) => { port1.onmessage = (e) => resolve(e.data); });
-    reg.active.postMessage({ type: 'router-config', config: c }, [port2]);
-    return done;
-  }, c);
-  assert.deepEqual(r, { ok: true });
-}
-
-/** POSTs through the service worker; the stream's chunks, parsed, or the JSON answer. */
-function complete(body) {
-  return page.evaluate(async (body) => {
-    const res = await fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    const out = { status: res.status, route: res.headers.get('x-candlelight-route'), retryAfter: res.headers.get('retry-after') };
-    const text = await res.text();
-    if (!(res.headers.get('content-type') ?? '').includes('event-stream')) return { ...out, json: JSON.parse(text) };
-    const events = text.split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
-    return { ...out, done: events.at(-1) === '[DONE]', chunks: events.filter((e) => e !== '[DONE]').map((e) => JSON.parse(e)) };
-  }, body);
-}
+const configure = (c) => configureRouter(page, c);
+const complete = (body) => completeThrough(page, body);
 
 const ask = (over = {}) => ({ model: 'deepseek-chat', messages: [{ role: 'user', content: 'count' }], stream: true, stream_options: { include_usage: true }, ...over });
 const words = (n) => Array.from({ length: n }, (_, i) => `w${i} `).join('');
 const textOf = (r) => r.chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
 
-async function openRouterPage(b) {
-  const p = await (await b.newContext()).newPage();
-  await p.goto(`${app.origin}/`);
-  await p.evaluate(async () => {
-    await navigator.serviceWorker.register('/sw.js', { type: 'module' });
-    await navigator.serviceWorker.ready;
-    if (!navigator.serviceWorker.controller) await new Promise((r) => navigator.serviceWorker.addEventListener('controllerchange', r, { once: true }));
-  });
-  return p;
-}
+const openRouterPage = async (b) => openWithRouter(await (await b.newContext()).newPage(), app.origin);
 
 before(async () => {
   providers.p1 = await startProvider('p1', ['--keys', 'sk-a']);

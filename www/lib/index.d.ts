@@ -240,3 +240,8 @@ export const Conversations: {
   /** False when there was none. */
   delete(id: string): Promise<boolean>;
 };
+/** Asks the service worker to run a model itself on WebGPU, so the local route needs no open
+ *  page; reloaded whenever the worker restarts. `ok: false` where the worker has no WebGPU. */
+export function hostEngineInServiceWorker(url: string, options?: { capable?: boolean }): Promise<{ ok: true; id: string; backend: 'gpu' } | { ok: false; reason: string }>;
+/** An engine's answer to a chat-completions request body, as the Response a provider gives. */
+export function engineResponse(engine: Engine | WorkerEngine, body: ChatCompletionRequest, signal?: AbortSignal): Promise<Response>;

@@ -213,4 +213,4 @@ export const Conversations = {
 };
 
 export { WorkerEngine } from './client.js';
-export { offerLocalEngine } from './local-route.js';
+export { engineResponse, hostEngineInServiceWorker, offerLocalEngine } from './local-route.js';

@@ -1,5 +1,6 @@
-// The page's side of the router's local route: the service worker asks this page's engine to
-// answer a request, and the chunks go back over a MessageChannel as SSE text.
+// The router's local route: an engine answers a chat-completions request as a provider would.
+// Either a page offers its engine (the service worker asks it, and the chunks come back over a
+// MessageChannel as SSE text), or the service worker runs one itself where it has WebGPU.
 import { assessDevice, probeDevice } from './index.js';
 
 const post = (target, message) => new Promise((resolve) => {
@@ -9,6 +10,32 @@ const post = (target, message) => new Promise((resolve) => {
 });
 
 const status = (code) => ({ invalid_request: 400, context_overflow: 400, aborted: 499 }[code] ?? 503);
+
+/** `engine`'s answer to a chat-completions request body, as the Response a provider would give:
+ *  SSE for a stream, JSON otherwise, an OpenAI-style error body on failure. */
+export async function engineResponse(engine, body, signal) {
+  const json = (value, code = 200) => new Response(JSON.stringify(value), { status: code, headers: { 'content-type': 'application/json' } });
+  try {
+    const out = await engine.chat.completions.create({ ...body, signal });
+    if (!body.stream) return json(out);
+    const enc = new TextEncoder();
+    const stream = new ReadableStream({
+      async start(c) {
+        try {
+          for await (const chunk of out) c.enqueue(enc.encode(`data: ${JSON.stringify(chunk)}\n\n`));
+          c.enqueue(enc.encode('data: [DONE]\n\n'));
+          c.close();
+        } catch (e) {
+          c.error(e);
+        }
+      },
+    });
+    return new Response(stream, { headers: { 'content-type': 'text/event-stream' } });
+  } catch (err) {
+    const type = err.code === 'invalid_request' ? 'invalid_request_error' : 'server_error';
+    return json({ error: { message: err.message, type, code: err.code ?? null } }, status(err.code));
+  }
+}
 
 /** Offers `engine` (Engine or WorkerEngine) to the service worker's router as the local route.
  *  Without `capable`, the device is probed (once, then cached) and judged against
@@ -28,24 +55,32 @@ export async function offerLocalEngine(engine, { capable, minTokensPerS = 8 } = 
     if (e.data?.type === 'candlelight-engine?') return offer();
     if (e.data?.type !== 'candlelight-local') return;
     const port = e.ports[0];
-    const body = JSON.parse(e.data.body);
     const controller = new AbortController();
     port.onmessage = ({ data }) => data.abort && controller.abort();
+    const res = await engineResponse(engine, JSON.parse(e.data.body), controller.signal);
+    port.postMessage({ start: true, status: res.status, headers: Object.fromEntries(res.headers) });
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     try {
-      const out = await engine.chat.completions.create({ ...body, signal: controller.signal });
-      if (!body.stream) {
-        port.postMessage({ start: true, status: 200, headers: { 'content-type': 'application/json' } });
-        return port.postMessage({ text: JSON.stringify(out), end: true });
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        port.postMessage({ text: value });
       }
-      port.postMessage({ start: true, status: 200, headers: { 'content-type': 'text/event-stream' } });
-      for await (const chunk of out) port.postMessage({ text: `data: ${JSON.stringify(chunk)}\n\n` });
-      port.postMessage({ text: 'data: [DONE]\n\n', end: true });
-    } catch (err) {
-      const error = { message: err.message, type: err.code === 'invalid_request' ? 'invalid_request_error' : 'server_error', code: err.code ?? null };
-      port.postMessage({ start: true, status: status(err.code), headers: { 'content-type': 'application/json' } });
-      port.postMessage({ text: JSON.stringify({ error }), end: true });
+    } catch {
+      // The answer broke off (aborted, or the engine failed): the router sees a cut stream.
     }
+    port.postMessage({ end: true });
   });
   await offer();
   return verdict;
+}
+
+/** Asks the service worker to run a model itself, on WebGPU, so the local route needs no page
+ *  (none open, or all closed mid-answer). The model is loaded from IndexedDB (or downloaded
+ *  there), and again whenever the service worker restarts. Resolves to `{ ok: true, id,
+ *  backend }`, or `{ ok: false, reason }` where the service worker has no WebGPU: then offer a
+ *  page's engine instead. */
+export async function hostEngineInServiceWorker(url, { capable = true } = {}) {
+  const registration = await navigator.serviceWorker.ready;
+  return post(registration.active, { type: 'host-engine', url: new URL(url, location.href).href, capable });
 }

@@ -2,13 +2,16 @@
 // `/v1/metrics` for the worker's own origin, answered by the router (Rust, in wasm). Used by the
 // demo's sw.js and the extension's background worker; an app imports it into its own. Glue only:
 // the router decides and does the fetching; this file wires requests, the saved configuration
-// and the local engine (a page's, offered with offerLocalEngine, or one in this worker).
-import { initWasm } from './index.js';
+// and the local engine (a page's, offered with offerLocalEngine, or one in this worker where it
+// has WebGPU, asked for with hostEngineInServiceWorker).
+import { Engine, initWasm } from './index.js';
 import { RouterCore } from './candlelight.js';
+import { engineResponse } from './local-route.js';
 
 // The Cache API takes http(s) keys only, and an extension's origin is chrome-extension://: the
 // saved configuration lives under a reserved name (.invalid never resolves).
 const CONFIG = 'https://candlelight.invalid/router-config';
+const HOSTED = 'https://candlelight.invalid/hosted-engine';
 let core = null;
 let local = { ready: false, capable: false, client: null, model: null };
 
@@ -32,8 +35,28 @@ async function configure(config) {
   await announceHealth(core);
 }
 
+// An engine in this worker, where it has WebGPU (a CPU engine here would block every request):
+// { url, capable, engine: Promise<Engine> }. Its URL is saved, so a restarted worker loads it again.
+let hosted = null;
+
+async function host(url, capable) {
+  const adapter = await self.navigator.gpu?.requestAdapter?.().catch(() => null);
+  if (!adapter) throw new Error('this service worker has no WebGPU: offer a page\'s engine instead');
+  if (hosted?.url !== url) {
+    const engine = Engine.load(url, { backend: 'gpu' });
+    hosted = { url, capable, engine };
+    engine.catch(() => { if (hosted?.engine === engine) hosted = null; });
+  }
+  const engine = await hosted.engine;
+  await (await caches.open('candlelight-router')).put(HOSTED, new Response(JSON.stringify({ url, capable })));
+  if (!local.client) local = { ready: true, capable, client: null, model: engine.info.id };
+  (await router()).setLocal(local.ready, local.capable);
+  return engine;
+}
+
 // A service worker stopped while idle forgets which page offered its engine. The first request
-// after a start asks the pages once, and waits briefly for an offer.
+// after a start asks the pages once, and waits briefly for an offer; failing that, it loads the
+// engine it hosted before.
 let asked = null;
 let offered = () => {};
 function findLocal() {
@@ -42,6 +65,11 @@ function findLocal() {
     const wait = new Promise((resolve) => { offered = resolve; setTimeout(resolve, 500); });
     for (const client of await self.clients.matchAll()) client.postMessage({ type: 'candlelight-engine?' });
     await wait;
+    const saved = !local.ready && (await (await caches.open('candlelight-router')).match(HOSTED));
+    if (saved) {
+      const { url, capable } = await saved.json();
+      await host(url, capable).catch(() => {});
+    }
   })();
   return asked;
 }
@@ -51,15 +79,22 @@ function onMessage(e) {
   const reply = (v) => e.ports[0]?.postMessage(v);
   if (m.type === 'router-config') {
     e.waitUntil(configure(m.config).then(() => reply({ ok: true }), (err) => reply({ error: String(err?.message ?? err) })));
+  } else if (m.type === 'host-engine') {
+    e.waitUntil(host(m.url, m.capable !== false).then(
+      (engine) => reply({ ok: true, id: engine.info.id, backend: engine.info.backend }),
+      (err) => reply({ ok: false, reason: String(err?.message ?? err) }),
+    ));
   } else if (m.type === 'local-engine') {
     local = { ready: m.ready, capable: m.capable, client: e.source?.id ?? null, model: m.model ?? null };
     e.waitUntil(router().then((r) => { r.setLocal(local.ready, local.capable); offered(); reply({ ok: true }); }));
   }
 }
 
-// The local route: the page that offered its engine answers, chunk by chunk, over a port.
+// The local route: the page that offered its engine answers, chunk by chunk, over a port; with
+// no such page, the engine hosted here.
 async function answerLocally(body, signal) {
   const client = local.client && (await self.clients.get(local.client));
+  if (!client && hosted) return engineResponse(await hosted.engine, JSON.parse(body), signal);
   if (!client) throw new Error('the page with the local engine is gone');
   const { port1, port2 } = new MessageChannel();
   const enc = new TextEncoder();
