@@ -15,7 +15,8 @@
 //! - [`router`] decides, as pure policy, which route answers a request: the local model or the
 //!   next remote provider (busy signals, retries, circuit breakers, rate limits, key rotation,
 //!   the device's speed); [`retry`] holds the backoff both it and [`download`] use;
-//! - `web` (wasm only) exports the engine and the model cache to JavaScript;
+//! - `web` (wasm only) exports the engine, the model cache, the router's service-worker I/O, kept
+//!   answers and conversations (both in IndexedDB) to JavaScript;
 //! - [`fixture`] makes GGUF files with random weights for tests and benchmarks.
 
 #[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]
