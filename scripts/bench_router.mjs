@@ -1,6 +1,8 @@
 // The service worker's routing overhead: 200 sequential non-streamed requests through it
 // (page → service worker → router in wasm → provider) against 200 straight from the page to the
-// same provider on 127.0.0.1, in one browser run. Prints p50 and p95 of both and the difference.
+// same provider on 127.0.0.1, in one browser run. Prints p50 and p95 of both and the difference;
+// also deterministic requests (temperature 0, each one different) through it, which are coalesced
+// and whose answers are kept in IndexedDB.
 //
 //   node scripts/build_pkg.mjs && node scripts/bench_router.mjs [requests]
 import { spawn } from 'node:child_process';
@@ -24,8 +26,8 @@ try {
       port1.onmessage = resolve;
       reg.active.postMessage({ type: 'router-config', config }, [port2]);
     });
-    const body = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] });
-    const time = async (url) => {
+    const plain = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] });
+    const time = async (url, body = plain) => {
       const t = performance.now();
       const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
       await res.json();
@@ -33,12 +35,15 @@ try {
     };
     const through = [];
     const direct = [];
+    const kept = [];
+    const deterministic = (i) => JSON.stringify({ model: 'm', messages: [{ role: 'user', content: `hi ${i}` }], temperature: 0 });
     for (let i = 0; i < 10; i++) { await time('/v1/chat/completions'); await time(`${provider}/v1/chat/completions`); } // warm-up
     for (let i = 0; i < n; i++) {
       through.push(await time('/v1/chat/completions'));
       direct.push(await time(`${provider}/v1/chat/completions`));
+      kept.push(await time('/v1/chat/completions', deterministic(i)));
     }
-    return { through, direct };
+    return { through, direct, kept };
   }, { provider, n });
   const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
   const row = (name, xs) => `| ${name} | ${pct(xs, 0.5).toFixed(2)} | ${pct(xs, 0.95).toFixed(2)} |`;
@@ -46,6 +51,7 @@ try {
   console.log('| path | p50 ms | p95 ms |\n|---|---|---|');
   console.log(row('through the service worker', r.through));
   console.log(row('straight to the provider', r.direct));
+  console.log(row('through it, temperature 0 (answers kept)', r.kept));
   console.log(`\noverhead: p50 +${(pct(r.through, 0.5) - pct(r.direct, 0.5)).toFixed(2)} ms, p95 +${(pct(r.through, 0.95) - pct(r.direct, 0.95)).toFixed(2)} ms`);
 } finally {
   await browser.close();

@@ -12,6 +12,7 @@ import { engineResponse } from './local-route.js';
 // saved configuration lives under a reserved name (.invalid never resolves).
 const CONFIG = 'https://candlelight.invalid/router-config';
 const HOSTED = 'https://candlelight.invalid/hosted-engine';
+const OFFERED = 'https://candlelight.invalid/page-engine-offered';
 let core = null;
 let local = { ready: false, capable: false, client: null, model: null };
 
@@ -62,10 +63,15 @@ let offered = () => {};
 function findLocal() {
   if (local.ready) return Promise.resolve();
   asked ??= (async () => {
-    const wait = new Promise((resolve) => { offered = resolve; setTimeout(resolve, 500); });
-    for (const client of await self.clients.matchAll()) client.postMessage({ type: 'candlelight-engine?' });
-    await wait;
-    const saved = !local.ready && (await (await caches.open('candlelight-router')).match(HOSTED));
+    const kept = await caches.open('candlelight-router');
+    const pages = await self.clients.matchAll();
+    // Only an origin whose pages have offered an engine before waits for one.
+    if (pages.length && (await kept.match(OFFERED))) {
+      const wait = new Promise((resolve) => { offered = resolve; setTimeout(resolve, 500); });
+      for (const client of pages) client.postMessage({ type: 'candlelight-engine?' });
+      await wait;
+    }
+    const saved = !local.ready && (await kept.match(HOSTED));
     if (saved) {
       const { url, capable } = await saved.json();
       await host(url, capable).catch(() => {});
@@ -86,7 +92,12 @@ function onMessage(e) {
     ));
   } else if (m.type === 'local-engine') {
     local = { ready: m.ready, capable: m.capable, client: e.source?.id ?? null, model: m.model ?? null };
-    e.waitUntil(router().then((r) => { r.setLocal(local.ready, local.capable); offered(); reply({ ok: true }); }));
+    e.waitUntil(router().then(async (r) => {
+      r.setLocal(local.ready, local.capable);
+      offered();
+      await (await caches.open('candlelight-router')).put(OFFERED, new Response('1'));
+      reply({ ok: true });
+    }));
   }
 }
 
