@@ -1,6 +1,6 @@
 // The demo page: pick a model, watch it download and load, chat with it. UI glue only; the engine
 // runs in a dedicated worker through WorkerEngine.
-import { Conversations, WorkerEngine, offerLocalEngine } from '/pkg/index.js';
+import { Conversations, WorkerEngine, chatThroughRouter, offerLocalEngine } from '/pkg/index.js';
 
 const HF = 'https://huggingface.co';
 const CATALOG = [
@@ -94,34 +94,6 @@ async function load(source) {
 function where(info) {
   if (info.backend === 'gpu') return `GPU (WebGPU: ${info.adapter}${info.shaderF16 ? ', f16' : ''})`;
   return info.fallbackReason ? `CPU (${info.fallbackReason})` : 'CPU';
-}
-
-/** Chat chunks from the service worker's /v1/chat/completions (SSE), with the route that answered. */
-async function throughRouter(request, signal) {
-  const res = await fetch('/v1/chat/completions', {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'local', ...request }), signal,
-  });
-  if (!res.ok || !(res.headers.get('content-type') ?? '').includes('event-stream')) {
-    const body = await res.json().catch(() => ({}));
-    throw Object.assign(new Error(body.error?.message ?? `HTTP ${res.status}`), { code: body.error?.code ?? 'router' });
-  }
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  async function* chunks() {
-    let buffer = '';
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const event = buffer.slice(0, end).replace(/^data: /, '');
-        buffer = buffer.slice(end + 2);
-        if (event === '[DONE]') return;
-        yield JSON.parse(event);
-      }
-    }
-  }
-  return Object.assign(chunks(), { route: res.headers.get('x-candlelight-route') });
 }
 
 async function sendToWorker(message) {
@@ -231,7 +203,7 @@ async function send(text) {
       max_tokens: Number(params.get('max_tokens') || 256), temperature: 0.7,
     };
     const stream = ui.useRouter.checked
-      ? await throughRouter(request, controller.signal)
+      ? await chatThroughRouter({ model: 'local', ...request }, { signal: controller.signal })
       : await engine.chat.completions.create({ ...request, signal: controller.signal });
     let chunks = 0;
     for await (const chunk of stream) {

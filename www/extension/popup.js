@@ -1,6 +1,8 @@
 // The popup: asks the background service worker's router (fetch /v1/chat/completions, as any app
 // would) and shows the streamed answer and the route that gave it; settings choose the local
 // model and a remote provider.
+import { chatThroughRouter } from './pkg/index.js';
+
 const $ = (id) => document.getElementById(id);
 const SETTINGS = 'router';
 
@@ -26,38 +28,16 @@ async function ask(e) {
   $('answer').className = '';
   $('reasoning').hidden = true;
   try {
-    const res = await fetch('/v1/chat/completions', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'default', stream: true, messages: [{ role: 'user', content: $('prompt').value }] }),
-    });
-    const route = res.headers.get('x-candlelight-route');
-    if (!(res.headers.get('content-type') ?? '').includes('event-stream')) {
-      const body = await res.json().catch(() => ({}));
-      throw new Error(body.error?.message ?? `HTTP ${res.status}`);
-    }
-    $('route').textContent = `answered by ${route}`;
-    $('route').dataset.route = route;
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = '';
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const data = buffer.slice(0, end).replace(/^data: /, '');
-        buffer = buffer.slice(end + 2);
-        if (data === '[DONE]') continue;
-        const chunk = JSON.parse(data);
-        if (chunk.error) throw new Error(chunk.error.message);
-        const delta = chunk.choices?.[0]?.delta ?? {};
-        if (delta.reasoning_content) {
-          $('reasoning').hidden = false;
-          $('reasoning').textContent += delta.reasoning_content;
-        }
-        if (delta.content) $('answer').textContent += delta.content;
+    const stream = await chatThroughRouter({ model: 'default', messages: [{ role: 'user', content: $('prompt').value }] });
+    $('route').textContent = `answered by ${stream.route}`;
+    $('route').dataset.route = stream.route;
+    for await (const chunk of stream) {
+      const delta = chunk.choices?.[0]?.delta ?? {};
+      if (delta.reasoning_content) {
+        $('reasoning').hidden = false;
+        $('reasoning').textContent += delta.reasoning_content;
       }
+      if (delta.content) $('answer').textContent += delta.content;
     }
     document.body.dataset.answered = 'yes';
   } catch (err) {

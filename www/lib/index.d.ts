@@ -245,3 +245,6 @@ export const Conversations: {
 export function hostEngineInServiceWorker(url: string, options?: { capable?: boolean }): Promise<{ ok: true; id: string; backend: 'gpu' } | { ok: false; reason: string }>;
 /** An engine's answer to a chat-completions request body, as the Response a provider gives. */
 export function engineResponse(engine: Engine | WorkerEngine, body: ChatCompletionRequest, signal?: AbortSignal): Promise<Response>;
+/** A streamed chat completion from the service worker's router; `route` names what answered
+ *  (`local`, a provider's name, `cache`). Error answers throw a CandlelightError. */
+export function chatThroughRouter(request: Omit<ChatCompletionRequest, 'stream'> & { model?: string }, options?: { signal?: AbortSignal; url?: string }): Promise<AsyncIterable<ChatCompletionChunk> & { route: string | null }>;

@@ -212,5 +212,35 @@ export const Conversations = {
   delete: kept(deleteConversation),
 };
 
+/** A streamed chat completion from the service worker's router (`/v1/chat/completions`): an
+ *  async iterator of chunks, with `route` naming what answered (local, a provider, cache).
+ *  An error answer, or an error event mid-stream, throws a CandlelightError. */
+export async function chatThroughRouter(request, { signal, url = '/v1/chat/completions' } = {}) {
+  const res = await fetch(url, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...request, stream: true }), signal,
+  });
+  const failed = (error) => new CandlelightError(error?.code ?? 'router', error?.message ?? `HTTP ${res.status}`, { status: res.status });
+  if (!res.ok || !(res.headers.get('content-type') ?? '').includes('event-stream')) throw failed((await res.json().catch(() => ({}))).error);
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  async function* chunks() {
+    let buffer = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const event = buffer.slice(0, end).replace(/^data: /, '');
+        buffer = buffer.slice(end + 2);
+        if (event === '[DONE]') return;
+        const chunk = JSON.parse(event);
+        if (chunk.error) throw failed(chunk.error);
+        yield chunk;
+      }
+    }
+  }
+  return Object.assign(chunks(), { route: res.headers.get('x-candlelight-route') });
+}
+
 export { WorkerEngine } from './client.js';
 export { engineResponse, hostEngineInServiceWorker, offerLocalEngine } from './local-route.js';
