@@ -46,7 +46,14 @@ async function popup() {
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('popup error:', e.message));
   await page.goto(`chrome-extension://${id}/popup.html`);
-  await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+  // A page opened before the worker activated is taken over by its clients.claim(); a reload
+  // is the user's way out when that has not happened.
+  const controlled = () => page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 10000 }).then(() => true, () => false);
+  if (!(await controlled())) {
+    console.error('popup not controlled after 10 s; worker:', await worker.evaluate(() => self.registration.active?.state ?? 'no active worker').catch((e) => e.message));
+    await page.reload();
+    assert.ok(await controlled(), 'the background worker controls the popup');
+  }
   return page;
 }
 

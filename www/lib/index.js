@@ -212,10 +212,24 @@ export const Conversations = {
   delete: kept(deleteConversation),
 };
 
+/** Until a service worker controls this page: a page loaded before its worker activated is
+ *  taken over by clients.claim(), and its requests would miss the router until then. */
+async function controlled(ms = 10000) {
+  const sw = globalThis.navigator?.serviceWorker;
+  if (!sw || sw.controller) return;
+  if (!(await sw.getRegistration())) throw new CandlelightError('router', 'no service worker is registered for this page');
+  await new Promise((resolve) => {
+    sw.addEventListener('controllerchange', resolve, { once: true });
+    setTimeout(resolve, ms);
+  });
+  if (!sw.controller) throw new CandlelightError('router', 'the service worker does not control this page yet: reload it');
+}
+
 /** A streamed chat completion from the service worker's router (`/v1/chat/completions`): an
  *  async iterator of chunks, with `route` naming what answered (local, a provider, cache).
  *  An error answer, or an error event mid-stream, throws a CandlelightError. */
 export async function chatThroughRouter(request, { signal, url = '/v1/chat/completions' } = {}) {
+  await controlled();
   const res = await fetch(url, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...request, stream: true }), signal,
   });
