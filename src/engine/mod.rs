@@ -3,6 +3,7 @@
 
 pub mod bandwidth;
 pub mod cpu;
+pub mod dense;
 mod generate;
 pub mod gpu;
 pub(crate) mod rope;

@@ -13,6 +13,7 @@ use half::f16;
 
 #[cfg(target_arch = "x86_64")]
 use super::x86;
+use crate::engine::dense::widen;
 use crate::gguf::TensorType;
 
 /// Output columns handed to one worker at a time: a few tasks per thread, so small matrices
@@ -110,7 +111,7 @@ impl PendingMatrix {
             Pending::Raw(raw)
                 if matches!(ty.dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) =>
             {
-                Blocks::Dense(widen(ty, &raw))
+                Blocks::Dense(widen(ty, &raw, n_in)?)
             }
             Pending::Raw(raw) => {
                 let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
@@ -128,23 +129,6 @@ impl PendingMatrix {
             n_out,
             blocks,
         })
-    }
-}
-
-fn widen(ty: TensorType, raw: &[u8]) -> Vec<f32> {
-    match ty.dtype {
-        GgmlDType::F16 => raw
-            .chunks_exact(2)
-            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        GgmlDType::BF16 => raw
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        _ => raw
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
     }
 }
 

@@ -214,7 +214,7 @@ impl GpuBackend {
                     .read_at(base + info.offset, &mut raw)
                     .await
                     .map_err(crate::gguf::GgufError::from)?;
-                Some(weights::widen(info.ty, &raw, hd / 2)?)
+                Some(crate::engine::dense::widen(info.ty, &raw, hd / 2)?)
             }
             None => None,
         };

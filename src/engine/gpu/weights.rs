@@ -3,10 +3,10 @@
 //! the chunk store a piece at a time, and split by rows where a matrix outgrows one binding.
 
 use candle_core::quantized::GgmlDType;
-use half::f16;
 
-use super::kernels::{bytes_f32, f32_bytes, storage, storage_init, words_bytes};
+use super::kernels::{f32_bytes, storage, storage_init, words_bytes};
 use super::{Gpu, GpuError};
+use crate::engine::dense::widen;
 use crate::engine::EngineError;
 use crate::gguf::{GgufError, TensorType};
 use crate::store::AsyncChunkStore;
@@ -132,33 +132,6 @@ pub fn repack(
         scales.push(pair[0] | pair.get(1).map_or(0, |h| h << 16));
     }
     Ok((quants, scales))
-}
-
-/// Any tensor type as f32 values, through candle's dequantization.
-pub fn widen(ty: TensorType, raw: &[u8], n_in: usize) -> Result<Vec<f32>, EngineError> {
-    Ok(match ty.dtype {
-        GgmlDType::F32 => bytes_f32(raw),
-        GgmlDType::F16 => raw
-            .chunks_exact(2)
-            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        GgmlDType::BF16 => raw
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        dtype => {
-            let rows = raw.len() / ty.type_size * ty.block_size / n_in.max(1);
-            let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
-                dtype,
-                raw,
-                vec![rows, n_in],
-                &candle_core::Device::Cpu,
-            )?;
-            q.dequantize(&candle_core::Device::Cpu)?
-                .flatten_all()?
-                .to_vec1::<f32>()?
-        }
-    })
 }
 
 /// Rows `row0 .. row0 + rows` of a matrix, in buffers of their own.

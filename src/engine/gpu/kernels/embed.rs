@@ -33,14 +33,12 @@ impl Kernel for Embed {
 mod tests {
     use super::*;
     use crate::engine::gpu::kernels::matmul::dims;
-    use crate::engine::gpu::kernels::testing::{self, assert_close, random};
+    use crate::engine::gpu::kernels::testing::{self, assert_close, quantized, random};
     use crate::engine::gpu::kernels::{
         bytes_f32, storage, storage_init, uniform, words_bytes, Groups, Op, Pool,
     };
     use crate::engine::gpu::weights::GpuMatrix;
     use crate::gguf::TensorType;
-    use candle_core::quantized::QTensor;
-    use candle_core::{Device, Tensor};
 
     /// Rows picked by id equal candle's dequantized rows (exactly in f32; within 1e-3 of the row's
     /// scale with f16 math), also when the table is split across parts.
@@ -57,18 +55,7 @@ mod tests {
         ] {
             let (k, n) = (if ty.block_size == 256 { 256 } else { 96 }, 37usize);
             let w = random(ty.type_size as u64, n * k, 0.1);
-            let q = QTensor::quantize(
-                &Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(),
-                ty.dtype,
-            )
-            .unwrap();
-            let wd = q
-                .dequantize(&Device::Cpu)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let (q, wd) = quantized(w, n, k, ty);
             let raw = q.data().unwrap();
             let ids = [36u32, 0, 5, 5, 19, 1, 35];
             let expect: Vec<f32> = ids

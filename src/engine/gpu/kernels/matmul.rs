@@ -92,13 +92,12 @@ pub fn dims(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::gpu::kernels::testing::{self, assert_close, random};
+    use crate::engine::gpu::kernels::testing::{self, assert_close, quantized, random};
     use crate::engine::gpu::kernels::{
         bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool,
     };
     use crate::engine::gpu::weights::GpuMatrix;
     use crate::gguf::TensorType;
-    use candle_core::quantized::QTensor;
     use candle_core::{Device, Tensor};
 
     /// Every format, decode and prefill tiles, shapes off the tile sizes, each variant the
@@ -123,18 +122,7 @@ mod tests {
                 let k = k_blocks * k_step;
                 seed += 1;
                 let w = random(seed, n * k, 0.05);
-                let q = QTensor::quantize(
-                    &Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(),
-                    ty.dtype,
-                )
-                .unwrap();
-                let wd = q
-                    .dequantize(&Device::Cpu)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap();
+                let (q, wd) = quantized(w, n, k, ty);
                 let gated = seed % 2 == 0;
                 let x = random(seed + 100, m as usize * k, 1.0);
                 let up = random(seed + 200, m as usize * k, 1.0);

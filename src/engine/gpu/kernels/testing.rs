@@ -66,6 +66,30 @@ pub fn random(seed: u64, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| rng.next_normal() * scale).collect()
 }
 
+/// `w` (`n` rows of `k`) quantized to `ty` by candle, and candle's dequantization of it: the
+/// weights a kernel reads and the values its reference uses.
+pub fn quantized(
+    w: Vec<f32>,
+    n: usize,
+    k: usize,
+    ty: crate::gguf::TensorType,
+) -> (candle_core::quantized::QTensor, Vec<f32>) {
+    use candle_core::{Device, Tensor};
+    let q = candle_core::quantized::QTensor::quantize(
+        &Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(),
+        ty.dtype,
+    )
+    .unwrap();
+    let wd = q
+        .dequantize(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    (q, wd)
+}
+
 /// |got - expect| ≤ tol × scale for every value (scale: the magnitude the error grows with).
 pub fn assert_close(got: &[f32], expect: &[f32], scale: &[f32], tol: f32, what: &str) {
     assert_eq!(got.len(), expect.len(), "{what}: length");
