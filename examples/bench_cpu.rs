@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use candlelight::block_on;
 use candlelight::engine::cpu::CpuBackend;
 use candlelight::engine::Backend;
 use candlelight::gguf::GgufFile;
@@ -21,8 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (n_prompt, n_decode, repeats) = (arg(1, 128), arg(2, 64), arg(3, 3));
     let t = Instant::now();
     let store = FileStore::open(path)?;
-    let file = GgufFile::read(&store)?;
-    let mut backend = CpuBackend::load(&file, &store)?;
+    let file = block_on(GgufFile::read(&store))?;
+    let mut backend = block_on(CpuBackend::load(&file, &store, &mut |_, _| {}))?;
     let load_s = t.elapsed().as_secs_f64();
     let vocab = backend.config().vocab_size as u32;
     let prompt: Vec<u32> = (0..n_prompt as u32)
@@ -32,11 +33,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..repeats {
         backend.reset();
         let t = Instant::now();
-        backend.prefill(&prompt)?;
+        block_on(backend.forward(&prompt))?;
         prefill.push(n_prompt as f64 / t.elapsed().as_secs_f64());
         let t = Instant::now();
         for i in 0..n_decode as u32 {
-            backend.decode((i * 104_729 + 7) % vocab)?;
+            block_on(backend.forward(&[(i * 104_729 + 7) % vocab]))?;
         }
         decode.push(n_decode as f64 / t.elapsed().as_secs_f64());
     }

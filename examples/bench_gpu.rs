@@ -10,11 +10,12 @@
 
 use std::time::Instant;
 
+use candlelight::block_on;
 use candlelight::engine::cpu::CpuBackend;
 use candlelight::engine::gpu::{GpuBackend, GpuOptions};
-use candlelight::engine::{ready, Backend, Pick, SamplingParams};
+use candlelight::engine::{Backend, Pick, SamplingParams};
 use candlelight::gguf::GgufFile;
-use candlelight::store::{FileStore, Ready};
+use candlelight::store::FileStore;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -46,22 +47,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let arg = |i: usize, d: usize| nums.get(i).copied().unwrap_or(d);
     let (n_prompt, n_decode, repeats) = (arg(0, 128), arg(1, 128), arg(2, 3));
     let store = FileStore::open(path.as_str())?;
-    let file = GgufFile::read(&store)?;
+    let file = block_on(GgufFile::read(&store))?;
     let name = std::path::Path::new(path.as_str())
         .file_name()
         .map_or(String::new(), |n| n.to_string_lossy().into_owned());
 
     let t = Instant::now();
     let context = n_prompt + n_decode + 8;
-    let mut gpu = ready(GpuBackend::load_from(
-        &file,
-        &Ready(&store),
-        GpuOptions {
-            context,
-            ..GpuOptions::default()
-        },
-        &mut |_, _, _| {},
-    ))?;
+    let options = GpuOptions {
+        context,
+        ..GpuOptions::default()
+    };
+    let mut gpu = block_on(GpuBackend::load(&file, &store, options, &mut |_, _, _| {}))?;
     let gpu_load_s = t.elapsed().as_secs_f64();
     let vocab = gpu.config().vocab_size as u32;
     let prompt: Vec<u32> = (0..n_prompt as u32)
@@ -78,15 +75,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for round in 0..=repeats {
         gpu.reset();
         let t = Instant::now();
-        let logits = gpu.prefill(&prompt)?;
+        let logits = block_on(gpu.forward(&prompt))?;
         let prefill = n_prompt as f64 / t.elapsed().as_secs_f64();
         let mut token = candlelight::engine::sampler::argmax(&logits);
         let t = Instant::now();
         for _ in 0..n_decode {
-            token = ready(
-                gpu.forward_pick(token, &greedy)
-                    .ok_or("greedy picks run on the GPU")?,
-            )?;
+            token = block_on(gpu.pick_next(token, &greedy))?;
         }
         if round > 0 {
             gp.push(prefill);
@@ -116,16 +110,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut cpu_figures = String::new();
     if !gpu_only {
-        let mut cpu = CpuBackend::load(&file, &store)?;
+        let mut cpu = block_on(CpuBackend::load(&file, &store, &mut |_, _| {}))?;
         let (mut cp, mut cd) = (Vec::new(), Vec::new());
         for round in 0..=repeats {
             cpu.reset();
             let t = Instant::now();
-            cpu.prefill(&prompt)?;
+            block_on(cpu.forward(&prompt))?;
             let prefill = n_prompt as f64 / t.elapsed().as_secs_f64();
             let t = Instant::now();
             for i in 0..n_decode as u32 {
-                cpu.decode((i * 104_729 + 7) % vocab)?;
+                block_on(cpu.forward(&[(i * 104_729 + 7) % vocab]))?;
             }
             if round > 0 {
                 cp.push(prefill);

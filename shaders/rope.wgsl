@@ -2,7 +2,7 @@
 // position). Normal RoPE rotates pairs (2j, 2j+1); NeoX rotates (j, j + head_dim/2).
 // `rope_q` writes rotated queries; `store_kv` writes rotated keys and the values into the cache.
 
-struct Rope {
+struct RopeParams {
     heads: u32,
     head_dim: u32,
     neox: u32,
@@ -13,7 +13,7 @@ struct Rope {
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read> table: array<vec2<f32>>;
-@group(0) @binding(3) var<uniform> rope: Rope;
+@group(0) @binding(3) var<uniform> rope: RopeParams;
 @group(0) @binding(4) var<uniform> step: Step;
 
 fn pair(j: u32) -> vec2<u32> {

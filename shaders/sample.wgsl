@@ -3,7 +3,7 @@
 // (top-k, softmax, top-p, min-p, temperature, one draw with the host's random number `r`).
 // Ties go to the lower id, as on the host.
 
-struct Sample {
+struct PickParams {
     vocab: u32,
     penalties: u32,
     top_k: u32,
@@ -19,7 +19,7 @@ struct Sample {
 @group(0) @binding(0) var<storage, read_write> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> seen: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read_write> picked: array<u32>;
-@group(0) @binding(3) var<uniform> params: Sample;
+@group(0) @binding(3) var<uniform> params: PickParams;
 
 const WG: u32 = 256u;
 const MAX_K: u32 = 256u;

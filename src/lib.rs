@@ -16,17 +16,24 @@
 //!   next remote provider (busy signals, retries, circuit breakers, rate limits, key rotation,
 //!   the device's speed); [`retry`] holds the backoff both it and [`download`] use;
 //! - `web` (wasm only) exports the engine, the model cache, the router's service-worker I/O, kept
-//!   answers and conversations (both in IndexedDB) to JavaScript;
-//! - [`fixture`] makes GGUF files with random weights for tests and benchmarks.
+//!   answers and conversations (both in IndexedDB) to JavaScript.
+//!
+//! The GGUF files tests and benchmarks run on are made by the dev-only `candlelight-fixtures`
+//! crate (`crates/fixtures`).
 
 #[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]
 compile_error!("candlelight needs wasm SIMD: build with -C target-feature=+simd128 (.cargo/config.toml sets it)");
 
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+mod block_on;
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub use block_on::block_on;
+
 pub mod chat;
 pub mod download;
 pub mod engine;
-pub mod fixture;
 pub mod gguf;
+pub mod hex;
 pub mod openai;
 pub mod retry;
 pub mod rng;

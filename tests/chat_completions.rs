@@ -3,18 +3,19 @@
 
 mod common;
 
+use candlelight::block_on;
 use candlelight::engine::cpu::CpuBackend;
-use candlelight::fixture::{build, FixtureSpec, Quant};
 use candlelight::gguf::Architecture;
 use candlelight::openai::{
     AnswerError, ChatCompletionChunk, ChatCompletionRequest, LocalModel, RequestError,
 };
+use candlelight_fixtures::{build, FixtureSpec, Quant};
 use serde_json::json;
 
 fn model(arch: Architecture) -> LocalModel {
     let bytes = build(&FixtureSpec::tiny(arch, Quant::Q8_0)).to_bytes();
     let (store, file) = common::store(&bytes);
-    let backend = CpuBackend::load(&file, &store).unwrap();
+    let backend = block_on(CpuBackend::load(&file, &store, &mut |_, _| {})).unwrap();
     LocalModel::new("tiny", &file, Box::new(backend)).unwrap()
 }
 
@@ -23,9 +24,9 @@ fn request(body: serde_json::Value) -> ChatCompletionRequest {
 }
 
 fn stream(m: &mut LocalModel, body: serde_json::Value) -> Vec<ChatCompletionChunk> {
-    let mut c = m.start(request(body), "chatcmpl-1".into(), 7).unwrap();
+    block_on(m.start(request(body), "chatcmpl-1".into(), 7)).unwrap();
     let mut chunks = Vec::new();
-    while let Some(step) = m.step(&mut c).unwrap() {
+    while let Some(step) = block_on(m.step()).unwrap() {
         chunks.extend(step);
     }
     chunks
@@ -88,8 +89,8 @@ fn streamed_and_whole_answers_agree_and_are_shaped_like_openai() {
     assert!(reasoning.is_empty(), "a ChatML model has no reasoning");
     let mut whole = body.clone();
     whole["stream"] = json!(false);
-    let mut c = m.start(request(whole), "chatcmpl-2".into(), 8).unwrap();
-    let answer = m.complete(&mut c).unwrap();
+    block_on(m.start(request(whole), "chatcmpl-2".into(), 8)).unwrap();
+    let answer = block_on(m.complete()).unwrap();
     assert_eq!(answer.object, "chat.completion");
     assert_eq!(
         answer.choices[0].message.content, content,
@@ -123,8 +124,8 @@ fn r1_style_models_stream_reasoning_content() {
     );
     let mut whole = body;
     whole["stream"] = json!(false);
-    let mut c = m.start(request(whole), "b".into(), 0).unwrap();
-    let answer = m.complete(&mut c).unwrap();
+    block_on(m.start(request(whole), "b".into(), 0)).unwrap();
+    let answer = block_on(m.complete()).unwrap();
     assert_eq!(
         answer.choices[0].message.reasoning_content.as_deref(),
         Some(reasoning.as_str())
@@ -138,8 +139,8 @@ fn r1_style_models_stream_reasoning_content() {
 fn stop_strings_and_abort() {
     let mut m = model(Architecture::Llama);
     let base = json!({"messages": [{"role": "user", "content": "count"}], "max_tokens": 30, "temperature": 0});
-    let mut c = m.start(request(base.clone()), "a".into(), 0).unwrap();
-    let full = m.complete(&mut c).unwrap().choices[0]
+    block_on(m.start(request(base.clone()), "a".into(), 0)).unwrap();
+    let full = block_on(m.complete()).unwrap().choices[0]
         .message
         .content
         .clone();
@@ -150,27 +151,27 @@ fn stop_strings_and_abort() {
     let cut: String = full.chars().skip(3).take(3).collect();
     let mut with_stop = base.clone();
     with_stop["stop"] = json!(cut);
-    let mut c = m.start(request(with_stop), "b".into(), 0).unwrap();
-    let stopped = m.complete(&mut c).unwrap();
+    block_on(m.start(request(with_stop), "b".into(), 0)).unwrap();
+    let stopped = block_on(m.complete()).unwrap();
     assert_eq!(stopped.choices[0].finish_reason.as_deref(), Some("stop"));
     assert_eq!(
         stopped.choices[0].message.content,
         full[..full.find(&cut).unwrap()]
     );
 
-    let mut c = m.start(request(base), "c".into(), 0).unwrap();
-    m.step(&mut c).unwrap();
-    m.step(&mut c).unwrap();
-    c.abort();
+    block_on(m.start(request(base), "c".into(), 0)).unwrap();
+    block_on(m.step()).unwrap();
+    block_on(m.step()).unwrap();
+    m.abort();
     let mut after = Vec::new();
-    while let Some(step) = m.step(&mut c).unwrap() {
+    while let Some(step) = block_on(m.step()).unwrap() {
         after.extend(step);
     }
     assert_eq!(
         after.last().unwrap().choices[0].finish_reason.as_deref(),
         Some("abort")
     );
-    assert!(c.tokens().len() <= 2);
+    assert!(m.tokens().len() <= 2);
 }
 
 #[test]
@@ -216,7 +217,7 @@ fn bad_requests_are_refused_with_the_field_named() {
         ),
     ];
     for (body, param) in cases {
-        match m.start(request(body.clone()), "x".into(), 0) {
+        match block_on(m.start(request(body.clone()), "x".into(), 0)) {
             Err(AnswerError::Request(e)) => assert_eq!(e.param(), param, "{body}: {e}"),
             Err(e) => panic!("{body}: wrong error {e}"),
             Ok(_) => panic!("{body}: accepted"),
@@ -228,7 +229,7 @@ fn bad_requests_are_refused_with_the_field_named() {
     let long = "word ".repeat(2000);
     let body = json!({"messages": [{"role": "user", "content": long}]});
     assert!(matches!(
-        m.start(request(body), "x".into(), 0),
+        block_on(m.start(request(body), "x".into(), 0)),
         Err(AnswerError::Engine(
             candlelight::engine::EngineError::ContextFull { .. }
         ))
@@ -242,18 +243,17 @@ fn text_parts_and_developer_messages_are_accepted() {
         {"role": "developer", "content": "be brief"},
         {"role": "user", "content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}]}],
         "max_tokens": 4, "temperature": 0});
-    let (req, _) = m.plan(&request(body)).unwrap();
+    let (req, _) = m.prompt(&request(body)).unwrap();
     let prompt = m.tokenizer().decode(&req.prompt, false).unwrap();
     assert!(prompt.contains("<|im_start|>system\nbe brief"), "{prompt}");
     assert!(prompt.contains("hi there"), "{prompt}");
-    let mut c = m
-        .start(
-            request(json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 4})),
-            "a".into(),
-            0,
-        )
-        .unwrap();
-    assert!(m.complete(&mut c).unwrap().usage.completion_tokens <= 4);
+    block_on(m.start(
+        request(json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 4})),
+        "a".into(),
+        0,
+    ))
+    .unwrap();
+    assert!(block_on(m.complete()).unwrap().usage.completion_tokens <= 4);
 }
 
 /// A last assistant message marked `prefix` (how the router resumes a broken stream) ends the
@@ -263,9 +263,9 @@ fn an_assistant_prefix_is_continued() {
     let m = model(Architecture::Qwen2);
     let user = json!({"role": "user", "content": "Count to ten"});
     let (plain, _) = m
-        .plan(&request(json!({"messages": [user.clone()]})))
+        .prompt(&request(json!({"messages": [user.clone()]})))
         .unwrap();
-    let (cont, _) = m.plan(&request(json!({"messages": [user.clone(), {"role": "assistant", "content": "one two", "prefix": true}]}))).unwrap();
+    let (cont, _) = m.prompt(&request(json!({"messages": [user.clone(), {"role": "assistant", "content": "one two", "prefix": true}]}))).unwrap();
     let tok = m.tokenizer();
     let (a, b) = (
         tok.decode(&plain.prompt, false).unwrap(),
@@ -278,7 +278,7 @@ fn an_assistant_prefix_is_continued() {
     );
     // Without `prefix` the assistant turn is a finished one.
     let (done, _) = m
-        .plan(&request(
+        .prompt(&request(
             json!({"messages": [user, {"role": "assistant", "content": "one two"}]}),
         ))
         .unwrap();

@@ -3,8 +3,8 @@
 
 mod common;
 
-use candlelight::chat::{ChatTemplate, Delta, Message, ThinkSplitter, CHATML};
-use candlelight::fixture::Template;
+use candlelight::chat::{ChatTemplate, Message, Split, ThinkSplitter, CHATML};
+use candlelight_fixtures::Template;
 
 fn conversation() -> Vec<Message> {
     vec![
@@ -96,9 +96,9 @@ fn a_template_that_raises_is_a_typed_error() {
     assert!(ChatTemplate::new("{% for %}", "", "").is_err());
 }
 
-fn split_all(pieces: &[&str], in_think: bool) -> Delta {
+fn split_all(pieces: &[&str], in_think: bool) -> Split {
     let mut s = ThinkSplitter::new(in_think);
-    let mut all = Delta::default();
+    let mut all = Split::default();
     for p in pieces {
         let d = s.push(p);
         all.reasoning += &d.reasoning;
@@ -113,7 +113,7 @@ fn split_all(pieces: &[&str], in_think: bool) -> Delta {
 #[test]
 fn think_split_is_right_with_the_text_cut_at_every_position() {
     let text = "<think>\nThe user wants 4.\n</think>\n\nThe answer is 4.";
-    let want = Delta {
+    let want = Split {
         reasoning: "\nThe user wants 4.\n".into(),
         content: "The answer is 4.".into(),
     };

@@ -1,16 +1,16 @@
 //! The bandwidth micro-benchmark behind the too-weak decision measures something real on both
 //! backends, and its figure feeds the decision as a decode estimate.
 
+use candlelight::block_on;
 use candlelight::engine::bandwidth::{cpu_bytes_per_s, gpu_bytes_per_s};
 use candlelight::engine::gpu::{Gpu, Wanted};
-use candlelight::engine::ready;
 use candlelight::router::{assess, Capability, DeviceProfile, GpuProfile, ModelNeeds};
 
 #[test]
 fn the_probe_measures_both_backends_and_feeds_the_decision() {
     let cpu = cpu_bytes_per_s(50.0).unwrap();
-    let gpu =
-        ready(async { gpu_bytes_per_s(&Gpu::open(Wanted::default()).await?, 20).await }).unwrap();
+    let gpu = block_on(async { gpu_bytes_per_s(&Gpu::open(Wanted::default()).await?, 20).await })
+        .unwrap();
     // Any machine that runs the tests streams more than 100 MB/s through a matvec; lavapipe,
     // a software GPU, more than 10 MB/s.
     assert!(cpu.is_finite() && cpu > 1e8, "CPU {cpu} B/s");

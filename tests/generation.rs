@@ -3,19 +3,23 @@
 
 mod common;
 
+use candlelight::block_on;
 use candlelight::engine::cpu::CpuBackend;
 use candlelight::engine::{FinishReason, GenerateRequest, Generation, SamplingParams, Session};
-use candlelight::fixture::{build, FixtureSpec, Quant};
 use candlelight::gguf::{Architecture, GgufFile};
 use candlelight::store::MemoryStore;
 use candlelight::tokenizer::Tokenizer;
+use candlelight_fixtures::{build, FixtureSpec, Quant};
 
 fn setup() -> (Session<CpuBackend>, Tokenizer) {
     let bytes = build(&FixtureSpec::tiny(Architecture::Qwen3, Quant::Q8_0)).to_bytes();
     let store = MemoryStore::from_bytes(&bytes, 1 << 16);
-    let file = GgufFile::read(&store).unwrap();
+    let file = block_on(GgufFile::read(&store)).unwrap();
     let tok = Tokenizer::from_gguf(&file).unwrap();
-    (Session::new(CpuBackend::load(&file, &store).unwrap()), tok)
+    (
+        Session::new(block_on(CpuBackend::load(&file, &store, &mut |_, _| {})).unwrap()),
+        tok,
+    )
 }
 
 fn request(prompt: &str, tok: &Tokenizer, max_tokens: usize) -> GenerateRequest {
@@ -33,12 +37,11 @@ fn run(
     req: &GenerateRequest,
 ) -> (Generation, Vec<String>) {
     let mut pieces = Vec::new();
-    let g = s
-        .generate(tok, req, &mut |p| {
-            pieces.push(p.to_string());
-            true
-        })
-        .unwrap();
+    let g = block_on(s.generate(tok, req, &mut |p| {
+        pieces.push(p.to_string());
+        true
+    }))
+    .unwrap();
     (g, pieces)
 }
 
@@ -169,12 +172,11 @@ fn stop_tokens_and_abort() {
     assert_eq!(g.tokens, full.tokens[..first]);
 
     let mut seen = 0;
-    let g = s
-        .generate(&tok, &req, &mut |_| {
-            seen += 1;
-            seen < 3
-        })
-        .unwrap();
+    let g = block_on(s.generate(&tok, &req, &mut |_| {
+        seen += 1;
+        seen < 3
+    }))
+    .unwrap();
     assert_eq!(g.finish_reason, FinishReason::Abort);
     assert!(g.tokens.len() < full.tokens.len());
 }
@@ -184,24 +186,27 @@ fn bad_requests_are_errors() {
     let (mut s, tok) = setup();
     let mut req = request("x", &tok, 4);
     req.sampling.temperature = f32::NAN;
-    assert!(s.generate(&tok, &req, &mut |_| true).is_err());
+    assert!(block_on(s.generate(&tok, &req, &mut |_| true)).is_err());
     req.sampling = SamplingParams {
         top_p: 0.0,
         ..SamplingParams::greedy()
     };
-    assert!(s.generate(&tok, &req, &mut |_| true).is_err());
+    assert!(block_on(s.generate(&tok, &req, &mut |_| true)).is_err());
     req.sampling = SamplingParams::greedy();
     req.prompt.clear();
-    assert!(s.generate(&tok, &req, &mut |_| true).is_err());
+    assert!(block_on(s.generate(&tok, &req, &mut |_| true)).is_err());
     req.prompt = vec![1; 600];
     assert!(
-        s.generate(&tok, &req, &mut |_| true).is_err(),
+        block_on(s.generate(&tok, &req, &mut |_| true)).is_err(),
         "prompt longer than the context"
     );
     // The session still works afterwards.
     let ok = request("fine", &tok, 3);
     assert_eq!(
-        s.generate(&tok, &ok, &mut |_| true).unwrap().tokens.len(),
+        block_on(s.generate(&tok, &ok, &mut |_| true))
+            .unwrap()
+            .tokens
+            .len(),
         3
     );
 }
@@ -211,15 +216,15 @@ fn a_long_prompt_run_in_slices_matches_one_token_at_a_time() {
     use candlelight::engine::Backend;
     let bytes = build(&FixtureSpec::tiny(Architecture::Qwen3, Quant::Q8_0)).to_bytes();
     let store = MemoryStore::from_bytes(&bytes, 1 << 16);
-    let file = GgufFile::read(&store).unwrap();
+    let file = block_on(GgufFile::read(&store)).unwrap();
     let tokens: Vec<u32> = (0..150u32).map(|i| (i * 37 + 11) % 600).collect();
-    let mut sliced = CpuBackend::load(&file, &store).unwrap();
-    let at_once = sliced.prefill(&tokens).unwrap();
+    let mut sliced = block_on(CpuBackend::load(&file, &store, &mut |_, _| {})).unwrap();
+    let at_once = block_on(sliced.forward(&tokens)).unwrap();
     assert_eq!(sliced.cache_len(), 150, "every slice landed in the cache");
-    let mut stepped = CpuBackend::load(&file, &store).unwrap();
+    let mut stepped = block_on(CpuBackend::load(&file, &store, &mut |_, _| {})).unwrap();
     let mut last = Vec::new();
     for &t in &tokens {
-        last = stepped.decode(t).unwrap();
+        last = block_on(stepped.forward(&[t])).unwrap();
     }
     // The two paths sum in different orders (4-row prefill tiles, 8-column decode tiles), so an
     // activation near a Q8_0 rounding boundary may round the other way: the same bound as the
@@ -240,7 +245,7 @@ fn a_long_prompt_run_in_slices_matches_one_token_at_a_time() {
             .map(|(i, _)| i)
     };
     assert_eq!(argmax(&at_once), argmax(&last));
-    let err = sliced.prefill(&vec![1u32; 400]).unwrap_err();
+    let err = block_on(sliced.forward(&vec![1u32; 400])).unwrap_err();
     assert!(
         matches!(err, candlelight::engine::EngineError::ContextFull { .. }),
         "{err}"

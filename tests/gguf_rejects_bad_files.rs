@@ -6,14 +6,14 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+use candlelight::block_on;
 use candlelight::engine::cpu::CpuBackend;
 use candlelight::engine::EngineError;
-use candlelight::fixture::{build, FixtureSpec, Quant};
-use candlelight::gguf::{
-    Architecture, GgufError, GgufFile, GgufWriter, TensorData, TensorType, Value,
-};
+use candlelight::gguf::{Architecture, GgufError, GgufFile, TensorType, Value};
+use candlelight::store::ChunkStore;
 use candlelight::store::MemoryStore;
 use candlelight::tokenizer::{Tokenizer, TokenizerError};
+use candlelight_fixtures::{build, FixtureSpec, GgufWriter, Quant, TensorData};
 
 /// Records the largest single allocation of each thread, so a test can bound what parsing asked
 /// for while other tests run beside it.
@@ -44,14 +44,14 @@ unsafe impl GlobalAlloc for Tracking {
 static ALLOC: Tracking = Tracking;
 
 fn parse(bytes: &[u8]) -> Result<GgufFile, GgufError> {
-    GgufFile::read(MemoryStore::from_bytes(bytes, 4096))
+    block_on(GgufFile::read(&MemoryStore::from_bytes(bytes, 4096)))
 }
 
 /// Parses with the allocation watch on; returns the error and the largest allocation made.
 fn parse_watched(bytes: &[u8]) -> (Result<GgufFile, GgufError>, usize) {
     let store = MemoryStore::from_bytes(bytes, 4096);
     LARGEST.with(|l| l.set(0));
-    let r = GgufFile::read(&store);
+    let r = block_on(GgufFile::read(&store));
     (r, LARGEST.with(Cell::get))
 }
 
@@ -317,7 +317,7 @@ fn bad_metadata() {
 fn rewrite(edit: impl Fn(&mut Vec<(String, Value)>, &mut Vec<TensorData>)) -> Vec<u8> {
     let bytes = build(&FixtureSpec::tiny(Architecture::Qwen2, Quant::Q4_0)).to_bytes();
     let store = MemoryStore::from_bytes(&bytes, 1 << 16);
-    let file = GgufFile::read(&store).unwrap();
+    let file = block_on(GgufFile::read(&store)).unwrap();
     let mut meta: Vec<(String, Value)> = file
         .keys()
         .map(|k| (k.to_string(), file.get(k).unwrap().clone()))
@@ -326,7 +326,8 @@ fn rewrite(edit: impl Fn(&mut Vec<(String, Value)>, &mut Vec<TensorData>)) -> Ve
         .tensors()
         .iter()
         .map(|t| {
-            let (_, raw) = file.read_tensor(&store, &t.name, &t.dims).unwrap();
+            let mut raw = vec![0u8; t.size as usize];
+            block_on(store.read_at(file.data_offset + t.offset, &mut raw)).unwrap();
             TensorData {
                 name: t.name.clone(),
                 dims: t.dims.clone(),
@@ -348,8 +349,8 @@ fn rewrite(edit: impl Fn(&mut Vec<(String, Value)>, &mut Vec<TensorData>)) -> Ve
 
 fn load(bytes: &[u8]) -> Result<CpuBackend, EngineError> {
     let store = MemoryStore::from_bytes(bytes, 1 << 16);
-    let file = GgufFile::read(&store)?;
-    CpuBackend::load(&file, &store)
+    let file = block_on(GgufFile::read(&store))?;
+    block_on(CpuBackend::load(&file, &store, &mut |_, _| {}))
 }
 
 fn gguf_err(r: Result<CpuBackend, EngineError>) -> GgufError {
@@ -433,7 +434,7 @@ fn model_level_errors() {
 fn tokenizer_level_errors() {
     let tok = |bytes: Vec<u8>| {
         let store = MemoryStore::from_bytes(&bytes, 1 << 16);
-        Tokenizer::from_gguf(&GgufFile::read(&store).unwrap())
+        Tokenizer::from_gguf(&block_on(GgufFile::read(&store)).unwrap())
     };
     let r = tok(rewrite(|m, _| {
         m.iter_mut()
@@ -467,23 +468,26 @@ fn out_of_range_tokens_and_full_context_are_errors() {
     use candlelight::engine::Backend;
     let mut b = load(&rewrite(|_, _| {})).unwrap();
     assert!(matches!(
-        b.prefill(&[640]),
+        block_on(b.forward(&[640])),
         Err(EngineError::InvalidToken {
             token: 640,
             vocab: 640
         })
     ));
-    assert!(matches!(b.prefill(&[]), Err(EngineError::EmptyPrompt)));
+    assert!(matches!(
+        block_on(b.forward(&[])),
+        Err(EngineError::EmptyPrompt)
+    ));
     let long = vec![1u32; 513];
     assert!(matches!(
-        b.prefill(&long),
+        block_on(b.forward(&long)),
         Err(EngineError::ContextFull {
             needed: 513,
             max: 512
         })
     ));
     assert_eq!(b.cache_len(), 0, "failed steps leave the cache as it was");
-    b.prefill(&[1, 2, 3]).unwrap();
+    block_on(b.forward(&[1, 2, 3])).unwrap();
     assert_eq!(b.cache_len(), 3);
 }
 
@@ -536,11 +540,11 @@ fn randomly_damaged_headers_never_panic() {
         }
         let outcome = std::panic::catch_unwind(|| {
             let store = MemoryStore::from_bytes(&b, 4096);
-            let Ok(file) = GgufFile::read(&store) else {
+            let Ok(file) = block_on(GgufFile::read(&store)) else {
                 return (false, false);
             };
             let _ = Tokenizer::from_gguf(&file).map(|t| t.encode("Hello <|im_start|> 你好", true));
-            let loaded = CpuBackend::load(&file, &store).is_ok();
+            let loaded = block_on(CpuBackend::load(&file, &store, &mut |_, _| {})).is_ok();
             (true, loaded)
         });
         let (p, l) = outcome.unwrap_or_else(|_| panic!("round {round} panicked"));
@@ -556,23 +560,27 @@ fn randomly_damaged_headers_never_panic() {
     assert!(loaded > 100, "{loaded} of 3000 damaged files still loaded");
 }
 
+/// The header is read in pieces from the store (a few MiB at a time, the rest of the file never
+/// touched); where the chunks of the store fall makes no difference.
 #[test]
-fn headers_parse_the_same_through_an_async_store() {
-    use candlelight::store::{run_ready, MemoryStore, Ready};
-    let bytes = candlelight::fixture::build(&candlelight::fixture::FixtureSpec::tiny(
-        candlelight::gguf::Architecture::Qwen3,
-        candlelight::fixture::Quant::Q4_0,
-    ))
-    .to_bytes();
-    let store = MemoryStore::from_bytes(&bytes, 1000);
-    let sync = GgufFile::read(&store).unwrap();
-    let from_async = run_ready(GgufFile::read_from(&Ready(&store)))
-        .unwrap()
-        .unwrap();
-    assert_eq!(sync.tensors(), from_async.tensors());
-    assert_eq!(sync.data_offset, from_async.data_offset);
+fn headers_parse_the_same_whatever_the_chunks() {
+    let bytes = build(&FixtureSpec::tiny(Architecture::Qwen3, Quant::Q4_0)).to_bytes();
+    let small = block_on(GgufFile::read(&MemoryStore::from_bytes(&bytes, 1000))).unwrap();
+    let whole = block_on(GgufFile::read(&MemoryStore::from_bytes(
+        &bytes,
+        bytes.len(),
+    )))
+    .unwrap();
+    assert_eq!(small.tensors(), whole.tensors());
+    assert_eq!(small.data_offset, whole.data_offset);
+    assert_eq!(small.keys().count(), whole.keys().count());
     let cut = MemoryStore::from_bytes(&bytes[..100], 1000);
-    assert!(run_ready(GgufFile::read_from(&Ready(&cut)))
-        .unwrap()
-        .is_err());
+    let err = block_on(GgufFile::read(&cut)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GgufError::Truncated { .. } | GgufError::CountTooLarge { .. }
+        ),
+        "{err}"
+    );
 }

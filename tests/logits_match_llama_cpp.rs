@@ -4,11 +4,12 @@
 
 mod common;
 
+use candlelight::block_on;
 use candlelight::engine::cpu::CpuBackend;
 use candlelight::engine::sampler::argmax;
 use candlelight::engine::Backend;
-use candlelight::fixture::{FixtureSpec, Quant};
 use candlelight::gguf::Architecture;
+use candlelight_fixtures::{FixtureSpec, Quant};
 
 /// Largest |our logit - llama.cpp's| allowed, on logits whose spread (std) is about 4.
 ///
@@ -32,13 +33,14 @@ fn check(arch: Architecture, quant: Quant) {
     let r = &refs["models"][&spec.name];
     let bytes = common::fixture_bytes(&spec, r["sha256"].as_str().expect("sha256"));
     let (store, file) = common::store(&bytes);
-    let mut backend = CpuBackend::load(&file, &store).expect("fixture loads");
+    let mut backend =
+        block_on(CpuBackend::load(&file, &store, &mut |_, _| {})).expect("fixture loads");
     let prompt: Vec<u32> = serde_json::from_value(refs["prompt"].clone()).unwrap();
     let want: Vec<f32> = serde_json::from_value(r["prefill_logits"].clone()).unwrap();
     let greedy: Vec<u32> = serde_json::from_value(r["greedy"].clone()).unwrap();
     let top: Vec<Vec<(u32, f32)>> = serde_json::from_value(r["top"].clone()).unwrap();
 
-    let mut logits = backend.prefill(&prompt).unwrap();
+    let mut logits = block_on(backend.forward(&prompt)).unwrap();
     assert_eq!(logits.len(), want.len());
     let mut worst = max_err(&logits, &want);
     let mut got = Vec::new();
@@ -53,7 +55,7 @@ fn check(arch: Architecture, quant: Quant) {
             "{}: greedy token {step} differs (ours {got:?}, llama.cpp {greedy:?})",
             spec.name
         );
-        logits = backend.decode(t).unwrap();
+        logits = block_on(backend.forward(&[t])).unwrap();
     }
     eprintln!(
         "{}: max |logit error| vs llama.cpp = {worst:.2e} over prefill + {} steps",
@@ -71,16 +73,16 @@ fn check(arch: Architecture, quant: Quant) {
     // The same prompt fed in two pieces, then again after cutting the cache back, must give the
     // same logits: the KV cache appends and truncates without changing results.
     backend.reset();
-    backend.prefill(&prompt[..5]).unwrap();
-    let split = backend.prefill(&prompt[5..]).unwrap();
+    block_on(backend.forward(&prompt[..5])).unwrap();
+    let split = block_on(backend.forward(&prompt[5..])).unwrap();
     assert!(
         max_err(&split, &want) <= tolerance(quant),
         "{}: split prefill differs",
         spec.name
     );
-    backend.decode(7).unwrap();
+    block_on(backend.forward(&[7])).unwrap();
     backend.truncate(prompt.len() - 1).unwrap();
-    let again = backend.prefill(&prompt[prompt.len() - 1..]).unwrap();
+    let again = block_on(backend.forward(&prompt[prompt.len() - 1..])).unwrap();
     assert!(
         max_err(&again, &want) <= tolerance(quant),
         "{}: prefill after truncate differs",

@@ -6,10 +6,11 @@
 
 mod common;
 
-use candlelight::fixture::{build, real_vocab_json, real_vocab_spec, FixtureSpec, Quant};
+use candlelight::block_on;
 use candlelight::gguf::{Architecture, GgufFile};
 use candlelight::store::MemoryStore;
 use candlelight::tokenizer::Tokenizer;
+use candlelight_fixtures::{build, real_vocab_json, real_vocab_spec, FixtureSpec, Quant};
 
 fn strings() -> Vec<String> {
     serde_json::from_value(common::read_json("tokenize_strings.json")).unwrap()
@@ -17,7 +18,7 @@ fn strings() -> Vec<String> {
 
 fn gguf_tokenizer(bytes: &[u8]) -> Tokenizer {
     let store = MemoryStore::from_bytes(bytes, 1 << 20);
-    let file = GgufFile::read(&store).expect("vocabulary fixture parses");
+    let file = block_on(GgufFile::read(&store)).expect("vocabulary fixture parses");
     Tokenizer::from_gguf(&file).expect("tokenizer builds from GGUF metadata")
 }
 

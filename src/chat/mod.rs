@@ -5,7 +5,7 @@
 mod think;
 
 pub(crate) use think::partial_suffix;
-pub use think::{Delta, ThinkSplitter};
+pub use think::{Split, ThinkSplitter};
 
 use serde::{Deserialize, Serialize};
 

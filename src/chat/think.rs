@@ -6,12 +6,12 @@ const CLOSE: &str = "</think>";
 
 /// Text to append to the reasoning and to the answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Delta {
+pub struct Split {
     pub reasoning: String,
     pub content: String,
 }
 
-impl Delta {
+impl Split {
     pub fn is_empty(&self) -> bool {
         self.reasoning.is_empty() && self.content.is_empty()
     }
@@ -47,9 +47,9 @@ impl ThinkSplitter {
         }
     }
 
-    pub fn push(&mut self, text: &str) -> Delta {
+    pub fn push(&mut self, text: &str) -> Split {
         self.pending.push_str(text);
-        let mut out = Delta::default();
+        let mut out = Split::default();
         loop {
             match self.state {
                 State::Start => {
@@ -96,15 +96,15 @@ impl ThinkSplitter {
     }
 
     /// Whatever is still held back, at the end of generation.
-    pub fn finish(&mut self) -> Delta {
+    pub fn finish(&mut self) -> Split {
         let rest = std::mem::take(&mut self.pending);
         match self.state {
-            State::Reasoning => Delta {
+            State::Reasoning => Split {
                 reasoning: rest,
                 content: String::new(),
             },
-            State::AfterThink => Delta::default(),
-            State::Start | State::Content => Delta {
+            State::AfterThink => Split::default(),
+            State::Start | State::Content => Split {
                 reasoning: String::new(),
                 content: rest,
             },

@@ -13,7 +13,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortSignal, ReadableStreamDefaultReader, Request, RequestInit, Response};
 
 use super::*;
-use crate::store::indexed_db::{feed, Db, FileRecord};
+use crate::store::indexed_db::{feed, FileRecord, ModelDb};
 use crate::store::StoreError;
 
 #[wasm_bindgen]
@@ -75,7 +75,11 @@ pub(crate) async fn sleep(ms: f64) {
 
 /// Makes sure every chunk of `url` is stored, and the whole file verified when its SHA-256 is
 /// known; resumes whatever an earlier try left. Returns the file's record.
-pub async fn ensure(db: &Db, url: &str, opts: &Options<'_>) -> Result<FileRecord, DownloadError> {
+pub async fn ensure(
+    db: &ModelDb,
+    url: &str,
+    opts: &Options<'_>,
+) -> Result<FileRecord, DownloadError> {
     let mut record = db.file(url).await.map_err(storage)?;
     if let (Some(r), Some(want)) = (record.as_mut(), opts.sha256.as_ref()) {
         if r.sha256.as_ref() != Some(want) {
@@ -109,7 +113,7 @@ pub async fn ensure(db: &Db, url: &str, opts: &Options<'_>) -> Result<FileRecord
 }
 
 /// Marks chunk `index` of `url` as needing a new download (it failed its check).
-pub async fn forget_chunk(db: &Db, url: &str, index: u64) -> Result<(), DownloadError> {
+pub async fn forget_chunk(db: &ModelDb, url: &str, index: u64) -> Result<(), DownloadError> {
     db.delete_chunk(url, index).await.map_err(storage)?;
     if let Some(mut r) = db.file(url).await.map_err(storage)? {
         r.complete = false;
@@ -125,7 +129,7 @@ enum VerifyError {
 }
 
 async fn verify(
-    db: &Db,
+    db: &ModelDb,
     r: &mut FileRecord,
     expected: &str,
     opts: &Options<'_>,
@@ -144,7 +148,7 @@ async fn verify(
         feed(&mut hasher, &bytes);
         (opts.on_progress)("verify", ((i + 1) * r.chunk_size).min(r.size), r.size);
     }
-    let actual = hex(&hasher.finalize());
+    let actual = crate::hex::encode(&hasher.finalize());
     if actual != expected.to_ascii_lowercase() {
         db.delete_file(&r.url)
             .await
@@ -162,7 +166,7 @@ async fn verify(
 
 /// What a download is doing now, kept across tries.
 struct Progress<'a> {
-    db: &'a Db,
+    db: &'a ModelDb,
     url: &'a str,
     record: Option<FileRecord>,
     present: BTreeSet<u64>,
@@ -188,7 +192,7 @@ impl Progress<'_> {
 }
 
 async fn fetch_missing(
-    db: &Db,
+    db: &ModelDb,
     url: &str,
     record: Option<FileRecord>,
     opts: &Options<'_>,

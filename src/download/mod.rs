@@ -92,11 +92,6 @@ pub fn sha256_from_etag(value: &str) -> Option<String> {
 
 pub use crate::retry::backoff_ms;
 
-/// Lower-case hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,8 @@
 
 use web_time::Instant;
 
-use super::gpu::kernels::matmul::{dims, select_kernel};
-use super::gpu::kernels::{f32_bytes, storage, storage_init, uniform, Groups, Op, Pool};
+use super::gpu::kernels::matmul::{self, Operands};
+use super::gpu::kernels::{f32_bytes, storage, storage_init, uniform, Pool, Step};
 use super::gpu::weights::GpuMatrix;
 use super::gpu::Gpu;
 use super::EngineError;
@@ -46,29 +46,18 @@ pub fn cpu_bytes_per_s(min_ms: f64) -> Result<f64, EngineError> {
 /// GPU matvec weight bytes per second: `runs` dispatches in one submission, timed to readback.
 pub async fn gpu_bytes_per_s(gpu: &Gpu, runs: u32) -> Result<f64, EngineError> {
     let raw = probe_matrix();
-    let w = GpuMatrix::from_bytes(gpu, TensorType::Q4_0, &raw, N_IN, N_OUT)?;
+    let w = GpuMatrix::from_bytes(gpu, TensorType::Q4_0, &raw, N_IN, N_OUT).await?;
     let pool = Pool::new(&gpu.device);
     let x = storage_init(&gpu.device, &f32_bytes(&vec![0.5f32; N_IN]), "x");
     let y = storage(&gpu.device, (N_OUT * 4) as u64, "y");
-    let step = uniform(&gpu.device, &[1, 0]);
-    let kernel = select_kernel(w.format, 1, gpu.caps, false);
-    let ops: Vec<Op> = w
-        .parts
-        .iter()
-        .map(|p| {
-            let d = uniform(&gpu.device, &dims(N_IN, p.rows, p.row0, N_OUT, 0, false));
-            Op::new(
-                &pool,
-                &kernel,
-                &[&p.quants, &p.scales, &x, &y, &d, &step],
-                Groups::MatMul {
-                    rows: p.rows as u32,
-                    tile: 1,
-                    fixed: 0,
-                },
-            )
-        })
-        .collect();
+    let step = uniform(&gpu.device, &Step { seq: 1, start: 0 });
+    let io = Operands {
+        x: &x,
+        y: &y,
+        step: &step,
+        up: None,
+    };
+    let ops = matmul::dispatches(&pool, gpu.caps, &w, &io, false, 0);
     let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
         size: 4,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
-use super::{ready, Backend, EngineError, Sampler, SamplingParams};
+use super::{Backend, EngineError, Sampler, SamplingParams};
 use crate::tokenizer::Tokenizer;
 
 /// What to generate.
@@ -62,10 +62,12 @@ pub struct Generation {
     pub timings: Timings,
 }
 
-/// A backend plus the token sequence its KV cache holds, so the next prompt reuses the prefix.
+/// A backend, the token sequence its KV cache holds (so the next prompt reuses the prefix), and
+/// the generation in progress, if any.
 pub struct Session<B> {
     backend: B,
     cached: Vec<u32>,
+    run: Option<Run>,
 }
 
 impl<B: Backend> Session<B> {
@@ -73,18 +75,12 @@ impl<B: Backend> Session<B> {
         Self {
             backend,
             cached: Vec::new(),
+            run: None,
         }
     }
 
     pub fn backend(&self) -> &B {
         &self.backend
-    }
-
-    /// Swaps in another backend for the same model (the GPU was lost: carry on on the CPU).
-    /// Its cache starts empty; a run in progress re-runs its tokens on the next step.
-    pub fn replace_backend(&mut self, backend: B) -> B {
-        self.cached.clear();
-        std::mem::replace(&mut self.backend, backend)
     }
 
     /// Empties the KV cache, so the next prompt runs from its first token.
@@ -93,32 +89,30 @@ impl<B: Backend> Session<B> {
         self.cached.clear();
     }
 
-    /// Generates from `req.prompt`; `on_text` receives each new piece of text and returns false
-    /// to stop early.
-    pub fn generate(
+    /// Generates from `req.prompt` to its end; `on_text` receives each new piece of text and
+    /// returns false to stop early.
+    pub async fn generate(
         &mut self,
         tokenizer: &Tokenizer,
         req: &GenerateRequest,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation, EngineError> {
-        let mut run = self.start(req)?;
-        while let Some(piece) = run.step(self, tokenizer)? {
+        self.start(req).await?;
+        while let Some(piece) = self.step(tokenizer).await? {
             if !piece.is_empty() && !on_text(&piece) {
-                run.abort();
+                self.abort();
                 break;
             }
         }
-        Ok(run.finish())
+        self.finish()
+            .ok_or_else(|| EngineError::Compute("the generation ended without a result".into()))
     }
 
-    /// [`Session::start_async`] for backends that never wait.
-    pub fn start(&mut self, req: &GenerateRequest) -> Result<Run, EngineError> {
-        ready(self.start_async(req))
-    }
-
-    /// Runs the prompt (reusing the cached prefix) and returns the generation, to be advanced
-    /// one token at a time with [`Run::step`] so a caller can yield or abort between tokens.
-    pub async fn start_async(&mut self, req: &GenerateRequest) -> Result<Run, EngineError> {
+    /// Runs the prompt (reusing the cached prefix) and starts a generation, to be advanced one
+    /// token at a time with [`Session::step`] so a caller can yield or abort between tokens.
+    /// A generation still in progress is dropped.
+    pub async fn start(&mut self, req: &GenerateRequest) -> Result<(), EngineError> {
+        self.run = None;
         if req.prompt.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -146,9 +140,9 @@ impl<B: Backend> Session<B> {
             .backend
             .forward(fresh)
             .await
-            .inspect_err(|_| self.resync())?;
+            .inspect_err(|_| self.cached.truncate(self.backend.cache_len()))?;
         self.cached.extend_from_slice(fresh);
-        Ok(Run {
+        self.run = Some(Run {
             sampler,
             logits: Some(logits),
             history: req.prompt.clone(),
@@ -165,17 +159,92 @@ impl<B: Backend> Session<B> {
             first_token_ms: 0.0,
             decode_start: Instant::now(),
             decode_ms: 0.0,
-        })
+        });
+        Ok(())
     }
 
-    /// After a failed step the cache is cut back by the backend; forget what we thought it held.
-    fn resync(&mut self) {
-        self.cached.truncate(self.backend.cache_len());
+    /// Samples the next token and returns the text it settles (often empty), or None once the
+    /// generation has ended (or none was started).
+    pub async fn step(&mut self, tokenizer: &Tokenizer) -> Result<Option<String>, EngineError> {
+        let Some(run) = self.run.as_mut() else {
+            return Ok(None);
+        };
+        if run.finish.is_some() {
+            return Ok(None);
+        }
+        if run.out_tokens.len() >= run.budget {
+            return Ok(Some(run.end(FinishReason::Length)));
+        }
+        let pick = run.sampler.pick(&run.history);
+        let token = match run.logits.take() {
+            Some(mut logits) => pick.choose(&mut logits),
+            None => {
+                // One token normally; more when a failed step left the cache behind.
+                let missing = &run.history[self.cached.len().min(run.history.len())..];
+                let picked = match missing {
+                    [one] => match self.backend.forward_pick(*one, &pick) {
+                        Some(on_device) => Some(on_device.await),
+                        None => None,
+                    },
+                    _ => None,
+                };
+                let token = match picked {
+                    Some(token) => token,
+                    None => self
+                        .backend
+                        .forward(missing)
+                        .await
+                        .map(|mut logits| pick.choose(&mut logits)),
+                };
+                let token =
+                    token.inspect_err(|_| self.cached.truncate(self.backend.cache_len()))?;
+                self.cached.extend_from_slice(missing);
+                token
+            }
+        };
+        if run.out_tokens.is_empty() {
+            run.first_token_ms = ms(run.start);
+        }
+        if tokenizer.stop_tokens().contains(&token) || run.stop_tokens.contains(&token) {
+            return Ok(Some(run.end(FinishReason::Stop)));
+        }
+        run.out_tokens.push(token);
+        run.history.push(token);
+        let mut piece = run.text.push(tokenizer, &run.out_tokens)?;
+        if run.text.stopped {
+            piece.push_str(&run.end(FinishReason::Stop));
+        } else if run.out_tokens.len() == run.budget {
+            piece.push_str(&run.end(FinishReason::Length));
+        }
+        Ok(Some(piece))
+    }
+
+    /// Ends the generation now (the caller gave up); text held back is dropped. The KV cache
+    /// keeps what was computed, so the next request reuses it.
+    pub fn abort(&mut self) {
+        if let Some(run) = self.run.as_mut() {
+            run.abort();
+        }
+    }
+
+    /// Whether the generation in progress has ended (true when there is none).
+    pub fn is_finished(&self) -> bool {
+        self.run.as_ref().is_none_or(|r| r.finish.is_some())
+    }
+
+    /// Tokens generated so far by the generation in progress.
+    pub fn tokens(&self) -> &[u32] {
+        self.run.as_ref().map_or(&[], |r| &r.out_tokens)
+    }
+
+    /// The result of the generation in progress, which ends it (aborted if it had not ended).
+    pub fn finish(&mut self) -> Option<Generation> {
+        self.run.take().map(Run::finish)
     }
 }
 
-/// One generation in progress: owns its sampler and text state, borrows the session per step.
-pub struct Run {
+/// One generation in progress: its sampler, text state and timings.
+struct Run {
     sampler: Sampler,
     /// The prompt's logits, until the first token is drawn from them.
     logits: Option<Vec<f32>>,
@@ -197,86 +266,11 @@ pub struct Run {
 }
 
 impl Run {
-    /// [`Run::step_async`] for backends that never wait.
-    pub fn step<B: Backend>(
-        &mut self,
-        session: &mut Session<B>,
-        tokenizer: &Tokenizer,
-    ) -> Result<Option<String>, EngineError> {
-        ready(self.step_async(session, tokenizer))
-    }
-
-    /// Samples the next token and returns the text it settles (often empty), or None once the
-    /// generation has ended.
-    pub async fn step_async<B: Backend>(
-        &mut self,
-        session: &mut Session<B>,
-        tokenizer: &Tokenizer,
-    ) -> Result<Option<String>, EngineError> {
-        if self.finish.is_some() {
-            return Ok(None);
-        }
-        if self.out_tokens.len() >= self.budget {
-            return Ok(Some(self.end(FinishReason::Length)));
-        }
-        let pick = self.sampler.pick(&self.history);
-        let token = match self.logits.take() {
-            Some(mut logits) => self.sampler.choose(&mut logits, &pick),
-            None => {
-                // One token normally; the whole history after a change of backend.
-                let missing = &self.history[session.cached.len().min(self.history.len())..];
-                let picked = match missing {
-                    [one] => match session.backend.forward_pick(*one, &pick) {
-                        Some(on_device) => Some(on_device.await),
-                        None => None,
-                    },
-                    _ => None,
-                };
-                let token = match picked {
-                    Some(token) => token,
-                    None => session
-                        .backend
-                        .forward(missing)
-                        .await
-                        .map(|mut logits| self.sampler.choose(&mut logits, &pick)),
-                };
-                let token = token.inspect_err(|_| session.resync())?;
-                session.cached.extend_from_slice(missing);
-                token
-            }
-        };
-        if self.out_tokens.is_empty() {
-            self.first_token_ms = ms(self.start);
-        }
-        if tokenizer.stop_tokens().contains(&token) || self.stop_tokens.contains(&token) {
-            return Ok(Some(self.end(FinishReason::Stop)));
-        }
-        self.out_tokens.push(token);
-        self.history.push(token);
-        let mut piece = self.text.push(tokenizer, &self.out_tokens)?;
-        if self.text.stopped {
-            piece.push_str(&self.end(FinishReason::Stop));
-        } else if self.out_tokens.len() == self.budget {
-            piece.push_str(&self.end(FinishReason::Length));
-        }
-        Ok(Some(piece))
-    }
-
-    /// Ends the generation now (the caller gave up); text held back is dropped.
-    pub fn abort(&mut self) {
+    fn abort(&mut self) {
         if self.finish.is_none() {
             self.finish = Some(FinishReason::Abort);
             self.decode_ms = ms(self.decode_start);
         }
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.finish.is_some()
-    }
-
-    /// Tokens generated so far.
-    pub fn tokens(&self) -> &[u32] {
-        &self.out_tokens
     }
 
     fn end(&mut self, reason: FinishReason) -> String {
@@ -285,11 +279,8 @@ impl Run {
         self.text.finish()
     }
 
-    /// The result; call once [`Run::step`] has returned None or after [`Run::abort`].
-    pub fn finish(mut self) -> Generation {
-        if self.finish.is_none() {
-            self.abort();
-        }
+    fn finish(mut self) -> Generation {
+        self.abort();
         // The last sampled token was never run through the model: the next step starts there.
         let decode_tokens = self.out_tokens.len().saturating_sub(1);
         let decode_ms = self.decode_ms;

@@ -1,18 +1,23 @@
 //! Running a model: the [`Backend`] trait that each compute target implements (CPU on candle,
-//! GPU on wgpu), and above it, written once, sampling and the generation loop.
+//! GPU on wgpu), which backend a model gets and auto's carrying on on the CPU when the GPU fails
+//! ([`load`]), and above the trait, written once, sampling and the generation loop.
 
 pub mod bandwidth;
 pub mod cpu;
 pub mod dense;
+mod fallback;
 mod generate;
 pub mod gpu;
+pub mod load;
 pub(crate) mod rope;
 pub mod sampler;
+pub mod schema;
 
 use std::future::Future;
 use std::pin::Pin;
 
-pub use generate::{FinishReason, GenerateRequest, Generation, Run, Session, Timings, Usage};
+pub use generate::{FinishReason, GenerateRequest, Generation, Session, Timings, Usage};
+pub use load::{load_backend, load_healing, BackendChoice, ChunkSource, LoadOptions};
 pub use sampler::{Pick, Sampler, SamplingParams};
 
 use crate::gguf::{GgufError, ModelConfig};
@@ -36,6 +41,8 @@ pub enum EngineError {
     Template(String),
     #[error("prompt is empty")]
     EmptyPrompt,
+    #[error("model chunk {index} keeps failing its check after being fetched again")]
+    ChunkKeepsFailing { index: u64 },
     #[error(transparent)]
     Gpu(#[from] gpu::GpuError),
 }
@@ -47,24 +54,32 @@ impl EngineError {
     }
 }
 
-/// A backend's work in flight: ready at once on the CPU, after a GPU readback otherwise.
-pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + 'a>>;
-
-/// Drives `future` when it completes without waiting (every native backend does); an error
-/// where it would wait (a browser GPU readback), so sync callers get a clear failure.
-pub fn ready<T, E: From<EngineError>>(future: impl Future<Output = Result<T, E>>) -> Result<T, E> {
-    crate::store::run_ready(future).unwrap_or_else(|| {
-        Err(
-            EngineError::Compute("this backend answers asynchronously: use the async API".into())
-                .into(),
-        )
-    })
-}
-
 impl From<candle_core::Error> for EngineError {
     fn from(e: candle_core::Error) -> Self {
         EngineError::Compute(e.to_string())
     }
+}
+
+impl From<crate::store::StoreError> for EngineError {
+    fn from(e: crate::store::StoreError) -> Self {
+        EngineError::Gguf(e.into())
+    }
+}
+
+/// A backend's work in flight: ready at once on the CPU, after a GPU readback otherwise.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + 'a>>;
+
+/// Where a model runs, as `engine.info` reports it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Placement {
+    /// "cpu" or "gpu".
+    pub backend: &'static str,
+    /// The GPU adapter, when on the GPU.
+    pub adapter: Option<String>,
+    /// The kernels dequantize in f16 (`shader-f16`).
+    pub shader_f16: bool,
+    /// Why a model that could have run on the GPU runs on the CPU.
+    pub fallback_reason: Option<String>,
 }
 
 /// A compute target that runs one model with one KV cache.
@@ -78,16 +93,6 @@ pub trait Backend {
     /// None: this backend hands the logits to the host sampler.
     fn forward_pick<'a>(&'a mut self, _token: u32, _pick: &'a Pick) -> Option<Pending<'a, u32>> {
         None
-    }
-
-    /// [`Backend::forward`] for callers that cannot wait (native code, tests).
-    fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
-        ready(self.forward(tokens))
-    }
-
-    /// Runs one token after what the cache holds; returns its logits.
-    fn decode(&mut self, token: u32) -> Result<Vec<f32>, EngineError> {
-        self.prefill(&[token])
     }
 
     /// How many positions the KV cache holds.
@@ -105,6 +110,14 @@ pub trait Backend {
     /// The most positions the cache can hold.
     fn max_positions(&self) -> usize {
         self.config().context_length
+    }
+
+    /// Where the model runs.
+    fn placement(&self) -> Placement;
+
+    /// The GPU device, when the model runs on one (tests and apps lose it on purpose).
+    fn gpu(&self) -> Option<&gpu::Gpu> {
+        None
     }
 }
 
@@ -129,5 +142,11 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn max_positions(&self) -> usize {
         (**self).max_positions()
+    }
+    fn placement(&self) -> Placement {
+        (**self).placement()
+    }
+    fn gpu(&self) -> Option<&gpu::Gpu> {
+        (**self).gpu()
     }
 }

@@ -89,8 +89,7 @@ impl Sampler {
 
     /// Picks the next token. `history` is what the penalties look at (prompt and output so far).
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
-        let pick = self.pick(history);
-        self.choose(logits, &pick)
+        self.pick(history).choose(logits)
     }
 
     /// Everything one draw needs besides the logits, its random number included, so the host
@@ -120,10 +119,12 @@ impl Sampler {
             r,
         }
     }
+}
 
-    /// The token `pick` selects from `logits`.
-    pub fn choose(&self, logits: &mut [f32], pick: &Pick) -> u32 {
-        let p = &self.params;
+impl Pick {
+    /// The token this draw selects from `logits` (penalties applied to them in place).
+    pub fn choose(&self, logits: &mut [f32]) -> u32 {
+        let (p, pick) = (&self.params, self);
         apply_penalties(p, logits, &pick.seen);
         if p.temperature <= 0.0 {
             return argmax(logits);

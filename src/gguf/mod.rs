@@ -1,16 +1,15 @@
 //! GGUF: the one-file model format. Parsing with typed errors, reading tensors out of a chunk
-//! store without holding the file twice, the model config, and a writer for fixtures.
+//! store without holding the file twice, and the model config.
 
 mod config;
 mod read;
 mod tensor_type;
 mod value;
-mod write;
 
 use std::collections::HashMap;
 use std::io::BufReader;
 
-use crate::store::{AsyncChunkStore, ChunkStore, MemoryStore, ModelReader, StoreError};
+use crate::store::{ChunkStore, MemoryStore, ModelReader, StoreError};
 
 /// Header bytes fetched at a time from an asynchronous store.
 const HEADER_STEP: u64 = 4 << 20;
@@ -18,7 +17,6 @@ const HEADER_STEP: u64 = 4 << 20;
 pub use config::{Architecture, ModelConfig};
 pub use tensor_type::TensorType;
 pub use value::{Array, Value};
-pub use write::{GgufWriter, TensorData};
 
 /// GGML tensors have at most four dimensions.
 pub const MAX_DIMS: usize = 4;
@@ -127,20 +125,14 @@ pub struct GgufFile {
 }
 
 impl GgufFile {
-    /// Parses the header of the model file held by `store`.
-    pub fn read<S: ChunkStore>(store: S) -> Result<Self, GgufError> {
-        let len = store.len();
-        let reader = BufReader::with_capacity(1 << 16, ModelReader::new(store));
-        read::parse(reader, len)
-    }
-
-    /// Parses the header of a model file behind an asynchronous store, fetching only the pieces
-    /// the header spans.
-    pub async fn read_from<S: AsyncChunkStore>(store: &S) -> Result<Self, GgufError> {
+    /// Parses the header of the model file held by `store`, reading only the pieces the
+    /// header spans.
+    pub async fn read<S: ChunkStore>(store: &S) -> Result<Self, GgufError> {
         let len = store.len();
         let mut window = MemoryStore::partial(len, HEADER_STEP);
         loop {
-            match Self::read(&window) {
+            let reader = BufReader::with_capacity(1 << 16, ModelReader::new(&window));
+            match read::parse(reader, len) {
                 Ok(file) => return Ok(file),
                 Err(e) => {
                     let Some(index) = window.take_missing() else {
@@ -225,29 +217,5 @@ impl GgufFile {
             });
         }
         Ok(info)
-    }
-
-    /// Copies the encoded bytes of `info` into `buf` (exactly `info.size` bytes long).
-    pub fn read_tensor_into<S: ChunkStore>(
-        &self,
-        store: &S,
-        info: &TensorInfo,
-        buf: &mut [u8],
-    ) -> Result<(), GgufError> {
-        store.read_at(self.data_offset + info.offset, buf)?;
-        Ok(())
-    }
-
-    /// The encoded bytes of tensor `name`, after checking its GGUF-order dims.
-    pub fn read_tensor<S: ChunkStore>(
-        &self,
-        store: &S,
-        name: &str,
-        dims: &[u64],
-    ) -> Result<(TensorInfo, Vec<u8>), GgufError> {
-        let info = self.shaped_tensor(name, dims)?;
-        let mut raw = vec![0u8; info.size as usize];
-        self.read_tensor_into(store, info, &mut raw)?;
-        Ok((info.clone(), raw))
     }
 }

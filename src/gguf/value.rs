@@ -99,7 +99,8 @@ impl Value {
         }
     }
 
-    pub(crate) fn type_id(&self) -> u32 {
+    /// The GGUF value-type code this value is written with.
+    pub fn type_code(&self) -> u32 {
         match self {
             Value::U8(_) => type_id::U8,
             Value::I8(_) => type_id::I8,
@@ -173,7 +174,8 @@ impl Array {
         }
     }
 
-    pub(crate) fn elem_type_id(&self) -> u32 {
+    /// The GGUF value-type code of the elements.
+    pub fn elem_type_code(&self) -> u32 {
         match self {
             Array::U8(_) => type_id::U8,
             Array::I8(_) => type_id::I8,

@@ -4,8 +4,9 @@
 use super::wire::*;
 use super::RequestError;
 use crate::chat::{ChatTemplate, Message, ThinkSplitter};
+use crate::engine::gpu::Gpu;
 use crate::engine::{
-    ready, Backend, EngineError, FinishReason, GenerateRequest, Generation, Run, SamplingParams,
+    Backend, EngineError, FinishReason, GenerateRequest, Generation, Placement, SamplingParams,
     Session,
 };
 use crate::gguf::GgufFile;
@@ -23,12 +24,13 @@ pub enum AnswerError {
     Engine(#[from] EngineError),
 }
 
-/// A loaded model with its tokenizer, chat template and KV cache.
+/// A loaded model with its tokenizer, chat template and KV cache, and the answer it is giving.
 pub struct LocalModel {
     id: String,
     tokenizer: Tokenizer,
     template: ChatTemplate,
     session: Session<Box<dyn Backend>>,
+    answer: Option<Answer>,
 }
 
 impl LocalModel {
@@ -47,6 +49,7 @@ impl LocalModel {
             tokenizer,
             template,
             session: Session::new(backend),
+            answer: None,
         })
     }
 
@@ -62,35 +65,31 @@ impl LocalModel {
         self.session.backend().max_positions()
     }
 
-    /// Swaps the backend (after the GPU was lost); a completion in progress carries on.
-    pub fn replace_backend(&mut self, backend: Box<dyn Backend>) {
-        self.session.replace_backend(backend);
+    /// Where the model runs now (`auto` may have moved it to the CPU).
+    pub fn placement(&self) -> Placement {
+        self.session.backend().placement()
     }
 
-    /// [`LocalModel::start_async`] for backends that never wait.
-    pub fn start(
+    /// The GPU device, when the model runs on one.
+    pub fn gpu(&self) -> Option<&Gpu> {
+        self.session.backend().gpu()
+    }
+
+    /// Checks `req`, renders its prompt and runs it; `id` and `created` label every chunk. An
+    /// answer still in progress is dropped.
+    pub async fn start(
         &mut self,
         req: ChatCompletionRequest,
         id: String,
         created: u64,
-    ) -> Result<Completion, AnswerError> {
-        ready(self.start_async(req, id, created))
-    }
-
-    /// Checks `req`, renders its prompt and runs it; `id` and `created` label every chunk.
-    pub async fn start_async(
-        &mut self,
-        req: ChatCompletionRequest,
-        id: String,
-        created: u64,
-    ) -> Result<Completion, AnswerError> {
-        let (generate, in_think) = self.plan(&req)?;
+    ) -> Result<(), AnswerError> {
+        self.answer = None;
+        let (generate, in_think) = self.prompt(&req)?;
         if req.cache_prompt == Some(false) {
             self.session.forget();
         }
-        let run = self.session.start_async(&generate).await?;
-        Ok(Completion {
-            run: Some(run),
+        self.session.start(&generate).await?;
+        self.answer = Some(Answer {
             think: ThinkSplitter::new(in_think),
             in_think,
             id,
@@ -103,11 +102,12 @@ impl LocalModel {
             reasoning_tokens: None,
             result: None,
             usage_sent: false,
-        })
+        });
+        Ok(())
     }
 
     /// The generation request for `req`, and whether its prompt leaves the model inside `<think>`.
-    pub fn plan(
+    pub fn prompt(
         &self,
         req: &ChatCompletionRequest,
     ) -> Result<(GenerateRequest, bool), RequestError> {
@@ -225,85 +225,91 @@ impl LocalModel {
         ))
     }
 
-    /// [`LocalModel::step_async`] for backends that never wait.
-    pub fn step(
-        &mut self,
-        c: &mut Completion,
-    ) -> Result<Option<Vec<ChatCompletionChunk>>, EngineError> {
-        ready(self.step_async(c))
-    }
-
-    /// Advances `c` by one token. Returns the chunks that step produced (often one, sometimes
-    /// none), or None once the completion is over.
-    pub async fn step_async(
-        &mut self,
-        c: &mut Completion,
-    ) -> Result<Option<Vec<ChatCompletionChunk>>, EngineError> {
-        if c.result.is_some() {
-            if c.include_usage && !c.usage_sent {
-                c.usage_sent = true;
-                let mut chunk = c.chunk(Vec::new());
-                chunk.usage = c.usage();
+    /// Advances the answer by one token. Returns the chunks that step produced (often one,
+    /// sometimes none), or None once the answer is over (or none was started).
+    pub async fn step(&mut self) -> Result<Option<Vec<ChatCompletionChunk>>, EngineError> {
+        let Some(a) = self.answer.as_mut() else {
+            return Ok(None);
+        };
+        if a.result.is_some() {
+            if a.include_usage && !a.usage_sent {
+                a.usage_sent = true;
+                let mut chunk = a.chunk(Vec::new());
+                chunk.usage = a.usage();
                 return Ok(Some(vec![chunk]));
             }
             return Ok(None);
         }
-        if c.run.is_none() {
-            return Ok(None);
-        }
         let mut chunks = Vec::new();
-        if !c.role_sent {
-            c.role_sent = true;
+        if !a.role_sent {
+            a.role_sent = true;
             let role = Delta {
                 role: Some("assistant".into()),
                 content: Some(String::new()),
                 reasoning_content: None,
             };
-            chunks.push(c.choice_chunk(role, None));
+            chunks.push(a.choice_chunk(role, None));
         }
-        let step = match c.run.as_mut() {
-            Some(run) => run.step_async(&mut self.session, &self.tokenizer).await?,
-            None => None,
+        let (split, done) = match self.session.step(&self.tokenizer).await? {
+            Some(piece) => (a.think.push(&piece), false),
+            None => (a.think.finish(), true),
         };
-        let (delta, done) = match step {
-            Some(piece) => (c.think.push(&piece), false),
-            None => (c.think.finish(), true),
-        };
-        if !delta.is_empty() {
-            c.note_delta(&delta);
+        if !split.is_empty() {
+            a.note(&split, self.session.tokens().len());
             let wire = Delta {
                 role: None,
-                content: (!delta.content.is_empty()).then_some(delta.content),
-                reasoning_content: (!delta.reasoning.is_empty()).then_some(delta.reasoning),
+                content: (!split.content.is_empty()).then_some(split.content),
+                reasoning_content: (!split.reasoning.is_empty()).then_some(split.reasoning),
             };
-            chunks.push(c.choice_chunk(wire, None));
+            chunks.push(a.choice_chunk(wire, None));
         }
         if done {
-            let generation = c
-                .run
-                .take()
-                .map(Run::finish)
-                .ok_or_else(|| EngineError::Compute("completion finished twice".into()))?;
+            let generation = self
+                .session
+                .finish()
+                .ok_or_else(|| EngineError::Compute("the answer finished twice".into()))?;
             let reason = finish_reason(generation.finish_reason);
-            let mut last = c.choice_chunk(Delta::default(), Some(reason.into()));
+            let mut last = a.choice_chunk(Delta::default(), Some(reason.into()));
             last.timings = Some(generation.timings);
-            c.result = Some(generation);
+            a.result = Some(generation);
             chunks.push(last);
         }
         Ok(Some(chunks))
     }
 
-    /// Runs `c` to its end and returns the whole answer.
-    pub fn complete(&mut self, c: &mut Completion) -> Result<ChatCompletion, EngineError> {
-        while self.step(c)?.is_some() {}
-        c.response()
-            .ok_or_else(|| EngineError::Compute("completion ended without a result".into()))
+    /// Runs the answer to its end and returns it whole.
+    pub async fn complete(&mut self) -> Result<ChatCompletion, EngineError> {
+        while self.step().await?.is_some() {}
+        self.response()
+            .ok_or_else(|| EngineError::Compute("the answer ended without a result".into()))
+    }
+
+    /// Stops generating; the KV cache keeps what was computed, so the next request reuses it.
+    pub fn abort(&mut self) {
+        self.session.abort();
+    }
+
+    /// Whether the answer in progress is over (true when none was started).
+    pub fn is_finished(&self) -> bool {
+        self.answer.as_ref().is_none_or(|a| a.result.is_some())
+    }
+
+    /// Token ids generated so far (all of them once finished).
+    pub fn tokens(&self) -> &[u32] {
+        match self.answer.as_ref().and_then(|a| a.result.as_ref()) {
+            Some(g) => &g.tokens,
+            None => self.session.tokens(),
+        }
+    }
+
+    /// The whole answer, once finished.
+    pub fn response(&self) -> Option<ChatCompletion> {
+        self.answer.as_ref()?.response()
     }
 }
 
-/// One answer in progress.
-pub struct Completion {
-    run: Option<Run>,
+/// The answer in progress: what the client has been sent, and the result once it is over.
+struct Answer {
     think: ThinkSplitter,
     in_think: bool,
     id: String,
@@ -319,37 +325,18 @@ pub struct Completion {
     usage_sent: bool,
 }
 
-impl Completion {
-    /// Stops generating; the KV cache keeps what was computed, so the next request reuses it.
-    pub fn abort(&mut self) {
-        if let Some(run) = self.run.as_mut() {
-            run.abort();
-        }
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.result.is_some()
-    }
-
-    /// Token ids generated so far (all of them once finished).
-    pub fn tokens(&self) -> &[u32] {
-        match (&self.run, &self.result) {
-            (Some(run), _) => run.tokens(),
-            (None, Some(g)) => &g.tokens,
-            (None, None) => &[],
-        }
-    }
-
-    fn note_delta(&mut self, d: &crate::chat::Delta) {
-        self.reasoning.push_str(&d.reasoning);
-        if !d.content.is_empty() && self.reasoning_tokens.is_none() {
+impl Answer {
+    /// `generated` tokens so far.
+    fn note(&mut self, split: &crate::chat::Split, generated: usize) {
+        self.reasoning.push_str(&split.reasoning);
+        if !split.content.is_empty() && self.reasoning_tokens.is_none() {
             self.reasoning_tokens = Some(if self.reasoning.is_empty() {
                 0
             } else {
-                self.tokens().len().saturating_sub(1)
+                generated.saturating_sub(1)
             });
         }
-        self.content.push_str(&d.content);
+        self.content.push_str(&split.content);
     }
 
     fn usage(&self) -> Option<UsageReport> {
@@ -384,7 +371,7 @@ impl Completion {
     }
 
     /// The whole answer, once finished.
-    pub fn response(&self) -> Option<ChatCompletion> {
+    fn response(&self) -> Option<ChatCompletion> {
         let g = self.result.as_ref()?;
         let reasoning =
             (self.in_think || !self.reasoning.is_empty()).then(|| self.reasoning.clone());

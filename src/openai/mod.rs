@@ -1,13 +1,17 @@
 //! The OpenAI / DeepSeek chat-completions API: wire types, request checks with typed errors,
-//! answering a request with a local model one chunk at a time, the SSE stream codec, and the
-//! saved conversation.
+//! answering a request with a local model one chunk at a time (one request at a time per model),
+//! every failure's stable code and HTTP answer, the SSE stream codec, and the saved conversation.
 
 pub mod conversation;
+mod error;
 mod local;
+mod shared;
 pub mod sse;
 mod wire;
 
-pub use local::{AnswerError, Completion, LocalModel};
+pub use error::{ApiError, Detail, ErrorCode};
+pub use local::{AnswerError, LocalModel};
+pub use shared::{SharedModel, Turn, Waiting};
 pub use wire::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Choice, ChunkChoice,
     Delta, ErrorBody, ErrorDetail, MessageContent, ResponseMessage, Stop, StreamOptions,

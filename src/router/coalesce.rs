@@ -25,7 +25,7 @@ pub fn key(body: &Value) -> Option<String> {
         canonical.remove(field);
     }
     // serde_json's maps are ordered by key, so equal bodies serialize equally.
-    Some(crate::download::hex(&Sha256::digest(
+    Some(crate::hex::encode(&Sha256::digest(
         Value::Object(canonical).to_string().as_bytes(),
     )))
 }

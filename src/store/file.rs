@@ -24,12 +24,7 @@ impl ChunkStore for FileStore {
         self.len
     }
 
-    fn chunk_size(&self) -> u64 {
-        // A file has no chunk boundaries; report one "chunk" per MiB for progress accounting.
-        1 << 20
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+    async fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
         check_range(offset, buf.len(), self.len)?;
         #[cfg(unix)]
         {

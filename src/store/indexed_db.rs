@@ -16,7 +16,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use super::{AsyncChunkStore, StoreError};
+use super::{ChunkStore, StoreError};
 
 #[wasm_bindgen(inline_js = r#"
 export function open_db(name, version) {
@@ -108,7 +108,7 @@ pub async fn sha256_hex(bytes: &Uint8Array) -> Result<String, StoreError> {
     }
     let mut hasher = Sha256::new();
     feed(&mut hasher, bytes);
-    Ok(crate::download::hex(&hasher.finalize()))
+    Ok(crate::hex::encode(&hasher.finalize()))
 }
 
 /// Adds JavaScript-held bytes to a hash through a small reused buffer.
@@ -130,11 +130,11 @@ fn chunk_key(url: &str, index: u64) -> JsValue {
 
 /// The model-file database.
 #[derive(Clone)]
-pub struct Db {
+pub struct ModelDb {
     db: web_sys::IdbDatabase,
 }
 
-impl Db {
+impl ModelDb {
     pub async fn open() -> Result<Self, StoreError> {
         let db = open_db(DB_NAME, DB_VERSION).await.map_err(js_error)?;
         Ok(Self {
@@ -307,16 +307,16 @@ impl Db {
     }
 }
 
-/// A stored model file read through [`AsyncChunkStore`]; the last chunk read stays cached (in
+/// A stored model file read through [`ChunkStore`]; the last chunk read stays cached (in
 /// JavaScript memory) because tensors cross chunk boundaries.
 pub struct IdbChunks {
-    db: Db,
+    db: ModelDb,
     record: FileRecord,
     cache: RefCell<Option<(u64, Uint8Array)>>,
 }
 
 impl IdbChunks {
-    pub fn new(db: Db, record: FileRecord) -> Self {
+    pub fn new(db: ModelDb, record: FileRecord) -> Self {
         Self {
             db,
             record,
@@ -336,7 +336,7 @@ impl IdbChunks {
     }
 }
 
-impl AsyncChunkStore for IdbChunks {
+impl ChunkStore for IdbChunks {
     fn len(&self) -> u64 {
         self.record.size
     }
@@ -374,7 +374,7 @@ impl BlobChunks {
     }
 }
 
-impl AsyncChunkStore for BlobChunks {
+impl ChunkStore for BlobChunks {
     fn len(&self) -> u64 {
         self.blob.size() as u64
     }

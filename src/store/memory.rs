@@ -51,16 +51,9 @@ impl MemoryStore {
     }
 }
 
-impl ChunkStore for MemoryStore {
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    fn chunk_size(&self) -> u64 {
-        self.chunk_size
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+impl MemoryStore {
+    /// [`ChunkStore::read_at`] without waiting: the header parser reads through this.
+    pub(crate) fn read_now(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
         check_range(offset, buf.len(), self.len)?;
         let mut done = 0usize;
         while done < buf.len() {
@@ -76,5 +69,15 @@ impl ChunkStore for MemoryStore {
             done += n;
         }
         Ok(())
+    }
+}
+
+impl ChunkStore for MemoryStore {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    async fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        self.read_now(offset, buf)
     }
 }

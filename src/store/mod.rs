@@ -1,7 +1,6 @@
-//! Where model bytes live: a model file is stored as fixed-size chunks, read back through
-//! [`ModelReader`] (Read + Seek) so the parser never needs the file as one buffer. Stores whose
-//! reads complete later (IndexedDB, a `Blob`) implement [`AsyncChunkStore`]; weight loading is
-//! written against that, and synchronous stores join through [`Ready`].
+//! Where model bytes live: a model file is stored as chunks and read back at any offset through
+//! [`ChunkStore`]. Reads complete later in the browser (IndexedDB, a `Blob`) and at once natively
+//! (memory, disk); every caller awaits them, so one code path serves both.
 
 mod file;
 #[cfg(target_arch = "wasm32")]
@@ -9,13 +8,9 @@ pub mod indexed_db;
 mod memory;
 mod reader;
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-
 pub use file::FileStore;
 pub use memory::MemoryStore;
-pub use reader::ModelReader;
+pub(crate) use reader::ModelReader;
 
 /// Failures of a chunk store.
 #[derive(Debug, thiserror::Error)]
@@ -38,14 +33,25 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// A model file kept as numbered chunks of `chunk_size()` bytes (the last one may be shorter).
+impl StoreError {
+    /// The chunk to fetch again: damaged, or gone (a browser may evict storage that is not
+    /// persisted).
+    pub fn bad_chunk(&self) -> Option<u64> {
+        match self {
+            StoreError::CorruptChunk { index } | StoreError::MissingChunk { index } => Some(*index),
+            _ => None,
+        }
+    }
+}
+
+/// One model file, read at any offset.
+// Futures stay on one thread (wasm has one), so no Send bound is wanted on them.
+#[allow(async_fn_in_trait)]
 pub trait ChunkStore {
     /// Total length of the model file in bytes.
     fn len(&self) -> u64;
-    /// Size of every chunk but the last.
-    fn chunk_size(&self) -> u64;
     /// Copies `buf.len()` bytes starting at `offset` into `buf`.
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError>;
+    async fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError>;
 
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -56,11 +62,9 @@ impl<S: ChunkStore + ?Sized> ChunkStore for &S {
     fn len(&self) -> u64 {
         (**self).len()
     }
-    fn chunk_size(&self) -> u64 {
-        (**self).chunk_size()
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
-        (**self).read_at(offset, buf)
+
+    async fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        (**self).read_at(offset, buf).await
     }
 }
 
@@ -73,44 +77,5 @@ fn check_range(offset: u64, len: usize, file_len: u64) -> Result<(), StoreError>
             len,
             file_len,
         }),
-    }
-}
-
-/// A model file whose reads complete later: IndexedDB chunks, a `Blob` in the browser.
-// Futures stay on one thread (wasm has one), so no Send bound is wanted on them.
-#[allow(async_fn_in_trait)]
-pub trait AsyncChunkStore {
-    /// Total length of the model file in bytes.
-    fn len(&self) -> u64;
-    /// Copies `buf.len()` bytes starting at `offset` into `buf`.
-    async fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError>;
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A synchronous [`ChunkStore`] seen through [`AsyncChunkStore`]: every read is ready at once.
-pub struct Ready<S>(pub S);
-
-impl<S: ChunkStore> AsyncChunkStore for Ready<S> {
-    fn len(&self) -> u64 {
-        self.0.len()
-    }
-
-    async fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
-        self.0.read_at(offset, buf)
-    }
-}
-
-/// Runs `future` to completion if it never waits (as with [`Ready`] stores); None if it would.
-pub fn run_ready<F: Future>(future: F) -> Option<F::Output> {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(out) => Some(out),
-        Poll::Pending => None,
     }
 }

@@ -1,12 +1,12 @@
 //! Conversations kept in IndexedDB, so that a reload (or the next visit) resumes them: save,
 //! list (most recent first), load and delete, for the demo and for any app.
 
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use super::idb::{Db, Op};
-use super::WebError;
+use super::to_js;
 use crate::openai::conversation::{Conversation, ConversationError, Summary, MAX_BYTES};
+use crate::openai::{ApiError, ErrorCode};
 
 const STORE: &str = "conversations";
 
@@ -17,19 +17,14 @@ async fn db() -> Result<Db, JsValue> {
 }
 
 fn storage(e: &JsValue) -> JsValue {
-    WebError::new(
-        "storage",
+    ApiError::new(
+        ErrorCode::Storage,
         format!(
             "conversations: {}",
             e.as_string().unwrap_or_else(|| format!("{e:?}"))
         ),
     )
     .into()
-}
-
-fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| WebError::new("internal", e.to_string()).into())
 }
 
 /// A random id: 128 bits in hex.
@@ -40,7 +35,7 @@ fn new_id() -> String {
         bytes[..8].copy_from_slice(&js_sys::Date::now().to_bits().to_le_bytes());
         bytes[8..].copy_from_slice(&js_sys::Math::random().to_bits().to_le_bytes());
     }
-    crate::download::hex(&bytes)
+    crate::hex::encode(&bytes)
 }
 
 async fn read(db: &Db, id: &str) -> Result<Option<Conversation>, JsValue> {
@@ -58,21 +53,17 @@ pub async fn save_conversation(conversation: JsValue) -> Result<String, JsValue>
         .and_then(|s| s.as_string())
         .unwrap_or_default();
     if text.len() > MAX_BYTES {
-        return Err(WebError::new(
-            "invalid_request",
-            ConversationError::TooLarge(text.len()).to_string(),
-        )
-        .into());
+        return Err(ApiError::invalid(ConversationError::TooLarge(text.len()).to_string()).into());
     }
-    let mut c: Conversation = serde_json::from_str(&text)
-        .map_err(|e| WebError::new("invalid_request", format!("conversation: {e}")))?;
+    let mut c: Conversation =
+        serde_json::from_str(&text).map_err(|e| ApiError::invalid(format!("conversation: {e}")))?;
     let db = db().await?;
     if !c.id.is_empty() && c.created == 0.0 {
         c.created = read(&db, &c.id).await?.map_or(0.0, |old| old.created);
     }
     c.prepare(js_sys::Date::now(), new_id)
-        .map_err(|e| WebError::new("invalid_request", e.to_string()))?;
-    let text = serde_json::to_string(&c).map_err(|e| WebError::new("internal", e.to_string()))?;
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let text = serde_json::to_string(&c).map_err(|e| ApiError::internal(e.to_string()))?;
     db.write(&[Op(STORE, &c.id, Some(text.into()))])
         .await
         .map_err(|e| storage(&e))?;

@@ -5,9 +5,10 @@ use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use super::{to_js, WebError};
+use super::to_js;
 use crate::engine::bandwidth::{cpu_bytes_per_s, gpu_bytes_per_s};
 use crate::engine::gpu::{Gpu, Wanted};
+use crate::openai::ApiError;
 use crate::router::{assess, DeviceProfile, GpuProfile, ModelNeeds};
 
 fn navigator(key: &str) -> JsValue {
@@ -61,9 +62,7 @@ pub fn assess_device(
     model: JsValue,
     min_tokens_per_s: f64,
 ) -> Result<JsValue, JsValue> {
-    let bad = |e: serde_wasm_bindgen::Error| {
-        JsValue::from(WebError::new("invalid_request", e.to_string()))
-    };
+    let bad = |e: serde_wasm_bindgen::Error| JsValue::from(ApiError::invalid(e.to_string()));
     let profile: DeviceProfile = serde_wasm_bindgen::from_value(profile).map_err(bad)?;
     let model: ModelNeeds = serde_wasm_bindgen::from_value(model).map_err(bad)?;
     to_js(&assess(&profile, &model, min_tokens_per_s))

@@ -19,9 +19,9 @@ use web_sys::{
 };
 
 use super::answers::AnswerStore;
-use super::WebError;
 use crate::download::fetch::{fetch_request, sleep};
 use crate::openai::sse::{self, SseDecoder, SseEvent};
+use crate::openai::ApiError;
 use crate::retry::retry_after_ms;
 use crate::router::{
     cache, classify, coalesce_key, continuation, provider_model, unavailable, Choice, Coalescer,
@@ -168,9 +168,8 @@ impl RouterCore {
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<RouterCore, JsValue> {
         let config: RouterConfig = serde_wasm_bindgen::from_value(config)
-            .map_err(|e| WebError::new("invalid_request", format!("router config: {e}")))?;
-        let router = Router::new(config, now())
-            .map_err(|e| WebError::new("invalid_request", e.to_string()))?;
+            .map_err(|e| ApiError::invalid(format!("router config: {e}")))?;
+        let router = Router::new(config, now()).map_err(|e| ApiError::invalid(e.to_string()))?;
         let state = State {
             router,
             metrics: Metrics::new(),

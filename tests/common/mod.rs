@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use candlelight::fixture::{build, FixtureSpec};
+use candlelight::block_on;
 use candlelight::gguf::GgufFile;
 use candlelight::store::MemoryStore;
+use candlelight_fixtures::{build, FixtureSpec};
 use sha2::{Digest, Sha256};
 
 pub fn data(name: &str) -> PathBuf {
@@ -47,6 +48,6 @@ pub fn fixture_bytes(spec: &FixtureSpec, expected_sha256: &str) -> Vec<u8> {
 /// A model file split into odd-sized chunks, so reads cross chunk boundaries.
 pub fn store(bytes: &[u8]) -> (MemoryStore, GgufFile) {
     let store = MemoryStore::from_bytes(bytes, 65_521);
-    let file = GgufFile::read(&store).expect("fixture parses");
+    let file = block_on(GgufFile::read(&store)).expect("fixture parses");
     (store, file)
 }

@@ -48,7 +48,6 @@ const yieldNow = () => new Promise((resolve) => {
 
 export class Engine {
   #core;
-  #turn = Promise.resolve();
 
   /** Loads a GGUF model from a URL (kept in IndexedDB, resumable) or a File/Blob. */
   static async load(source, options = {}) {
@@ -110,30 +109,23 @@ export class Engine {
     this.#core = null;
   }
 
-  // Requests run one at a time: there is one KV cache.
-  #lock() {
-    let release;
-    const mine = new Promise((resolve) => { release = resolve; });
-    const before = this.#turn;
-    this.#turn = before.then(() => mine);
-    return before.then(() => release);
-  }
-
+  // Requests wait their turn in the engine itself (one KV cache): no lock here.
   async #create(body = {}) {
     const { signal, ...request } = body;
-    const release = await this.#lock();
+    if (!this.#core) throw new CandlelightError('not_loaded', 'the engine was unloaded');
+    if (signal?.aborted) throw aborted();
     let completion;
     try {
-      if (!this.#core) throw new CandlelightError('not_loaded', 'the engine was unloaded');
-      if (signal?.aborted) throw aborted();
-      completion = await this.#core.start(request);
+      completion = this.#core.answer(request);
+      signal?.addEventListener('abort', () => completion.abort(), { once: true });
+      await completion.start();
     } catch (e) {
-      release();
+      completion?.free();
       throw toError(e);
     }
-    if (request.stream) return this.#stream(completion, signal, release);
+    if (request.stream) return this.#stream(completion, signal);
     try {
-      while (await this.#core.advance(completion)) {
+      while (await completion.advance()) {
         await yieldNow();
         if (signal?.aborted) {
           completion.abort();
@@ -145,18 +137,17 @@ export class Engine {
       throw toError(e);
     } finally {
       completion.free();
-      release();
     }
   }
 
-  async *#stream(completion, signal, release) {
+  async *#stream(completion, signal) {
     try {
       for (;;) {
         if (signal?.aborted || !this.#core) {
           completion.abort();
           throw aborted();
         }
-        const chunks = await this.#core.step(completion);
+        const chunks = await completion.step();
         if (chunks === null) return;
         for (const chunk of chunks) {
           if (signal?.aborted) break;
@@ -169,7 +160,6 @@ export class Engine {
     } finally {
       if (!completion.finished()) completion.abort();
       completion.free();
-      release();
     }
   }
 }

@@ -8,174 +8,70 @@ mod x86;
 
 use candle_core::{Device, Tensor};
 
-use super::{Backend, EngineError, Pending};
-use crate::gguf::{GgufError, GgufFile, ModelConfig};
-use crate::store::{run_ready, AsyncChunkStore, ChunkStore, Ready};
+use super::schema::{Loader, Weights};
+use super::{Backend, EngineError, Pending, Placement};
+use crate::gguf::{GgufError, GgufFile, ModelConfig, TensorInfo};
+use crate::store::ChunkStore;
 use kv_cache::LayerCache;
-use qmatmul::{Activations, PendingMatrix, QMatrix};
+use qmatmul::{Activations, MatrixLanding, QMatrix};
 
 /// Prompt tokens run through the model at once.
 const PREFILL_SLICE: usize = 64;
 
-struct Layer {
-    attn_norm: Tensor,
-    wq: QMatrix,
-    wk: QMatrix,
-    wv: QMatrix,
-    bias: Option<(Tensor, Tensor, Tensor)>,
-    qk_norm: Option<(Tensor, Tensor)>,
-    wo: QMatrix,
-    ffn_norm: Tensor,
-    gate: QMatrix,
-    up: QMatrix,
-    down: QMatrix,
-    cache: LayerCache,
-}
-
 /// A model loaded for the CPU, with its KV cache.
 pub struct CpuBackend {
     config: ModelConfig,
-    embed: QMatrix,
-    layers: Vec<Layer>,
-    output_norm: Tensor,
-    /// None when the embedding matrix doubles as the output projection.
-    output: Option<QMatrix>,
-    /// Per-pair RoPE frequency divisors (Llama 3 `rope_freqs.weight`), if the file has them.
-    rope_factors: Option<Vec<f32>>,
-    exact: bool,
+    weights: Weights<QMatrix, Tensor>,
+    caches: Vec<LayerCache>,
 }
 
-struct Loader<'a, S> {
-    file: &'a GgufFile,
-    store: &'a S,
-    loaded: std::cell::Cell<u64>,
-    total: u64,
-    on_progress: std::cell::RefCell<&'a mut dyn FnMut(u64, u64)>,
-}
+/// Tensors read straight into their final storage.
+struct Cpu;
 
-impl<S: AsyncChunkStore> Loader<'_, S> {
-    /// A tensor of GGUF-order `dims` as `n_out` rows of `n_in`, read into its final storage.
-    async fn load(
-        &self,
-        name: &str,
-        dims: &[u64],
+impl Loader for Cpu {
+    type Matrix = QMatrix;
+    type Vector = Tensor;
+
+    async fn matrix<S: ChunkStore>(
+        &mut self,
+        store: &S,
+        info: &TensorInfo,
+        offset: u64,
         n_in: usize,
         n_out: usize,
+        count: &mut dyn FnMut(u64),
     ) -> Result<QMatrix, EngineError> {
-        let info = self.file.shaped_tensor(name, dims)?;
-        let mut pending = PendingMatrix::new(info.ty, n_in, n_out);
-        self.store
-            .read_at(self.file.data_offset + info.offset, pending.bytes_mut())
+        let mut landing = MatrixLanding::new(info.ty, n_in, n_out);
+        store
+            .read_at(offset, landing.bytes_mut())
             .await
             .map_err(GgufError::from)?;
-        self.loaded.set(self.loaded.get() + info.size);
-        (self.on_progress.borrow_mut())(self.loaded.get(), self.total);
-        Ok(pending.finish()?)
+        count(info.size);
+        Ok(landing.finish()?)
     }
 
-    async fn matmul(&self, name: &str, n_in: usize, n_out: usize) -> Result<QMatrix, EngineError> {
-        self.load(name, &[n_in as u64, n_out as u64], n_in, n_out)
-            .await
-    }
-
-    async fn vector(&self, name: &str, n: usize) -> Result<Tensor, EngineError> {
-        let values = self.load(name, &[n as u64], n, 1).await?.row(0)?;
+    fn vector(&mut self, values: Vec<f32>) -> Result<Tensor, EngineError> {
+        let n = values.len();
         Ok(Tensor::from_vec(values, n, &Device::Cpu)?)
     }
 }
 
 impl CpuBackend {
-    /// Loads every weight of `file` from `store`; the file's bytes are read once, tensor by tensor.
-    pub fn load<S: ChunkStore>(file: &GgufFile, store: &S) -> Result<Self, EngineError> {
-        run_ready(Self::load_from(file, &Ready(store), &mut |_, _| {})).unwrap_or_else(|| {
-            Err(EngineError::Compute(
-                "a synchronous store returned a pending read".into(),
-            ))
-        })
-    }
-
-    /// Loads every weight of `file` from an asynchronous store (IndexedDB in the browser);
+    /// Loads every weight of `file` from `store`, each tensor read once into its final storage;
     /// `on_progress(loaded, total)` counts tensor bytes read.
-    pub async fn load_from<S: AsyncChunkStore>(
+    pub async fn load<S: ChunkStore>(
         file: &GgufFile,
         store: &S,
         on_progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self, EngineError> {
-        let c = ModelConfig::from_gguf(file)?;
-        let total = file.tensors().iter().map(|t| t.size).sum();
-        let l = Loader {
-            file,
-            store,
-            loaded: 0.into(),
-            total,
-            on_progress: std::cell::RefCell::new(on_progress),
-        };
-        let (q_dim, kv_dim) = (c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
-        let mut layers = Vec::with_capacity(c.n_layer);
-        for i in 0..c.n_layer {
-            let n = |s: &str| format!("blk.{i}.{s}");
-            let bias = if c.qkv_bias {
-                Some((
-                    l.vector(&n("attn_q.bias"), q_dim).await?,
-                    l.vector(&n("attn_k.bias"), kv_dim).await?,
-                    l.vector(&n("attn_v.bias"), kv_dim).await?,
-                ))
-            } else {
-                None
-            };
-            let qk_norm = if c.qk_norm {
-                Some((
-                    l.vector(&n("attn_q_norm.weight"), c.head_dim).await?,
-                    l.vector(&n("attn_k_norm.weight"), c.head_dim).await?,
-                ))
-            } else {
-                None
-            };
-            layers.push(Layer {
-                attn_norm: l.vector(&n("attn_norm.weight"), c.n_embd).await?,
-                wq: l.matmul(&n("attn_q.weight"), c.n_embd, q_dim).await?,
-                wk: l.matmul(&n("attn_k.weight"), c.n_embd, kv_dim).await?,
-                wv: l.matmul(&n("attn_v.weight"), c.n_embd, kv_dim).await?,
-                bias,
-                qk_norm,
-                wo: l.matmul(&n("attn_output.weight"), q_dim, c.n_embd).await?,
-                ffn_norm: l.vector(&n("ffn_norm.weight"), c.n_embd).await?,
-                gate: l.matmul(&n("ffn_gate.weight"), c.n_embd, c.n_ff).await?,
-                up: l.matmul(&n("ffn_up.weight"), c.n_embd, c.n_ff).await?,
-                down: l.matmul(&n("ffn_down.weight"), c.n_ff, c.n_embd).await?,
-                cache: LayerCache::new(),
-            });
-        }
-        let embed = l
-            .matmul("token_embd.weight", c.n_embd, c.vocab_size)
-            .await?;
-        let output = match c.tied_embeddings {
-            true => None,
-            false => Some(l.matmul("output.weight", c.n_embd, c.vocab_size).await?),
-        };
-        let rope_factors = match file.tensor_info("rope_freqs.weight") {
-            Some(_) => Some(
-                l.vector("rope_freqs.weight", c.head_dim / 2)
-                    .await?
-                    .to_vec1::<f32>()?,
-            ),
-            None => None,
-        };
+        let config = ModelConfig::from_gguf(file)?;
+        let weights = Weights::load(file, store, &config, &mut Cpu, on_progress).await?;
+        let caches = (0..config.n_layer).map(|_| LayerCache::new()).collect();
         Ok(Self {
-            output_norm: l.vector("output_norm.weight", c.n_embd).await?,
-            config: c,
-            embed,
-            layers,
-            output,
-            rope_factors,
-            exact: false,
+            config,
+            weights,
+            caches,
         })
-    }
-
-    /// Keeps activations in f32 and dots them with dequantized weights, instead of ggml's
-    /// 8-bit rounding: slower, and the reference the GPU backend's arithmetic is checked against.
-    pub fn exact_activations(&mut self, on: bool) {
-        self.exact = on;
     }
 
     /// Caps the context below the model's own (the KV cache grows up to it), to bound memory.
@@ -189,7 +85,7 @@ impl CpuBackend {
         let (cos, sin) = super::rope::tables(
             c.head_dim,
             c.rope_theta,
-            self.rope_factors.as_deref(),
+            self.weights.rope_factors.as_deref(),
             start,
             len,
         );
@@ -223,7 +119,7 @@ impl CpuBackend {
         let (cos, sin) = self.rope_tables(start, seq)?;
         let mut rows = Vec::with_capacity(seq * c.n_embd);
         for &t in tokens {
-            rows.extend(self.embed.row(t as usize)?);
+            rows.extend(self.weights.embed.row(t as usize)?);
         }
         let mut x = Tensor::from_vec(rows, (seq, c.n_embd), &Device::Cpu)?;
         let group = c.n_head / c.n_head_kv;
@@ -231,16 +127,16 @@ impl CpuBackend {
         let total = start + seq;
         let mask = causal_mask(seq, group, start, total)?;
         let interleaved = c.arch.interleaved_rope();
-        for layer in &mut self.layers {
+        for (layer, cache) in self.weights.layers.iter().zip(&mut self.caches) {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
             let hv = h.flatten_all()?.to_vec1::<f32>()?;
-            let ha = Activations::new(&hv, seq).exact(self.exact);
+            let ha = Activations::new(&hv, seq);
             let (mut q, mut k, mut v) = (
                 mm(&layer.wq, &ha)?,
                 mm(&layer.wk, &ha)?,
                 mm(&layer.wv, &ha)?,
             );
-            if let Some((bq, bk, bv)) = &layer.bias {
+            if let Some([bq, bk, bv]) = &layer.bias {
                 q = q.broadcast_add(bq)?;
                 k = k.broadcast_add(bk)?;
                 v = v.broadcast_add(bv)?;
@@ -256,7 +152,7 @@ impl CpuBackend {
                 heads(k, c.n_head_kv)?,
                 heads(v, c.n_head_kv)?,
             );
-            if let Some((qn, kn)) = &layer.qk_norm {
+            if let Some([qn, kn]) = &layer.qk_norm {
                 q = candle_nn::ops::rms_norm(&q, qn, c.rms_eps as f32)?;
                 k = candle_nn::ops::rms_norm(&k, kn, c.rms_eps as f32)?;
             }
@@ -270,7 +166,7 @@ impl CpuBackend {
                 r.squeeze(0)
             };
             let (q, k) = (rope(&q)?, rope(&k)?);
-            let (k_all, v_all) = layer.cache.append(&k, &v, max)?;
+            let (k_all, v_all) = cache.append(&k, &v, max)?;
             // Query heads of one KV group are stacked so K and V are never repeated:
             // (n_head, seq, dim) -> (n_kv, group * seq, dim).
             let q = q.reshape((c.n_head_kv, group * seq, c.head_dim))?;
@@ -286,22 +182,23 @@ impl CpuBackend {
                 .transpose(0, 1)?
                 .reshape((seq, c.n_head * c.head_dim))?;
             let out = out.flatten_all()?.to_vec1::<f32>()?;
-            x = (x + mm(&layer.wo, &Activations::new(&out, seq).exact(self.exact))?)?;
+            x = (x + mm(&layer.wo, &Activations::new(&out, seq))?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.rms_eps as f32)?;
             let hv = h.flatten_all()?.to_vec1::<f32>()?;
-            let ha = Activations::new(&hv, seq).exact(self.exact);
+            let ha = Activations::new(&hv, seq);
             let ff = (candle_nn::ops::silu(&mm(&layer.gate, &ha)?)? * mm(&layer.up, &ha)?)?;
             let ff = ff.flatten_all()?.to_vec1::<f32>()?;
-            x = (x + mm(&layer.down, &Activations::new(&ff, seq).exact(self.exact))?)?;
+            x = (x + mm(&layer.down, &Activations::new(&ff, seq))?)?;
         }
         let last = x.narrow(0, seq - 1, 1)?;
-        let last = candle_nn::ops::rms_norm(&last, &self.output_norm, c.rms_eps as f32)?;
+        let last = candle_nn::ops::rms_norm(&last, &self.weights.output_norm, c.rms_eps as f32)?;
         let last = last.flatten_all()?.to_vec1::<f32>()?;
         Ok(self
+            .weights
             .output
             .as_ref()
-            .unwrap_or(&self.embed)
-            .forward(&Activations::new(&last, 1).exact(self.exact))?)
+            .unwrap_or(&self.weights.embed)
+            .forward(&Activations::new(&last, 1))?)
     }
 }
 
@@ -311,7 +208,7 @@ pub(crate) fn probe_matvec(
     n_in: usize,
     n_out: usize,
 ) -> Result<impl Fn(&[f32]) -> Result<Vec<f32>, EngineError>, EngineError> {
-    let mut p = PendingMatrix::new(crate::gguf::TensorType::Q4_0, n_in, n_out);
+    let mut p = MatrixLanding::new(crate::gguf::TensorType::Q4_0, n_in, n_out);
     p.bytes_mut().copy_from_slice(raw);
     let m = p.finish()?;
     Ok(move |x: &[f32]| Ok(m.forward(&Activations::new(x, 1))?))
@@ -364,12 +261,19 @@ impl Backend for CpuBackend {
     }
 
     fn cache_len(&self) -> usize {
-        self.layers.first().map_or(0, |l| l.cache.len())
+        self.caches.first().map_or(0, LayerCache::len)
     }
 
     fn truncate(&mut self, len: usize) -> Result<(), EngineError> {
-        self.layers.iter_mut().for_each(|l| l.cache.truncate(len));
+        self.caches.iter_mut().for_each(|c| c.truncate(len));
         Ok(())
+    }
+
+    fn placement(&self) -> Placement {
+        Placement {
+            backend: "cpu",
+            ..Placement::default()
+        }
     }
 }
 
@@ -391,9 +295,7 @@ impl CpuBackend {
         for slice in tokens.chunks(PREFILL_SLICE) {
             logits = self.run_slice(slice).inspect_err(|_| {
                 // A failed step must not leave half-written positions behind.
-                self.layers
-                    .iter_mut()
-                    .for_each(|l| l.cache.truncate(before));
+                self.caches.iter_mut().for_each(|c| c.truncate(before));
             })?;
         }
         Ok(logits)

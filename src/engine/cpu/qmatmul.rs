@@ -50,14 +50,14 @@ pub(super) struct QMatrix {
 /// whose every bit pattern is valid.
 /// A weight matrix whose encoded bytes are being read. Formats we dot ourselves are read straight
 /// into their final storage, so loading never holds such a tensor twice.
-pub(super) struct PendingMatrix {
+pub(super) struct MatrixLanding {
     ty: TensorType,
     n_in: usize,
     n_out: usize,
-    storage: Pending,
+    storage: Landing,
 }
 
-enum Pending {
+enum Landing {
     Q4_0(Vec<BlockQ4_0>),
     Q5_0(Vec<BlockQ5_0>),
     Q8_0(Vec<BlockQ8_0>),
@@ -69,15 +69,15 @@ fn block_bytes<T: GgmlType>(v: &mut [T]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
 
-impl PendingMatrix {
+impl MatrixLanding {
     /// Storage for `n_out` rows of `n_in` values of type `ty` (dims already checked against the file).
     pub fn new(ty: TensorType, n_in: usize, n_out: usize) -> Self {
         let blocks = (n_in * n_out) / ty.block_size;
         let storage = match ty.dtype {
-            GgmlDType::Q4_0 => Pending::Q4_0(vec![BlockQ4_0::zeros(); blocks]),
-            GgmlDType::Q5_0 => Pending::Q5_0(vec![BlockQ5_0::zeros(); blocks]),
-            GgmlDType::Q8_0 => Pending::Q8_0(vec![BlockQ8_0::zeros(); blocks]),
-            _ => Pending::Raw(vec![0u8; blocks * ty.type_size]),
+            GgmlDType::Q4_0 => Landing::Q4_0(vec![BlockQ4_0::zeros(); blocks]),
+            GgmlDType::Q5_0 => Landing::Q5_0(vec![BlockQ5_0::zeros(); blocks]),
+            GgmlDType::Q8_0 => Landing::Q8_0(vec![BlockQ8_0::zeros(); blocks]),
+            _ => Landing::Raw(vec![0u8; blocks * ty.type_size]),
         };
         Self {
             ty,
@@ -90,10 +90,10 @@ impl PendingMatrix {
     /// Where the tensor's encoded bytes go; exactly its size.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         match &mut self.storage {
-            Pending::Q4_0(v) => block_bytes(v),
-            Pending::Q5_0(v) => block_bytes(v),
-            Pending::Q8_0(v) => block_bytes(v),
-            Pending::Raw(v) => v,
+            Landing::Q4_0(v) => block_bytes(v),
+            Landing::Q5_0(v) => block_bytes(v),
+            Landing::Q8_0(v) => block_bytes(v),
+            Landing::Raw(v) => v,
         }
     }
 
@@ -105,15 +105,15 @@ impl PendingMatrix {
             storage,
         } = self;
         let blocks = match storage {
-            Pending::Q4_0(v) => Blocks::Q4_0(v),
-            Pending::Q5_0(v) => Blocks::Q5_0(v),
-            Pending::Q8_0(v) => Blocks::Q8_0(v),
-            Pending::Raw(raw)
+            Landing::Q4_0(v) => Blocks::Q4_0(v),
+            Landing::Q5_0(v) => Blocks::Q5_0(v),
+            Landing::Q8_0(v) => Blocks::Q8_0(v),
+            Landing::Raw(raw)
                 if matches!(ty.dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) =>
             {
                 Blocks::Dense(widen(ty, &raw, n_in)?)
             }
-            Pending::Raw(raw) => {
+            Landing::Raw(raw) => {
                 let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
                     ty.dtype,
                     &raw,
@@ -141,18 +141,6 @@ impl QMatrix {
     pub fn forward(&self, a: &Activations) -> candle_core::Result<Vec<f32>> {
         let (x, m) = (a.x, a.m);
         debug_assert_eq!(x.len(), m * self.n_in);
-        if a.exact && !matches!(self.blocks, Blocks::Dense(_)) {
-            let k = self.n_in;
-            return Ok(columns(m, self.n_out, |j0, j1, out| {
-                for j in j0..j1 {
-                    // Rows of our own formats cannot fail to dequantize; NaN would show if one did.
-                    let w = self.row(j).unwrap_or_else(|_| vec![f32::NAN; k]);
-                    for i in 0..m {
-                        out[(j - j0) * m + i] = dot_f32(&x[i * k..(i + 1) * k], &w);
-                    }
-                }
-            }));
-        }
         Ok(match &self.blocks {
             Blocks::Q4_0(w) => matmul(w, a, self.n_in, self.n_out),
             Blocks::Q5_0(w) => matmul(w, a, self.n_in, self.n_out),
@@ -203,8 +191,6 @@ pub(super) struct Activations<'a> {
     x: &'a [f32],
     m: usize,
     q8_0: std::cell::OnceCell<Vec<BlockQ8_0>>,
-    /// Dot f32 activations with dequantized weights instead (the GPU path's arithmetic).
-    exact: bool,
 }
 
 impl<'a> Activations<'a> {
@@ -214,13 +200,7 @@ impl<'a> Activations<'a> {
             x,
             m,
             q8_0: std::cell::OnceCell::new(),
-            exact: false,
         }
-    }
-
-    pub fn exact(mut self, on: bool) -> Self {
-        self.exact = on;
-        self
     }
 
     /// The rows in `V`, the dot-product format of some weight type.
@@ -447,7 +427,7 @@ mod against_candle {
             let q = QTensor::quantize(&wt, ty.dtype).unwrap();
             let data = q.data().unwrap();
             let ours = {
-                let mut p = PendingMatrix::new(ty, k, n);
+                let mut p = MatrixLanding::new(ty, k, n);
                 p.bytes_mut().copy_from_slice(&data);
                 p.finish().unwrap()
             };
@@ -509,7 +489,7 @@ mod exact {
                 .unwrap();
             let data = q.data().unwrap();
             let ours = {
-                let mut p = PendingMatrix::new(ty, k, n);
+                let mut p = MatrixLanding::new(ty, k, n);
                 p.bytes_mut().copy_from_slice(&data);
                 p.finish().unwrap()
             };

@@ -1,17 +1,21 @@
 //! One forward step as a fixed list of dispatches, built once per loaded model: every buffer
-//! (activations sized for the largest slice, KV cache for the whole context, score scratch)
-//! is allocated here, so a step only writes its token ids and position and records the list.
+//! (activations sized for the largest slice, score scratch) is allocated here, so a step only
+//! writes its token ids and position and records the list.
 
-use super::kernels::attention::{self, Attention};
-use super::kernels::elementwise::Add;
-use super::kernels::embed::Embed;
-use super::kernels::matmul::{dims, select_kernel};
-use super::kernels::norm::{self, RmsNorm};
-use super::kernels::rope::{self, Rope};
-use super::kernels::sample::{Sample, MAX_SEEN};
-use super::kernels::{f32_bytes, storage, storage_init, uniform, Groups, Kernel, Op, Pool};
+use bytemuck::Zeroable;
+
+use super::kernels::attention::{self, Attention, AttentionParams};
+use super::kernels::elementwise::{Add, Shape};
+use super::kernels::matmul::{self, Operands};
+use super::kernels::norm::{NormParams, RmsNorm};
+use super::kernels::rope::{self, Rope, RopeParams};
+use super::kernels::sample::{PickParams, Sample, MAX_SEEN};
+use super::kernels::{
+    embed, f32_bytes, storage, storage_init, uniform, Groups, Kernel, Op, Pool, Step,
+};
 use super::weights::GpuMatrix;
-use super::{Gpu, Weights};
+use super::{Gpu, LayerCache};
+use crate::engine::schema::Weights;
 use crate::gguf::ModelConfig;
 
 /// Buffers the host writes or reads each step.
@@ -27,7 +31,7 @@ pub struct Io {
     pub staging: wgpu::Buffer,
 }
 
-pub struct Plan {
+pub struct ForwardPass {
     pub io: Io,
     /// Embedding and every layer: `seq` rows.
     pub body: Vec<Op>,
@@ -40,7 +44,7 @@ pub struct Plan {
     pub slice: usize,
     /// Positions the KV cache holds.
     pub capacity: usize,
-    /// Bytes of GPU memory the plan allocated besides the weights.
+    /// Bytes of GPU memory the pass allocated besides the weights and the KV cache.
     pub bytes: u64,
 }
 
@@ -57,12 +61,7 @@ impl Builder<'_> {
         storage(&self.gpu.device, (values * 4) as u64, label)
     }
 
-    fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
-        uniform(&self.gpu.device, words)
-    }
-
-    /// y = x · Wᵀ (y += with `residual`; x = silu(x) × up with `up`), one op per part;
-    /// `fixed` rows (0: the step's).
+    /// y = x · Wᵀ (y += with `residual`; x = silu(x) × up with `up`); `fixed` rows (0: the step's).
     fn matmul(
         &self,
         ops: &mut Vec<Op>,
@@ -72,49 +71,20 @@ impl Builder<'_> {
         residual: bool,
         fixed: u32,
     ) {
-        let caps = self.gpu.caps;
-        for p in &w.parts {
-            let d = self.uniform(&dims(w.n_in, p.rows, p.row0, w.n_out, fixed, residual));
-            let mut buffers = vec![&p.quants, &p.scales, x, y, &d, self.step];
-            buffers.extend(up);
-            let gated = up.is_some();
-            let one = select_kernel(w.format, 1, caps, gated);
-            let rows = p.rows as u32;
-            if fixed == 1 {
-                ops.push(Op::new(
-                    self.pool,
-                    &one,
-                    &buffers,
-                    Groups::MatMul {
-                        rows,
-                        tile: 1,
-                        fixed,
-                    },
-                ));
-            } else {
-                let tiled = select_kernel(w.format, 2, caps, gated);
-                ops.push(Op::pair(
-                    self.pool,
-                    (
-                        &one,
-                        Groups::MatMul {
-                            rows,
-                            tile: one.tile,
-                            fixed,
-                        },
-                    ),
-                    (
-                        &tiled,
-                        Groups::MatMul {
-                            rows,
-                            tile: tiled.tile,
-                            fixed,
-                        },
-                    ),
-                    &buffers,
-                ));
-            }
-        }
+        let io = Operands {
+            x,
+            y,
+            step: self.step,
+            up,
+        };
+        ops.extend(matmul::dispatches(
+            self.pool,
+            self.gpu.caps,
+            w,
+            &io,
+            residual,
+            fixed,
+        ));
     }
 
     fn norm(
@@ -125,7 +95,10 @@ impl Builder<'_> {
         fixed: u32,
         eps: f64,
     ) -> Op {
-        let n = self.uniform(&norm::params(width, per_token, fixed, eps));
+        let n = uniform(
+            &self.gpu.device,
+            &NormParams::new(width, per_token, fixed, eps),
+        );
         let groups = match fixed {
             0 => Groups::PerToken {
                 per_token: per_token as u32,
@@ -143,7 +116,14 @@ impl Builder<'_> {
 
     /// y += b for each token's row of `width`.
     fn bias(&self, y: &wgpu::Buffer, b: &wgpu::Buffer, width: usize) -> Op {
-        let shape = self.uniform(&[width as u32, width as u32, 0]);
+        let shape = uniform(
+            &self.gpu.device,
+            &Shape {
+                width: width as u32,
+                b_len: width as u32,
+                fixed: 0,
+            },
+        );
         Op::new(
             self.pool,
             &Add,
@@ -156,18 +136,19 @@ impl Builder<'_> {
     }
 }
 
-impl Plan {
+impl ForwardPass {
     pub fn build(
         gpu: &Gpu,
         pool: &Pool,
         c: &ModelConfig,
-        w: &Weights,
+        w: &Weights<GpuMatrix, wgpu::Buffer>,
+        caches: &[LayerCache],
         slice: usize,
         capacity: usize,
     ) -> Self {
         let (e, hd, f, v) = (c.n_embd, c.head_dim, c.n_ff, c.vocab_size);
         let (qd, kvd) = (c.n_head * hd, c.n_head_kv * hd);
-        let step = uniform(&gpu.device, &[0, 0]);
+        let step = uniform(&gpu.device, &Step { seq: 0, start: 0 });
         let mut b = Builder {
             gpu,
             pool,
@@ -199,52 +180,30 @@ impl Plan {
         b.bytes += (table.len() * 4) as u64;
         let table = storage_init(&gpu.device, &f32_bytes(&table), "rope table");
 
-        let mut body = Vec::new();
-        let embed = Embed {
-            format: w.embed.format,
-            caps: gpu.caps,
-        };
-        for p in &w.embed.parts {
-            let d = b.uniform(&dims(e, p.rows, p.row0, e, 0, false));
-            body.push(Op::new(
-                pool,
-                &embed,
-                &[&p.quants, &p.scales, &ids, &x, &d, &step],
-                Groups::TokensInY((e as u32 / 4).div_ceil(64)),
-            ));
-        }
-        let rope_q = b.uniform(&rope::params(
-            c.n_head,
-            hd,
-            !c.arch.interleaved_rope(),
-            capacity,
-        ));
-        let rope_k = b.uniform(&rope::params(
-            c.n_head_kv,
-            hd,
-            !c.arch.interleaved_rope(),
-            capacity,
-        ));
-        let att_params = b.uniform(&attention::params(
-            c.n_head,
-            c.n_head_kv,
-            hd,
-            capacity,
-            slice,
-        ));
+        let mut body = embed::dispatches(pool, gpu.caps, &w.embed, [&ids, &x, &step]);
+        let neox = !c.arch.interleaved_rope();
+        let rope_q = uniform(&gpu.device, &RopeParams::new(c.n_head, hd, neox, capacity));
+        let rope_k = uniform(
+            &gpu.device,
+            &RopeParams::new(c.n_head_kv, hd, neox, capacity),
+        );
+        let att_params = uniform(
+            &gpu.device,
+            &AttentionParams::new(c.n_head, c.n_head_kv, hd, capacity, slice),
+        );
         let pairs = (hd as u32 / 2).div_ceil(32);
-        for l in &w.layers {
+        for (l, cache) in w.layers.iter().zip(caches) {
             body.push(b.norm([&x, &h, &l.attn_norm], e, 1, 0, c.rms_eps));
             b.matmul(&mut body, &l.wq, [&h, &qa], None, false, 0);
             b.matmul(&mut body, &l.wk, [&h, &ka], None, false, 0);
             b.matmul(&mut body, &l.wv, [&h, &va], None, false, 0);
-            if let Some((bq, bk, bv)) = &l.bias {
+            if let Some([bq, bk, bv]) = &l.bias {
                 body.push(b.bias(&qa, bq, qd));
                 body.push(b.bias(&ka, bk, kvd));
                 body.push(b.bias(&va, bv, kvd));
             }
             let (qs, ks) = match &l.qk_norm {
-                Some((nq, nk)) => {
+                Some([nq, nk]) => {
                     body.push(b.norm([&qa, &qn, nq], hd, c.n_head, 0, c.rms_eps));
                     body.push(b.norm([&ka, &kn, nk], hd, c.n_head_kv, 0, c.rms_eps));
                     (&qn, &kn)
@@ -260,21 +219,13 @@ impl Plan {
             body.push(Op::new(
                 pool,
                 &Rope::Store,
-                &[ks, &l.k_cache, &table, &rope_k, &step, &va, &l.v_cache],
+                &[ks, &cache.k, &table, &rope_k, &step, &va, &cache.v],
                 Groups::TokensInZ([pairs, c.n_head_kv as u32]),
             ));
             body.push(Op::new(
                 pool,
                 &Attention,
-                &[
-                    &q,
-                    &l.k_cache,
-                    &l.v_cache,
-                    &scores,
-                    &att,
-                    &att_params,
-                    &step,
-                ],
+                &[&q, &cache.k, &cache.v, &scores, &att, &att_params, &step],
                 Groups::TokensInY(c.n_head as u32),
             ));
             // Residuals are added by the projections themselves, and the FFN's gating is read
@@ -295,7 +246,7 @@ impl Plan {
             1,
         );
 
-        let sample = b.uniform(&[0; 10]);
+        let sample = uniform(&gpu.device, &PickParams::zeroed());
         let seen = b.buffer(MAX_SEEN * 2, "seen");
         let picked = b.buffer(1, "picked");
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -312,7 +263,7 @@ impl Plan {
             one(&Sample::TopK, [1, 1, 1]),
         );
         let bytes = b.bytes;
-        Plan {
+        ForwardPass {
             io: Io {
                 step,
                 ids,

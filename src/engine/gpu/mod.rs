@@ -9,13 +9,14 @@ pub mod weights;
 
 pub use device::{Caps, Gpu, Wanted};
 
-use super::{Backend, EngineError, Pending, Pick};
-use crate::gguf::{GgufFile, ModelConfig};
-use crate::store::AsyncChunkStore;
-use forward::Plan;
+use super::schema::{Loader, Weights};
+use super::{Backend, EngineError, Pending, Pick, Placement};
+use crate::gguf::{GgufFile, ModelConfig, TensorInfo};
+use crate::store::ChunkStore;
+use forward::ForwardPass;
 use kernels::sample::{self, MAX_SEEN};
-use kernels::{bytes_f32, words_bytes, Pool};
-use weights::{upload_vector, GpuMatrix};
+use kernels::{bytes_f32, words_bytes, Pool, Step};
+use weights::GpuMatrix;
 
 /// Failures of the GPU path; `DeviceLost` and `OutOfMemory` let `auto` carry on on the CPU.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -42,28 +43,10 @@ impl GpuError {
     }
 }
 
-struct Layer {
-    attn_norm: wgpu::Buffer,
-    wq: GpuMatrix,
-    wk: GpuMatrix,
-    wv: GpuMatrix,
-    bias: Option<(wgpu::Buffer, wgpu::Buffer, wgpu::Buffer)>,
-    qk_norm: Option<(wgpu::Buffer, wgpu::Buffer)>,
-    wo: GpuMatrix,
-    ffn_norm: wgpu::Buffer,
-    gate: GpuMatrix,
-    up: GpuMatrix,
-    down: GpuMatrix,
-    k_cache: wgpu::Buffer,
-    v_cache: wgpu::Buffer,
-}
-
-struct Weights {
-    embed: GpuMatrix,
-    output: Option<GpuMatrix>,
-    output_norm: wgpu::Buffer,
-    layers: Vec<Layer>,
-    rope_factors: Option<Vec<f32>>,
+/// The KV cache of one layer.
+struct LayerCache {
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
 }
 
 /// How to set up the GPU backend.
@@ -90,17 +73,51 @@ impl Default for GpuOptions {
 pub struct GpuBackend {
     gpu: Gpu,
     config: ModelConfig,
-    plan: Plan,
+    pass: ForwardPass,
     len: usize,
-    // The plan's bind groups use these buffers; held here for the bandwidth figures too.
-    weights: Weights,
+    // The forward pass's bind groups use these buffers; held here for the memory and bandwidth
+    // figures.
+    weights: Weights<GpuMatrix, wgpu::Buffer>,
+    caches: Vec<LayerCache>,
+}
+
+/// Tensors streamed to GPU buffers a piece at a time.
+struct Upload<'a> {
+    gpu: &'a Gpu,
+}
+
+impl Loader for Upload<'_> {
+    type Matrix = GpuMatrix;
+    type Vector = wgpu::Buffer;
+
+    async fn matrix<S: ChunkStore>(
+        &mut self,
+        store: &S,
+        info: &TensorInfo,
+        offset: u64,
+        n_in: usize,
+        n_out: usize,
+        count: &mut dyn FnMut(u64),
+    ) -> Result<GpuMatrix, EngineError> {
+        let m = GpuMatrix::upload(self.gpu, store, offset, info.ty, n_in, n_out, count).await?;
+        self.gpu.check()?;
+        Ok(m)
+    }
+
+    fn vector(&mut self, values: Vec<f32>) -> Result<wgpu::Buffer, EngineError> {
+        Ok(kernels::storage_init(
+            &self.gpu.device,
+            &kernels::f32_bytes(&values),
+            "vector",
+        ))
+    }
 }
 
 impl GpuBackend {
     /// Opens the GPU and loads every weight of `file` from `store` a piece at a time, then
     /// compiles the kernels: `on_progress(phase, done, total)` with phase "load" (tensor bytes)
     /// and "compile" (0 of 1 when it starts, 1 of 1 when done).
-    pub async fn load_from<S: AsyncChunkStore>(
+    pub async fn load<S: ChunkStore>(
         file: &GgufFile,
         store: &S,
         options: GpuOptions,
@@ -133,110 +150,33 @@ impl GpuBackend {
             ))
             .into());
         }
-        let total: u64 = file.tensors().iter().map(|t| t.size).sum();
-        let mut loaded = 0u64;
-        let mut count = |n: u64| {
-            loaded += n;
-            on_progress("load", loaded, total);
-        };
-        let base = file.data_offset;
-        let (e, hd) = (c.n_embd, c.head_dim);
-        let (qd, kvd) = (c.n_head * hd, c.n_head_kv * hd);
-        macro_rules! matrix {
-            ($name:expr, $n_in:expr, $n_out:expr) => {{
-                let info = file
-                    .shaped_tensor(AsRef::<str>::as_ref(&$name), &[$n_in as u64, $n_out as u64])?;
-                GpuMatrix::upload(
-                    &gpu,
-                    store,
-                    base + info.offset,
-                    info.ty,
-                    $n_in,
-                    $n_out,
-                    &mut count,
-                )
-                .await?
-            }};
-        }
-        macro_rules! vector {
-            ($name:expr, $n:expr) => {{
-                let info = file.shaped_tensor(AsRef::<str>::as_ref(&$name), &[$n as u64])?;
-                let b = upload_vector(&gpu, store, base + info.offset, info.ty, $n).await?;
-                count(info.size);
-                b
-            }};
-        }
-        let mut layers = Vec::with_capacity(c.n_layer);
-        for i in 0..c.n_layer {
-            let n = |s: &str| format!("blk.{i}.{s}");
-            let bias = match c.qkv_bias {
-                true => Some((
-                    vector!(n("attn_q.bias"), qd),
-                    vector!(n("attn_k.bias"), kvd),
-                    vector!(n("attn_v.bias"), kvd),
-                )),
-                false => None,
-            };
-            let qk_norm = match c.qk_norm {
-                true => Some((
-                    vector!(n("attn_q_norm.weight"), hd),
-                    vector!(n("attn_k_norm.weight"), hd),
-                )),
-                false => None,
-            };
-            let cache = |label| kernels::storage(&gpu.device, kv, label);
-            layers.push(Layer {
-                attn_norm: vector!(n("attn_norm.weight"), e),
-                wq: matrix!(n("attn_q.weight"), e, qd),
-                wk: matrix!(n("attn_k.weight"), e, kvd),
-                wv: matrix!(n("attn_v.weight"), e, kvd),
-                bias,
-                qk_norm,
-                wo: matrix!(n("attn_output.weight"), qd, e),
-                ffn_norm: vector!(n("ffn_norm.weight"), e),
-                gate: matrix!(n("ffn_gate.weight"), e, c.n_ff),
-                up: matrix!(n("ffn_up.weight"), e, c.n_ff),
-                down: matrix!(n("ffn_down.weight"), c.n_ff, e),
-                k_cache: cache("k cache"),
-                v_cache: cache("v cache"),
-            });
-            gpu.check()?;
-        }
-        let embed = matrix!("token_embd.weight", e, c.vocab_size);
-        let output = match c.tied_embeddings {
-            true => None,
-            false => Some(matrix!("output.weight", e, c.vocab_size)),
-        };
-        let rope_factors = match file.tensor_info("rope_freqs.weight") {
-            Some(info) => {
-                let mut raw = vec![0u8; info.size as usize];
-                store
-                    .read_at(base + info.offset, &mut raw)
-                    .await
-                    .map_err(crate::gguf::GgufError::from)?;
-                Some(crate::engine::dense::widen(info.ty, &raw, hd / 2)?)
-            }
-            None => None,
-        };
-        let output_norm = vector!("output_norm.weight", e);
-        let weights = Weights {
-            embed,
-            output,
-            output_norm,
-            layers,
-            rope_factors,
-        };
+        let weights = Weights::load(
+            file,
+            store,
+            &c,
+            &mut Upload { gpu: &gpu },
+            &mut |done, total| on_progress("load", done, total),
+        )
+        .await?;
+        let caches = (0..c.n_layer)
+            .map(|_| LayerCache {
+                k: kernels::storage(&gpu.device, kv, "k cache"),
+                v: kernels::storage(&gpu.device, kv, "v cache"),
+            })
+            .collect::<Vec<_>>();
+        gpu.check()?;
         let pool = Pool::new(&gpu.device);
         on_progress("compile", 0, 1);
-        let plan = Plan::build(&gpu, &pool, &c, &weights, slice, capacity);
+        let pass = ForwardPass::build(&gpu, &pool, &c, &weights, &caches, slice, capacity);
         gpu.check()?;
         on_progress("compile", 1, 1);
         Ok(Self {
             gpu,
             config: c,
-            plan,
+            pass,
             len: 0,
             weights,
+            caches,
         })
     }
 
@@ -247,26 +187,23 @@ impl GpuBackend {
 
     /// GPU memory held: weights, and activations, cache and scratch.
     pub fn memory_bytes(&self) -> (u64, u64) {
+        let w = &self.weights;
         (
-            self.weights.bytes(),
-            self.plan.bytes
-                + (self.config.n_layer
-                    * 2
-                    * self.plan.capacity
-                    * self.config.n_head_kv
-                    * self.config.head_dim
-                    * 4) as u64,
+            layer_bytes(w) + w.embed.bytes() + w.output.as_ref().map_or(0, GpuMatrix::bytes),
+            self.pass.bytes
+                + self
+                    .caches
+                    .iter()
+                    .map(|c| c.k.size() + c.v.size())
+                    .sum::<u64>(),
         )
     }
 
     /// Weight bytes one decode step reads (for bandwidth figures).
     pub fn decode_bytes(&self) -> u64 {
-        self.weights.bytes_per_token()
-    }
-
-    /// The device, shared (tests lose it on purpose through [`Gpu::lose`]).
-    pub fn gpu(&self) -> &Gpu {
-        &self.gpu
+        // Every layer matrix and the output projection; of the embedding table, one row.
+        let w = &self.weights;
+        layer_bytes(w) + w.output.as_ref().unwrap_or(&w.embed).bytes()
     }
 
     fn check_tokens(&self, tokens: &[u32]) -> Result<(), EngineError> {
@@ -282,10 +219,10 @@ impl GpuBackend {
                 vocab: self.config.vocab_size,
             });
         }
-        if self.len + tokens.len() > self.plan.capacity {
+        if self.len + tokens.len() > self.pass.capacity {
             return Err(EngineError::ContextFull {
                 needed: self.len + tokens.len(),
-                max: self.plan.capacity,
+                max: self.pass.capacity,
             });
         }
         Ok(())
@@ -293,15 +230,19 @@ impl GpuBackend {
 
     /// Records one slice; with `read`, the last row's logits (or the pick) are copied out.
     fn submit(&mut self, tokens: &[u32], read: Readback) {
-        let io = &self.plan.io;
+        let io = &self.pass.io;
         let q = &self.gpu.queue;
         let seq = tokens.len() as u32;
-        q.write_buffer(&io.step, 0, &words_bytes(&[seq, self.len as u32, 0, 0]));
+        let step = Step {
+            seq,
+            start: self.len as u32,
+        };
+        q.write_buffer(&io.step, 0, bytemuck::bytes_of(&step));
         q.write_buffer(&io.ids, 0, &words_bytes(tokens));
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            self.plan
+            self.pass
                 .body
                 .iter()
                 .for_each(|op| op.record(&mut pass, seq));
@@ -310,13 +251,13 @@ impl GpuBackend {
             let row = (self.config.n_embd * 4) as u64;
             enc.copy_buffer_to_buffer(&io.x, (seq as u64 - 1) * row, &io.last, 0, row);
             let mut pass = enc.begin_compute_pass(&Default::default());
-            self.plan.head.iter().for_each(|op| op.record(&mut pass, 1));
+            self.pass.head.iter().for_each(|op| op.record(&mut pass, 1));
             if let Readback::Pick(greedy) = read {
-                self.plan.penalize.record(&mut pass, 1);
+                self.pass.penalize.record(&mut pass, 1);
                 (if greedy {
-                    &self.plan.argmax
+                    &self.pass.argmax
                 } else {
-                    &self.plan.top_k
+                    &self.pass.top_k
                 })
                 .record(&mut pass, 1);
             }
@@ -335,7 +276,7 @@ impl GpuBackend {
     async fn run(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
         self.check_tokens(tokens)?;
         let before = self.len;
-        let slices: Vec<&[u32]> = tokens.chunks(self.plan.slice).collect();
+        let slices: Vec<&[u32]> = tokens.chunks(self.pass.slice).collect();
         for (i, s) in slices.iter().enumerate() {
             self.submit(
                 s,
@@ -347,7 +288,7 @@ impl GpuBackend {
             );
         }
         let bytes = (self.config.vocab_size * 4) as u64;
-        match self.gpu.read(&self.plan.io.staging, bytes).await {
+        match self.gpu.read(&self.pass.io.staging, bytes).await {
             Ok(b) => Ok(bytes_f32(&b)),
             Err(e) => {
                 self.len = before;
@@ -356,20 +297,27 @@ impl GpuBackend {
         }
     }
 
-    async fn run_pick(&mut self, token: u32, pick: &Pick) -> Result<u32, EngineError> {
+    /// Whether this draw can be made on the GPU (see [`GpuBackend::pick_next`]).
+    pub fn picks(&self, pick: &Pick) -> bool {
+        sample::on_gpu(pick, self.config.vocab_size) && pick.seen.len() <= MAX_SEEN
+    }
+
+    /// Runs `token` and picks the next one on the GPU, reading back only its id.
+    pub async fn pick_next(&mut self, token: u32, pick: &Pick) -> Result<u32, EngineError> {
         self.check_tokens(&[token])?;
-        let (uniform, seen) = sample::params(pick, self.config.vocab_size);
+        let params = sample::PickParams::new(pick, self.config.vocab_size);
+        let seen = sample::seen_words(pick);
         self.gpu
             .queue
-            .write_buffer(&self.plan.io.sample, 0, &words_bytes(&uniform));
+            .write_buffer(&self.pass.io.sample, 0, bytemuck::bytes_of(&params));
         if !seen.is_empty() {
             self.gpu
                 .queue
-                .write_buffer(&self.plan.io.seen, 0, &words_bytes(&seen));
+                .write_buffer(&self.pass.io.seen, 0, &words_bytes(&seen));
         }
         let before = self.len;
         self.submit(&[token], Readback::Pick(pick.params.temperature <= 0.0));
-        match self.gpu.read(&self.plan.io.staging, 4).await {
+        match self.gpu.read(&self.pass.io.staging, 4).await {
             Ok(b) => Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             Err(e) => {
                 self.len = before;
@@ -386,34 +334,16 @@ enum Readback {
     Pick(bool),
 }
 
-impl Weights {
-    fn bytes(&self) -> u64 {
-        self.layer_bytes() + m_bytes(&self.embed) + self.output.as_ref().map_or(0, m_bytes)
-    }
-
-    fn layer_bytes(&self) -> u64 {
-        self.layers
-            .iter()
-            .map(|l| {
-                [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]
-                    .into_iter()
-                    .map(m_bytes)
-                    .sum::<u64>()
-            })
-            .sum()
-    }
-
-    /// Weight bytes one decode step reads: every layer matrix and the output projection (the
-    /// embedding table only for its one row).
-    fn bytes_per_token(&self) -> u64 {
-        self.layer_bytes() + m_bytes(self.output.as_ref().unwrap_or(&self.embed))
-    }
-}
-
-fn m_bytes(w: &GpuMatrix) -> u64 {
-    w.parts
+/// Quant and scale bytes of every layer matrix.
+fn layer_bytes(w: &Weights<GpuMatrix, wgpu::Buffer>) -> u64 {
+    w.layers
         .iter()
-        .map(|p| p.quants.size() + p.scales.size())
+        .map(|l| {
+            [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]
+                .into_iter()
+                .map(GpuMatrix::bytes)
+                .sum::<u64>()
+        })
         .sum()
 }
 
@@ -427,10 +357,10 @@ impl Backend for GpuBackend {
     }
 
     fn forward_pick<'a>(&'a mut self, token: u32, pick: &'a Pick) -> Option<Pending<'a, u32>> {
-        if !sample::on_gpu(pick, self.config.vocab_size) || pick.seen.len() > MAX_SEEN {
+        if !self.picks(pick) {
             return None;
         }
-        Some(Box::pin(self.run_pick(token, pick)))
+        Some(Box::pin(self.pick_next(token, pick)))
     }
 
     fn cache_len(&self) -> usize {
@@ -440,5 +370,18 @@ impl Backend for GpuBackend {
     fn truncate(&mut self, len: usize) -> Result<(), EngineError> {
         self.len = self.len.min(len);
         Ok(())
+    }
+
+    fn placement(&self) -> Placement {
+        Placement {
+            backend: "gpu",
+            adapter: Some(self.gpu.adapter.clone()),
+            shader_f16: self.gpu.caps.f16,
+            fallback_reason: None,
+        }
+    }
+
+    fn gpu(&self) -> Option<&Gpu> {
+        Some(&self.gpu)
     }
 }

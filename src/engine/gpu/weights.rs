@@ -4,12 +4,12 @@
 
 use candle_core::quantized::GgmlDType;
 
-use super::kernels::{f32_bytes, storage, storage_init, words_bytes};
+use super::kernels::{storage, words_bytes};
 use super::{Gpu, GpuError};
 use crate::engine::dense::widen;
 use crate::engine::EngineError;
 use crate::gguf::{GgufError, TensorType};
-use crate::store::AsyncChunkStore;
+use crate::store::ChunkStore;
 
 /// How a matrix sits in GPU memory; each has a `shaders/quant_<name>.wgsl`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -173,7 +173,7 @@ impl GpuMatrix {
 
     /// Reads `n_out` rows of `n_in` values of type `ty` from `offset` in `store`, a piece at a time.
     #[allow(clippy::too_many_arguments)]
-    pub async fn upload<S: AsyncChunkStore>(
+    pub async fn upload<S: ChunkStore>(
         gpu: &Gpu,
         store: &S,
         offset: u64,
@@ -242,8 +242,8 @@ impl GpuMatrix {
         })
     }
 
-    /// A matrix from encoded bytes already in memory (kernel tests).
-    pub fn from_bytes(
+    /// A matrix from encoded bytes already in memory (kernel tests, the bandwidth probe).
+    pub async fn from_bytes(
         gpu: &Gpu,
         ty: TensorType,
         raw: &[u8],
@@ -251,34 +251,14 @@ impl GpuMatrix {
         n_out: usize,
     ) -> Result<Self, EngineError> {
         let store = crate::store::MemoryStore::from_bytes(raw, 1 << 20);
-        crate::engine::ready(Self::upload(
-            gpu,
-            &crate::store::Ready(&store),
-            0,
-            ty,
-            n_in,
-            n_out,
-            &mut |_| {},
-        ))
+        Self::upload(gpu, &store, 0, ty, n_in, n_out, &mut |_| {}).await
     }
-}
 
-/// A small f32 vector (norm weights, biases) read whole.
-pub async fn upload_vector<S: AsyncChunkStore>(
-    gpu: &Gpu,
-    store: &S,
-    offset: u64,
-    ty: TensorType,
-    n: usize,
-) -> Result<wgpu::Buffer, EngineError> {
-    let mut raw = vec![0u8; n / ty.block_size * ty.type_size];
-    store
-        .read_at(offset, &mut raw)
-        .await
-        .map_err(GgufError::from)?;
-    Ok(storage_init(
-        &gpu.device,
-        &f32_bytes(&widen(ty, &raw, n)?),
-        "vector",
-    ))
+    /// Quant and scale bytes on the GPU.
+    pub fn bytes(&self) -> u64 {
+        self.parts
+            .iter()
+            .map(|p| p.quants.size() + p.scales.size())
+            .sum()
+    }
 }

@@ -19,23 +19,37 @@ impl Kernel for Attention {
     }
 }
 
-/// The `Attention` uniform.
-pub fn params(
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
-    capacity: usize,
-    slice: usize,
-) -> [u32; 6] {
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    [
-        heads as u32,
-        kv_heads as u32,
-        head_dim as u32,
-        capacity as u32,
-        slice as u32,
-        scale.to_bits(),
-    ]
+/// The `AttentionParams` uniform (`shaders/attention.wgsl`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AttentionParams {
+    pub heads: u32,
+    pub kv_heads: u32,
+    pub head_dim: u32,
+    pub capacity: u32,
+    /// Tokens per step the scratch has rows for.
+    pub slice: u32,
+    /// 1/√head_dim.
+    pub scale: f32,
+}
+
+impl AttentionParams {
+    pub fn new(
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        capacity: usize,
+        slice: usize,
+    ) -> Self {
+        Self {
+            heads: heads as u32,
+            kv_heads: kv_heads as u32,
+            head_dim: head_dim as u32,
+            capacity: capacity as u32,
+            slice: slice as u32,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+        }
+    }
 }
 
 /// The scratch the score rows need: heads × slice × capacity values.
@@ -48,7 +62,7 @@ mod tests {
     use super::*;
     use crate::engine::gpu::kernels::testing::{self, assert_close, random};
     use crate::engine::gpu::kernels::{
-        bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool,
+        bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool, Step,
     };
 
     /// Against an f64 softmax(q·kᵀ/√d)·v with the causal mask and grouped heads, for a decode
@@ -100,8 +114,17 @@ mod tests {
             let scores = storage(&gpu.device, scratch_bytes(heads, slice, cap), "scores");
             let out = storage(&gpu.device, (expect.len() * 4) as u64, "out");
             let (pb, step) = (
-                uniform(&gpu.device, &params(heads, kv, hd, cap, slice)),
-                uniform(&gpu.device, &[seq, start as u32]),
+                uniform(
+                    &gpu.device,
+                    &AttentionParams::new(heads, kv, hd, cap, slice),
+                ),
+                uniform(
+                    &gpu.device,
+                    &Step {
+                        seq,
+                        start: start as u32,
+                    },
+                ),
             );
             let op = Op::new(
                 &pool,

@@ -5,6 +5,18 @@ use super::{with_step, Binding, Kernel};
 /// y += b, b repeating every `b_len` values.
 pub struct Add;
 
+/// The `Shape` uniform (`shaders/elementwise.wgsl`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Shape {
+    /// Values per row.
+    pub width: u32,
+    /// `b` repeats every this many values.
+    pub b_len: u32,
+    /// A fixed row count; 0: the step's token count.
+    pub fixed: u32,
+}
+
 impl Kernel for Add {
     fn key(&self) -> String {
         "add".into()
@@ -29,7 +41,7 @@ mod tests {
     use super::*;
     use crate::engine::gpu::kernels::testing::{self, assert_close, random};
     use crate::engine::gpu::kernels::{
-        bytes_f32, f32_bytes, storage_init, uniform, Groups, Op, Pool,
+        bytes_f32, f32_bytes, storage_init, uniform, Groups, Op, Pool, Step,
     };
 
     /// A bias broadcast over each token's row, over sizes that leave a partial workgroup.
@@ -45,10 +57,17 @@ mod tests {
                 .enumerate()
                 .map(|(i, v)| v + b[i % width])
                 .collect();
-            let step = uniform(&gpu.device, &[seq, 0]);
+            let step = uniform(&gpu.device, &Step { seq, start: 0 });
             let y = storage_init(&gpu.device, &f32_bytes(&y0), "y");
             let bb = storage_init(&gpu.device, &f32_bytes(&b), "b");
-            let shape = uniform(&gpu.device, &[width as u32, width as u32, 0]);
+            let shape = uniform(
+                &gpu.device,
+                &Shape {
+                    width: width as u32,
+                    b_len: width as u32,
+                    fixed: 0,
+                },
+            );
             let op = Op::new(
                 &pool,
                 &Add,

@@ -1,8 +1,9 @@
 //! Embedding lookup straight from the quantized table: each token's row dequantized on the GPU.
 
-use super::{preamble, Binding, Kernel};
+use super::matmul::Dims;
+use super::{preamble, uniform, Binding, Groups, Kernel, Op, Pool};
 use crate::engine::gpu::device::Caps;
-use crate::engine::gpu::weights::Format;
+use crate::engine::gpu::weights::{Format, GpuMatrix};
 
 pub struct Embed {
     pub format: Format,
@@ -29,15 +30,38 @@ impl Kernel for Embed {
     }
 }
 
+/// The dispatches that write the rows of `ids` from every part of `table` into `x`.
+pub fn dispatches(
+    pool: &Pool,
+    caps: Caps,
+    table: &GpuMatrix,
+    [ids, x, step]: [&wgpu::Buffer; 3],
+) -> Vec<Op> {
+    let kernel = Embed {
+        format: table.format,
+        caps,
+    };
+    let k = table.n_in;
+    table
+        .parts
+        .iter()
+        .map(|p| {
+            let d = uniform(pool.device(), &Dims::new(k, p, k, 0, false));
+            Op::new(
+                pool,
+                &kernel,
+                &[&p.quants, &p.scales, ids, x, &d, step],
+                Groups::TokensInY((k as u32 / 4).div_ceil(64)),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::gpu::kernels::matmul::dims;
     use crate::engine::gpu::kernels::testing::{self, assert_close, quantized, random};
-    use crate::engine::gpu::kernels::{
-        bytes_f32, storage, storage_init, uniform, words_bytes, Groups, Op, Pool,
-    };
-    use crate::engine::gpu::weights::GpuMatrix;
+    use crate::engine::gpu::kernels::{bytes_f32, storage, storage_init, words_bytes, Step};
     use crate::gguf::TensorType;
 
     /// Rows picked by id equal candle's dequantized rows (exactly in f32; within 1e-3 of the row's
@@ -72,27 +96,16 @@ mod tests {
                         max_binding,
                         ..caps
                     };
-                    let table = GpuMatrix::from_bytes(&g, ty, &raw, k, n).unwrap();
+                    let table = GpuMatrix::from_bytes(&g, ty, &raw, k, n).await.unwrap();
                     let kernel = Embed {
                         format: table.format,
                         caps,
                     };
                     let idb = storage_init(&gpu.device, &words_bytes(&ids), "ids");
                     let x = storage(&gpu.device, (ids.len() * k * 4) as u64, "x");
-                    let step = uniform(&gpu.device, &[ids.len() as u32, 0]);
-                    let ops: Vec<Op> = table
-                        .parts
-                        .iter()
-                        .map(|p| {
-                            let d = uniform(&gpu.device, &dims(k, p.rows, p.row0, k, 0, false));
-                            Op::new(
-                                &pool,
-                                &kernel,
-                                &[&p.quants, &p.scales, &idb, &x, &d, &step],
-                                Groups::TokensInY((k as u32 / 4).div_ceil(64)),
-                            )
-                        })
-                        .collect();
+                    let seq = ids.len() as u32;
+                    let step = uniform(&gpu.device, &Step { seq, start: 0 });
+                    let ops = dispatches(&pool, caps, &table, [&idb, &x, &step]);
                     let got = bytes_f32(&testing::run(&gpu, &ops, ids.len() as u32, &x).await);
                     let scale: Vec<f32> = expect.iter().map(|_| 0.1).collect();
                     let tol = if caps.f16 { 1e-2 } else { 1e-6 };

@@ -3,9 +3,9 @@
 //! weight dequantized once per tile), for every block format through the format's `weight4`;
 //! the FFN's down projection reads silu(gate) × up as its input.
 
-use super::{preamble, Binding, Kernel};
+use super::{preamble, uniform, Binding, Groups, Kernel, Op, Pool};
 use crate::engine::gpu::device::Caps;
-use crate::engine::gpu::weights::Format;
+use crate::engine::gpu::weights::{Format, GpuMatrix, Part};
 
 /// Activation rows per workgroup in prompt steps.
 pub const PREFILL_TILE: u32 = 8;
@@ -19,14 +19,70 @@ pub struct MatMul {
     pub gated: bool,
 }
 
-/// Picks the variant for a step of `seq` activation rows.
-pub fn select_kernel(format: Format, seq: u32, caps: Caps, gated: bool) -> MatMul {
-    MatMul {
-        format,
-        tile: if seq == 1 { 1 } else { PREFILL_TILE },
-        caps,
-        gated,
+impl MatMul {
+    /// The variant for steps of `seq` activation rows: one row per workgroup for decode, tiles
+    /// of [`PREFILL_TILE`] rows for prompts.
+    pub fn for_rows(format: Format, seq: u32, caps: Caps, gated: bool) -> Self {
+        Self {
+            format,
+            tile: if seq == 1 { 1 } else { PREFILL_TILE },
+            caps,
+            gated,
+        }
     }
+}
+
+/// What one matrix product reads and writes.
+pub struct Operands<'a> {
+    /// Activation rows.
+    pub x: &'a wgpu::Buffer,
+    pub y: &'a wgpu::Buffer,
+    /// The `Step` uniform.
+    pub step: &'a wgpu::Buffer,
+    /// With it the input is silu(x) × up (the FFN's gating).
+    pub up: Option<&'a wgpu::Buffer>,
+}
+
+/// The dispatches of y = x · Wᵀ (y += x · Wᵀ with `accumulate`) over every part of `w`, for
+/// steps of one token and of many; `fixed` rows instead of the step's when non-zero. The one
+/// place a split matrix's dispatch list is built: the forward pass, the bandwidth probe and the
+/// kernel tests all take it from here.
+pub fn dispatches(
+    pool: &Pool,
+    caps: Caps,
+    w: &GpuMatrix,
+    io: &Operands,
+    accumulate: bool,
+    fixed: u32,
+) -> Vec<Op> {
+    let gated = io.up.is_some();
+    let one = MatMul::for_rows(w.format, 1, caps, gated);
+    let tiled = MatMul::for_rows(w.format, 2, caps, gated);
+    w.parts
+        .iter()
+        .map(|p| {
+            let d = uniform(
+                pool.device(),
+                &Dims::new(w.n_in, p, w.n_out, fixed, accumulate),
+            );
+            let mut buffers = vec![&p.quants, &p.scales, io.x, io.y, &d, io.step];
+            buffers.extend(io.up);
+            let groups = |k: &MatMul| Groups::MatMul {
+                rows: p.rows as u32,
+                tile: k.tile,
+                fixed,
+            };
+            match fixed {
+                1 => Op::new(pool, &one, &buffers, groups(&one)),
+                _ => Op::pair(
+                    pool,
+                    (&one, groups(&one)),
+                    (&tiled, groups(&tiled)),
+                    &buffers,
+                ),
+            }
+        })
+        .collect()
 }
 
 impl Kernel for MatMul {
@@ -69,34 +125,43 @@ impl Kernel for MatMul {
     }
 }
 
-/// The `Dims` uniform: values per row, rows in the part, its first row, output stride, fixed
-/// rows, and whether to add into the output.
-pub fn dims(
-    k: usize,
-    rows: usize,
-    row0: usize,
-    n: usize,
-    fixed: u32,
-    accumulate: bool,
-) -> [u32; 6] {
-    [
-        k as u32,
-        rows as u32,
-        row0 as u32,
-        n as u32,
-        fixed,
-        accumulate as u32,
-    ]
+/// The `Dims` uniform (`shaders/dims.wgsl`): one part of a weight matrix as the matmul and
+/// embedding kernels see it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Dims {
+    /// Values per row (n_in).
+    pub k: u32,
+    /// Rows in this part.
+    pub rows: u32,
+    /// The part's first row among all rows.
+    pub row0: u32,
+    /// Output row stride (n_out).
+    pub n: u32,
+    /// Activation rows when fixed; 0: the step's token count.
+    pub m: u32,
+    /// 1: the product is added to the output (a residual) rather than written.
+    pub accumulate: u32,
+}
+
+impl Dims {
+    pub fn new(k: usize, part: &Part, n: usize, fixed: u32, accumulate: bool) -> Self {
+        Self {
+            k: k as u32,
+            rows: part.rows as u32,
+            row0: part.row0 as u32,
+            n: n as u32,
+            m: fixed,
+            accumulate: accumulate as u32,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::gpu::kernels::testing::{self, assert_close, quantized, random};
-    use crate::engine::gpu::kernels::{
-        bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool,
-    };
-    use crate::engine::gpu::weights::GpuMatrix;
+    use crate::engine::gpu::kernels::{bytes_f32, f32_bytes, storage, storage_init, Step};
     use crate::gguf::TensorType;
     use candle_core::{Device, Tensor};
 
@@ -167,36 +232,22 @@ mod tests {
                             max_binding,
                             ..caps
                         };
-                        let w = GpuMatrix::from_bytes(&g, ty, &raw, k, n).unwrap();
+                        let w = GpuMatrix::from_bytes(&g, ty, &raw, k, n).await.unwrap();
                         let xb = storage_init(&gpu.device, &f32_bytes(&x), "x");
                         let ub = storage_init(&gpu.device, &f32_bytes(&up), "up");
                         let y = match gated {
                             true => storage_init(&gpu.device, &f32_bytes(&before), "y"),
                             false => storage(&gpu.device, (m as usize * n * 4) as u64, "y"),
                         };
-                        let step = uniform(&gpu.device, &[m, 0]);
-                        let kernel = select_kernel(w.format, m, caps, gated);
-                        let ops: Vec<Op> = w
-                            .parts
-                            .iter()
-                            .map(|p| {
-                                let d = uniform(&gpu.device, &dims(k, p.rows, p.row0, n, 0, gated));
-                                let mut buffers = vec![&p.quants, &p.scales, &xb, &y, &d, &step];
-                                if gated {
-                                    buffers.push(&ub);
-                                }
-                                Op::new(
-                                    &pool,
-                                    &kernel,
-                                    &buffers,
-                                    Groups::MatMul {
-                                        rows: p.rows as u32,
-                                        tile: kernel.tile,
-                                        fixed: 0,
-                                    },
-                                )
-                            })
-                            .collect();
+                        let step = uniform(&gpu.device, &Step { seq: m, start: 0 });
+                        let io = Operands {
+                            x: &xb,
+                            y: &y,
+                            step: &step,
+                            up: gated.then_some(&ub),
+                        };
+                        let ops = dispatches(&pool, caps, &w, &io, gated, 0);
+                        let kernel = MatMul::for_rows(w.format, m, caps, gated);
                         let got = bytes_f32(&testing::run(&gpu, &ops, m, &y).await);
                         let tol = if caps.f16 { 4e-3 } else { 1e-4 };
                         let what = format!(

@@ -76,6 +76,10 @@ impl Pool {
         }
     }
 
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
     pub fn layout(&self, bindings: &'static [Binding]) -> wgpu::BindGroupLayout {
         self.layouts
             .borrow_mut()
@@ -267,14 +271,25 @@ impl Op {
     }
 }
 
-/// A uniform buffer holding `words`.
-pub fn uniform(device: &wgpu::Device, words: &[u32]) -> wgpu::Buffer {
+/// The `Step` uniform (`shaders/step.wgsl`): the one the host writes before each step.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Step {
+    /// Tokens in this step.
+    pub seq: u32,
+    /// Position of the first of them (what the KV cache already holds).
+    pub start: u32,
+}
+
+/// A uniform buffer holding `value`, one of the `#[repr(C)]` mirrors of a WGSL struct.
+pub fn uniform<T: bytemuck::Pod>(device: &wgpu::Device, value: &T) -> wgpu::Buffer {
     use wgpu::util::DeviceExt;
-    let mut padded = words.to_vec();
-    padded.resize(words.len().next_multiple_of(4).max(4), 0);
+    let mut padded = bytemuck::bytes_of(value).to_vec();
+    // Uniform bindings are read in 16-byte rows.
+    padded.resize(padded.len().next_multiple_of(16).max(16), 0);
     device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: None,
-        contents: &words_bytes(&padded),
+        contents: &padded,
         usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     })
 }

@@ -19,14 +19,27 @@ impl Kernel for RmsNorm {
     }
 }
 
-/// The `Norm` uniform: row width, rows per token, fixed row count (0: per token), epsilon.
-pub fn params(width: usize, per_token: usize, fixed: u32, eps: f64) -> [u32; 4] {
-    [
-        width as u32,
-        per_token as u32,
-        fixed,
-        (eps as f32).to_bits(),
-    ]
+/// The `NormParams` uniform (`shaders/rmsnorm.wgsl`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct NormParams {
+    pub width: u32,
+    /// Rows per token (heads, for the per-head norm).
+    pub per_token: u32,
+    /// A fixed row count; 0: `per_token` rows for each of the step's tokens.
+    pub fixed: u32,
+    pub eps: f32,
+}
+
+impl NormParams {
+    pub fn new(width: usize, per_token: usize, fixed: u32, eps: f64) -> Self {
+        Self {
+            width: width as u32,
+            per_token: per_token as u32,
+            fixed,
+            eps: eps as f32,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -34,7 +47,7 @@ mod tests {
     use super::*;
     use crate::engine::gpu::kernels::testing::{self, assert_close, random};
     use crate::engine::gpu::kernels::{
-        bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool,
+        bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool, Step,
     };
     use candle_core::{Device, Tensor};
 
@@ -68,8 +81,8 @@ mod tests {
             );
             let out = storage(&gpu.device, (rows * width * 4) as u64, "out");
             let (nb, step) = (
-                uniform(&gpu.device, &params(width, per_token, 0, 1e-6)),
-                uniform(&gpu.device, &[seq, 0]),
+                uniform(&gpu.device, &NormParams::new(width, per_token, 0, 1e-6)),
+                uniform(&gpu.device, &Step { seq, start: 0 }),
             );
             let op = Op::new(
                 &pool,

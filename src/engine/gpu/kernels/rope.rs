@@ -34,9 +34,27 @@ impl Kernel for Rope {
     }
 }
 
-/// The `Rope` uniform.
-pub fn params(heads: usize, head_dim: usize, neox: bool, capacity: usize) -> [u32; 4] {
-    [heads as u32, head_dim as u32, neox as u32, capacity as u32]
+/// The `RopeParams` uniform (`shaders/rope.wgsl`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RopeParams {
+    pub heads: u32,
+    pub head_dim: u32,
+    /// 1: NeoX layout, pairs (j, j + head_dim/2); 0: pairs (2j, 2j+1).
+    pub neox: u32,
+    /// Positions the cache holds room for.
+    pub capacity: u32,
+}
+
+impl RopeParams {
+    pub fn new(heads: usize, head_dim: usize, neox: bool, capacity: usize) -> Self {
+        Self {
+            heads: heads as u32,
+            head_dim: head_dim as u32,
+            neox: neox as u32,
+            capacity: capacity as u32,
+        }
+    }
 }
 
 /// The angle table as (cos, sin) pairs for positions 0..capacity.
@@ -50,7 +68,7 @@ mod tests {
     use super::*;
     use crate::engine::gpu::kernels::testing::{self, assert_close, random};
     use crate::engine::gpu::kernels::{
-        bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool,
+        bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool, Step,
     };
     use candle_core::{Device, Tensor};
 
@@ -96,8 +114,8 @@ mod tests {
             let vb = storage_init(&gpu.device, &f32_bytes(&v), "v");
             let tb = storage_init(&gpu.device, &f32_bytes(&tab), "table");
             let (pb, step) = (
-                uniform(&gpu.device, &params(heads, hd, neox, cap)),
-                uniform(&gpu.device, &[seq, start]),
+                uniform(&gpu.device, &RopeParams::new(heads, hd, neox, cap)),
+                uniform(&gpu.device, &Step { seq, start }),
             );
             let q = storage(&gpu.device, (n * 4) as u64, "q");
             let groups = Groups::TokensInZ([(hd as u32 / 2).div_ceil(32), heads as u32]);

@@ -44,31 +44,49 @@ pub fn on_gpu(pick: &Pick, vocab: usize) -> bool {
     pick.seen.len() <= MAX_SEEN && (p.temperature <= 0.0 || k_fits)
 }
 
-/// The `Sample` uniform and the penalty window, (id, count) pairs.
-pub fn params(pick: &Pick, vocab: usize) -> ([u32; 10], Vec<u32>) {
-    let p = &pick.params;
-    let f = |v: f32| v.to_bits();
-    let inv_t = if p.temperature > 0.0 {
-        1.0 / p.temperature
-    } else {
-        0.0
-    };
-    let uniform = [
-        vocab as u32,
-        pick.seen.len() as u32,
-        p.top_k as u32,
-        f(p.repetition_penalty),
-        f(p.presence_penalty),
-        f(p.frequency_penalty),
-        f(p.top_p),
-        f(p.min_p),
-        f(inv_t),
-        f(pick.r),
-    ];
-    (
-        uniform,
-        pick.seen.iter().flat_map(|&(t, n)| [t, n]).collect(),
-    )
+/// The `PickParams` uniform (`shaders/sample.wgsl`): one draw's settings and random number.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PickParams {
+    pub vocab: u32,
+    /// Distinct tokens in the penalty window.
+    pub penalties: u32,
+    pub top_k: u32,
+    pub repetition: f32,
+    pub presence: f32,
+    pub frequency: f32,
+    pub top_p: f32,
+    pub min_p: f32,
+    /// 1/temperature; 0 when greedy.
+    pub inv_temp: f32,
+    pub r: f32,
+}
+
+impl PickParams {
+    pub fn new(pick: &Pick, vocab: usize) -> Self {
+        let p = &pick.params;
+        Self {
+            vocab: vocab as u32,
+            penalties: pick.seen.len() as u32,
+            top_k: p.top_k as u32,
+            repetition: p.repetition_penalty,
+            presence: p.presence_penalty,
+            frequency: p.frequency_penalty,
+            top_p: p.top_p,
+            min_p: p.min_p,
+            inv_temp: if p.temperature > 0.0 {
+                1.0 / p.temperature
+            } else {
+                0.0
+            },
+            r: pick.r,
+        }
+    }
+}
+
+/// The penalty window as the `seen` buffer holds it: (id, count) pairs.
+pub fn seen_words(pick: &Pick) -> Vec<u32> {
+    pick.seen.iter().flat_map(|&(t, n)| [t, n]).collect()
 }
 
 #[cfg(test)]
@@ -138,8 +156,8 @@ mod tests {
                         .collect();
                     let pick = sampler.pick(&history);
                     assert!(on_gpu(&pick, vocab));
-                    let expect = sampler.choose(&mut logits.clone(), &pick);
-                    let (u, mut seen) = params(&pick, vocab);
+                    let expect = pick.choose(&mut logits.clone());
+                    let (u, mut seen) = (PickParams::new(&pick, vocab), seen_words(&pick));
                     seen.resize(seen.len().max(2), 0);
                     let lb = storage_init(&gpu.device, &f32_bytes(&logits), "logits");
                     let sb = storage_init(&gpu.device, &words_bytes(&seen), "seen");

@@ -116,7 +116,7 @@ macro_rules! both {
         #[cfg(not(target_arch = "wasm32"))]
         #[test]
         fn native() {
-            crate::store::run_ready($name()).expect("native GPU work completes without waiting");
+            crate::block_on($name());
         }
 
         #[cfg(target_arch = "wasm32")]

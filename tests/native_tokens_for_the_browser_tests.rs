@@ -6,13 +6,12 @@
 
 mod common;
 
+use candlelight::block_on;
 use candlelight::engine::cpu::CpuBackend;
 use candlelight::engine::gpu::{GpuBackend, GpuOptions, Wanted};
-use candlelight::engine::ready;
-use candlelight::fixture::{build, FixtureSpec, Quant};
 use candlelight::gguf::Architecture;
 use candlelight::openai::{ChatCompletionRequest, LocalModel};
-use candlelight::store::Ready;
+use candlelight_fixtures::{build, FixtureSpec, Quant};
 
 #[test]
 fn native_tokens_for_the_browser_generation_test() {
@@ -24,13 +23,13 @@ fn native_tokens_for_the_browser_generation_test() {
     let mut model = LocalModel::new(
         "tiny",
         &file,
-        Box::new(CpuBackend::load(&file, &store).unwrap()),
+        Box::new(block_on(CpuBackend::load(&file, &store, &mut |_, _| {})).unwrap()),
     )
     .unwrap();
     let req: ChatCompletionRequest = serde_json::from_value(reference["request"].clone()).unwrap();
-    let mut c = model.start(req, "x".into(), 0).unwrap();
-    model.complete(&mut c).unwrap();
-    let tokens = serde_json::to_value(c.tokens()).unwrap();
+    block_on(model.start(req, "x".into(), 0)).unwrap();
+    block_on(model.complete()).unwrap();
+    let tokens = serde_json::to_value(model.tokens()).unwrap();
     let options = GpuOptions {
         wanted: Wanted {
             f16: false,
@@ -38,19 +37,13 @@ fn native_tokens_for_the_browser_generation_test() {
         },
         ..GpuOptions::default()
     };
-    let gpu = ready(GpuBackend::load_from(
-        &file,
-        &Ready(&store),
-        options,
-        &mut |_, _, _| {},
-    ))
-    .unwrap();
+    let gpu = block_on(GpuBackend::load(&file, &store, options, &mut |_, _, _| {})).unwrap();
     let mut on_gpu = LocalModel::new("tiny", &file, Box::new(gpu)).unwrap();
     let req: ChatCompletionRequest =
         serde_json::from_value(reference["gpu_request"].clone()).unwrap();
-    let mut g = on_gpu.start(req, "x".into(), 0).unwrap();
-    on_gpu.complete(&mut g).unwrap();
-    let gpu_tokens = serde_json::to_value(g.tokens()).unwrap();
+    block_on(on_gpu.start(req, "x".into(), 0)).unwrap();
+    block_on(on_gpu.complete()).unwrap();
+    let gpu_tokens = serde_json::to_value(on_gpu.tokens()).unwrap();
     let sha = common::sha256_hex(&bytes);
     if std::env::var_os("UPDATE_REFERENCE").is_some() {
         reference["tokens"] = tokens;
@@ -69,12 +62,12 @@ fn native_tokens_for_the_browser_generation_test() {
         "the fixture changed: rerun with UPDATE_REFERENCE=1"
     );
     assert!(
-        c.tokens().len() >= 8,
+        model.tokens().len() >= 8,
         "the reference run is long enough to compare"
     );
     assert_eq!(reference["tokens"], tokens);
     assert!(
-        g.tokens().len() >= 16,
+        on_gpu.tokens().len() >= 16,
         "the GPU reference run is long enough to compare"
     );
     assert_eq!(reference["gpu_tokens"], gpu_tokens);
