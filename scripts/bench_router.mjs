@@ -2,7 +2,7 @@
 // (page → service worker → router in wasm → provider) against 200 straight from the page to the
 // same provider on 127.0.0.1, in one browser run. Prints p50 and p95 of both and the difference;
 // also deterministic requests (temperature 0, each one different) through it, which are coalesced
-// and whose answers are kept in IndexedDB.
+// and whose answers go to the answer cache in IndexedDB.
 //
 //   node scripts/build_pkg.mjs && node scripts/bench_router.mjs [requests]
 import { spawn } from 'node:child_process';
@@ -18,14 +18,10 @@ try {
   await page.goto(`${app.origin}/`);
   const r = await page.evaluate(async ({ provider, n }) => {
     await navigator.serviceWorker.register('/sw.js', { type: 'module' });
-    const reg = await navigator.serviceWorker.ready;
+    await navigator.serviceWorker.ready;
     if (!navigator.serviceWorker.controller) await new Promise((r) => navigator.serviceWorker.addEventListener('controllerchange', r, { once: true }));
-    const config = { mode: 'remote-only', providers: [{ name: 'bench', baseUrl: `${provider}/v1`, rate: { requestsPerS: 1000, burst: 1000, maxConcurrent: 4 } }] };
-    await new Promise((resolve) => {
-      const { port1, port2 } = new MessageChannel();
-      port1.onmessage = resolve;
-      reg.active.postMessage({ type: 'router-config', config }, [port2]);
-    });
+    const { configureRouter } = await import('/pkg/index.js');
+    await configureRouter({ mode: 'remote-only', providers: [{ name: 'bench', baseUrl: `${provider}/v1`, rate: { requestsPerS: 1000, burst: 1000, maxConcurrent: 4 } }] });
     const plain = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] });
     const time = async (url, body = plain) => {
       const t = performance.now();
@@ -51,7 +47,7 @@ try {
   console.log('| path | p50 ms | p95 ms |\n|---|---|---|');
   console.log(row('through the service worker', r.through));
   console.log(row('straight to the provider', r.direct));
-  console.log(row('through it, temperature 0 (answers kept)', r.kept));
+  console.log(row('through it, temperature 0 (answers cached)', r.kept));
   console.log(`\noverhead: p50 +${(pct(r.through, 0.5) - pct(r.direct, 0.5)).toFixed(2)} ms, p95 +${(pct(r.through, 0.95) - pct(r.direct, 0.95)).toFixed(2)} ms`);
 } finally {
   await browser.close();

@@ -2,7 +2,7 @@
 // own files (pkg/, built first by scripts/build_pkg.mjs) into www/extension/pkg/ and the app icons
 // into www/extension/icons/. Nothing is fetched at run time: every script the extension runs is
 // in that folder. Run: node scripts/build_extension.mjs
-import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -10,7 +10,8 @@ const ext = join(root, 'www/extension');
 const pkg = join(root, 'pkg');
 if (!existsSync(join(pkg, 'candlelight_bg.wasm'))) throw new Error('pkg/ is not built: run node scripts/build_pkg.mjs first');
 
-const RUNTIME = ['index.js', 'client.js', 'worker.js', 'local-route.js', 'service-worker.js', 'candlelight.js', 'candlelight_bg.wasm', 'snippets'];
+// What runs: every module of the package, the wasm and wasm-bindgen's snippets (not the types).
+const RUNTIME = [...readdirSync(pkg).filter((f) => f.endsWith('.js')), 'candlelight_bg.wasm', 'snippets'];
 rmSync(join(ext, 'pkg'), { recursive: true, force: true });
 mkdirSync(join(ext, 'pkg'));
 for (const f of RUNTIME) cpSync(join(pkg, f), join(ext, 'pkg', f), { recursive: true });

@@ -11,7 +11,8 @@ execFileSync('wasm-pack', ['build', '--target', 'web', '--release', '--mode', 'n
   cwd: root,
   stdio: 'inherit',
 });
-for (const f of readdirSync(join(root, 'www/lib'))) copyFileSync(join(root, 'www/lib', f), join(pkg, f));
+const lib = readdirSync(join(root, 'www/lib'));
+for (const f of lib) copyFileSync(join(root, 'www/lib', f), join(pkg, f));
 
 const cargo = readFileSync(join(root, 'Cargo.toml'), 'utf8');
 const field = (name) => cargo.match(new RegExp(`^${name} = "(.*)"`, 'm'))[1];
@@ -32,10 +33,7 @@ const manifest = {
     './candlelight_bg.wasm': './candlelight_bg.wasm',
     './package.json': './package.json',
   },
-  files: [
-    'index.js', 'index.d.ts', 'client.js', 'worker.js', 'local-route.js', 'service-worker.js', 'service-worker.d.ts', 'candlelight.js', 'candlelight.d.ts',
-    'candlelight_bg.wasm', 'candlelight_bg.wasm.d.ts', 'snippets/',
-  ],
+  files: [...lib, 'candlelight.js', 'candlelight.d.ts', 'candlelight_bg.wasm', 'candlelight_bg.wasm.d.ts', 'snippets/'],
   sideEffects: false,
 };
 writeFileSync(join(pkg, 'package.json'), JSON.stringify(manifest, null, 2) + '\n');

@@ -1,6 +1,6 @@
 // The demo page: pick a model, watch it download and load, chat with it. UI glue only; the engine
 // runs in a dedicated worker through WorkerEngine.
-import { Conversations, WorkerEngine, chatThroughRouter, offerLocalEngine } from '/pkg/index.js';
+import { Conversations, WorkerEngine, chatThroughRouter, configureRouter, offerLocalEngine } from '/pkg/index.js';
 
 const HF = 'https://huggingface.co';
 const CATALOG = [
@@ -96,15 +96,6 @@ function where(info) {
   return info.fallbackReason ? `CPU (${info.fallbackReason})` : 'CPU';
 }
 
-async function sendToWorker(message) {
-  const registration = await navigator.serviceWorker.ready;
-  return new Promise((resolve) => {
-    const { port1, port2 } = new MessageChannel();
-    port1.onmessage = (e) => resolve(e.data);
-    registration.active.postMessage(message, [port2]);
-  });
-}
-
 async function offerEngine() {
   if (!engine) return;
   const verdict = await offerLocalEngine(engine);
@@ -119,9 +110,10 @@ async function saveRouter() {
   const providers = settings.url
     ? [{ name: new URL(settings.url).hostname, baseUrl: settings.url, keys: settings.key ? [{ key: settings.key }] : [], models: { local: settings.model || 'deepseek-chat' } }]
     : [];
-  const r = await sendToWorker({ type: 'router-config', config: { mode: settings.mode, providers } });
-  if (r.error) {
-    ui.routerStatus.textContent = r.error;
+  try {
+    await configureRouter({ mode: settings.mode, providers });
+  } catch (e) {
+    ui.routerStatus.textContent = e.message;
     return;
   }
   ui.routerStatus.textContent = 'Saved.';

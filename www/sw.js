@@ -9,29 +9,33 @@ const SHELL = 'candlelight-shell';
 const SHELL_FILES = [
   './', 'index.html', 'app.js', 'style.css', 'manifest.webmanifest', 'offline.html',
   'icons/icon-192.png', 'icons/icon-512.png', 'icons/maskable-192.png', 'icons/maskable-512.png',
-  '/pkg/index.js', '/pkg/client.js', '/pkg/worker.js', '/pkg/local-route.js', '/pkg/service-worker.js', '/pkg/candlelight.js', '/pkg/candlelight_bg.wasm',
 ];
 
 async function keepShell() {
   const cache = await caches.open(SHELL);
+  const keep = (files) => Promise.all(files.map((f) => cache.add(new Request(f, { cache: 'reload' })).catch(() => {})));
   // One missing file must not stop the rest from being kept.
-  await Promise.all(SHELL_FILES.map((f) => cache.add(new Request(f, { cache: 'reload' })).catch(() => {})));
+  await keep(SHELL_FILES);
+  // The package's modules and wasm, as its package.json lists them.
+  const manifest = await fetch('/pkg/package.json', { cache: 'reload' }).then((r) => r.json()).catch(() => ({ files: [] }));
+  await keep(manifest.files.filter((f) => /\.(js|wasm)$/.test(f)).map((f) => `/pkg/${f}`));
   // wasm-bindgen's JS snippets sit under a hashed folder that only candlelight.js names.
   const glue = await cache.match('/pkg/candlelight.js');
   const snippets = glue ? [...(await glue.text()).matchAll(/from '\.\/(snippets\/[^']+)'/g)].map((m) => `/pkg/${m[1]}`) : [];
-  await Promise.all(snippets.map((f) => cache.add(new Request(f, { cache: 'reload' })).catch(() => {})));
+  await keep(snippets);
 }
 
 // The shell from the network when it answers (so updates show at once), else from the cache;
 // a page neither has gets the offline page.
 const SHELL_PATHS = new Set(SHELL_FILES.map((f) => new URL(f, self.registration.scope).pathname));
+const isShell = (path) => SHELL_PATHS.has(path) || path.startsWith('/pkg/');
 
 async function shell(request) {
   const cache = await caches.open(SHELL);
   try {
     const fresh = await fetch(request);
     const path = new URL(request.url).pathname;
-    if (fresh.ok && (SHELL_PATHS.has(path) || path.startsWith('/pkg/snippets/'))) cache.put(request, fresh.clone());
+    if (fresh.ok && isShell(path)) cache.put(request, fresh.clone());
     return fresh;
   } catch {
     const kept = await cache.match(request, { ignoreSearch: true });

@@ -1,19 +1,120 @@
-//! The last resort for deterministic requests (temperature 0, or a seed): their answers are kept
-//! (in IndexedDB, by the service worker), least recently used first out past a byte cap, and
-//! served when every route fails. Here: which requests qualify and under what key, the answer
-//! kept (a whole `chat.completion`, whichever way it came), how it is replayed as a stream, and
-//! the LRU bookkeeping.
+//! The answer cache, the last resort for deterministic requests (temperature 0, or a seed):
+//! their answers are cached (in IndexedDB in the service worker), least recently used first out
+//! past a byte cap, and served when every route fails. Here: which requests qualify and under
+//! what key, the answer cached (a whole `chat.completion`, whichever way it came), how it is
+//! replayed as a stream, the LRU bookkeeping, and the cache over any storage.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
 use crate::openai::sse;
 
-/// Requests are kept under the key identical requests share in flight.
+/// Requests are cached under the key identical requests share in flight.
 pub use super::coalesce::key;
 
-/// A kept answer replayed for `request`: the `chat.completion` as it is, or as a stream of
+/// One cached answer's bookkeeping: its key, its size as stored, and when it was last served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub key: String,
+    pub bytes: u64,
+    pub used: f64,
+}
+
+/// Where cached answers live (IndexedDB in the browser): texts by key, and beside them the
+/// entries, which are all that is read when the cache opens.
+#[allow(async_fn_in_trait)]
+pub trait AnswerStorage {
+    async fn entries(&self) -> Result<Vec<Entry>, String>;
+    async fn text(&self, key: &str) -> Option<String>;
+    /// In one transaction: each entry stored (with its text, when given), each key deleted.
+    async fn commit(
+        &self,
+        puts: &[(Entry, Option<String>)],
+        deletes: &[String],
+    ) -> Result<(), String>;
+}
+
+impl<S: AnswerStorage> AnswerStorage for std::rc::Rc<S> {
+    async fn entries(&self) -> Result<Vec<Entry>, String> {
+        (**self).entries().await
+    }
+
+    async fn text(&self, key: &str) -> Option<String> {
+        (**self).text(key).await
+    }
+
+    async fn commit(
+        &self,
+        puts: &[(Entry, Option<String>)],
+        deletes: &[String],
+    ) -> Result<(), String> {
+        (**self).commit(puts, deletes).await
+    }
+}
+
+/// Answers cached in `S`, under a byte cap.
+pub struct AnswerCache<S> {
+    storage: S,
+    lru: RefCell<Lru>,
+}
+
+impl<S: AnswerStorage> AnswerCache<S> {
+    /// Reads what `storage` holds; a cap lowered since it was written applies at once.
+    pub async fn open(storage: S, cap: u64) -> Result<Self, String> {
+        let mut lru = Lru::new(cap);
+        for e in storage.entries().await? {
+            lru.restore(e.key, e.bytes, e.used);
+        }
+        let over = lru.fit();
+        if !over.is_empty() {
+            storage.commit(&[], &over).await?;
+        }
+        Ok(Self {
+            storage,
+            lru: RefCell::new(lru),
+        })
+    }
+
+    /// The answer cached under `key`, now the most recently used.
+    pub async fn get(&self, key: &str, now: f64) -> Option<Value> {
+        if !self.lru.borrow().contains(key) {
+            return None;
+        }
+        let text = self.storage.text(key).await?;
+        self.lru.borrow_mut().touch(key, now);
+        let entry = Entry {
+            key: key.to_string(),
+            bytes: text.len() as u64,
+            used: now,
+        };
+        let _ = self.storage.commit(&[(entry, None)], &[]).await;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Caches `answer` under `key`; returns how many older answers made room for it.
+    pub async fn put(&self, key: &str, answer: &Value, now: f64) -> Result<usize, String> {
+        let text = answer.to_string();
+        let evicted = self
+            .lru
+            .borrow_mut()
+            .insert(key.to_string(), text.len() as u64, now);
+        let mut puts = Vec::new();
+        if self.lru.borrow().contains(key) {
+            let entry = Entry {
+                key: key.to_string(),
+                bytes: text.len() as u64,
+                used: now,
+            };
+            puts.push((entry, Some(text)));
+        }
+        self.storage.commit(&puts, &evicted).await?;
+        Ok(evicted.iter().filter(|k| k.as_str() != key).count())
+    }
+}
+
+/// A cached answer replayed for `request`: the `chat.completion` as it is, or as a stream of
 /// chunks (role, reasoning, content, finish, then usage when the request asks for it).
 pub fn replay(completion: &Value, request: &Value) -> String {
     if request.get("stream").and_then(Value::as_bool) != Some(true) {
@@ -58,7 +159,7 @@ pub fn replay(completion: &Value, request: &Value) -> String {
     out
 }
 
-/// Which kept answers go first when the cap is reached: byte sizes and last use, in memory (the
+/// Which cached answers go first when the cap is reached: byte sizes and last use, in memory (the
 /// bodies stay in storage).
 #[derive(Debug, Clone, Default)]
 pub struct Lru {
@@ -93,8 +194,8 @@ impl Lru {
         self.evict(Some(&key))
     }
 
-    /// Drops the least recently used until the kept bytes fit the cap (a cap lowered since
-    /// they were kept); returns their keys.
+    /// Drops the least recently used until the cached bytes fit the cap (a cap lowered since
+    /// they were cached); returns their keys.
     pub fn fit(&mut self) -> Vec<String> {
         self.evict(None)
     }
@@ -106,7 +207,7 @@ impl Lru {
             .filter(|(k, _)| Some(k.as_str()) != keep)
             .map(|(k, (_, used))| (*used, k.clone()))
             .collect();
-        by_age.sort_by(|a, b| a.0.total_cmp(&b.0));
+        by_age.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
         let mut evicted = Vec::new();
         for (_, old) in by_age {
             if self.total <= self.cap {
@@ -118,7 +219,7 @@ impl Lru {
         evicted
     }
 
-    /// `key` was served at `now`; false when it is not kept.
+    /// `key` was served at `now`; false when it is not cached.
     pub fn touch(&mut self, key: &str, now: f64) -> bool {
         match self.entries.get_mut(key) {
             Some(entry) => {

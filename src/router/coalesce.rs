@@ -2,7 +2,12 @@
 //! for its answer. Only deterministic requests (temperature 0, or a seed) qualify: two samples
 //! at temperature 1 are meant to differ.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -10,7 +15,7 @@ use sha2::{Digest, Sha256};
 /// Fields that change how an answer is delivered, not what it says.
 const DELIVERY: [&str; 3] = ["stream", "stream_options", "user"];
 
-/// The key identical requests share (in flight here, kept in [`super::cache`]), or None when
+/// The key identical requests share (in flight here, cached in [`super::cache`]), or None when
 /// the request is not deterministic. A streamed and a whole request for the same answer share
 /// it: either can be replayed as the other.
 pub fn key(body: &Value) -> Option<String> {
@@ -30,38 +35,78 @@ pub fn key(body: &Value) -> Option<String> {
     )))
 }
 
+/// What a leader hands its followers: the route that answered and the whole answer, or None
+/// when it got no whole answer (they go out themselves then).
+pub type Shared = Option<(String, Value)>;
+
 /// Whether a request goes out itself or waits on an identical one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Leader,
-    /// The n-th request waiting on the leader.
-    Follower(usize),
+    /// Resolves to the leader's answer.
+    Follower(Follow),
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
+struct Slot {
+    answer: Option<Shared>,
+    waker: Option<Waker>,
+}
+
+/// A follower waiting for its leader.
+pub struct Follow {
+    slot: Rc<RefCell<Slot>>,
+}
+
+impl Future for Follow {
+    type Output = Shared;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Shared> {
+        let mut slot = self.slot.borrow_mut();
+        match slot.answer.take() {
+            Some(answer) => Poll::Ready(answer),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Deterministic requests in flight, by key, with who waits on each.
+#[derive(Default)]
 pub struct Coalescer {
-    waiting: HashMap<String, usize>,
+    waiting: HashMap<String, Vec<Rc<RefCell<Slot>>>>,
 }
 
 impl Coalescer {
     pub fn join(&mut self, key: &str) -> Role {
         match self.waiting.get_mut(key) {
-            Some(n) => {
-                *n += 1;
-                Role::Follower(*n)
+            Some(followers) => {
+                let slot = Rc::new(RefCell::new(Slot::default()));
+                followers.push(slot.clone());
+                Role::Follower(Follow { slot })
             }
             None => {
-                self.waiting.insert(key.to_string(), 0);
+                self.waiting.insert(key.to_string(), Vec::new());
                 Role::Leader
             }
         }
     }
 
-    /// The leader's answer is in: how many followers take it.
-    pub fn finish(&mut self, key: &str) -> usize {
-        self.waiting.remove(key).unwrap_or(0)
+    /// The leader is done with `answer`: every follower gets it. Returns how many there were.
+    pub fn finish(&mut self, key: &str, answer: Shared) -> usize {
+        let followers = self.waiting.remove(key).unwrap_or_default();
+        for slot in &followers {
+            let mut slot = slot.borrow_mut();
+            slot.answer = Some(answer.clone());
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+        followers.len()
     }
 
+    /// Keys in flight.
     pub fn in_flight(&self) -> usize {
         self.waiting.len()
     }

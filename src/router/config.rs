@@ -34,7 +34,7 @@ pub struct RouterConfig {
     /// Deadlines of the local route: a page that closed or froze mid-answer counts as stalled,
     /// and the answer continues elsewhere.
     pub local_deadlines: Deadlines,
-    /// The byte cap of kept answers to deterministic requests (served when every route
+    /// The byte cap of the answer cache: answers to deterministic requests (served when every route
     /// fails); 0 keeps none.
     pub cache_bytes: u64,
 }

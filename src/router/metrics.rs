@@ -64,7 +64,7 @@ const HELP: [(&str, &str, &str); 8] = [
     (
         "candlelight_cache_total",
         "counter",
-        "Kept answers of deterministic requests: kept, served (every route failed), evicted.",
+        "The answer cache: answers of deterministic requests kept, served (every route failed), evicted.",
     ),
     (
         "candlelight_request_duration_seconds",
@@ -112,7 +112,7 @@ impl Metrics {
         self.add("candlelight_coalesced_total", Vec::new(), 1);
     }
 
-    /// The response cache: `event` is kept, served or evicted.
+    /// The answer cache: `event` is kept, served or evicted.
     pub fn cache(&mut self, event: &str, n: u64) {
         self.add("candlelight_cache_total", vec![("event", event.into())], n);
     }

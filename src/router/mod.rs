@@ -1,28 +1,38 @@
-//! The router's policy, pure and testable natively: which route answers a chat-completions
-//! request (the local model, or the next remote provider), what counts as busy, retries with
-//! backoff, circuit breakers, rate limits, key rotation, coalescing, mid-stream continuation,
-//! and whether the device is fast enough. The service worker does the I/O and asks it.
+//! The router: which route answers a chat-completions request (the local model, or the next
+//! remote provider) and the whole of one request's way through them, natively testable. The
+//! policy (busy signals, retries with backoff, circuit breakers, rate limits, key rotation,
+//! coalescing, mid-stream continuation, the answer cache, whether the device is fast enough)
+//! and the attempt loop are here; the browser supplies only a [`Transport`] (`fetch`, a page's
+//! engine) and a [`Client`] (the service worker's response stream).
 
+mod attempt;
 mod busy;
 pub mod cache;
 mod coalesce;
 mod config;
-mod health;
+mod local;
 mod metrics;
-mod plan;
 mod profile;
+mod provider;
+mod routes;
+mod service;
 mod stitch;
+mod transport;
 
 pub use busy::{classify, Signal, Verdict};
-pub use coalesce::{key as coalesce_key, Coalescer, Role};
+pub use cache::{AnswerCache, AnswerStorage, Entry};
+pub use coalesce::{key as coalesce_key, Coalescer, Follow, Role, Shared};
 pub use config::{
     ApiKey, BreakerPolicy, ConfigError, Deadlines, Mode, ProviderConfig, RateLimit, RetryPolicy,
     RouterConfig,
 };
-pub use health::{Admission, Breaker, KeyRing, Limiter};
+pub use local::EngineReply;
 pub use metrics::Metrics;
-pub use plan::{
-    continuation, provider_model, unavailable, Choice, Health, Local, Next, Route, Router, Ticket,
-};
 pub use profile::{assess, Capability, DeviceProfile, GpuProfile, ModelNeeds};
+pub use provider::{Admission, Breaker, KeyRing, Limiter};
+pub use routes::{
+    continuation, provider_model, unavailable, Decision, Health, Local, Next, Route, Router, Ticket,
+};
+pub use service::Service;
 pub use stitch::Stitch;
+pub use transport::{Client, Head, Outgoing, Piece, Reply, SendError, Start, Transport};

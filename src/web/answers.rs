@@ -1,34 +1,26 @@
-//! Kept answers in IndexedDB, for the router's last resort ([`crate::router::cache`]): one
+//! The answer cache's storage in IndexedDB ([`crate::router::AnswerCache`] does the rest): one
 //! database beside the model store, an `answers` store of `chat.completion` texts and an `index`
 //! store of their sizes and last use, which is all that is read at start.
 
-use std::cell::RefCell;
+use std::rc::Rc;
 
 use js_sys::{Object, Reflect};
-use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
-use super::idb::{Db, Op};
-use crate::router::cache::Lru;
+use super::idb::{KeyValueDb, Write};
+use crate::router::{AnswerStorage, Entry};
 
 const ANSWERS: &str = "answers";
 const INDEX: &str = "index";
 
-pub struct AnswerStore {
-    db: Db,
-    lru: RefCell<Lru>,
+/// Opened at first use.
+#[derive(Default)]
+pub struct IdbAnswers {
+    db: std::cell::RefCell<Option<Rc<KeyValueDb>>>,
 }
 
-fn now() -> f64 {
-    js_sys::Date::now()
-}
-
-/// An index entry: `{bytes, used}`.
-fn entry(bytes: usize, used: f64) -> JsValue {
-    let o = Object::new();
-    let _ = Reflect::set(&o, &"bytes".into(), &(bytes as f64).into());
-    let _ = Reflect::set(&o, &"used".into(), &used.into());
-    o.into()
+fn text_of(e: JsValue) -> String {
+    e.as_string().unwrap_or_else(|| format!("{e:?}"))
 }
 
 fn number(v: &JsValue, field: &str) -> f64 {
@@ -38,59 +30,63 @@ fn number(v: &JsValue, field: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-impl AnswerStore {
-    /// Opens the store and reads its index; `cap` bytes at most are kept.
-    pub async fn open(cap: u64) -> Result<AnswerStore, JsValue> {
-        let db = Db::open("candlelight-answers", &[ANSWERS, INDEX]).await?;
-        let mut lru = Lru::new(cap);
-        for (key, e) in db.all(INDEX).await? {
-            lru.restore(key, number(&e, "bytes") as u64, number(&e, "used"));
+impl IdbAnswers {
+    async fn db(&self) -> Result<Rc<KeyValueDb>, String> {
+        if let Some(db) = self.db.borrow().clone() {
+            return Ok(db);
         }
-        // A cap lowered since the last start applies at once.
-        let over = lru.fit();
-        let deletes: Vec<Op> = over
-            .iter()
-            .flat_map(|k| [Op(ANSWERS, k, None), Op(INDEX, k, None)])
-            .collect();
-        db.write(&deletes).await?;
-        Ok(AnswerStore {
-            db,
-            lru: RefCell::new(lru),
-        })
+        let db = Rc::new(
+            KeyValueDb::open("candlelight-answers", &[ANSWERS, INDEX])
+                .await
+                .map_err(text_of)?,
+        );
+        *self.db.borrow_mut() = Some(db.clone());
+        Ok(db)
+    }
+}
+
+impl AnswerStorage for IdbAnswers {
+    async fn entries(&self) -> Result<Vec<Entry>, String> {
+        let rows = self.db().await?.all(INDEX).await.map_err(text_of)?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, e)| Entry {
+                key,
+                bytes: number(&e, "bytes") as u64,
+                used: number(&e, "used"),
+            })
+            .collect())
     }
 
-    /// The answer kept under `key`, now the most recently used.
-    pub async fn get(&self, key: &str) -> Option<Value> {
-        if !self.lru.borrow().contains(key) {
-            return None;
-        }
-        let text = self.db.get(ANSWERS, key).await.ok()?.as_string()?;
-        let t = now();
-        self.lru.borrow_mut().touch(key, t);
-        let _ = self
-            .db
-            .write(&[Op(INDEX, key, Some(entry(text.len(), t)))])
-            .await;
-        serde_json::from_str(&text).ok()
+    async fn text(&self, key: &str) -> Option<String> {
+        self.db()
+            .await
+            .ok()?
+            .get(ANSWERS, key)
+            .await
+            .ok()?
+            .as_string()
     }
 
-    /// Keeps `answer` under `key`; returns how many older answers made room for it.
-    pub async fn put(&self, key: &str, answer: &Value) -> Result<usize, JsValue> {
-        let text = answer.to_string();
-        let t = now();
-        let evicted = self
-            .lru
-            .borrow_mut()
-            .insert(key.to_string(), text.len() as u64, t);
-        let mut ops: Vec<Op> = evicted
-            .iter()
-            .flat_map(|k| [Op(ANSWERS, k, None), Op(INDEX, k, None)])
-            .collect();
-        if self.lru.borrow().contains(key) {
-            ops.push(Op(INDEX, key, Some(entry(text.len(), t))));
-            ops.push(Op(ANSWERS, key, Some(JsValue::from_str(&text))));
+    async fn commit(
+        &self,
+        puts: &[(Entry, Option<String>)],
+        deletes: &[String],
+    ) -> Result<(), String> {
+        let mut ops = Vec::new();
+        for k in deletes {
+            ops.push(Write(ANSWERS, k, None));
+            ops.push(Write(INDEX, k, None));
         }
-        self.db.write(&ops).await?;
-        Ok(evicted.iter().filter(|k| k.as_str() != key).count())
+        for (e, text) in puts {
+            let entry = Object::new();
+            let _ = Reflect::set(&entry, &"bytes".into(), &(e.bytes as f64).into());
+            let _ = Reflect::set(&entry, &"used".into(), &e.used.into());
+            ops.push(Write(INDEX, &e.key, Some(entry.into())));
+            if let Some(t) = text {
+                ops.push(Write(ANSWERS, &e.key, Some(JsValue::from_str(t))));
+            }
+        }
+        self.db().await?.write(&ops).await.map_err(text_of)
     }
 }

@@ -3,15 +3,15 @@
 
 use wasm_bindgen::prelude::*;
 
-use super::idb::{Db, Op};
+use super::idb::{KeyValueDb, Write};
 use super::to_js;
 use crate::openai::conversation::{Conversation, ConversationError, Summary, MAX_BYTES};
 use crate::openai::{ApiError, ErrorCode};
 
 const STORE: &str = "conversations";
 
-async fn db() -> Result<Db, JsValue> {
-    Db::open("candlelight-conversations", &[STORE])
+async fn db() -> Result<KeyValueDb, JsValue> {
+    KeyValueDb::open("candlelight-conversations", &[STORE])
         .await
         .map_err(|e| storage(&e))
 }
@@ -38,7 +38,7 @@ fn new_id() -> String {
     crate::hex::encode(&bytes)
 }
 
-async fn read(db: &Db, id: &str) -> Result<Option<Conversation>, JsValue> {
+async fn read(db: &KeyValueDb, id: &str) -> Result<Option<Conversation>, JsValue> {
     let text = db.get(STORE, id).await.map_err(|e| storage(&e))?;
     Ok(text.as_string().and_then(|t| serde_json::from_str(&t).ok()))
 }
@@ -64,7 +64,7 @@ pub async fn save_conversation(conversation: JsValue) -> Result<String, JsValue>
     c.prepare(js_sys::Date::now(), new_id)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let text = serde_json::to_string(&c).map_err(|e| ApiError::internal(e.to_string()))?;
-    db.write(&[Op(STORE, &c.id, Some(text.into()))])
+    db.write(&[Write(STORE, &c.id, Some(text.into()))])
         .await
         .map_err(|e| storage(&e))?;
     Ok(c.id)
@@ -100,7 +100,7 @@ pub async fn load_conversation(id: String) -> Result<JsValue, JsValue> {
 pub async fn delete_conversation(id: String) -> Result<bool, JsValue> {
     let db = db().await?;
     let existed = read(&db, &id).await?.is_some();
-    db.write(&[Op(STORE, &id, None)])
+    db.write(&[Write(STORE, &id, None)])
         .await
         .map_err(|e| storage(&e))?;
     Ok(existed)

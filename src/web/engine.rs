@@ -183,6 +183,15 @@ fn file_name(source: &str) -> String {
 }
 
 impl EngineCore {
+    /// The model, for the router when it runs in this same thread.
+    pub(super) fn shared(&self) -> Rc<SharedModel> {
+        self.shared.clone()
+    }
+
+    pub(super) fn id(&self) -> &str {
+        &self.facts.id
+    }
+
     async fn load_from(source: JsValue, options: JsValue) -> Result<EngineCore, ApiError> {
         let opts: Options = if options.is_object() {
             serde_wasm_bindgen::from_value(options.clone())

@@ -1,5 +1,5 @@
-//! A few IndexedDB operations as promises, for the small stores of the web layer (kept answers,
-//! conversations): open with object stores, get, get all, and one transaction of puts and
+//! A few IndexedDB operations as promises, for the small stores of the web layer (the answer
+//! cache, conversations): open with object stores, get, get all, and one transaction of puts and
 //! deletes that resolves when it commits. The model store has its own (`store::indexed_db`),
 //! tuned for chunks.
 
@@ -51,18 +51,18 @@ extern "C" {
 }
 
 /// One database of string-keyed object stores.
-pub struct Db {
+pub struct KeyValueDb {
     db: JsValue,
     stores: Array,
 }
 
 /// A put (`Some` value) or a delete (`None`) in one store.
-pub struct Op<'a>(pub &'a str, pub &'a str, pub Option<JsValue>);
+pub struct Write<'a>(pub &'a str, pub &'a str, pub Option<JsValue>);
 
-impl Db {
-    pub async fn open(name: &str, stores: &[&str]) -> Result<Db, JsValue> {
+impl KeyValueDb {
+    pub async fn open(name: &str, stores: &[&str]) -> Result<KeyValueDb, JsValue> {
         let stores: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
-        Ok(Db {
+        Ok(KeyValueDb {
             db: kv_open(name, stores.clone()).await?,
             stores,
         })
@@ -86,10 +86,10 @@ impl Db {
     }
 
     /// The operations in one transaction over every store; resolves once it commits.
-    pub async fn write(&self, ops: &[Op<'_>]) -> Result<(), JsValue> {
+    pub async fn write(&self, ops: &[Write<'_>]) -> Result<(), JsValue> {
         let ops: Array = ops
             .iter()
-            .map(|Op(store, key, value)| {
+            .map(|Write(store, key, value)| {
                 JsValue::from(Array::of3(
                     &(*store).into(),
                     &(*key).into(),

@@ -9,7 +9,8 @@ mod engine;
 mod error;
 mod idb;
 mod probe;
-mod route;
+mod router;
+mod sse;
 
 use js_sys::Reflect;
 use serde::Serialize;
@@ -19,7 +20,8 @@ use wasm_bindgen::JsCast;
 pub use engine::{CompletionCore, EngineCore};
 pub use error::{error_answer, error_codes};
 pub use probe::{assess_device, probe_device};
-pub use route::RouterCore;
+pub use router::RouterCore;
+pub use sse::SseDecoderCore;
 
 use crate::openai::ApiError;
 use crate::store::indexed_db::ModelDb;

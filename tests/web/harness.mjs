@@ -81,16 +81,13 @@ export async function openWithRouter(page, origin) {
   return page;
 }
 
-/** Sends the router its configuration from `page`; throws unless it took it. */
+/** Sends the router its configuration from `page`, through the package; throws unless it took it. */
 export async function configureRouter(page, config) {
-  const r = await page.evaluate(async (c) => {
-    const reg = await navigator.serviceWorker.ready;
-    const { port1, port2 } = new MessageChannel();
-    const done = new Promise((resolve) => { port1.onmessage = (e) => resolve(e.data); });
-    reg.active.postMessage({ type: 'router-config', config: c }, [port2]);
-    return done;
+  const refused = await page.evaluate(async (c) => {
+    const { configureRouter } = await import('/pkg/index.js');
+    return configureRouter(c).then(() => null, (e) => `${e.code}: ${e.message}`);
   }, config);
-  if (!r?.ok) throw new Error(`router config refused: ${JSON.stringify(r)}`);
+  if (refused) throw new Error(`router config refused: ${refused}`);
 }
 
 /** POSTs a chat-completions body through the service worker from `page`: the stream's chunks,

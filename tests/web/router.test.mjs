@@ -114,7 +114,7 @@ test('a whole (non-streamed) answer and a client error pass through', async () =
   assert.equal(bad, 400);
 });
 
-test('identical deterministic requests in flight go out once; kept answers are served when every route fails', async () => {
+test('identical deterministic requests in flight go out once; cached answers are served when every route fails', async () => {
   await configure(config());
   const det = ask({ temperature: 0, messages: [{ role: 'user', content: 'keep this' }] });
   const first = await complete(det);
@@ -133,7 +133,7 @@ test('identical deterministic requests in flight go out once; kept answers are s
   assert.equal(trio[2].json.choices[0].message.content, words(8), 'a whole answer from the streamed one');
   assert.deepEqual(trio.map((r) => r.route), ['p1', 'p1', 'p1']);
 
-  // Nothing can answer now: the kept answer comes back, streamed or whole; a sampled request gets the 503.
+  // Nothing can answer now: the cached answer comes back, streamed or whole; a sampled request gets the 503.
   await configure(config({ providers: [{ name: 'gone', baseUrl: 'http://127.0.0.1:9/v1', maxRetries: 0, deadlines: fast }] }));
   const kept = await complete(det);
   assert.equal(kept.status, 200);

@@ -1,19 +1,10 @@
 // The popup: asks the background service worker's router (fetch /v1/chat/completions, as any app
 // would) and shows the streamed answer and the route that gave it; settings choose the local
 // model and a remote provider.
-import { chatThroughRouter } from './pkg/index.js';
+import { chatThroughRouter, configureRouter } from './pkg/index.js';
 
 const $ = (id) => document.getElementById(id);
 const SETTINGS = 'router';
-
-/** One message to the service worker, answered over a MessageChannel. */
-async function toWorker(message) {
-  const registration = await navigator.serviceWorker.ready;
-  const { port1, port2 } = new MessageChannel();
-  const answer = new Promise((resolve) => { port1.onmessage = (e) => resolve(e.data); });
-  registration.active.postMessage(message, [port2]);
-  return answer;
-}
 
 /** Host permission for an origin the extension does not hold yet (asked on a click). */
 async function allow(url) {
@@ -65,8 +56,11 @@ async function save() {
     keys: settings.key ? [{ key: settings.key }] : [],
     models: settings.model ? { default: settings.model } : {},
   }] : [];
-  const r = await toWorker({ type: 'router-config', config: { mode: settings.mode, providers } });
-  if (r.error) return void ($('saved').textContent = r.error);
+  try {
+    await configureRouter({ mode: settings.mode, providers });
+  } catch (e) {
+    return void ($('saved').textContent = e.message);
+  }
   await chrome.storage.local.set({ [SETTINGS]: settings });
   $('saved').textContent = 'Saved.';
 }

@@ -4,7 +4,7 @@
 export type ErrorCode =
   | 'quota_exceeded' | 'network' | 'integrity' | 'unsupported_model' | 'invalid_model' | 'aborted'
   | 'context_overflow' | 'invalid_request' | 'storage' | 'not_loaded' | 'backend_unavailable'
-  | 'device_lost' | 'out_of_memory' | 'busy' | 'internal';
+  | 'device_lost' | 'out_of_memory' | 'busy' | 'router' | 'internal';
 
 export class CandlelightError extends Error {
   name: 'CandlelightError';
@@ -127,7 +127,7 @@ export interface Timings {
   decode_tokens_per_s: number;
 }
 
-export type FinishReason = 'stop' | 'length';
+export type FinishReason = 'stop' | 'length' | 'abort';
 
 export interface ChatCompletion {
   id: string;
@@ -180,6 +180,9 @@ export class Engine {
   memoryBytes(): number;
   /** Destroys the GPU device as a driver reset would, to test an app's fallback; false on the CPU. */
   loseDevice(): boolean;
+  /** The answer to a request as the Response a provider gives: SSE when streamed, JSON
+   *  otherwise, an OpenAI-style error body (and its status) on failure. */
+  respond(body: ChatCompletionRequest, signal?: AbortSignal): Promise<Response>;
   unload(): void;
 }
 
@@ -194,6 +197,8 @@ export class WorkerEngine {
   memoryBytes(): Promise<number>;
   /** Destroys the worker's GPU device as a driver reset would; false on the CPU. */
   loseDevice(): Promise<boolean>;
+  /** As `Engine.respond`, computed in the worker and streamed from there. */
+  respond(body: ChatCompletionRequest, signal?: AbortSignal): Promise<Response>;
   unload(): void;
 }
 
@@ -216,6 +221,49 @@ export type Capability =
 export function probeDevice(options?: { fresh?: boolean }): Promise<DeviceProfile>;
 /** Capable or too weak for a model at a minimum decode speed. */
 export function assessDevice(profile: DeviceProfile, model: { fileBytes: number; bytesPerToken: number; stored: boolean }, minTokensPerS: number): Promise<Capability>;
+export interface Deadlines {
+  connectMs?: number;
+  /** From sending the request to the first byte of the answer. */
+  firstByteMs?: number;
+  /** The longest silence between two chunks of a stream. */
+  stallMs?: number;
+}
+
+export interface ProviderConfig {
+  name: string;
+  /** Up to `/v1` (or the provider's equivalent); `/chat/completions` is appended. */
+  baseUrl: string;
+  /** The request's model name → this provider's. */
+  models?: Record<string, string>;
+  /** Used in order; the next takes over when one is refused or out of quota. */
+  keys?: Array<{ key: string; createdMs?: number }>;
+  /** Tries after the first on busy answers, before failing over (default 2). */
+  maxRetries?: number;
+  rate?: { requestsPerS?: number; burst?: number; maxConcurrent?: number };
+  deadlines?: Deadlines;
+}
+
+/** The router's one configuration (the same struct in Rust). */
+export interface RouterConfig {
+  mode?: 'auto' | 'local-first' | 'remote-first' | 'local-only' | 'remote-only';
+  /** Remote providers, in priority order. */
+  providers?: ProviderConfig[];
+  /** Estimated local decode speed below which the device counts as too weak (default 8). */
+  minLocalTokensPerS?: number;
+  retry?: { baseMs?: number; capMs?: number; maxWaitMs?: number };
+  breaker?: { failures?: number; openMs?: number };
+  keyMaxAgeDays?: number;
+  /** Deadlines of the local route: a page closed mid-answer counts as stalled. */
+  localDeadlines?: Deadlines;
+  /** Byte cap of the answer cache (answers to deterministic requests, served when every route
+   *  fails); 0 caches none. Default 500 000 000. */
+  cacheBytes?: number;
+}
+
+/** Gives the service worker's router its configuration; rejects with `invalid_request` when
+ *  the router refuses it (the old one stays). */
+export function configureRouter(config: RouterConfig): Promise<void>;
+
 /** Offers an engine to the service worker's router (www/sw.js) as the local route. Without
  *  `capable`, probes the device and judges it against `minTokensPerS` (default 8). */
 export function offerLocalEngine(engine: Engine | WorkerEngine, options?: { capable?: boolean; minTokensPerS?: number }): Promise<Capability | { verdict: string; reason: string }>;

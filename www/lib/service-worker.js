@@ -1,58 +1,71 @@
 // candlelight's router inside a service worker: `/v1/chat/completions`, `/v1/models` and
-// `/v1/metrics` for the worker's own origin, answered by the router (Rust, in wasm). Used by the
-// demo's sw.js and the extension's background worker; an app imports it into its own. Glue only:
-// the router decides and does the fetching; this file wires requests, the saved configuration
-// and the local engine (a page's, offered with offerLocalEngine, or one in this worker where it
-// has WebGPU, asked for with hostEngineInServiceWorker).
-import { Engine, initWasm } from './index.js';
-import { RouterCore } from './candlelight.js';
-import { engineResponse } from './local-route.js';
+// `/v1/metrics` for the worker's own origin, answered by the router (Rust, in wasm), which also
+// does the fetching. Glue only: this file wires requests, the saved configuration and the local
+// engine (a page's, offered with offerLocalEngine, or one in this worker where it has WebGPU,
+// asked for with hostEngineInServiceWorker, answering inside the wasm module).
+import { EngineCore, RouterCore } from './candlelight.js';
+import { CandlelightError } from './errors.js';
+import { Msg, receiveResponse, serve } from './protocol.js';
+import { initWasm } from './wasm.js';
 
 // The Cache API takes http(s) keys only, and an extension's origin is chrome-extension://: the
 // saved configuration lives under a reserved name (.invalid never resolves).
 const CONFIG = 'https://candlelight.invalid/router-config';
 const HOSTED = 'https://candlelight.invalid/hosted-engine';
 const OFFERED = 'https://candlelight.invalid/page-engine-offered';
+const saved = () => caches.open('candlelight-router');
 let core = null;
 let local = { ready: false, capable: false, client: null, model: null };
+
+// An engine in this worker, where it has WebGPU (a CPU engine here would block every request):
+// { url, capable, engine: Promise<EngineCore>, loaded: EngineCore once it is }. Its URL is
+// saved, so a restarted worker loads it again.
+let hosted = null;
+
+/** A new router for `config`, told what the local route can do. */
+function routerFor(config) {
+  const next = new RouterCore(config); // throws on a bad configuration
+  next.setLocal(local.ready, local.capable);
+  if (hosted?.loaded) next.hostEngine(hosted.loaded);
+  return next;
+}
 
 async function router() {
   await initWasm();
   if (!core) {
-    const saved = await (await caches.open('candlelight-router')).match(CONFIG);
-    core = new RouterCore(saved ? await saved.json() : { mode: 'auto', providers: [] });
-    core.setLocal(local.ready, local.capable);
+    const kept = await (await saved()).match(CONFIG);
+    core = routerFor(kept ? await kept.json() : { mode: 'auto', providers: [] });
   }
   return core;
 }
 
 async function configure(config) {
   await initWasm();
-  const next = new RouterCore(config); // throws on a bad configuration, keeping the old one
-  await (await caches.open('candlelight-router')).put(CONFIG, new Response(JSON.stringify(config)));
+  const next = routerFor(config); // keeps the old one when this throws
+  await (await saved()).put(CONFIG, new Response(JSON.stringify(config)));
   core = next;
-  core.setLocal(local.ready, local.capable);
   // A new configuration starts with fresh provider health: the pages hear it.
   await announceHealth(core);
 }
 
-// An engine in this worker, where it has WebGPU (a CPU engine here would block every request):
-// { url, capable, engine: Promise<Engine> }. Its URL is saved, so a restarted worker loads it again.
-let hosted = null;
-
 async function host(url, capable) {
+  await initWasm();
   const adapter = await self.navigator.gpu?.requestAdapter?.().catch(() => null);
-  if (!adapter) throw new Error('this service worker has no WebGPU: offer a page\'s engine instead');
+  if (!adapter) throw new CandlelightError('backend_unavailable', 'this service worker has no WebGPU: offer a page\'s engine instead');
   if (hosted?.url !== url) {
-    const engine = Engine.load(url, { backend: 'gpu' });
-    hosted = { url, capable, engine };
-    engine.catch(() => { if (hosted?.engine === engine) hosted = null; });
+    const engine = EngineCore.load(url, { backend: 'gpu' });
+    const entry = { url, capable, engine, loaded: null };
+    hosted = entry;
+    engine.then((e) => { entry.loaded = e; }, () => { if (hosted === entry) hosted = null; });
   }
   const engine = await hosted.engine;
-  await (await caches.open('candlelight-router')).put(HOSTED, new Response(JSON.stringify({ url, capable })));
-  if (!local.client) local = { ready: true, capable, client: null, model: engine.info.id };
-  (await router()).setLocal(local.ready, local.capable);
-  return engine;
+  await (await saved()).put(HOSTED, new Response(JSON.stringify({ url, capable })));
+  const info = engine.info();
+  if (!local.client) local = { ready: true, capable, client: null, model: info.id };
+  const r = await router();
+  r.hostEngine(engine);
+  r.setLocal(local.ready, local.capable);
+  return { id: info.id, backend: info.backend };
 }
 
 // A service worker stopped while idle forgets which page offered its engine. The first request
@@ -63,64 +76,49 @@ let offered = () => {};
 function findLocal() {
   if (local.ready) return Promise.resolve();
   asked ??= (async () => {
-    const kept = await caches.open('candlelight-router');
+    const kept = await saved();
     const pages = await self.clients.matchAll();
     // Only an origin whose pages have offered an engine before waits for one.
     if (pages.length && (await kept.match(OFFERED))) {
       const wait = new Promise((resolve) => { offered = resolve; setTimeout(resolve, 500); });
-      for (const client of pages) client.postMessage({ type: 'candlelight-engine?' });
+      for (const client of pages) client.postMessage({ type: Msg.engineWanted });
       await wait;
     }
-    const saved = !local.ready && (await kept.match(HOSTED));
-    if (saved) {
-      const { url, capable } = await saved.json();
+    const hostedBefore = !local.ready && (await kept.match(HOSTED));
+    if (hostedBefore) {
+      const { url, capable } = await hostedBefore.json();
       await host(url, capable).catch(() => {});
     }
   })();
   return asked;
 }
 
-function onMessage(e) {
-  const m = e.data ?? {};
-  const reply = (v) => e.ports[0]?.postMessage(v);
-  if (m.type === 'router-config') {
-    e.waitUntil(configure(m.config).then(() => reply({ ok: true }), (err) => reply({ error: String(err?.message ?? err) })));
-  } else if (m.type === 'host-engine') {
-    e.waitUntil(host(m.url, m.capable !== false).then(
-      (engine) => reply({ ok: true, id: engine.info.id, backend: engine.info.backend }),
-      (err) => reply({ ok: false, reason: String(err?.message ?? err) }),
-    ));
-  } else if (m.type === 'local-engine') {
-    local = { ready: m.ready, capable: m.capable, client: e.source?.id ?? null, model: m.model ?? null };
-    e.waitUntil(router().then(async (r) => {
-      r.setLocal(local.ready, local.capable);
-      offered();
-      await (await caches.open('candlelight-router')).put(OFFERED, new Response('1'));
-      reply({ ok: true });
-    }));
-  }
+async function offer(m, source) {
+  local = { ready: m.ready, capable: m.capable, client: source?.id ?? null, model: m.model ?? null };
+  (await router()).setLocal(local.ready, local.capable);
+  offered();
+  await (await saved()).put(OFFERED, new Response('1'));
 }
 
-// The local route: the page that offered its engine answers, chunk by chunk, over a port; with
-// no such page, the engine hosted here.
+function onMessage(e) {
+  const m = e.data ?? {};
+  const port = e.ports[0];
+  const handle = {
+    [Msg.routerConfig]: () => configure(m.config),
+    [Msg.hostEngine]: () => host(m.url, m.capable !== false),
+    [Msg.offerEngine]: () => offer(m, e.source),
+  }[m.type];
+  if (handle && port) e.waitUntil(serve(port, m, handle));
+}
+
+// The local route's page engine: the page that offered it answers over a port, as a Response
+// shaped like a provider's; null when that page is gone (the engine hosted here answers then).
 async function answerLocally(body, signal) {
   const client = local.client && (await self.clients.get(local.client));
-  if (!client && hosted) return engineResponse(await hosted.engine, JSON.parse(body), signal);
-  if (!client) throw new Error('the page with the local engine is gone');
+  if (!client) return null;
   const { port1, port2 } = new MessageChannel();
-  const enc = new TextEncoder();
-  signal?.addEventListener('abort', () => port1.postMessage({ abort: true }));
-  return new Promise((resolve, reject) => {
-    let controller;
-    const stream = new ReadableStream({ start(c) { controller = c; }, cancel() { port1.postMessage({ abort: true }); } });
-    port1.onmessage = ({ data }) => {
-      if (data.start) resolve(new Response(stream, { status: data.status, headers: data.headers }));
-      if (data.text) controller.enqueue(enc.encode(data.text));
-      if (data.end) controller.close();
-      if (data.error) reject(new Error(data.error));
-    };
-    client.postMessage({ type: 'candlelight-local', body }, [port2]);
-  });
+  client.postMessage({ type: Msg.localAnswer, body }, [port2]);
+  return receiveResponse(port1, signal);
 }
 
 // Health events for the app: healthy, degraded, critical or down, sent to every page when the
@@ -130,7 +128,7 @@ async function announceHealth(r) {
   const level = r.health();
   if (level === lastHealth) return;
   lastHealth = level;
-  for (const client of await self.clients.matchAll()) client.postMessage({ type: 'candlelight-health', level });
+  for (const client of await self.clients.matchAll()) client.postMessage({ type: Msg.health, level });
 }
 
 async function answer(request) {
@@ -148,7 +146,7 @@ async function answer(request) {
       write: (text) => { try { controller.enqueue(enc.encode(text)); } catch { stop.abort(); } },
       close: () => { try { controller.close(); } catch {} },
     };
-    r.answer(body, sink, local.ready ? answerLocally : null, stop.signal)
+    r.answer(body, sink, local.client ? answerLocally : null, stop.signal)
       .catch((err) => resolve(new Response(JSON.stringify({ error: { message: String(err?.message ?? err), type: 'server_error' } }), { status: 500 })))
       .finally(() => announceHealth(r));
   });
@@ -162,7 +160,7 @@ export function routerFetch(e) {
   if (url.pathname === '/v1/chat/completions' && e.request.method === 'POST') {
     e.respondWith(answer(e.request));
   } else if (url.pathname === '/v1/models') {
-    e.respondWith(router().then((r) => new Response(r.models(local.model), { headers: { 'content-type': 'application/json' } })));
+    e.respondWith(router().then((r) => new Response(r.models(local.client ? local.model : null), { headers: { 'content-type': 'application/json' } })));
   } else if (url.pathname === '/v1/metrics') {
     e.respondWith(router().then((r) => new Response(r.metrics(), { headers: { 'content-type': 'text/plain; version=0.0.4' } })));
   } else {

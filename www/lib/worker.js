@@ -1,55 +1,50 @@
-// The engine's dedicated worker: runs `Engine` and answers WorkerEngine's messages.
-import { Engine, CandlelightError, toError } from './index.js';
+// The engine's dedicated worker: runs an `Engine` and answers worker-engine.js's requests
+// (protocol.js), one port each.
+import { Engine, errorResponse } from './engine.js';
+import { CandlelightError } from './errors.js';
+import { Op, sendResponse, serve } from './protocol.js';
 
 let engine = null;
-const controllers = new Map();
 
-const wire = (e) => {
-  const err = toError(e);
-  const out = { code: err.code, message: err.message };
-  for (const [k, v] of Object.entries(err)) if (typeof v !== 'function' && typeof v !== 'object') out[k] = v;
-  return out;
+const loaded = () => {
+  if (!engine) throw new CandlelightError('not_loaded', 'no model is loaded');
+  return engine;
 };
 
-self.onmessage = async ({ data }) => {
-  const { id, op } = data;
-  if (op === 'abort') return controllers.get(data.target)?.abort();
-  const reply = (message) => self.postMessage({ id, ...message });
-  const controller = new AbortController();
-  controllers.set(id, controller);
-  try {
-    if (op === 'load') {
+async function handle(data, { signal, emit }) {
+  switch (data.op) {
+    case Op.load:
       engine?.unload();
       engine = null;
-      engine = await Engine.load(data.source, { ...data.options, signal: controller.signal, onProgress: (progress) => reply({ progress }) });
-      reply({ result: engine.info });
-    } else if (op === 'create') {
-      if (!engine) throw new CandlelightError('not_loaded', 'no model is loaded');
-      const out = await engine.chat.completions.create({ ...data.body, signal: controller.signal });
-      if (data.body.stream) {
-        for await (const chunk of out) reply({ chunk });
-        reply({ result: null, info: engine.info });
-      } else {
-        reply({ result: out, info: engine.info });
-      }
-    } else if (op === 'count') {
-      if (!engine) throw new CandlelightError('not_loaded', 'no model is loaded');
-      reply({ result: engine.countTokens(data.body) });
-    } else if (op === 'lose') {
-      reply({ result: engine?.loseDevice() ?? false });
-    } else if (op === 'memory') {
-      if (!engine) throw new CandlelightError('not_loaded', 'no model is loaded');
-      reply({ result: engine.memoryBytes() });
-    } else if (op === 'cached') {
-      reply({ result: await Engine.cached() });
-    } else if (op === 'delete') {
-      reply({ result: await Engine.delete(data.url) });
-    } else {
-      throw new CandlelightError('invalid_request', `unknown operation ${op}`);
+      engine = await Engine.load(data.source, { ...data.options, signal, onProgress: (progress) => emit({ progress }) });
+      return engine.info;
+    case Op.create: {
+      const out = await loaded().chat.completions.create({ ...data.body, signal });
+      if (!data.body.stream) return { answer: out, info: engine.info };
+      for await (const chunk of out) emit({ chunk });
+      // `auto` may have moved to the CPU mid-answer: the page hears it with the answer.
+      return { info: engine.info };
     }
-  } catch (e) {
-    reply({ error: wire(e) });
-  } finally {
-    controllers.delete(id);
+    case Op.count:
+      return loaded().countTokens(data.body);
+    case Op.lose:
+      return engine?.loseDevice() ?? false;
+    case Op.memory:
+      return loaded().memoryBytes();
+    case Op.cached:
+      return Engine.cached();
+    case Op.delete:
+      return Engine.delete(data.url);
+    default:
+      throw new CandlelightError('invalid_request', `unknown operation ${data.op}`);
   }
+}
+
+self.onmessage = async ({ data, ports: [port] }) => {
+  if (data.op !== Op.respond) return serve(port, data, handle);
+  const controller = new AbortController();
+  const response = engine
+    ? await engine.respond(data.body, controller.signal)
+    : errorResponse(new CandlelightError('not_loaded', 'no model is loaded'));
+  sendResponse(port, response, controller);
 };

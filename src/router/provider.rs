@@ -1,7 +1,24 @@
 //! Per-provider state: a circuit breaker, a token bucket with a cap on requests in flight, and
 //! the key ring. All of it takes the time as an argument, so the policy is testable to the ms.
 
-use super::config::{ApiKey, BreakerPolicy, RateLimit};
+use super::config::{ApiKey, BreakerPolicy, ProviderConfig, RateLimit};
+
+/// What the router knows of one provider now.
+pub(super) struct Provider {
+    pub breaker: Breaker,
+    pub limiter: Limiter,
+    pub keys: KeyRing,
+}
+
+impl Provider {
+    pub fn new(config: &ProviderConfig, now_ms: f64) -> Self {
+        Self {
+            breaker: Breaker::new(),
+            limiter: Limiter::new(config.rate, now_ms),
+            keys: KeyRing::new(config.keys.clone()),
+        }
+    }
+}
 
 /// Closed lets requests through; enough failures in a row open it for a while; then one probe
 /// (half-open) decides whether it closes again or reopens.

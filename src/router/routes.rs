@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::busy::Verdict;
 use super::config::{ConfigError, Mode, RouterConfig};
-use super::health::{Admission, Breaker, KeyRing, Limiter};
+use super::provider::{Admission, Breaker, Provider};
 use crate::retry::backoff_ms;
 
 /// Where a request can be answered.
@@ -26,12 +26,6 @@ pub struct Local {
     pub capable: bool,
 }
 
-struct Provider {
-    breaker: Breaker,
-    limiter: Limiter,
-    keys: KeyRing,
-}
-
 /// A route granted to one try; hand it back to [`Router::report`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ticket {
@@ -44,7 +38,7 @@ pub struct Ticket {
 
 /// The router's answer to "where now?".
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Choice {
+pub enum Decision {
     Go(Ticket),
     /// A route will admit a request after this long (rate limit, a probe in flight).
     Wait {
@@ -82,6 +76,18 @@ pub enum Health {
     Down,
 }
 
+impl Health {
+    /// As the service worker announces it to pages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Degraded => "degraded",
+            Health::Critical => "critical",
+            Health::Down => "down",
+        }
+    }
+}
+
 /// Retry-After when nothing can answer and no breaker says when it reopens.
 const DEFAULT_RETRY_AFTER_MS: f64 = 30_000.0;
 
@@ -97,11 +103,7 @@ impl Router {
         let providers = config
             .providers
             .iter()
-            .map(|p| Provider {
-                breaker: Breaker::new(),
-                limiter: Limiter::new(p.rate, now_ms),
-                keys: KeyRing::new(p.keys.clone()),
-            })
+            .map(|p| Provider::new(p, now_ms))
             .collect();
         Ok(Self {
             config,
@@ -134,7 +136,7 @@ impl Router {
     }
 
     /// The first route in order, not in `tried`, that takes a request now.
-    pub fn choose(&mut self, now_ms: f64, tried: &[Route]) -> Choice {
+    pub fn choose(&mut self, now_ms: f64, tried: &[Route]) -> Decision {
         let mut wait: Option<f64> = None;
         let mut reopen: Option<f64> = None;
         for route in self.order() {
@@ -142,7 +144,7 @@ impl Router {
                 continue;
             }
             let Route::Remote(i) = route else {
-                return Choice::Go(Ticket {
+                return Decision::Go(Ticket {
                     route,
                     key: None,
                     probe: false,
@@ -171,14 +173,14 @@ impl Router {
             }
             match p.breaker.admit(now_ms) {
                 Admission::Allowed => {
-                    return Choice::Go(Ticket {
+                    return Decision::Go(Ticket {
                         route,
                         key,
                         probe: false,
                     })
                 }
                 Admission::Probe => {
-                    return Choice::Go(Ticket {
+                    return Decision::Go(Ticket {
                         route,
                         key,
                         probe: true,
@@ -191,8 +193,8 @@ impl Router {
             }
         }
         match wait {
-            Some(ms) => Choice::Wait { ms },
-            None => Choice::Unavailable {
+            Some(ms) => Decision::Wait { ms },
+            None => Decision::Unavailable {
                 retry_after_ms: reopen.unwrap_or(DEFAULT_RETRY_AFTER_MS),
             },
         }
@@ -257,6 +259,18 @@ impl Router {
             Verdict::Failed => {
                 p.breaker.failure(now_ms, &breaker);
                 Next::FailOver
+            }
+        }
+    }
+
+    /// A try whose client went away before it ended: its slot is freed, its probe handed on,
+    /// and nothing is counted for or against the route.
+    pub fn abandon(&mut self, ticket: Ticket) {
+        if let Route::Remote(i) = ticket.route {
+            let p = &mut self.providers[i];
+            p.limiter.release();
+            if ticket.probe {
+                p.breaker.abandon_probe();
             }
         }
     }

@@ -1,0 +1,93 @@
+// How the package's threads talk, in one place: the engine worker's operations, the messages
+// between pages and the router's service worker, one request/reply over a MessageChannel, and a
+// Response carried over a port (an engine's answer to the service worker, or to the page).
+import { toError, toWire } from './errors.js';
+
+/** Operations a page asks its engine worker for (worker-engine.js → worker.js). */
+export const Op = Object.freeze({
+  load: 'load', create: 'create', respond: 'respond', count: 'count', lose: 'lose', memory: 'memory',
+  cached: 'cached', delete: 'delete',
+});
+
+/** Messages between pages and the router's service worker (`type`). */
+export const Msg = Object.freeze({
+  /** page → worker: a new router configuration. */
+  routerConfig: 'router-config',
+  /** page → worker: load a model into the worker itself. */
+  hostEngine: 'host-engine',
+  /** page → worker: this page's engine is the local route. */
+  offerEngine: 'local-engine',
+  /** worker → pages: a restarted worker asks for the pages' engines again. */
+  engineWanted: 'candlelight-engine?',
+  /** worker → page: answer this request body on your engine, over the port. */
+  localAnswer: 'candlelight-local',
+  /** worker → pages: the router's health level changed. */
+  health: 'candlelight-health',
+});
+
+/** Posts `message` to `target` with a port for the reply: resolves to its `result`, rejects with
+ *  its `error`; other messages on the port (progress, chunks) go to `onEvent`. `signal` sends
+ *  `{abort: true}` back. */
+export function request(target, message, { onEvent, signal } = {}) {
+  const { port1, port2 } = new MessageChannel();
+  return new Promise((resolve, reject) => {
+    const onAbort = () => port1.postMessage({ abort: true });
+    signal?.addEventListener('abort', onAbort, { once: true });
+    port1.onmessage = ({ data }) => {
+      if (!('result' in data) && !('error' in data)) return onEvent?.(data);
+      signal?.removeEventListener('abort', onAbort);
+      port1.close();
+      if ('error' in data) reject(toError(data.error));
+      else resolve(data.result);
+    };
+    target.postMessage(message, [port2]);
+  });
+}
+
+/** The serving side of `request`: `handle(message, { signal, emit })` answers on `port`;
+ *  `emit` sends events, an `{abort}` from the asker aborts `signal`. */
+export async function serve(port, message, handle) {
+  const controller = new AbortController();
+  port.onmessage = ({ data }) => data?.abort && controller.abort();
+  try {
+    port.postMessage({ result: await handle(message, { signal: controller.signal, emit: (e) => port.postMessage(e) }) });
+  } catch (e) {
+    port.postMessage({ error: toWire(e) });
+  }
+}
+
+/** Sends `response` over `port`: its head, its body as text pieces, then the end. An
+ *  `{abort}` from the other side aborts `controller`. A body that breaks off just ends: the
+ *  reader sees a stream without its `[DONE]`. */
+export async function sendResponse(port, response, controller) {
+  port.onmessage = ({ data }) => data?.abort && controller?.abort();
+  port.postMessage({ start: { status: response.status, headers: Object.fromEntries(response.headers) } });
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      port.postMessage({ text: value });
+    }
+  } catch {
+    // Aborted, or the engine failed mid-answer.
+  }
+  port.postMessage({ end: true });
+}
+
+/** The other end of `sendResponse`: a Response built from what arrives on `port`; `signal`
+ *  (and cancelling the body) sends `{abort}` back. */
+export function receiveResponse(port, signal) {
+  const abort = () => port.postMessage({ abort: true });
+  signal?.addEventListener('abort', abort, { once: true });
+  return new Promise((resolve) => {
+    let body;
+    const enc = new TextEncoder();
+    const stream = new ReadableStream({ start(c) { body = c; }, cancel: abort });
+    port.onmessage = ({ data }) => {
+      if (data.start) resolve(new Response(stream, data.start));
+      else if ('text' in data) body.enqueue(enc.encode(data.text));
+      else if (data.end) body.close();
+    };
+  });
+}
