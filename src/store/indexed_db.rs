@@ -224,21 +224,9 @@ impl ModelDb {
         bytes: &Uint8Array,
     ) -> Result<(), StoreError> {
         let sha = sha256_hex(bytes).await?;
-        self.put_chunk_with_hash(url, index, bytes, &sha).await
-    }
-
-    /// Stores bytes under a given hash. Tests use it to damage a chunk as a failing disk would.
-    #[doc(hidden)]
-    pub async fn put_chunk_with_hash(
-        &self,
-        url: &str,
-        index: u64,
-        bytes: &Uint8Array,
-        sha: &str,
-    ) -> Result<(), StoreError> {
         let value = Object::new();
         let set = |k: &str, v: &JsValue| Reflect::set(&value, &k.into(), v).map_err(js_error);
-        set("sha256", &sha.into())?;
+        set("sha256", &sha.as_str().into())?;
         set("data", bytes)?;
         let (tx, store) = self.store(CHUNKS, true)?;
         store

@@ -10,6 +10,8 @@ import { initWasm } from './wasm.js';
 const channel = new MessageChannel();
 const waiting = [];
 channel.port1.onmessage = () => waiting.shift()?.();
+// Where ports keep a process alive (Node, a bundler's server-side pass), an import must not.
+channel.port1.unref?.();
 const yieldNow = () => new Promise((resolve) => {
   waiting.push(resolve);
   channel.port2.postMessage(null);
