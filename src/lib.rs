@@ -34,6 +34,7 @@ pub mod download;
 pub mod engine;
 pub mod gguf;
 pub mod hex;
+pub mod oneshot;
 pub mod openai;
 pub mod retry;
 pub mod rng;

@@ -10,7 +10,7 @@ const MAX_LINES: usize = 600;
 
 /// Modules from the bottom up; a module may use those before it, never those after.
 const LAYERS: &[&[&str]] = &[
-    &["hex", "rng", "retry", "block_on"],
+    &["hex", "rng", "retry", "block_on", "oneshot"],
     &["store"],
     &["download"],
     &["gguf"],

@@ -7,34 +7,11 @@ mod routes;
 
 use std::rc::Rc;
 
-use candlelight::router::{
-    ApiKey, Deadlines, Mode, ProviderConfig, RateLimit, RouterConfig, Service,
+use candlelight::router::{Mode, RateLimit, RouterConfig, Service};
+use routes::{
+    ask, provider_config, words, Fault, LocalRoute, MemoryAnswers, Provider, Recorder, Routes, Sim,
 };
-use routes::{words, Fault, LocalRoute, MemoryAnswers, Provider, Recorder, Routes, Sim};
-use serde_json::{json, Value};
-
-const FAST: Deadlines = Deadlines {
-    connect_ms: 2000.0,
-    first_byte_ms: 800.0,
-    stall_ms: 400.0,
-};
-
-fn provider_config(p: &Provider, keys: &[&str], max_retries: u32) -> ProviderConfig {
-    ProviderConfig {
-        name: p.name.clone(),
-        base_url: p.base_url.clone(),
-        keys: keys
-            .iter()
-            .map(|k| ApiKey {
-                key: k.to_string(),
-                created_ms: None,
-            })
-            .collect(),
-        max_retries,
-        deadlines: FAST,
-        ..ProviderConfig::default()
-    }
-}
+use serde_json::json;
 
 /// The browser tests' setup: p1 (keys sk-bad, then sk-a; two retries) before p2 (no retries).
 struct Setup {
@@ -72,15 +49,6 @@ fn setup(edit: impl FnOnce(&mut RouterConfig)) -> Setup {
         p1,
         p2,
     }
-}
-
-fn ask(over: Value) -> String {
-    let mut body = json!({"model": "deepseek-chat", "messages": [{"role": "user", "content": "count"}],
-        "stream": true, "stream_options": {"include_usage": true}});
-    for (k, v) in over.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    body.to_string()
 }
 
 impl Setup {
@@ -335,15 +303,19 @@ fn an_open_breaker_skips_the_provider_until_it_reopens() {
 
 #[test]
 fn a_rate_limited_provider_is_waited_for_and_a_long_wait_is_a_503() {
-    let s = setup(|c| {
-        c.providers.truncate(1);
-        c.providers[0].keys.remove(0);
-        c.providers[0].rate = RateLimit {
-            requests_per_s: 0.5,
-            burst: 1.0,
-            max_concurrent: 4,
-        };
-    });
+    // p1 alone with its good key: a burst of one request, then `requests_per_s`.
+    let limited = |requests_per_s| {
+        setup(|c| {
+            c.providers.truncate(1);
+            c.providers[0].keys.remove(0);
+            c.providers[0].rate = RateLimit {
+                requests_per_s,
+                burst: 1.0,
+                max_concurrent: 4,
+            };
+        })
+    };
+    let s = limited(0.5);
     let t0 = s.routes.sim.now();
     assert_eq!(s.send(&ask(json!({}))).route(), "p1");
     assert_eq!(s.send(&ask(json!({}))).route(), "p1");
@@ -353,15 +325,7 @@ fn a_rate_limited_provider_is_waited_for_and_a_long_wait_is_a_503() {
         "waited {waited} ms for a token"
     );
 
-    let s = setup(|c| {
-        c.providers.truncate(1);
-        c.providers[0].keys.remove(0);
-        c.providers[0].rate = RateLimit {
-            requests_per_s: 0.001,
-            burst: 1.0,
-            max_concurrent: 4,
-        };
-    });
+    let s = limited(0.001);
     s.send(&ask(json!({})));
     let r = s.send(&ask(json!({})));
     assert_eq!(

@@ -13,33 +13,13 @@ use candlelight::block_on;
 use candlelight::engine::cpu::CpuBackend;
 use candlelight::gguf::Architecture;
 use candlelight::openai::{LocalModel, SharedModel};
-use candlelight::router::{ApiKey, Deadlines, Local, Mode, ProviderConfig, RouterConfig, Service};
+use candlelight::router::{Deadlines, Local, Mode, ProviderConfig, RouterConfig, Service};
 use candlelight_fixtures::{build, FixtureSpec, Quant};
-use routes::{words, Fault, LocalRoute, MemoryAnswers, Provider, Recorder, Routes, Sim, Task};
-use serde_json::{json, Value};
-
-const FAST: Deadlines = Deadlines {
-    connect_ms: 2000.0,
-    first_byte_ms: 800.0,
-    stall_ms: 400.0,
+use routes::{
+    ask, provider_config, words, Fault, LocalRoute, MemoryAnswers, Provider, Recorder, Routes, Sim,
+    Task, FAST,
 };
-
-fn provider(p: &Provider, keys: &[&str], max_retries: u32) -> ProviderConfig {
-    ProviderConfig {
-        name: p.name.clone(),
-        base_url: p.base_url.clone(),
-        keys: keys
-            .iter()
-            .map(|k| ApiKey {
-                key: k.to_string(),
-                created_ms: None,
-            })
-            .collect(),
-        max_retries,
-        deadlines: FAST,
-        ..ProviderConfig::default()
-    }
-}
+use serde_json::json;
 
 fn engine() -> Rc<SharedModel> {
     let bytes = build(&FixtureSpec::tiny(Architecture::Qwen3, Quant::Q8_0)).to_bytes();
@@ -76,7 +56,10 @@ impl Setup {
     fn service(&self, edit: impl FnOnce(&mut RouterConfig)) -> Service<Rc<MemoryAnswers>> {
         let mut config = RouterConfig {
             mode: Mode::RemoteOnly,
-            providers: vec![provider(&self.p1, &["sk-a"], 2), provider(&self.p2, &[], 0)],
+            providers: vec![
+                provider_config(&self.p1, &["sk-a"], 2),
+                provider_config(&self.p2, &[], 0),
+            ],
             ..RouterConfig::default()
         };
         config.retry.base_ms = 50.0;
@@ -110,15 +93,6 @@ impl Setup {
             .collect();
         self.routes.sim.run(tasks)
     }
-}
-
-fn ask(over: Value) -> String {
-    let mut body = json!({"model": "deepseek-chat", "messages": [{"role": "user", "content": "count"}],
-        "stream": true, "stream_options": {"include_usage": true}});
-    for (k, v) in over.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    body.to_string()
 }
 
 fn gone(c: &mut RouterConfig) {

@@ -3,19 +3,16 @@
 //! failover order in every mode, the 503 answer and health levels. (The whole attempt loop
 //! over these: tests/router_attempts.rs.)
 
+mod routes;
+
 use candlelight::router::*;
+use routes::api_keys;
 
 fn provider(name: &str, keys: &[&str]) -> ProviderConfig {
     ProviderConfig {
         name: name.into(),
         base_url: format!("https://{name}.example/v1"),
-        keys: keys
-            .iter()
-            .map(|k| ApiKey {
-                key: k.to_string(),
-                created_ms: None,
-            })
-            .collect(),
+        keys: api_keys(keys),
         ..ProviderConfig::default()
     }
 }

@@ -36,3 +36,28 @@ pub fn widen(ty: TensorType, raw: &[u8], n_in: usize) -> candle_core::Result<Vec
         }
     })
 }
+
+/// `w` (`n` rows of `k`) quantized to `ty` by candle, and candle's dequantization of it: the
+/// weights a kernel reads and the values its reference uses.
+#[cfg(test)]
+pub(crate) fn quantized(
+    w: Vec<f32>,
+    n: usize,
+    k: usize,
+    ty: crate::gguf::TensorType,
+) -> (candle_core::quantized::QTensor, Vec<f32>) {
+    use candle_core::{Device, Tensor};
+    let q = candle_core::quantized::QTensor::quantize(
+        &Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(),
+        ty.dtype,
+    )
+    .unwrap();
+    let wd = q
+        .dequantize(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    (q, wd)
+}

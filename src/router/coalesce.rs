@@ -2,15 +2,12 @@
 //! for its answer. Only deterministic requests (temperature 0, or a seed) qualify: two samples
 //! at temperature 1 are meant to differ.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use crate::oneshot::{Receiver, Sender};
 
 /// Fields that change how an answer is delivered, not what it says.
 const DELIVERY: [&str; 3] = ["stream", "stream_options", "user"];
@@ -42,49 +39,25 @@ pub type Shared = Option<(String, Value)>;
 /// Whether a request goes out itself or waits on an identical one.
 pub enum Role {
     Leader,
-    /// Resolves to the leader's answer.
     Follower(Follow),
 }
 
-#[derive(Default)]
-struct Slot {
-    answer: Option<Shared>,
-    waker: Option<Waker>,
-}
-
-/// A follower waiting for its leader.
-pub struct Follow {
-    slot: Rc<RefCell<Slot>>,
-}
-
-impl Future for Follow {
-    type Output = Shared;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Shared> {
-        let mut slot = self.slot.borrow_mut();
-        match slot.answer.take() {
-            Some(answer) => Poll::Ready(answer),
-            None => {
-                slot.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    }
-}
+/// A follower waiting for its leader: resolves to the leader's answer.
+pub type Follow = Receiver<Shared>;
 
 /// Deterministic requests in flight, by key, with who waits on each.
 #[derive(Default)]
 pub struct Coalescer {
-    waiting: HashMap<String, Vec<Rc<RefCell<Slot>>>>,
+    waiting: HashMap<String, Vec<Sender<Shared>>>,
 }
 
 impl Coalescer {
     pub fn join(&mut self, key: &str) -> Role {
         match self.waiting.get_mut(key) {
             Some(followers) => {
-                let slot = Rc::new(RefCell::new(Slot::default()));
-                followers.push(slot.clone());
-                Role::Follower(Follow { slot })
+                let (tx, rx) = crate::oneshot::channel();
+                followers.push(tx);
+                Role::Follower(rx)
             }
             None => {
                 self.waiting.insert(key.to_string(), Vec::new());
@@ -96,14 +69,11 @@ impl Coalescer {
     /// The leader is done with `answer`: every follower gets it. Returns how many there were.
     pub fn finish(&mut self, key: &str, answer: Shared) -> usize {
         let followers = self.waiting.remove(key).unwrap_or_default();
-        for slot in &followers {
-            let mut slot = slot.borrow_mut();
-            slot.answer = Some(answer.clone());
-            if let Some(w) = slot.waker.take() {
-                w.wake();
-            }
+        let n = followers.len();
+        for follower in followers {
+            follower.send(answer.clone());
         }
-        followers.len()
+        n
     }
 
     /// Keys in flight.

@@ -32,7 +32,7 @@ const MAX_CHUNK: u64 = 512 << 20;
 /// The plain-data part of `Engine.load`'s options (callbacks and the signal are read apart).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-struct Options {
+struct JsLoadOptions {
     backend: Option<String>,
     context_length: Option<usize>,
     sha256: Option<String>,
@@ -193,11 +193,11 @@ impl EngineCore {
     }
 
     async fn load_from(source: JsValue, options: JsValue) -> Result<EngineCore, ApiError> {
-        let opts: Options = if options.is_object() {
+        let opts: JsLoadOptions = if options.is_object() {
             serde_wasm_bindgen::from_value(options.clone())
                 .map_err(|e| ApiError::invalid(e.to_string()))?
         } else {
-            Options::default()
+            JsLoadOptions::default()
         };
         let choice = match opts.backend.as_deref() {
             None => BackendChoice::Auto,

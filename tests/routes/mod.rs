@@ -15,16 +15,55 @@ use std::rc::Rc;
 use candlelight::openai::sse::{SseDecoder, SseEvent};
 use candlelight::openai::SharedModel;
 use candlelight::router::{
-    AnswerStorage, Client, EngineReply, Entry, Head, Outgoing, Piece, Reply, Route, SendError,
-    Start, Transport,
+    AnswerStorage, ApiKey, Client, Deadlines, EngineReply, Entry, Head, Outgoing, Piece,
+    ProviderConfig, Reply, Route, SendError, Start, Transport,
 };
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use provider::Scripted;
-pub use provider::{Fault, Provider};
 // Each test file takes what it needs of these.
 #[allow(unused_imports)]
+pub use provider::{Fault, Provider};
+#[allow(unused_imports)]
 pub use sim::{Sim, Task};
+
+/// The browser tests' deadlines: short, so faults show quickly.
+pub const FAST: Deadlines = Deadlines {
+    connect_ms: 2000.0,
+    first_byte_ms: 800.0,
+    stall_ms: 400.0,
+};
+
+pub fn api_keys(keys: &[&str]) -> Vec<ApiKey> {
+    keys.iter()
+        .map(|k| ApiKey {
+            key: k.to_string(),
+            created_ms: None,
+        })
+        .collect()
+}
+
+/// `p` in a router configuration, with these keys and retries and the short deadlines.
+pub fn provider_config(p: &Provider, keys: &[&str], max_retries: u32) -> ProviderConfig {
+    ProviderConfig {
+        name: p.name.clone(),
+        base_url: p.base_url.clone(),
+        keys: api_keys(keys),
+        max_retries,
+        deadlines: FAST,
+        ..ProviderConfig::default()
+    }
+}
+
+/// A streamed request with usage, with `over`'s fields set.
+pub fn ask(over: Value) -> String {
+    let mut body = json!({"model": "deepseek-chat", "messages": [{"role": "user", "content": "count"}],
+        "stream": true, "stream_options": {"include_usage": true}});
+    for (k, v) in over.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body.to_string()
+}
 
 /// What the local route is.
 pub enum LocalRoute {

@@ -248,7 +248,7 @@ fn bytes_of<T>(v: &[T]) -> &[u8] {
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 fn tiles(
-    format: x86::Format,
+    format: x86::TileFormat,
     w: &[u8],
     x: &[u8],
     m: usize,
@@ -462,8 +462,6 @@ mod exact {
     /// activations after their 8-bit quantization).
     #[test]
     fn block_dots_are_exact_on_dequantized_operands() {
-        use candle_core::quantized::QTensor;
-        use candle_core::{Device, Tensor};
         let (k, n) = (512usize, 64usize);
         let mut rng = crate::rng::SeededRng::new(5);
         // One row (decode: the 8-row tiles) and sixteen (prefill: the 4×4 tiles).
@@ -478,15 +476,7 @@ mod exact {
         .flat_map(|t| [(t, 1usize), (t, 16)])
         {
             let w: Vec<f32> = (0..k * n).map(|_| rng.next_normal() * 0.05).collect();
-            let wt = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
-            let q = QTensor::quantize(&wt, ty.dtype).unwrap();
-            let wd = q
-                .dequantize(&Device::Cpu)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let (q, wd) = crate::engine::dense::quantized(w, n, k, ty);
             let data = q.data().unwrap();
             let ours = {
                 let mut p = MatrixLanding::new(ty, k, n);

@@ -34,33 +34,33 @@ pub(super) fn available() -> bool {
 }
 
 /// The tile format for weights of `dtype`, when this CPU can run it.
-pub(super) fn format_for(dtype: candle_core::quantized::GgmlDType) -> Option<Format> {
+pub(super) fn format_for(dtype: candle_core::quantized::GgmlDType) -> Option<TileFormat> {
     use candle_core::quantized::GgmlDType as D;
     if !available() {
         return None;
     }
     match dtype {
-        D::Q4_0 => Some(Format::Q4_0),
-        D::Q5_0 => Some(Format::Q5_0),
-        D::Q8_0 => Some(Format::Q8_0),
+        D::Q4_0 => Some(TileFormat::Q4_0),
+        D::Q5_0 => Some(TileFormat::Q5_0),
+        D::Q8_0 => Some(TileFormat::Q8_0),
         _ => None,
     }
 }
 
 /// Weight format of a tile call.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Format {
+pub(super) enum TileFormat {
     Q4_0,
     Q5_0,
     Q8_0,
 }
 
-impl Format {
+impl TileFormat {
     pub(super) fn block_bytes(self) -> usize {
         match self {
-            Format::Q4_0 => Q4_0_BYTES,
-            Format::Q5_0 => Q5_0_BYTES,
-            Format::Q8_0 => Q8_0_BYTES,
+            TileFormat::Q4_0 => Q4_0_BYTES,
+            TileFormat::Q5_0 => Q5_0_BYTES,
+            TileFormat::Q8_0 => Q8_0_BYTES,
         }
     }
 }
@@ -76,18 +76,18 @@ const Q8: u8 = 2;
 /// `available()` must be true; every slice must hold `kb` blocks of its format.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn tile<const R: usize, const A: usize>(
-    format: Format,
+    format: TileFormat,
     w: [&[u8]; R],
     x: [&[u8]; A],
     kb: usize,
 ) -> [[f32; R]; A] {
     match (format, vnni()) {
-        (Format::Q4_0, true) => tile_vnni::<R, A, Q4>(w, x, kb),
-        (Format::Q5_0, true) => tile_vnni::<R, A, Q5>(w, x, kb),
-        (Format::Q8_0, true) => tile_vnni::<R, A, Q8>(w, x, kb),
-        (Format::Q4_0, false) => tile_of::<R, A, Q4>(w, x, kb),
-        (Format::Q5_0, false) => tile_of::<R, A, Q5>(w, x, kb),
-        (Format::Q8_0, false) => tile_of::<R, A, Q8>(w, x, kb),
+        (TileFormat::Q4_0, true) => tile_vnni::<R, A, Q4>(w, x, kb),
+        (TileFormat::Q5_0, true) => tile_vnni::<R, A, Q5>(w, x, kb),
+        (TileFormat::Q8_0, true) => tile_vnni::<R, A, Q8>(w, x, kb),
+        (TileFormat::Q4_0, false) => tile_of::<R, A, Q4>(w, x, kb),
+        (TileFormat::Q5_0, false) => tile_of::<R, A, Q5>(w, x, kb),
+        (TileFormat::Q8_0, false) => tile_of::<R, A, Q8>(w, x, kb),
     }
 }
 
@@ -262,14 +262,14 @@ mod tests {
     use crate::rng::SeededRng;
 
     /// A row of `kb` blocks with random quants and scales near 0.01.
-    fn row(rng: &mut SeededRng, kb: usize, f: Format) -> Vec<u8> {
+    fn row(rng: &mut SeededRng, kb: usize, f: TileFormat) -> Vec<u8> {
         let mut out = Vec::new();
         for _ in 0..kb {
             out.extend_from_slice(
                 &half::f16::from_f32(0.005 + rng.next_f32() * 0.01).to_le_bytes(),
             );
             match f {
-                Format::Q8_0 => {
+                TileFormat::Q8_0 => {
                     // Q8_0 quants are in -127..=127 (the quantizer never makes -128).
                     out.extend((0..32).map(|_| ((rng.next_u64() % 255) as i32 - 127) as i8 as u8));
                 }
@@ -280,7 +280,7 @@ mod tests {
     }
 
     /// The scalar definition: per block, scale product times the integer dot product.
-    fn reference(w: &[u8], x: &[u8], kb: usize, f: Format) -> f32 {
+    fn reference(w: &[u8], x: &[u8], kb: usize, f: TileFormat) -> f32 {
         let wb = f.block_bytes();
         let mut sum = 0f32;
         for b in 0..kb {
@@ -290,17 +290,17 @@ mod tests {
             let mut dot = 0i32;
             for i in 0..32 {
                 let wq = match f {
-                    Format::Q4_0 => {
+                    TileFormat::Q4_0 => {
                         let byte = wp[2 + i % 16];
                         (if i < 16 { byte & 15 } else { byte >> 4 }) as i32 - 8
                     }
-                    Format::Q5_0 => {
+                    TileFormat::Q5_0 => {
                         let byte = wp[6 + i % 16];
                         let low = if i < 16 { byte & 15 } else { byte >> 4 } as i32;
                         let high = (u32::from_le_bytes([wp[2], wp[3], wp[4], wp[5]]) >> i) & 1;
                         (low | (high as i32) << 4) - 16
                     }
-                    Format::Q8_0 => wp[2 + i] as i8 as i32,
+                    TileFormat::Q8_0 => wp[2 + i] as i8 as i32,
                 };
                 dot += wq * (xp[2 + i] as i8 as i32);
             }
@@ -316,16 +316,18 @@ mod tests {
         }
         let kb = 28; // 896 values, Qwen2.5-0.5B's width
         let mut rng = SeededRng::new(3);
-        for f in [Format::Q4_0, Format::Q5_0, Format::Q8_0] {
+        for f in [TileFormat::Q4_0, TileFormat::Q5_0, TileFormat::Q8_0] {
             let ws: Vec<Vec<u8>> = (0..4).map(|_| row(&mut rng, kb, f)).collect();
-            let xs: Vec<Vec<u8>> = (0..4).map(|_| row(&mut rng, kb, Format::Q8_0)).collect();
+            let xs: Vec<Vec<u8>> = (0..4)
+                .map(|_| row(&mut rng, kb, TileFormat::Q8_0))
+                .collect();
             let w = [&ws[0][..], &ws[1][..], &ws[2][..], &ws[3][..]];
             let x = [&xs[0][..], &xs[1][..], &xs[2][..], &xs[3][..]];
             let avx2 = unsafe {
                 match f {
-                    Format::Q4_0 => tile_of::<4, 4, Q4>(w, x, kb),
-                    Format::Q5_0 => tile_of::<4, 4, Q5>(w, x, kb),
-                    Format::Q8_0 => tile_of::<4, 4, Q8>(w, x, kb),
+                    TileFormat::Q4_0 => tile_of::<4, 4, Q4>(w, x, kb),
+                    TileFormat::Q5_0 => tile_of::<4, 4, Q5>(w, x, kb),
+                    TileFormat::Q8_0 => tile_of::<4, 4, Q8>(w, x, kb),
                 }
             };
             for a in 0..4 {
@@ -341,9 +343,9 @@ mod tests {
             if vnni() {
                 let v = unsafe {
                     match f {
-                        Format::Q4_0 => tile_vnni::<4, 4, Q4>(w, x, kb),
-                        Format::Q5_0 => tile_vnni::<4, 4, Q5>(w, x, kb),
-                        Format::Q8_0 => tile_vnni::<4, 4, Q8>(w, x, kb),
+                        TileFormat::Q4_0 => tile_vnni::<4, 4, Q4>(w, x, kb),
+                        TileFormat::Q5_0 => tile_vnni::<4, 4, Q5>(w, x, kb),
+                        TileFormat::Q8_0 => tile_vnni::<4, 4, Q8>(w, x, kb),
                     }
                 };
                 for a in 0..4 {

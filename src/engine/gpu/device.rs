@@ -1,10 +1,7 @@
 //! The GPU itself: adapter and device with the features and limits a model needs, loss and
 //! error tracking, and reading results back (blocking natively, awaited in the browser).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 
 use super::GpuError;
 
@@ -38,8 +35,9 @@ impl Default for Wanted {
     }
 }
 
+/// What went wrong with the device, as its callbacks reported it.
 #[derive(Default)]
-struct Health {
+struct Failures {
     lost: Option<String>,
     error: Option<GpuError>,
 }
@@ -51,7 +49,7 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub caps: Caps,
     pub adapter: String,
-    health: Arc<Mutex<Health>>,
+    failures: Arc<Mutex<Failures>>,
 }
 
 impl Gpu {
@@ -102,14 +100,14 @@ impl Gpu {
             })
             .await
             .map_err(|e| GpuError::Unavailable(e.to_string()))?;
-        let health = Arc::new(Mutex::new(Health::default()));
-        let h = health.clone();
+        let failures = Arc::new(Mutex::new(Failures::default()));
+        let h = failures.clone();
         device.set_device_lost_callback(move |reason, message| {
             if let Ok(mut h) = h.lock() {
                 h.lost = Some(format!("{reason:?}: {message}"));
             }
         });
-        let h = health.clone();
+        let h = failures.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             if let Ok(mut h) = h.lock() {
                 h.error.get_or_insert(match e {
@@ -132,7 +130,7 @@ impl Gpu {
                 (true, _) => format!("{:?}", info.backend),
                 (false, _) => format!("{} ({:?}, {})", info.name, info.backend, info.driver),
             },
-            health,
+            failures,
         })
     }
 
@@ -152,7 +150,7 @@ impl Gpu {
 
     /// The first failure since the device opened, if any: loss first, then errors.
     pub fn failure(&self) -> Option<GpuError> {
-        let h = self.health.lock().ok()?;
+        let h = self.failures.lock().ok()?;
         if let Some(m) = &h.lost {
             return Some(GpuError::DeviceLost(m.clone()));
         }
@@ -166,7 +164,8 @@ impl Gpu {
     /// Reads `bytes` from the start of `staging` (a MAP_READ buffer the last submission filled).
     pub async fn read(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
         self.check()?;
-        let (tx, rx) = oneshot();
+        // The map callback may run on another thread natively, or later from the event loop.
+        let (tx, rx) = crate::oneshot::channel();
         staging
             .slice(..bytes)
             .map_async(wgpu::MapMode::Read, move |r| tx.send(r));
@@ -189,51 +188,5 @@ impl Gpu {
             .to_vec();
         staging.unmap();
         Ok(out)
-    }
-}
-
-struct Slot<T> {
-    value: Option<T>,
-    waker: Option<Waker>,
-}
-
-struct Sender<T>(Arc<Mutex<Slot<T>>>);
-struct Receiver<T>(Arc<Mutex<Slot<T>>>);
-
-/// A one-value channel: the map callback may run on another thread natively, or later from
-/// the browser's event loop.
-fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
-    let slot = Arc::new(Mutex::new(Slot {
-        value: None,
-        waker: None,
-    }));
-    (Sender(slot.clone()), Receiver(slot))
-}
-
-impl<T> Sender<T> {
-    fn send(self, value: T) {
-        if let Ok(mut s) = self.0.lock() {
-            s.value = Some(value);
-            if let Some(w) = s.waker.take() {
-                w.wake();
-            }
-        }
-    }
-}
-
-impl<T> Future for Receiver<T> {
-    type Output = T;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let mut s = self
-            .0
-            .lock()
-            .expect("the sender never panics while holding the slot");
-        match s.value.take() {
-            Some(v) => Poll::Ready(v),
-            None => {
-                s.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
     }
 }

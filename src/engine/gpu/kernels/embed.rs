@@ -62,21 +62,13 @@ mod tests {
     use super::*;
     use crate::engine::gpu::kernels::testing::{self, assert_close, quantized, random};
     use crate::engine::gpu::kernels::{bytes_f32, storage, storage_init, words_bytes, Step};
-    use crate::gguf::TensorType;
 
     /// Rows picked by id equal candle's dequantized rows (exactly in f32; within 1e-3 of the row's
     /// scale with f16 math), also when the table is split across parts.
     async fn embedding_rows_match_dequantized_table() {
         let gpu = testing::gpu().await;
         let pool = Pool::new(&gpu.device);
-        for ty in [
-            TensorType::Q4_0,
-            TensorType::Q5_0,
-            TensorType::Q8_0,
-            TensorType::Q4_K,
-            TensorType::Q6_K,
-            TensorType::F16,
-        ] {
+        for ty in testing::TYPES {
             let (k, n) = (if ty.block_size == 256 { 256 } else { 96 }, 37usize);
             let w = random(ty.type_size as u64, n * k, 0.1);
             let (q, wd) = quantized(w, n, k, ty);
@@ -86,37 +78,26 @@ mod tests {
                 .iter()
                 .flat_map(|&i| wd[i as usize * k..(i as usize + 1) * k].to_vec())
                 .collect();
-            for caps in testing::variants(&gpu) {
-                for max_binding in [
-                    gpu.caps.max_binding,
-                    GpuMatrix::row_bytes(Format::of(ty), k) * 4,
-                ] {
-                    let mut g = gpu.clone();
-                    g.caps = Caps {
-                        max_binding,
-                        ..caps
-                    };
-                    let table = GpuMatrix::from_bytes(&g, ty, &raw, k, n).await.unwrap();
-                    let kernel = Embed {
-                        format: table.format,
-                        caps,
-                    };
-                    let idb = storage_init(&gpu.device, &words_bytes(&ids), "ids");
-                    let x = storage(&gpu.device, (ids.len() * k * 4) as u64, "x");
-                    let seq = ids.len() as u32;
-                    let step = uniform(&gpu.device, &Step { seq, start: 0 });
-                    let ops = dispatches(&pool, caps, &table, [&idb, &x, &step]);
-                    let got = bytes_f32(&testing::run(&gpu, &ops, ids.len() as u32, &x).await);
-                    let scale: Vec<f32> = expect.iter().map(|_| 0.1).collect();
-                    let tol = if caps.f16 { 1e-2 } else { 1e-6 };
-                    assert_close(
-                        &got,
-                        &expect,
-                        &scale,
-                        tol,
-                        &format!("{} parts={} {}", ty.name, table.parts.len(), kernel.key()),
-                    );
-                }
+            for (caps, table) in testing::uploads(&gpu, ty, &raw, k, n, 4).await {
+                let kernel = Embed {
+                    format: table.format,
+                    caps,
+                };
+                let idb = storage_init(&gpu.device, &words_bytes(&ids), "ids");
+                let x = storage(&gpu.device, (ids.len() * k * 4) as u64, "x");
+                let seq = ids.len() as u32;
+                let step = uniform(&gpu.device, &Step { seq, start: 0 });
+                let ops = dispatches(&pool, caps, &table, [&idb, &x, &step]);
+                let got = bytes_f32(&testing::run(&gpu, &ops, seq, &x).await);
+                let scale: Vec<f32> = expect.iter().map(|_| 0.1).collect();
+                let tol = if caps.f16 { 1e-2 } else { 1e-6 };
+                assert_close(
+                    &got,
+                    &expect,
+                    &scale,
+                    tol,
+                    &format!("{} parts={} {}", ty.name, table.parts.len(), kernel.key()),
+                );
             }
         }
     }

@@ -162,7 +162,6 @@ mod tests {
     use super::*;
     use crate::engine::gpu::kernels::testing::{self, assert_close, quantized, random};
     use crate::engine::gpu::kernels::{bytes_f32, f32_bytes, storage, storage_init, Step};
-    use crate::gguf::TensorType;
     use candle_core::{Device, Tensor};
 
     /// Every format, decode and prefill tiles, shapes off the tile sizes, each variant the
@@ -172,16 +171,8 @@ mod tests {
     async fn matmul_matches_cpu_reference() {
         let gpu = testing::gpu().await;
         let pool = Pool::new(&gpu.device);
-        let types = [
-            TensorType::Q4_0,
-            TensorType::Q5_0,
-            TensorType::Q8_0,
-            TensorType::Q4_K,
-            TensorType::Q6_K,
-            TensorType::F16,
-        ];
         let mut seed = 1;
-        for ty in types {
+        for ty in testing::TYPES {
             let k_step = if ty.block_size == 256 { 256 } else { 32 };
             for (k_blocks, n, m) in [(2usize, 7usize, 1u32), (3, 13, 5), (1, 64, 9), (4, 3, 17)] {
                 let k = k_blocks * k_step;
@@ -222,46 +213,35 @@ mod tests {
                     }
                 }
                 let raw = q.data().unwrap();
-                for caps in testing::variants(&gpu) {
-                    for max_binding in [
-                        gpu.caps.max_binding,
-                        GpuMatrix::row_bytes(Format::of(ty), k) * 2,
-                    ] {
-                        let mut g = gpu.clone();
-                        g.caps = Caps {
-                            max_binding,
-                            ..caps
-                        };
-                        let w = GpuMatrix::from_bytes(&g, ty, &raw, k, n).await.unwrap();
-                        let xb = storage_init(&gpu.device, &f32_bytes(&x), "x");
-                        let ub = storage_init(&gpu.device, &f32_bytes(&up), "up");
-                        let y = match gated {
-                            true => storage_init(&gpu.device, &f32_bytes(&before), "y"),
-                            false => storage(&gpu.device, (m as usize * n * 4) as u64, "y"),
-                        };
-                        let step = uniform(&gpu.device, &Step { seq: m, start: 0 });
-                        let io = Operands {
-                            x: &xb,
-                            y: &y,
-                            step: &step,
-                            up: gated.then_some(&ub),
-                        };
-                        let ops = dispatches(&pool, caps, &w, &io, gated, 0);
-                        let kernel = MatMul::for_rows(w.format, m, caps, gated);
-                        let got = bytes_f32(&testing::run(&gpu, &ops, m, &y).await);
-                        let tol = if caps.f16 { 4e-3 } else { 1e-4 };
-                        let what = format!(
-                            "{} k={k} n={n} m={m} parts={} {}",
-                            ty.name,
-                            w.parts.len(),
-                            kernel.key()
-                        );
-                        let scale: Vec<f32> = scale
-                            .iter()
-                            .map(|s| s.max(if gated { 1e-3 } else { 0.0 }))
-                            .collect();
-                        assert_close(&got, &expect, &scale, tol, &what);
-                    }
+                for (caps, w) in testing::uploads(&gpu, ty, &raw, k, n, 2).await {
+                    let xb = storage_init(&gpu.device, &f32_bytes(&x), "x");
+                    let ub = storage_init(&gpu.device, &f32_bytes(&up), "up");
+                    let y = match gated {
+                        true => storage_init(&gpu.device, &f32_bytes(&before), "y"),
+                        false => storage(&gpu.device, (m as usize * n * 4) as u64, "y"),
+                    };
+                    let step = uniform(&gpu.device, &Step { seq: m, start: 0 });
+                    let io = Operands {
+                        x: &xb,
+                        y: &y,
+                        step: &step,
+                        up: gated.then_some(&ub),
+                    };
+                    let ops = dispatches(&pool, caps, &w, &io, gated, 0);
+                    let kernel = MatMul::for_rows(w.format, m, caps, gated);
+                    let got = bytes_f32(&testing::run(&gpu, &ops, m, &y).await);
+                    let tol = if caps.f16 { 4e-3 } else { 1e-4 };
+                    let what = format!(
+                        "{} k={k} n={n} m={m} parts={} {}",
+                        ty.name,
+                        w.parts.len(),
+                        kernel.key()
+                    );
+                    let scale: Vec<f32> = scale
+                        .iter()
+                        .map(|s| s.max(if gated { 1e-3 } else { 0.0 }))
+                        .collect();
+                    assert_close(&got, &expect, &scale, tol, &what);
                 }
             }
         }

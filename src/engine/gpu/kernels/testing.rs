@@ -4,6 +4,8 @@
 
 use super::Op;
 use crate::engine::gpu::device::{Caps, Gpu, Wanted};
+use crate::engine::gpu::weights::{Format, GpuMatrix};
+use crate::gguf::TensorType;
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_dedicated_worker);
@@ -26,6 +28,17 @@ fn log(line: &str) {
     eprintln!("{line}");
 }
 
+/// Every weight format the kernels read: each block format with a decoder of its own, and
+/// one that is widened to f32 at upload.
+pub const TYPES: [TensorType; 6] = [
+    TensorType::Q4_0,
+    TensorType::Q5_0,
+    TensorType::Q8_0,
+    TensorType::Q4_K,
+    TensorType::Q6_K,
+    TensorType::F16,
+];
+
 /// Plain, and with each optional feature the device has.
 pub fn variants(gpu: &Gpu) -> Vec<Caps> {
     let mut v = vec![gpu.with_caps(false, false)];
@@ -39,6 +52,34 @@ pub fn variants(gpu: &Gpu) -> Vec<Caps> {
         }
     }
     v
+}
+
+/// `raw` (`n` rows of `k` values of `ty`) on the GPU with each feature variant, in one part and
+/// split into parts of `split_rows` rows (as a small binding limit splits it).
+pub async fn uploads(
+    gpu: &Gpu,
+    ty: TensorType,
+    raw: &[u8],
+    k: usize,
+    n: usize,
+    split_rows: u64,
+) -> Vec<(Caps, GpuMatrix)> {
+    let mut out = Vec::new();
+    for caps in variants(gpu) {
+        let split = GpuMatrix::row_bytes(Format::of(ty), k) * split_rows;
+        for max_binding in [gpu.caps.max_binding, split] {
+            let mut g = gpu.clone();
+            g.caps = Caps {
+                max_binding,
+                ..caps
+            };
+            let w = GpuMatrix::from_bytes(&g, ty, raw, k, n)
+                .await
+                .expect("uploads");
+            out.push((caps, w));
+        }
+    }
+    out
 }
 
 /// Records `ops` for a step of `seq` tokens, then returns `out`'s bytes.
@@ -66,29 +107,7 @@ pub fn random(seed: u64, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| rng.next_normal() * scale).collect()
 }
 
-/// `w` (`n` rows of `k`) quantized to `ty` by candle, and candle's dequantization of it: the
-/// weights a kernel reads and the values its reference uses.
-pub fn quantized(
-    w: Vec<f32>,
-    n: usize,
-    k: usize,
-    ty: crate::gguf::TensorType,
-) -> (candle_core::quantized::QTensor, Vec<f32>) {
-    use candle_core::{Device, Tensor};
-    let q = candle_core::quantized::QTensor::quantize(
-        &Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(),
-        ty.dtype,
-    )
-    .unwrap();
-    let wd = q
-        .dequantize(&Device::Cpu)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    (q, wd)
-}
+pub(crate) use crate::engine::dense::quantized;
 
 /// |got - expect| ≤ tol × scale for every value (scale: the magnitude the error grows with).
 pub fn assert_close(got: &[f32], expect: &[f32], scale: &[f32], tol: f32, what: &str) {
