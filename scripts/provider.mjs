@@ -86,7 +86,9 @@ const server = createServer(async (req, res) => {
   if (reasoning) send(chunk(id, { reasoning_content: 'thinking' }));
   for (let i = 0; i < pieces.length; i++) {
     if (kind === 'stall' && i === Number(at)) return; // silent from here on
-    if (kind === 'cut' && i === Number(at)) return res.destroy();
+    // The connection drops mid-body, a moment after the last chunk, so the chunks sent are read
+    // (a fetch body that errors drops the pieces its reader has not taken yet).
+    if (kind === 'cut' && i === Number(at)) return setTimeout(() => res.destroy(), 100);
     if (kind === 'malformed' && i === Number(at ?? 0)) {
       send('{"choices": [{"delta": {"content": "w');
       return res.end();

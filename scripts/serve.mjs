@@ -103,7 +103,10 @@ function serveModel(req, res, path) {
       stream.destroy();
       const keep = buf.subarray(0, cut - at);
       entry.sent += keep.length;
-      res.write(keep, () => setTimeout(() => res.socket.destroy(), 20));
+      // The connection drops a second after the last byte, not at once: a fetch body that
+      // errors drops the pieces its reader has not taken yet, and a reader busy storing a
+      // chunk would then see the cut earlier than the log says it came.
+      res.write(keep, () => setTimeout(() => res.socket?.destroy(), 1000));
       return;
     }
     entry.sent += buf.length;

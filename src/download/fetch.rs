@@ -438,6 +438,9 @@ async fn fetch_run(
                         p.present.insert(*i);
                         buf = None;
                         p.report(opts, 0);
+                        // One network piece can hold the whole rest of the file: an abort
+                        // stops at the next chunk, not at the end of the piece.
+                        opts.check_abort()?;
                     }
                 }
             }

@@ -19,6 +19,25 @@ export function launch({ webgpu = true } = {}) {
   });
 }
 
+// Servers the tests start. They must not keep a test file alive after a failed assertion skips
+// its cleanup: each is unref'd once it listens, and whatever is left is stopped on exit.
+const children = new Set();
+process.on('exit', () => { for (const c of children) c.kill(); });
+
+/** Starts a helper script; resolves to its child and its first line of output. */
+async function helper(args) {
+  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  const line = await new Promise((resolve, reject) => {
+    child.stdout.once('data', (d) => resolve(String(d)));
+    child.once('exit', (code) => reject(new Error(`${args[0]} exited with ${code}`)));
+  });
+  child.unref();
+  child.stdout.unref();
+  return { child, line };
+}
+
 export function freePort() {
   return new Promise((resolve) => {
     const s = createServer();
@@ -32,11 +51,7 @@ export function freePort() {
 /** Starts scripts/serve.mjs; resolves once it listens. `stop()` kills it. */
 export async function startServer(extraArgs = [], port) {
   port ??= await freePort();
-  const child = spawn(process.execPath, ['scripts/serve.mjs', '--port', String(port), ...extraArgs], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise((resolve, reject) => {
-    child.stdout.once('data', resolve);
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
+  const { child } = await helper(['scripts/serve.mjs', '--port', String(port), ...extraArgs]);
   const origin = `http://127.0.0.1:${port}`;
   return {
     origin,
@@ -49,6 +64,7 @@ export async function startServer(extraArgs = [], port) {
     },
     stop() {
       return new Promise((resolve) => {
+        child.ref();
         child.once('exit', resolve);
         child.kill();
       });
@@ -58,8 +74,7 @@ export async function startServer(extraArgs = [], port) {
 
 /** Starts scripts/provider.mjs (an OpenAI-compatible provider with faults on command). */
 export async function startProvider(name, extra = []) {
-  const child = spawn(process.execPath, ['scripts/provider.mjs', '--name', name, ...extra], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-  const line = await new Promise((resolve) => child.stdout.once('data', (d) => resolve(String(d))));
+  const { child, line } = await helper(['scripts/provider.mjs', '--name', name, ...extra]);
   const origin = line.match(/http:\/\/[\d.:]+/)[0];
   return {
     origin,
