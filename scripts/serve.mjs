@@ -1,5 +1,6 @@
 // The demo and test server: www/ at /, pkg/ at /pkg/, model files at /models/ with HTTP Range,
-// an ETag holding each file's SHA-256 (as Hugging Face sends it) and CORS for other origins.
+// an ETag (each file's SHA-256, as an LFS CDN sends it; the client never takes it for a hash)
+// and CORS for other origins.
 // Tests steer it over GET /__control?... and read every model request back from GET /__log.
 //
 //   node scripts/serve.mjs [--port 8080] [--models fixtures] [--www www] [--host 127.0.0.1]

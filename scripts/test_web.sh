@@ -10,8 +10,15 @@ node scripts/build_pkg.mjs
 port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 node scripts/serve.mjs --port "$port" >/dev/null &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+# The Hugging Face hub emulator (a hub and its CDN on two more ports) for tests/web_hub.rs.
+hub_out=$(mktemp)
+node scripts/hub.mjs >"$hub_out" &
+hub=$!
+trap 'kill $server $hub 2>/dev/null || true; rm -f "$hub_out"' EXIT
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/__log" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 50); do grep -q '^hub ' "$hub_out" && break; sleep 0.1; done
+hub_origin=$(sed -n 's/^hub \([^ ]*\) .*/\1/p' "$hub_out")
+[ -n "$hub_origin" ] || { echo "the hub emulator did not start" >&2; exit 1; }
 
 # The wasm-bindgen tests in headless Chromium (flags in webdriver.json), as `wasm-pack test
 # --headless --chrome` runs them, but only the kernel tests in the library and the tests/web_*.rs
@@ -19,7 +26,7 @@ for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/__log" >/dev/null && bre
 # report, in all: the kernel tests on SwiftShader take ~20 s, the GPU engine file ~25 s.
 browser_tests=()
 for f in tests/web_*.rs; do browser_tests+=(--test "$(basename "$f" .rs)"); done
-CANDLELIGHT_MODEL_SERVER="http://127.0.0.1:$port" WASM_BINDGEN_TEST_TIMEOUT=300 \
+CANDLELIGHT_MODEL_SERVER="http://127.0.0.1:$port" CANDLELIGHT_HUB="$hub_origin" WASM_BINDGEN_TEST_TIMEOUT=300 \
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(command -v wasm-bindgen-test-runner)" \
   CHROMEDRIVER="$(command -v chromedriver)" WASM_BINDGEN_TEST_ONLY_WEB=1 \
   cargo test --release --target wasm32-unknown-unknown --lib "${browser_tests[@]}"

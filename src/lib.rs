@@ -4,7 +4,8 @@
 //! tests/code_layout.rs keeps it so):
 //! - [`store`]: a model is one GGUF file, kept as chunks behind the async [`store::ChunkStore`]
 //!   (memory or disk here, IndexedDB or a `Blob` in the browser);
-//! - [`download`] brings a model file into a store over HTTP in verified, resumable chunks;
+//! - [`download`] brings a model file into a store over HTTP in verified, resumable chunks, with
+//!   the hash a hub (Hugging Face or a mirror) gives, and says whether the server has a newer one;
 //! - [`gguf`] parses its header with typed errors and builds the [`gguf::ModelConfig`];
 //! - [`tokenizer`] builds the tokenizer from the same file, [`chat`] renders its chat template
 //!   and splits R1-style reasoning from the answer;

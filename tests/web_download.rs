@@ -65,10 +65,15 @@ async fn download_resumes_after_a_cut_fetching_only_missing_ranges() {
         "the five chunks before the cut are kept"
     );
 
-    let record = fetch::ensure(&db, &url, &options(CHUNK, 0)).await.unwrap();
+    let sha256 = Some(sha256_of(&model_bytes().await).await);
+    let opts = fetch::Options {
+        sha256,
+        ..options(CHUNK, 0)
+    };
+    let record = fetch::ensure(&db, &url, &opts).await.unwrap();
     assert!(
         record.complete && record.verified,
-        "the ETag's SHA-256 was checked: {record:?}"
+        "the given SHA-256 was checked: {record:?}"
     );
     let log = model_requests(&url).await;
     assert_eq!(log.len(), 2, "{log:?}");
@@ -130,7 +135,11 @@ async fn a_server_that_ignores_range_still_works() {
         run_id()
     );
     db.delete_file(&url).await.unwrap();
-    let record = fetch::ensure(&db, &url, &options(CHUNK, 2)).await.unwrap();
+    let opts = fetch::Options {
+        sha256: Some(sha256_of(&model_bytes().await).await),
+        ..options(CHUNK, 2)
+    };
+    let record = fetch::ensure(&db, &url, &opts).await.unwrap();
     assert!(record.verified);
     let log = model_requests(&url).await;
     assert_eq!(log.len(), 2, "one cut, one retry: {log:?}");

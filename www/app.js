@@ -20,7 +20,7 @@ const ui = {
   messages: $('messages'), composer: $('composer'), prompt: $('prompt'), send: $('send'), stop: $('stop'), stats: $('stats'),
   useRouter: $('use-router'), mode: $('mode'), providerUrl: $('provider-url'), providerKey: $('provider-key'),
   providerModel: $('provider-model'), saveRouter: $('save-router'), routerStatus: $('router-status'),
-  conversations: $('conversations'), newChat: $('new-chat'),
+  conversations: $('conversations'), newChat: $('new-chat'), update: $('update'),
 };
 const ROUTER_SETTINGS = 'candlelight-demo-router';
 const params = new URLSearchParams(location.search);
@@ -72,6 +72,9 @@ async function load(source) {
   if (params.get('chunkSize')) options.chunkSize = Number(params.get('chunkSize'));
   if (params.get('retries')) options.retries = Number(params.get('retries'));
   if (params.get('backend')) options.backend = params.get('backend');
+  // Extra origins read as Hugging Face's hub (a mirror; the tests' hub emulator).
+  const hubMirrors = params.getAll('hub');
+  if (hubMirrors.length) options.hubMirrors = hubMirrors;
   try {
     const started = performance.now();
     engine = await WorkerEngine.load(source, options);
@@ -81,6 +84,7 @@ async function load(source) {
     document.body.dataset.loaded = info.id;
     if (ui.useRouter.checked) await offerEngine();
     setChat(true);
+    if (typeof source === 'string') offerUpdate(source, hubMirrors);
   } catch (e) {
     say(`${e.code ?? 'error'}: ${e.message}`, true);
     document.body.dataset.error = e.code ?? 'error';
@@ -88,6 +92,21 @@ async function load(source) {
     ui.load.disabled = false;
     showCached();
   }
+}
+
+/** Asks the model's server whether it has a newer file than the stored one (nothing is
+ *  downloaded; offline, nothing is said), and offers to fetch it. */
+async function offerUpdate(source, hubMirrors) {
+  ui.update.hidden = true;
+  const check = await WorkerEngine.checkForUpdate(source, { hubMirrors }).catch(() => null);
+  document.body.dataset.updateChecked = check ? String(check.updateAvailable) : 'failed';
+  if (!check?.updateAvailable) return;
+  ui.update.hidden = false;
+  ui.update.onclick = async () => {
+    ui.update.hidden = true;
+    await WorkerEngine.delete(check.url);
+    load(source);
+  };
 }
 
 /** Where the model runs, in words: the GPU adapter, or the CPU and why. */

@@ -12,6 +12,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortSignal, ReadableStreamDefaultReader, Request, RequestInit, Response};
 
+use super::hub::HubFile;
+use super::remote::hub_facts;
 use super::*;
 use crate::store::indexed_db::{feed, FileRecord, ModelDb};
 use crate::store::StoreError;
@@ -31,6 +33,8 @@ pub struct Options<'a> {
     pub sha256: Option<String>,
     /// Tries after a network failure that made no progress, with backoff.
     pub retries: u32,
+    /// Origins of hub mirrors, whose `resolve` URLs are read as Hugging Face's are.
+    pub hub_mirrors: Vec<String>,
     pub signal: Option<AbortSignal>,
     /// (phase, loaded, total) in bytes.
     pub on_progress: &'a dyn Fn(&str, u64, u64),
@@ -44,7 +48,7 @@ impl Options<'_> {
         }
     }
 
-    fn network(&self, url: &str, e: JsValue) -> DownloadError {
+    pub(crate) fn network(&self, url: &str, e: JsValue) -> DownloadError {
         if self.check_abort().is_err() {
             return DownloadError::Aborted;
         }
@@ -81,7 +85,15 @@ pub async fn ensure(
     opts: &Options<'_>,
 ) -> Result<FileRecord, DownloadError> {
     let mut record = db.file(url).await.map_err(storage)?;
-    if let (Some(r), Some(want)) = (record.as_mut(), opts.sha256.as_ref()) {
+    // The hash a download is checked against: the caller's, else the hub's, asked only when the
+    // network is needed anyway (a stored file loads offline).
+    let mut sha256 = opts.sha256.clone();
+    if sha256.is_none() && !record.as_ref().is_some_and(|r| r.complete) {
+        if let Some(hub) = HubFile::parse(url, &opts.hub_mirrors) {
+            sha256 = hub_facts(&hub, opts).await?.and_then(|f| f.sha256);
+        }
+    }
+    if let (Some(r), Some(want)) = (record.as_mut(), sha256.as_ref()) {
         if r.sha256.as_ref() != Some(want) {
             r.sha256 = Some(want.clone());
             r.verified = false;
@@ -90,7 +102,7 @@ pub async fn ensure(
     // A chunk found damaged while verifying is fetched again: a second round at most.
     for _ in 0..3 {
         if !record.as_ref().is_some_and(|r| r.complete) {
-            record = Some(fetch_missing(db, url, record, opts).await?);
+            record = Some(fetch_missing(db, url, record, sha256.as_deref(), opts).await?);
         }
         let Some(mut r) = record.take() else { continue };
         let Some(expected) = r.sha256.clone().filter(|_| !r.verified) else {
@@ -168,6 +180,8 @@ async fn verify(
 struct Progress<'a> {
     db: &'a ModelDb,
     url: &'a str,
+    /// The whole file's SHA-256, if known before the first byte.
+    sha256: Option<&'a str>,
     record: Option<FileRecord>,
     present: BTreeSet<u64>,
     reported: u64,
@@ -195,6 +209,7 @@ async fn fetch_missing(
     db: &ModelDb,
     url: &str,
     record: Option<FileRecord>,
+    sha256: Option<&str>,
     opts: &Options<'_>,
 ) -> Result<FileRecord, DownloadError> {
     let present = match &record {
@@ -209,6 +224,7 @@ async fn fetch_missing(
     let mut p = Progress {
         db,
         url,
+        sha256,
         record,
         present,
         reported: 0,
@@ -349,7 +365,10 @@ async fn fetch_run(
         }
     };
     let total = total.ok_or_else(|| DownloadError::UnknownLength { url: url.into() })?;
-    let etag = header(&resp, "x-linked-etag").or_else(|| header(&resp, "etag"));
+    // An ETag says whether the file changed, never what its hash is: a Xet-backed CDN sends 64
+    // hex digits that are not the SHA-256. Only `X-Linked-Etag` is defined as the LFS SHA-256.
+    let linked = header(&resp, "x-linked-etag");
+    let etag = linked.clone().or_else(|| header(&resp, "etag"));
     let changed = p
         .record
         .as_ref()
@@ -365,10 +384,10 @@ async fn fetch_run(
             url: url.into(),
             size: total,
             chunk_size: opts.chunk_size.max(1),
-            sha256: opts
+            sha256: p
                 .sha256
-                .clone()
-                .or_else(|| etag.as_deref().and_then(sha256_from_etag)),
+                .map(String::from)
+                .or_else(|| linked.as_deref().and_then(sha256_from_linked_etag)),
             etag,
             complete: false,
             verified: false,

@@ -1,9 +1,14 @@
 //! Getting one model file into a chunk store over HTTP: which byte ranges are still missing,
-//! what the server's headers say (size, Range support, the SHA-256 in an ETag), how long to wait
-//! before trying again. The fetching itself runs in the browser (`fetch.rs`, wasm only).
+//! what the server's headers say (size, Range support, whether the file changed), where a hub
+//! keeps a file's SHA-256 (`hub`), how long to wait before trying again. The fetching itself runs
+//! in the browser (`fetch.rs`, and `remote.rs` for what a server says without a download; wasm
+//! only).
 
 #[cfg(target_arch = "wasm32")]
 pub mod fetch;
+pub mod hub;
+#[cfg(target_arch = "wasm32")]
+pub mod remote;
 
 use std::ops::Range;
 
@@ -83,9 +88,9 @@ pub fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
     Some((start, end, total))
 }
 
-/// The SHA-256 an ETag carries, lower-case hex: Hugging Face sends the LFS object's hash as
-/// `X-Linked-Etag` (and often `ETag`), quoted, maybe weak.
-pub fn sha256_from_etag(value: &str) -> Option<String> {
+/// The SHA-256 in an `X-Linked-Etag` header (Hugging Face's LFS object hash), lower-case hex;
+/// quoted, maybe weak. Never read a plain `ETag` so: a CDN's may look the same and be no hash.
+pub fn sha256_from_linked_etag(value: &str) -> Option<String> {
     let v = value.trim().trim_start_matches("W/").trim_matches('"');
     (v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())).then(|| v.to_ascii_lowercase())
 }
@@ -118,11 +123,14 @@ mod tests {
         assert_eq!(parse_content_range("bytes 9-5/10"), None);
         assert_eq!(parse_content_range("items 0-1/2"), None);
         let h = "a".repeat(64);
-        assert_eq!(sha256_from_etag(&format!("\"{h}\"")), Some(h.clone()));
         assert_eq!(
-            sha256_from_etag(&format!("W/\"{}\"", h.to_uppercase())),
+            sha256_from_linked_etag(&format!("\"{h}\"")),
+            Some(h.clone())
+        );
+        assert_eq!(
+            sha256_from_linked_etag(&format!("W/\"{}\"", h.to_uppercase())),
             Some(h)
         );
-        assert_eq!(sha256_from_etag("\"abc-123\""), None);
+        assert_eq!(sha256_from_linked_etag("\"abc-123\""), None);
     }
 }

@@ -39,6 +39,8 @@ struct JsLoadOptions {
     chunk_size: Option<u64>,
     retries: Option<u32>,
     model_id: Option<String>,
+    /// Origins whose `resolve` URLs are read as Hugging Face's (mirrors, test hubs).
+    hub_mirrors: Vec<String>,
 }
 
 /// What was learnt when the model loaded.
@@ -242,6 +244,7 @@ impl EngineCore {
                     chunk_size: opts.chunk_size.unwrap_or(download::DEFAULT_CHUNK_SIZE),
                     sha256: opts.sha256.as_ref().map(|s| s.to_ascii_lowercase()),
                     retries: opts.retries.unwrap_or(4),
+                    hub_mirrors: opts.hub_mirrors.clone(),
                     signal: signal.clone(),
                     on_progress: &progress,
                 },

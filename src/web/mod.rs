@@ -70,3 +70,33 @@ pub async fn delete_model(url: String) -> Result<bool, JsValue> {
     db.delete_file(&url).await.map_err(ApiError::from)?;
     Ok(known)
 }
+
+/// Whether the server has another version of a stored model file than the one stored, without
+/// downloading it: `{ url, stored, current, updateAvailable }`. Options: `hubMirrors` (origins
+/// read as Hugging Face), `signal`.
+#[wasm_bindgen(js_name = checkForUpdate)]
+pub async fn check_for_update(url: String, options: JsValue) -> Result<JsValue, JsValue> {
+    let url = engine::absolute_url(&url);
+    let mirrors = get(&options, "hubMirrors");
+    let hub_mirrors: Vec<String> = if mirrors.is_undefined() || mirrors.is_null() {
+        Vec::new()
+    } else {
+        serde_wasm_bindgen::from_value(mirrors)
+            .map_err(|e| ApiError::invalid(format!("hubMirrors: {e}")))?
+    };
+    let opts = crate::download::fetch::Options {
+        chunk_size: crate::download::DEFAULT_CHUNK_SIZE,
+        sha256: None,
+        retries: 0,
+        hub_mirrors,
+        signal: get(&options, "signal")
+            .dyn_into::<web_sys::AbortSignal>()
+            .ok(),
+        on_progress: &|_, _, _| {},
+    };
+    let db = ModelDb::open().await.map_err(ApiError::from)?;
+    let check = crate::download::remote::check_for_update(&db, &url, &opts)
+        .await
+        .map_err(ApiError::from)?;
+    to_js(&check)
+}

@@ -26,7 +26,11 @@ extern "C" {
 }
 
 pub async fn get_json(path: &str) -> serde_json::Value {
-    let resp: web_sys::Response = JsFuture::from(fetch_str(&format!("{SERVER}{path}")))
+    get_json_at(&format!("{SERVER}{path}")).await
+}
+
+pub async fn get_json_at(url: &str) -> serde_json::Value {
+    let resp: web_sys::Response = JsFuture::from(fetch_str(url))
         .await
         .unwrap()
         .unchecked_into();
@@ -60,6 +64,13 @@ pub async fn model_bytes() -> Vec<u8> {
     Uint8Array::new(&buf).to_vec()
 }
 
+/// The SHA-256 of `bytes`, lower-case hex, as the browser computes it.
+pub async fn sha256_of(bytes: &[u8]) -> String {
+    candlelight::store::indexed_db::sha256_hex(&Uint8Array::from(bytes))
+        .await
+        .unwrap()
+}
+
 /// A query part unique to this run, so a reused server's one-shot cuts and log do not carry over.
 pub fn run_id() -> String {
     thread_local!(static ID: String = format!("{}", js_sys::Date::now() as u64));
@@ -71,6 +82,7 @@ pub fn options(chunk: u64, retries: u32) -> fetch::Options<'static> {
         chunk_size: chunk,
         sha256: None,
         retries,
+        hub_mirrors: Vec::new(),
         signal: None,
         on_progress: &|_, _, _| {},
     }

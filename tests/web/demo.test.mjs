@@ -1,11 +1,12 @@
 // The demo page (www/) in headless Chromium: load with progress, chat with streaming, chat again
 // from IndexedDB with the model server gone, resume a download cut three times, a phone-sized
-// touch screen, the `auto` backend with WebGPU on and off, and the router settings (a remote
-// provider and this device, the route that answered shown).
+// touch screen, the `auto` backend with WebGPU on and off, the router settings (a remote
+// provider and this device, the route that answered shown), and a model from the hub emulator
+// that gets a new commit: "update available", then the new file.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
-import { launch, startProvider, startServer, root } from './harness.mjs';
+import { launch, startHub, startProvider, startServer, root } from './harness.mjs';
 
 const MODEL = 'tiny-qwen3-q4_k_m.gguf';
 const CHUNK = 65536;
@@ -240,4 +241,38 @@ test('the router settings send chats to a remote provider or this device, and sh
     provider.stop();
     await app.stop();
   }
+});
+
+test('a hub model is verified by the hub\'s SHA-256; after a new commit the demo offers the update and loads it', async () => {
+  const app = await startServer();
+  const hub = await startHub();
+  const repo = `demo/update-${Date.now()}`;
+  const first = await hub.control(repo);
+  const url = `${hub.origin}/${repo}/resolve/main/tiny-xet.gguf`;
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${app.origin}/?sw=0&chunkSize=${CHUNK}&hub=${encodeURIComponent(hub.origin)}&model=${encodeURIComponent(url)}`);
+  await loadModel(page);
+  await page.waitForFunction(() => document.body.dataset.updateChecked);
+  assert.equal(await page.evaluate(() => document.body.dataset.updateChecked), 'false', 'no update before a new commit');
+  assert.ok(await page.locator('#update').isHidden());
+  assert.match(await page.textContent('#cached'), /tiny-xet\.gguf .*SHA-256 verified/, 'verified by the hub\'s hash, not the CDN\'s ETag');
+
+  const next = await hub.control(repo, 'commit=tiny-xet.gguf:tiny-llama-q4_k_m.gguf');
+  assert.notEqual(next.files['tiny-xet.gguf'], first.files['tiny-xet.gguf']);
+  await page.reload();
+  await page.evaluate(() => { delete document.body.dataset.loaded; });
+  await loadModel(page);
+  assert.equal(await page.evaluate(() => document.body.dataset.loaded), 'tiny-xet.gguf', 'the stored file loads first');
+  await page.locator('#update').waitFor({ state: 'visible', timeout: 30_000 });
+  await page.evaluate(() => { delete document.body.dataset.loaded; delete document.body.dataset.updateChecked; });
+  await page.click('#update');
+  await page.waitForFunction(() => document.body.dataset.loaded && document.body.dataset.updateChecked, null, { timeout: 60_000 });
+  assert.equal(await page.evaluate(() => document.body.dataset.updateChecked), 'false', 'the new file is the current one');
+  assert.match(await page.textContent('#status'), /llama/, 'the new commit\'s model (a llama) is the one loaded');
+  const downloads = (await hub.log(repo)).filter((e) => e.server === 'cdn' && e.method === 'GET');
+  assert.equal(downloads.length, 2, 'one download per version, none for the checks');
+  await context.close();
+  await app.stop();
+  await hub.stop();
 });

@@ -85,6 +85,25 @@ export async function startProvider(name, extra = []) {
   };
 }
 
+/** Starts scripts/hub.mjs, the Hugging Face hub emulator (a hub and its CDN). */
+export async function startHub() {
+  const { child, line } = await helper(['scripts/hub.mjs']);
+  const [, origin, cdn] = line.match(/^hub (\S+) cdn (\S+)/);
+  return {
+    origin,
+    cdn,
+    control: async (repo, query = '') => (await fetch(`${origin}/__control?repo=${repo}&${query}`)).json(),
+    log: async (repo) => (await fetch(`${origin}/__log?repo=${repo}`)).json(),
+    stop() {
+      return new Promise((resolve) => {
+        child.ref();
+        child.once('exit', resolve);
+        child.kill();
+      });
+    },
+  };
+}
+
 /** Opens `origin` in `page` with the demo's service worker (the router) controlling it. */
 export async function openWithRouter(page, origin) {
   await page.goto(`${origin}/`);

@@ -62,7 +62,7 @@ test('a strict TypeScript app using every export and every error code compiles',
 import {
   CandlelightError, Conversations, Engine, WorkerEngine, assessDevice, chatThroughRouter, configureRouter,
   engineResponse, hostEngineInServiceWorker, initWasm, offerLocalEngine, probeDevice,
-  type ChatCompletion, type ChatCompletionChunk, type ErrorCode, type ModelInfo, type RouterConfig,
+  type ChatCompletion, type ChatCompletionChunk, type ErrorCode, type ModelInfo, type UpdateCheck, type RouterConfig,
 } from ${JSON.stringify(join(pkg, 'index.js'))};
 import { installRouter, routerFetch } from ${JSON.stringify(join(pkg, 'service-worker.js'))};
 
@@ -73,7 +73,7 @@ export async function app(): Promise<void> {
   await initWasm();
   const signal = new AbortController().signal;
   const engine = await Engine.load('model.gguf', { backend: 'auto', contextLength: 512, chunkSize: 65536, retries: 2,
-    modelId: 'm', sha256: 'ab', signal, onProgress: ({ phase, loaded, total }) => console.log(phase, loaded / total) });
+    modelId: 'm', sha256: 'ab', hubMirrors: ['https://hf-mirror.com'], signal, onProgress: ({ phase, loaded, total }) => console.log(phase, loaded / total) });
   const info: ModelInfo = engine.info;
   const whole: ChatCompletion = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
   const stream = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], stream: true, signal });
@@ -85,6 +85,8 @@ export async function app(): Promise<void> {
   engine.unload();
   const files = await Engine.cached();
   const gone: boolean = await Engine.delete(files[0].url);
+  const check: UpdateCheck = await Engine.checkForUpdate(files[0].url, { hubMirrors: [], signal });
+  const newer: boolean = check.updateAvailable && check.current.sha256 !== check.stored?.sha256;
   const worker = await WorkerEngine.load(new Blob([]), { backend: 'cpu', worker: new Worker('worker.js') });
   const count: number = await worker.countTokens({ messages: [] });
   const mem: number = await worker.memoryBytes();
@@ -92,6 +94,7 @@ export async function app(): Promise<void> {
   const viaWorker: Response = await worker.respond({ messages: [] });
   await WorkerEngine.cached();
   await WorkerEngine.delete('model.gguf');
+  const viaWorkerCheck: UpdateCheck = await WorkerEngine.checkForUpdate(new URL('https://hf.co/o/n/resolve/main/m.gguf'));
   const profile = await probeDevice({ fresh: true });
   const verdict = await assessDevice(profile, { fileBytes: 1, bytesPerToken: 1, stored: true }, 8);
   const id: string = await Conversations.save({ messages: [{ role: 'user', content: 'hi' }] });

@@ -1,7 +1,7 @@
 // `Engine`: a model running in this thread (a worker, an extension page), answering in the
 // OpenAI / DeepSeek chat-completions shapes. Requests wait their turn inside the engine (one KV
 // cache); an answer is stepped from here so the thread yields, streams and aborts between tokens.
-import { EngineCore, cachedModels, deleteModel, errorAnswer, memoryBytes } from './candlelight.js';
+import { EngineCore, cachedModels, checkForUpdate, deleteModel, errorAnswer, memoryBytes } from './candlelight.js';
 import { CandlelightError, aborted, toError } from './errors.js';
 import { initWasm } from './wasm.js';
 
@@ -49,6 +49,15 @@ export class Engine {
   static async delete(url) {
     await initWasm();
     return deleteModel(url).catch((e) => { throw toError(e); });
+  }
+
+  /** Whether the server now has another version of a cached model file, downloading nothing:
+   *  `{ url, stored, current, updateAvailable }`. A hub file is compared by its SHA-256, others
+   *  by ETag and size. Options: `hubMirrors`, `signal`. */
+  static async checkForUpdate(url, options = {}) {
+    await initWasm();
+    const { hubMirrors, signal } = options;
+    return checkForUpdate(String(url), { hubMirrors, signal }).catch((e) => { throw toError(e); });
   }
 
   constructor(core) {

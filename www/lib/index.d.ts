@@ -37,8 +37,12 @@ export interface LoadOptions {
   backend?: 'auto' | 'gpu' | 'cpu';
   /** Most positions the KV cache may hold (default 4096, never above the model's own). */
   contextLength?: number;
-  /** The file's expected SHA-256 (hex); otherwise taken from the server's ETag when it holds one. */
+  /** The file's expected SHA-256 (hex). Otherwise, for a Hugging Face `resolve` URL (or a
+   *  mirror's, see `hubMirrors`), the hub's API says it. A plain ETag is never taken for it. */
   sha256?: string;
+  /** Origins read as Hugging Face's hub (`https://huggingface.co` and `https://hf.co` always
+   *  are), e.g. `['https://hf-mirror.com']`. */
+  hubMirrors?: string[];
   /** Bytes per stored chunk for a new download (default 16 MiB). */
   chunkSize?: number;
   /** Tries after a network failure that made no progress (default 4). */
@@ -63,7 +67,30 @@ export interface ModelInfo {
   /** Why `auto` runs on the CPU: no WebGPU, a model over the GPU's limits, or a lost device. */
   fallbackReason: string | null;
   sha256: string | null;
+  /** The whole file was hashed and matched `sha256`; false when no SHA-256 was known (each
+   *  stored chunk is still checked against its own hash). */
   verified: boolean;
+}
+
+export interface FileVersion {
+  sha256: string | null;
+  etag: string | null;
+  size: number | null;
+  /** The hub's last commit that touched the file (the current version, from a hub). */
+  commit: string | null;
+}
+
+export interface UpdateCheck {
+  url: string;
+  /** null when nothing of the file is stored. */
+  stored: FileVersion | null;
+  current: FileVersion;
+  updateAvailable: boolean;
+}
+
+export interface UpdateCheckOptions {
+  hubMirrors?: string[];
+  signal?: AbortSignal;
 }
 
 export interface CachedModel {
@@ -172,6 +199,8 @@ export class Engine {
   static load(source: string | URL | Blob, options?: LoadOptions): Promise<Engine>;
   static cached(): Promise<CachedModel[]>;
   static delete(url: string): Promise<boolean>;
+  /** Whether the server has another version of a cached file, downloading nothing. */
+  static checkForUpdate(url: string | URL, options?: UpdateCheckOptions): Promise<UpdateCheck>;
   readonly info: ModelInfo;
   readonly chat: { completions: Completions };
   /** Tokens the prompt of a request body takes (template applied), without running the model. */
@@ -191,6 +220,7 @@ export class WorkerEngine {
   static load(source: string | URL | Blob, options?: LoadOptions & { worker?: Worker }): Promise<WorkerEngine>;
   static cached(): Promise<CachedModel[]>;
   static delete(url: string): Promise<boolean>;
+  static checkForUpdate(url: string | URL, options?: { hubMirrors?: string[] }): Promise<UpdateCheck>;
   info: ModelInfo;
   readonly chat: { completions: Completions };
   countTokens(body: ChatCompletionRequest): Promise<number>;

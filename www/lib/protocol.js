@@ -6,7 +6,7 @@ import { toError, toWire } from './errors.js';
 /** Operations a page asks its engine worker for (worker-engine.js → worker.js). */
 export const Op = Object.freeze({
   load: 'load', create: 'create', respond: 'respond', count: 'count', lose: 'lose', memory: 'memory',
-  cached: 'cached', delete: 'delete',
+  cached: 'cached', delete: 'delete', checkForUpdate: 'check-for-update',
 });
 
 /** Messages between pages and the router's service worker (`type`). */

@@ -49,6 +49,15 @@ export class WorkerEngine {
     }
   }
 
+  static async checkForUpdate(url, { hubMirrors } = {}) {
+    const engine = new WorkerEngine();
+    try {
+      return await engine.#call({ op: Op.checkForUpdate, url: String(url), hubMirrors });
+    } finally {
+      engine.#worker.terminate();
+    }
+  }
+
   constructor(worker) {
     this.#worker = worker ?? new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
     this.#worker.onerror = (ev) => {

@@ -35,6 +35,8 @@ async function handle(data, { signal, emit }) {
       return Engine.cached();
     case Op.delete:
       return Engine.delete(data.url);
+    case Op.checkForUpdate:
+      return Engine.checkForUpdate(data.url, { hubMirrors: data.hubMirrors });
     default:
       throw new CandlelightError('invalid_request', `unknown operation ${data.op}`);
   }
