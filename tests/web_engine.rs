@@ -57,12 +57,14 @@ async fn generation_from_indexeddb_matches_the_native_engine() {
     });
     let url = format!("{SERVER}/models/{MODEL}?t=generate&run={}", run_id());
     candlelight::web::delete_model(url.clone()).await.unwrap();
+    let sha256 = sha256_of(&model_bytes().await).await;
     let engine = EngineCore::load(
         url.into(),
         js_options(&[
             ("onProgress", on_progress.as_ref().clone()),
             ("chunkSize", (CHUNK as f64).into()),
             ("backend", "cpu".into()),
+            ("sha256", sha256.as_str().into()),
         ]),
     )
     .await
