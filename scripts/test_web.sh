@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo run --release --quiet --example make_fixtures -- fixtures tiny >/dev/null
+scripts/real_model.sh
 node scripts/build_pkg.mjs
 
 port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')

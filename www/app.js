@@ -4,6 +4,7 @@ import { Conversations, WorkerEngine, chatThroughRouter, configureRouter, offerL
 
 const HF = 'https://huggingface.co';
 const CATALOG = [
+  { name: 'SmolLM2-135M-Instruct Q4_1 (94 MiB, real weights, served by this demo)', url: '/models/SmolLM2-135M-Instruct.Q4_1.gguf' },
   { name: 'Tiny demo model (generated, offline, random weights)', url: '/models/tiny-qwen3-q4_k_m.gguf' },
   { name: 'Tiny R1-style demo model (generated, offline, random weights)', url: '/models/tiny-qwen2-q4_k_m.gguf' },
   { name: 'Qwen2.5-0.5B-Instruct Q4_K_M (491 MB)', url: `${HF}/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf` },
@@ -211,7 +212,7 @@ async function send(text) {
   try {
     const request = {
       messages: history, stream: true, stream_options: { include_usage: true },
-      max_tokens: Number(params.get('max_tokens') || 256), temperature: 0.7,
+      max_tokens: Number(params.get('max_tokens') || 256), temperature: Number(params.get('temperature') ?? 0.7),
     };
     const stream = ui.useRouter.checked
       ? await chatThroughRouter({ model: 'local', ...request }, { signal: controller.signal })
