@@ -43,15 +43,16 @@ async function chat(page, text, { tap = false } = {}) {
 }
 
 test('load with progress, stream a chat, then chat again from IndexedDB with the model server stopped', async () => {
-  // The page and the model come from two servers, as an app and Hugging Face would.
+  // The page comes from the app's server, the model from the hub emulator, whose API gives the
+  // SHA-256 the whole file is verified against (its tiny-lfs.gguf holds the bytes of MODEL).
   const app = await startServer();
-  const server = await startServer();
+  const server = await startHub();
   const context = await browser.newContext();
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));
-  const model = encodeURIComponent(`${server.origin}/models/${MODEL}`);
-  await page.goto(`${app.origin}/?chunkSize=${CHUNK}&max_tokens=24&model=${model}`);
+  const model = encodeURIComponent(`${server.origin}/demo/first-${Date.now()}/resolve/main/tiny-lfs.gguf`);
+  await page.goto(`${app.origin}/?chunkSize=${CHUNK}&max_tokens=24&hub=${encodeURIComponent(server.origin)}&model=${model}`);
   await loadModel(page);
 
   const progress = await page.evaluate(() => window.candlelightDemo.progress);

@@ -4,7 +4,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launch, startServer, root } from './harness.mjs';
@@ -12,15 +13,19 @@ import { launch, startServer, root } from './harness.mjs';
 const dir = mkdtempSync(join(tmpdir(), 'candlelight-vite-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
+// The file's SHA-256, as an app that knows it passes it: the whole file is verified against it.
+const SHA256 = createHash('sha256').update(readFileSync(join(root, 'fixtures/tiny-qwen3-q8_0.gguf'))).digest('hex');
+
 const APP = `
 import { Engine, WorkerEngine, CandlelightError } from 'candlelight';
 
 const model = new URL('/models/tiny-qwen3-q8_0.gguf', location.href).href;
+const sha256 = '${SHA256}';
 const messages = [{ role: 'user', content: 'Hello from a bundled app' }];
 const out = {};
 try {
   const progress = [];
-  const worker = await WorkerEngine.load(model, { chunkSize: 65536, onProgress: (p) => progress.push(p.phase) });
+  const worker = await WorkerEngine.load(model, { chunkSize: 65536, sha256, onProgress: (p) => progress.push(p.phase) });
   out.info = worker.info;
   out.phases = [...new Set(progress)];
   const whole = await worker.chat.completions.create({ messages, max_tokens: 16, temperature: 0.5, seed: 9 });
@@ -100,6 +105,7 @@ test('npm pack → fresh Vite app → build → chat in Chromium through the pub
     // WebGPU is on in this browser: `auto` loads onto the GPU, then compiles its kernels.
     assert.equal(r.info.backend, 'gpu');
     assert.deepEqual(r.phases, ['download', 'verify', 'load', 'compile']);
+    assert.equal(r.info.verified, true, 'verified against the SHA-256 the app gave');
     assert.equal(r.whole.object, 'chat.completion');
     assert.equal(r.whole.choices[0].message.content, r.streamText, 'same seed, same text, streamed or not');
     assert.ok(r.chunks >= 3);

@@ -15,7 +15,9 @@ use crate::store::ChunkStore;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     Q4_0,
+    Q4_1,
     Q5_0,
+    Q5_1,
     Q8_0,
     Q4K,
     Q6K,
@@ -27,7 +29,9 @@ impl Format {
     pub fn of(ty: TensorType) -> Self {
         match ty.dtype {
             GgmlDType::Q4_0 => Format::Q4_0,
+            GgmlDType::Q4_1 => Format::Q4_1,
             GgmlDType::Q5_0 => Format::Q5_0,
+            GgmlDType::Q5_1 => Format::Q5_1,
             GgmlDType::Q8_0 => Format::Q8_0,
             GgmlDType::Q4K => Format::Q4K,
             GgmlDType::Q6K => Format::Q6K,
@@ -38,7 +42,9 @@ impl Format {
     pub fn name(self) -> &'static str {
         match self {
             Format::Q4_0 => "q4_0",
+            Format::Q4_1 => "q4_1",
             Format::Q5_0 => "q5_0",
+            Format::Q5_1 => "q5_1",
             Format::Q8_0 => "q8_0",
             Format::Q4K => "q4_k",
             Format::Q6K => "q6_k",
@@ -50,7 +56,9 @@ impl Format {
     pub fn shader(self) -> &'static str {
         match self {
             Format::Q4_0 => include_str!("../../../shaders/quant_q4_0.wgsl"),
+            Format::Q4_1 => include_str!("../../../shaders/quant_q4_1.wgsl"),
             Format::Q5_0 => include_str!("../../../shaders/quant_q5_0.wgsl"),
+            Format::Q5_1 => include_str!("../../../shaders/quant_q5_1.wgsl"),
             Format::Q8_0 => include_str!("../../../shaders/quant_q8_0.wgsl"),
             Format::Q4K => include_str!("../../../shaders/quant_q4_k.wgsl"),
             Format::Q6K => include_str!("../../../shaders/quant_q6_k.wgsl"),
@@ -61,8 +69,8 @@ impl Format {
     /// Values per block and quant words per block (dense: one value, one word).
     fn block(self) -> (usize, usize) {
         match self {
-            Format::Q4_0 => (32, 4),
-            Format::Q5_0 => (32, 5),
+            Format::Q4_0 | Format::Q4_1 => (32, 4),
+            Format::Q5_0 | Format::Q5_1 => (32, 5),
             Format::Q8_0 => (32, 8),
             Format::Q4K => (256, 32),
             Format::Q6K => (256, 48),
@@ -70,10 +78,12 @@ impl Format {
         }
     }
 
-    /// Scale words for `blocks` blocks: f16 pairs for the 32-value formats.
+    /// Scale words for `blocks` blocks: f16 pairs for the 32-value formats (one block's `d` and
+    /// `m` for those that have an offset).
     fn scale_words(self, blocks: usize) -> usize {
         match self {
             Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => blocks.div_ceil(2),
+            Format::Q4_1 | Format::Q5_1 => blocks,
             Format::Q4K => blocks * 4,
             Format::Q6K => blocks * 5,
             Format::Dense => 1,
@@ -106,6 +116,19 @@ pub fn repack(
                 halves.push(half(&b[0..2]));
                 quants.extend(b[6..22].chunks_exact(4).map(word));
                 quants.push(word(&b[2..6]));
+            }
+        }
+        Format::Q4_1 => {
+            for b in blocks {
+                scales.push(half(&b[0..2]) | half(&b[2..4]) << 16);
+                quants.extend(b[4..20].chunks_exact(4).map(word));
+            }
+        }
+        Format::Q5_1 => {
+            for b in blocks {
+                scales.push(half(&b[0..2]) | half(&b[2..4]) << 16);
+                quants.extend(b[8..24].chunks_exact(4).map(word));
+                quants.push(word(&b[4..8]));
             }
         }
         Format::Q4K => {
