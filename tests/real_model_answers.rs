@@ -59,10 +59,11 @@ fn smollm2_on_the_cpu_answers_the_sky_question_as_llama_cpp_does() {
 }
 
 /// How far the GPU's logits may be from the CPU's on the same f32 weights (the values the GPU
-/// dequantizes, multiplied by f32 activations as the GPU does): sums in another order, in f32;
-/// with `shader-f16` the dequantization runs in f16.
+/// dequantizes, multiplied by f32 activations as the GPU does): sums in another order, in f32
+/// (measured 8e-5); with `shader-f16` the dequantization runs in f16, an 11-bit mantissa, on
+/// logits of magnitude ~20 (measured 0.032 and 0.060 in two runs on lavapipe).
 const LOGIT_TOLERANCE: f32 = 1e-3;
-const LOGIT_TOLERANCE_F16: f32 = 0.05;
+const LOGIT_TOLERANCE_F16: f32 = 0.15;
 
 #[test]
 fn smollm2_on_the_gpu_matches_the_cpu_on_the_same_f32_weights() {
