@@ -63,7 +63,7 @@ async function askFrom(page, prompt) {
   await page.evaluate(() => { delete document.body.dataset.answered; });
   await page.fill('#prompt', prompt);
   await page.click('#send');
-  await page.waitForFunction(() => document.body.dataset.answered === 'yes' || document.querySelector('#answer.error'), null, { timeout: 60000 });
+  await page.waitForFunction(() => document.body.dataset.answered === 'yes' || document.querySelector("#answer.error"), null, { timeout: 120000 });
   return {
     route: await page.getAttribute('#route', 'data-route'),
     answer: await page.textContent('#answer'),
