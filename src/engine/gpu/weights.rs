@@ -19,7 +19,9 @@ pub enum Format {
     Q5_0,
     Q5_1,
     Q8_0,
+    Q2K,
     Q4K,
+    Q5K,
     Q6K,
     /// Any other type, widened to f32 at upload.
     Dense,
@@ -33,7 +35,9 @@ impl Format {
             GgmlDType::Q5_0 => Format::Q5_0,
             GgmlDType::Q5_1 => Format::Q5_1,
             GgmlDType::Q8_0 => Format::Q8_0,
+            GgmlDType::Q2K => Format::Q2K,
             GgmlDType::Q4K => Format::Q4K,
+            GgmlDType::Q5K => Format::Q5K,
             GgmlDType::Q6K => Format::Q6K,
             _ => Format::Dense,
         }
@@ -46,7 +50,9 @@ impl Format {
             Format::Q5_0 => "q5_0",
             Format::Q5_1 => "q5_1",
             Format::Q8_0 => "q8_0",
+            Format::Q2K => "q2_k",
             Format::Q4K => "q4_k",
+            Format::Q5K => "q5_k",
             Format::Q6K => "q6_k",
             Format::Dense => "dense",
         }
@@ -60,7 +66,9 @@ impl Format {
             Format::Q5_0 => include_str!("../../../shaders/quant_q5_0.wgsl"),
             Format::Q5_1 => include_str!("../../../shaders/quant_q5_1.wgsl"),
             Format::Q8_0 => include_str!("../../../shaders/quant_q8_0.wgsl"),
+            Format::Q2K => include_str!("../../../shaders/quant_q2_k.wgsl"),
             Format::Q4K => include_str!("../../../shaders/quant_q4_k.wgsl"),
+            Format::Q5K => include_str!("../../../shaders/quant_q5_k.wgsl"),
             Format::Q6K => include_str!("../../../shaders/quant_q6_k.wgsl"),
             Format::Dense => include_str!("../../../shaders/quant_dense.wgsl"),
         }
@@ -72,7 +80,9 @@ impl Format {
             Format::Q4_0 | Format::Q4_1 => (32, 4),
             Format::Q5_0 | Format::Q5_1 => (32, 5),
             Format::Q8_0 => (32, 8),
+            Format::Q2K => (256, 16),
             Format::Q4K => (256, 32),
+            Format::Q5K => (256, 40),
             Format::Q6K => (256, 48),
             Format::Dense => (1, 1),
         }
@@ -84,7 +94,8 @@ impl Format {
         match self {
             Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => blocks.div_ceil(2),
             Format::Q4_1 | Format::Q5_1 => blocks,
-            Format::Q4K => blocks * 4,
+            Format::Q4K | Format::Q5K => blocks * 4,
+            Format::Q2K => blocks * 5,
             Format::Q6K => blocks * 5,
             Format::Dense => 1,
         }
@@ -131,9 +142,24 @@ pub fn repack(
                 quants.push(word(&b[4..8]));
             }
         }
+        Format::Q2K => {
+            for b in blocks {
+                quants.extend(b[16..80].chunks_exact(4).map(word));
+                scales.push(word(&b[80..84]));
+                scales.extend(b[0..16].chunks_exact(4).map(word));
+            }
+        }
         Format::Q4K => {
             for b in blocks {
                 quants.extend(b[16..144].chunks_exact(4).map(word));
+                scales.push(word(&b[0..4]));
+                scales.extend(b[4..16].chunks_exact(4).map(word));
+            }
+        }
+        Format::Q5K => {
+            for b in blocks {
+                quants.extend(b[48..176].chunks_exact(4).map(word));
+                quants.extend(b[16..48].chunks_exact(4).map(word));
                 scales.push(word(&b[0..4]));
                 scales.extend(b[4..16].chunks_exact(4).map(word));
             }

@@ -1,0 +1,42 @@
+// Q5_K repacked: per 256-value super-block, 32 words of low nibbles (as Q4_K: 64-value groups,
+// value l of a group in the low nibble of byte l, value 32+l in its high nibble), then the 8
+// words of fifth bits (byte l holds, in bit j, the fifth bit of value l of half-group j); and 4
+// scale words as Q4_K's: `d` and `dmin` as an f16 pair, then the 12 bytes of packed 6-bit
+// sub-block scales and mins.
+@group(0) @binding(0) var<storage, read> quants: array<u32>;
+@group(0) @binding(1) var<storage, read> scales: array<u32>;
+
+fn scale_byte(sb: u32, i: u32) -> u32 {
+    return extractBits(scales[sb * 4u + 1u + i / 4u], (i % 4u) * 8u, 8u);
+}
+
+fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
+    let sb = row * (k / 256u) + quad / 64u;
+    let qs = quad % 64u;
+    let g = qs / 16u;
+    let r = qs % 16u;
+    let high = r / 8u;
+    let w = quants[sb * 40u + g * 8u + r % 8u];
+    let hw = quants[sb * 40u + 32u + r % 8u];
+    let sh = high * 4u;
+    let j = 2u * g + high;
+    var sc: u32;
+    var mn: u32;
+    if (j < 4u) {
+        sc = scale_byte(sb, j) & 63u;
+        mn = scale_byte(sb, j + 4u) & 63u;
+    } else {
+        sc = (scale_byte(sb, j + 4u) & 15u) | ((scale_byte(sb, j - 4u) >> 6u) << 4u);
+        mn = (scale_byte(sb, j + 4u) >> 4u) | ((scale_byte(sb, j) >> 6u) << 4u);
+    }
+    let dm = unpack2x16float(scales[sb * 4u]);
+    let d = F(dm.x * f32(sc));
+    let m = F(dm.y * f32(mn));
+    let q = vec4<u32>(
+        extractBits(w, sh, 4u) | (extractBits(hw, j, 1u) << 4u),
+        extractBits(w, sh + 8u, 4u) | (extractBits(hw, 8u + j, 1u) << 4u),
+        extractBits(w, sh + 16u, 4u) | (extractBits(hw, 16u + j, 1u) << 4u),
+        extractBits(w, sh + 24u, 4u) | (extractBits(hw, 24u + j, 1u) << 4u),
+    );
+    return d * vec4<F>(q) - vec4<F>(m);
+}
