@@ -1,12 +1,8 @@
 // Q4_K repacked: per 256-value super-block, 32 quant words (64-value groups: value l of a group
 // in the low nibble of byte l, value 32+l in its high nibble) and 4 scale words: `d` and `dmin`
-// as an f16 pair, then the 12 bytes of packed 6-bit sub-block scales and mins.
+// as an f16 pair, then the 12 bytes of packed 6-bit sub-block scales and mins (k_scales.wgsl).
 @group(0) @binding(0) var<storage, read> quants: array<u32>;
 @group(0) @binding(1) var<storage, read> scales: array<u32>;
-
-fn scale_byte(sb: u32, i: u32) -> u32 {
-    return extractBits(scales[sb * 4u + 1u + i / 4u], (i % 4u) * 8u, 8u);
-}
 
 fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     let sb = row * (k / 256u) + quad / 64u;
@@ -17,18 +13,10 @@ fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     let w = quants[sb * 32u + g * 8u + r % 8u];
     let sh = high * 4u;
     let j = 2u * g + high;
-    var sc: u32;
-    var mn: u32;
-    if (j < 4u) {
-        sc = scale_byte(sb, j) & 63u;
-        mn = scale_byte(sb, j + 4u) & 63u;
-    } else {
-        sc = (scale_byte(sb, j + 4u) & 15u) | ((scale_byte(sb, j - 4u) >> 6u) << 4u);
-        mn = (scale_byte(sb, j + 4u) >> 4u) | ((scale_byte(sb, j) >> 6u) << 4u);
-    }
+    let sm = scale_min_k4(sb, j);
     let dm = unpack2x16float(scales[sb * 4u]);
-    let d = F(dm.x * f32(sc));
-    let m = F(dm.y * f32(mn));
+    let d = F(dm.x * f32(sm.x));
+    let m = F(dm.y * f32(sm.y));
     let q = vec4<u32>(extractBits(w, sh, 4u), extractBits(w, sh + 8u, 4u), extractBits(w, sh + 16u, 4u), extractBits(w, sh + 24u, 4u));
     return d * vec4<F>(q) - vec4<F>(m);
 }

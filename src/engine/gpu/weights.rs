@@ -67,8 +67,14 @@ impl Format {
             Format::Q5_1 => include_str!("../../../shaders/quant_q5_1.wgsl"),
             Format::Q8_0 => include_str!("../../../shaders/quant_q8_0.wgsl"),
             Format::Q2K => include_str!("../../../shaders/quant_q2_k.wgsl"),
-            Format::Q4K => include_str!("../../../shaders/quant_q4_k.wgsl"),
-            Format::Q5K => include_str!("../../../shaders/quant_q5_k.wgsl"),
+            Format::Q4K => concat!(
+                include_str!("../../../shaders/quant_q4_k.wgsl"),
+                include_str!("../../../shaders/k_scales.wgsl")
+            ),
+            Format::Q5K => concat!(
+                include_str!("../../../shaders/quant_q5_k.wgsl"),
+                include_str!("../../../shaders/k_scales.wgsl")
+            ),
             Format::Q6K => include_str!("../../../shaders/quant_q6_k.wgsl"),
             Format::Dense => include_str!("../../../shaders/quant_dense.wgsl"),
         }
