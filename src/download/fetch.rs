@@ -274,6 +274,37 @@ async fn fetch_missing(
     Ok(r)
 }
 
+/// One no-store request with the caller's abort signal: the response, whatever its status; a
+/// network failure (or the abort) is the error.
+pub(crate) async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    opts: &Options<'_>,
+) -> Result<Response, DownloadError> {
+    let fail = |e| opts.network(url, e);
+    let init = RequestInit::new();
+    init.set_method(method);
+    init.set_cache(web_sys::RequestCache::NoStore);
+    if let Some(s) = &opts.signal {
+        init.set_signal(Some(s));
+    }
+    let list = web_sys::Headers::new().map_err(fail)?;
+    for (name, value) in headers {
+        list.set(name, value).map_err(fail)?;
+    }
+    init.set_headers(&list);
+    if let Some(body) = body {
+        init.set_body(&JsValue::from_str(body));
+    }
+    let req = Request::new_with_str_and_init(url, &init).map_err(fail)?;
+    Ok(JsFuture::from(fetch_request(&req))
+        .await
+        .map_err(fail)?
+        .unchecked_into())
+}
+
 fn header(resp: &Response, name: &str) -> Option<String> {
     resp.headers().get(name).ok().flatten()
 }
@@ -318,26 +349,11 @@ async fn fetch_run(
     opts: &Options<'_>,
 ) -> Result<(), DownloadError> {
     let url = p.url;
-    let init = RequestInit::new();
-    init.set_method("GET");
-    init.set_cache(web_sys::RequestCache::NoStore);
-    if let Some(s) = &opts.signal {
-        init.set_signal(Some(s));
-    }
-    let headers = web_sys::Headers::new().map_err(|e| opts.network(url, e))?;
     let range = match last {
         Some(l) => format!("bytes={first}-{l}"),
         None => format!("bytes={first}-"),
     };
-    headers
-        .set("Range", &range)
-        .map_err(|e| opts.network(url, e))?;
-    init.set_headers(&headers);
-    let req = Request::new_with_str_and_init(url, &init).map_err(|e| opts.network(url, e))?;
-    let resp: Response = JsFuture::from(fetch_request(&req))
-        .await
-        .map_err(|e| opts.network(url, e))?
-        .unchecked_into();
+    let resp = send("GET", url, &[("Range", &range)], None, opts).await?;
 
     let status = resp.status();
     let (start, total) = match status {

@@ -1,12 +1,13 @@
 //! What a server says of a model file without sending it: a hub's SHA-256 for the file (its API,
 //! else the Git LFS pointer), and whether the stored copy is still the current one.
 
+use js_sys::{Reflect, Uint8Array};
 use serde::Serialize;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Request, RequestInit, Response};
+use web_sys::{ReadableStreamDefaultReader, Response};
 
-use super::fetch::{fetch_request, Options};
+use super::fetch::{send, Options};
 use super::hub::{parse_lfs_pointer, parse_paths_info, HubFacts, HubFile};
 use super::DownloadError;
 use crate::store::indexed_db::ModelDb;
@@ -14,53 +15,49 @@ use crate::store::indexed_db::ModelDb;
 /// Answers larger than this are not a `paths-info` entry or a pointer file: not read.
 const MAX_ANSWER: usize = 1 << 20;
 
-/// One request, answered with its status, headers and (small) text; a network failure is an
-/// error, an HTTP status is not.
+/// One request, answered with its status, headers and text when that is short (a `paths-info`
+/// entry or a pointer file is small; a longer body is not read past `MAX_ANSWER`, whatever its
+/// headers claim); a network failure is an error, an HTTP status is not.
 async fn ask(
     method: &str,
     url: &str,
     form: Option<&str>,
     opts: &Options<'_>,
 ) -> Result<(Response, Option<String>), DownloadError> {
-    let init = RequestInit::new();
-    init.set_method(method);
-    init.set_cache(web_sys::RequestCache::NoStore);
-    if let Some(s) = &opts.signal {
-        init.set_signal(Some(s));
-    }
-    let fail = |e| opts.network(url, e);
-    if let Some(body) = form {
-        let headers = web_sys::Headers::new().map_err(fail)?;
-        headers
-            .set("Content-Type", "application/x-www-form-urlencoded")
-            .map_err(fail)?;
-        init.set_headers(&headers);
-        init.set_body(&body.into());
-    }
-    let req = Request::new_with_str_and_init(url, &init).map_err(fail)?;
-    let resp: Response = JsFuture::from(fetch_request(&req))
-        .await
-        .map_err(fail)?
-        .unchecked_into();
+    let headers: &[(&str, &str)] = match form {
+        Some(_) => &[("Content-Type", "application/x-www-form-urlencoded")],
+        None => &[],
+    };
+    let resp = send(method, url, headers, form, opts).await?;
     if method == "HEAD" || !resp.ok() {
         return Ok((resp, None));
     }
-    let long = resp
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .is_some_and(|n| n > MAX_ANSWER);
-    if long {
-        return Ok((resp, None));
+    let Some(body) = resp.body() else {
+        return Ok((resp, Some(String::new())));
+    };
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut bytes = Vec::new();
+    loop {
+        let step = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| opts.network(url, e))?;
+        if Reflect::get(&step, &"done".into())
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true)
+        {
+            break;
+        }
+        let piece: Uint8Array = Reflect::get(&step, &"value".into())
+            .map_err(|e| opts.network(url, e))?
+            .unchecked_into();
+        if bytes.len() + piece.length() as usize > MAX_ANSWER {
+            let _ = reader.cancel();
+            return Ok((resp, None));
+        }
+        bytes.extend_from_slice(&piece.to_vec());
     }
-    let text = JsFuture::from(resp.text().map_err(fail)?)
-        .await
-        .map_err(fail)?
-        .as_string()
-        .filter(|t| t.len() <= MAX_ANSWER);
-    Ok((resp, text))
+    Ok((resp, String::from_utf8(bytes).ok()))
 }
 
 /// What the hub says of `hub` now: from `paths-info`, else from the LFS pointer file. None when
