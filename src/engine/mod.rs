@@ -8,6 +8,7 @@ pub mod dense;
 mod fallback;
 mod generate;
 pub mod gpu;
+pub mod iq4;
 pub mod load;
 pub(crate) mod rope;
 pub mod sampler;

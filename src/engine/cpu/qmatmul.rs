@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ5_0, BlockQ8_0, GgmlType};
+use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ5_0, BlockQ8K, BlockQ8_0, GgmlType};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use half::f16;
@@ -35,6 +35,11 @@ enum Blocks {
     /// K-quants and the rarer formats: candle's matmul, whose x86 path quantizes activations to
     /// Q8_K as ggml does for these formats (measured against llama.cpp: ~1e-5).
     Candle(Arc<QTensor>, QMatMul),
+    /// IQ4_NL and IQ4_XS as in the file, dotted by `iq4` against Q8_0 and Q8_K activations.
+    Iq4 {
+        ty: TensorType,
+        raw: Vec<u8>,
+    },
     /// F32, F16 and BF16 weights, widened once.
     Dense(Vec<f32>),
 }
@@ -74,9 +79,9 @@ impl MatrixLanding {
     pub fn new(ty: TensorType, n_in: usize, n_out: usize) -> Self {
         let blocks = (n_in * n_out) / ty.block_size;
         let storage = match ty.dtype {
-            GgmlDType::Q4_0 => Landing::Q4_0(vec![BlockQ4_0::zeros(); blocks]),
-            GgmlDType::Q5_0 => Landing::Q5_0(vec![BlockQ5_0::zeros(); blocks]),
-            GgmlDType::Q8_0 => Landing::Q8_0(vec![BlockQ8_0::zeros(); blocks]),
+            Some(GgmlDType::Q4_0) => Landing::Q4_0(vec![BlockQ4_0::zeros(); blocks]),
+            Some(GgmlDType::Q5_0) => Landing::Q5_0(vec![BlockQ5_0::zeros(); blocks]),
+            Some(GgmlDType::Q8_0) => Landing::Q8_0(vec![BlockQ8_0::zeros(); blocks]),
             _ => Landing::Raw(vec![0u8; blocks * ty.type_size]),
         };
         Self {
@@ -108,21 +113,22 @@ impl MatrixLanding {
             Landing::Q4_0(v) => Blocks::Q4_0(v),
             Landing::Q5_0(v) => Blocks::Q5_0(v),
             Landing::Q8_0(v) => Blocks::Q8_0(v),
-            Landing::Raw(raw)
-                if matches!(ty.dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) =>
-            {
-                Blocks::Dense(widen(ty, &raw, n_in)?)
-            }
-            Landing::Raw(raw) => {
-                let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
-                    ty.dtype,
-                    &raw,
-                    vec![n_out, n_in],
-                    &Device::Cpu,
-                )?;
-                let q = Arc::new(q);
-                Blocks::Candle(q.clone(), QMatMul::from_arc(q)?)
-            }
+            Landing::Raw(raw) => match ty.dtype {
+                None => Blocks::Iq4 { ty, raw },
+                Some(GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) => {
+                    Blocks::Dense(widen(ty, &raw, n_in)?)
+                }
+                Some(dtype) => {
+                    let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
+                        dtype,
+                        &raw,
+                        vec![n_out, n_in],
+                        &Device::Cpu,
+                    )?;
+                    let q = Arc::new(q);
+                    Blocks::Candle(q.clone(), QMatMul::from_arc(q)?)
+                }
+            },
         };
         Ok(QMatrix {
             n_in,
@@ -149,6 +155,7 @@ impl QMatrix {
                 let xt = Tensor::from_slice(x, (m, self.n_in), &Device::Cpu)?;
                 mm.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?
             }
+            Blocks::Iq4 { ty, raw } => iq4_matmul(*ty, raw, a, self.n_in, self.n_out),
             Blocks::Dense(w) => {
                 let k = self.n_in;
                 columns(m, self.n_out, |j0, j1, out| {
@@ -175,14 +182,68 @@ impl QMatrix {
                 let ids = Tensor::new(&[r as u32], &Device::Cpu)?;
                 out = q.embedding(&ids)?.flatten_all()?.to_vec1::<f32>()?;
             }
+            Blocks::Iq4 { ty, raw } => {
+                let row = k / ty.block_size * ty.type_size;
+                super::super::iq4::dequantize(*ty, &raw[r * row..(r + 1) * row], &mut out);
+            }
             Blocks::Dense(w) => out.copy_from_slice(&w[r * k..(r + 1) * k]),
         }
         Ok(out)
     }
 }
 
+/// IQ4 weights × activations: IQ4_NL against the shared Q8_0 rows, IQ4_XS against Q8_K rows.
+fn iq4_matmul(ty: TensorType, w: &[u8], a: &Activations, k: usize, n: usize) -> Vec<f32> {
+    use super::super::iq4;
+    let m = a.m;
+    let row = k / ty.block_size * ty.type_size;
+    let w_row = |j: usize| &w[j * row..(j + 1) * row];
+    if ty == TensorType::IQ4_NL {
+        let xq = a.quantized::<BlockQ8_0>(k);
+        let x = block_slice_bytes(&xq);
+        let xr = x.len() / m.max(1);
+        return columns(m, n, |j0, j1, out| {
+            for j in j0..j1 {
+                for i in 0..m {
+                    out[(j - j0) * m + i] = iq4::dot_nl(w_row(j), &x[i * xr..(i + 1) * xr]);
+                }
+            }
+        });
+    }
+    let xq: Vec<BlockQ8K> = quantize_rows(a.x, m, k);
+    let x = block_slice_bytes(&xq);
+    let xr = k / 256 * iq4::Q8_K_BYTES;
+    columns(m, n, |j0, j1, out| {
+        for j in j0..j1 {
+            for i in 0..m {
+                out[(j - j0) * m + i] = iq4::dot_xs(w_row(j), &x[i * xr..(i + 1) * xr]);
+            }
+        }
+    })
+}
+
+fn block_slice_bytes<T>(v: &[T]) -> &[u8] {
+    // SAFETY: the block types are plain data; viewing them as bytes is always valid.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+/// Eight running sums, so the compiler can keep them in one vector register (a single running
+/// sum is a chain of dependent adds that no compiler may reorder).
 fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Activation rows read by several matrices (Q, K and V; gate and up): quantized to Q8_0, the
@@ -223,7 +284,16 @@ fn matmul<T: GgmlType>(w: &[T], a: &Activations, k: usize, n: usize) -> Vec<f32>
     #[cfg(target_arch = "x86_64")]
     if let Some(format) = x86::format_for(T::DTYPE) {
         return columns(m, n, |j0, j1, out| {
-            tiles(format, bytes_of(w), bytes_of(&xq), m, kb, j0, j1, out)
+            tiles(
+                format,
+                block_slice_bytes(w),
+                block_slice_bytes(&xq),
+                m,
+                kb,
+                j0,
+                j1,
+                out,
+            )
         });
     }
     let xb = k / <T::VecDotType as GgmlType>::BLCK_SIZE;
@@ -235,12 +305,6 @@ fn matmul<T: GgmlType>(w: &[T], a: &Activations, k: usize, n: usize) -> Vec<f32>
             }
         }
     })
-}
-
-#[cfg(target_arch = "x86_64")]
-fn bytes_of<T>(v: &[T]) -> &[u8] {
-    // SAFETY: the block types are plain data; viewing them as bytes is always valid.
-    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
 }
 
 /// Columns `j0..j1` of the product through the x86 tiles: four weight rows against four
@@ -369,6 +433,15 @@ fn quantize_rows<V: GgmlType>(x: &[f32], m: usize, k: usize) -> Vec<V> {
                 }
             }
         }
+        GgmlDType::Q8K => {
+            // SAFETY: V is BlockQ8K here: repr(C) { d: f32, qs: [i8; 256], bsums: [i16; 16] }.
+            let bytes = unsafe {
+                std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len() * 292)
+            };
+            for (xs, b) in x.chunks_exact(256).zip(bytes.chunks_exact_mut(292)) {
+                quantize_q8_k(xs, b);
+            }
+        }
         _ => {
             for (xs, ys) in x.chunks_exact(k).zip(out.chunks_exact_mut(per_row)) {
                 V::from_float(xs, ys);
@@ -376,6 +449,34 @@ fn quantize_rows<V: GgmlType>(x: &[f32], m: usize, k: usize) -> Vec<V> {
         }
     }
     out
+}
+
+/// ggml's `quantize_row_q8_K_ref` for one block of 256: the signed extreme maps to -127, values
+/// round half to even (candle rounds half away from zero) and clamp at 127.
+fn quantize_q8_k(xs: &[f32], b: &mut [u8]) {
+    let (mut amax, mut max) = (0f32, 0f32);
+    for &v in xs {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    b.fill(0);
+    if amax == 0.0 {
+        return;
+    }
+    let iscale = -127.0 / max;
+    for (q, v) in b[4..260].iter_mut().zip(xs) {
+        *q = nearest_int(iscale * v).min(127) as i8 as u8;
+    }
+    for g in 0..16 {
+        let sum: i32 = b[4 + 16 * g..20 + 16 * g]
+            .iter()
+            .map(|&q| q as i8 as i32)
+            .sum();
+        b[260 + 2 * g..262 + 2 * g].copy_from_slice(&(sum as i16).to_le_bytes());
+    }
+    b[..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
 }
 
 #[cfg(test)]
@@ -424,7 +525,7 @@ mod against_candle {
             TensorType::Q5_0,
         ] {
             let wt = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap();
-            let q = QTensor::quantize(&wt, ty.dtype).unwrap();
+            let q = QTensor::quantize(&wt, ty.dtype.unwrap()).unwrap();
             let data = q.data().unwrap();
             let ours = {
                 let mut p = MatrixLanding::new(ty, k, n);
@@ -460,7 +561,8 @@ mod exact {
 
     /// Each product equals the exact product of the dequantized operands (weights as stored,
     /// activations after their 8-bit quantization).
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn block_dots_are_exact_on_dequantized_operands() {
         let (k, n) = (512usize, 64usize);
         let mut rng = crate::rng::SeededRng::new(5);
@@ -471,13 +573,14 @@ mod exact {
             TensorType::Q8_0,
             TensorType::Q4_K,
             TensorType::Q6_K,
+            TensorType::IQ4_NL,
+            TensorType::IQ4_XS,
         ]
         .into_iter()
         .flat_map(|t| [(t, 1usize), (t, 16)])
         {
             let w: Vec<f32> = (0..k * n).map(|_| rng.next_normal() * 0.05).collect();
-            let (q, wd) = crate::engine::dense::quantized(w, n, k, ty);
-            let data = q.data().unwrap();
+            let (data, wd) = crate::engine::dense::quantized(w, n, k, ty);
             let ours = {
                 let mut p = MatrixLanding::new(ty, k, n);
                 p.bytes_mut().copy_from_slice(&data);
@@ -486,9 +589,9 @@ mod exact {
             let x: Vec<f32> = (0..m * k).map(|_| rng.next_normal() * 3.0).collect();
             let got = ours.forward(&Activations::new(&x, m)).unwrap();
             let xd: Vec<f32> = match ty.dtype {
-                GgmlDType::Q4K | GgmlDType::Q6K => {
+                Some(GgmlDType::Q4K | GgmlDType::Q6K) | None if ty != TensorType::IQ4_NL => {
                     let xq: Vec<candle_core::quantized::k_quants::BlockQ8K> =
-                        quantize_rows(&x, m, k); // candle's Q8_K rounding
+                        quantize_rows(&x, m, k); // ggml's rounding; candle's differs on ties only
                     let mut v = vec![0f32; m * k];
                     candle_core::quantized::k_quants::BlockQ8K::to_float(&xq, &mut v);
                     v
@@ -510,6 +613,39 @@ mod exact {
                 }
             }
             assert!(worst < 1e-3, "{} m={m}: {worst}", ty.name);
+        }
+    }
+
+    /// IQ4_NL and IQ4_XS rows quantized by ggml, dotted with activations, give ggml's own dot
+    /// products (its x86 kernels, tests/data/ggml_iq4.json) to float rounding.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn iq4_products_are_ggmls() {
+        let r = crate::engine::iq4::reference::load();
+        for c in &r.cases {
+            let mut p = MatrixLanding::new(c.ty, r.k, r.rows);
+            p.bytes_mut().copy_from_slice(&c.blocks);
+            let ours = p.finish().unwrap();
+            for m in [1, r.acts] {
+                let got = ours.forward(&Activations::new(&r.x[..m * r.k], m)).unwrap();
+                for (i, (g, e)) in got.iter().zip(&c.dots).enumerate() {
+                    let tol = 2e-5 * e.abs().max(1.0);
+                    assert!(
+                        (g - e).abs() <= tol,
+                        "{} m={m} product {i}: {g} vs ggml's {e}",
+                        c.ty.name
+                    );
+                }
+            }
+            for r0 in 0..r.rows {
+                let row = ours.row(r0).unwrap();
+                assert_eq!(
+                    row,
+                    c.dequantized[r0 * r.k..(r0 + 1) * r.k],
+                    "{} row {r0}",
+                    c.ty.name
+                );
+            }
         }
     }
 }
