@@ -22,7 +22,7 @@ hub_origin=$(sed -n 's/^hub \([^ ]*\) .*/\1/p' "$hub_out")
 [ -n "$hub_origin" ] || { echo "the hub emulator did not start" >&2; exit 1; }
 
 # The wasm-bindgen tests in headless Chromium (flags in webdriver.json), as `wasm-pack test
-# --headless --chrome` runs them, but only the kernel tests in the library and the tests/web_*.rs
+# --headless --chrome` runs them, but only the library's kernel and CPU format tests and the tests/web_*.rs
 # files: the other test files are native. The runner waits this long for one file's tests to
 # report, in all: the kernel tests on SwiftShader take ~20 s, the GPU engine file ~25 s.
 browser_tests=()

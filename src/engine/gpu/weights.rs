@@ -2,8 +2,6 @@
 //! separate scale array (one table of formats, as in candle's `k_quants.rs`), streamed from
 //! the chunk store a piece at a time, and split by rows where a matrix outgrows one binding.
 
-use candle_core::quantized::GgmlDType;
-
 use super::kernels::{storage, words_bytes};
 use super::{Gpu, GpuError};
 use crate::engine::dense::widen;
@@ -20,25 +18,33 @@ pub enum Format {
     Q5_1,
     Q8_0,
     Q2K,
+    Q3K,
     Q4K,
     Q5K,
     Q6K,
+    Iq4Nl,
+    Iq4Xs,
+    Bf16,
     /// Any other type, widened to f32 at upload.
     Dense,
 }
 
 impl Format {
     pub fn of(ty: TensorType) -> Self {
-        match ty.dtype {
-            GgmlDType::Q4_0 => Format::Q4_0,
-            GgmlDType::Q4_1 => Format::Q4_1,
-            GgmlDType::Q5_0 => Format::Q5_0,
-            GgmlDType::Q5_1 => Format::Q5_1,
-            GgmlDType::Q8_0 => Format::Q8_0,
-            GgmlDType::Q2K => Format::Q2K,
-            GgmlDType::Q4K => Format::Q4K,
-            GgmlDType::Q5K => Format::Q5K,
-            GgmlDType::Q6K => Format::Q6K,
+        match ty {
+            TensorType::Q4_0 => Format::Q4_0,
+            TensorType::Q4_1 => Format::Q4_1,
+            TensorType::Q5_0 => Format::Q5_0,
+            TensorType::Q5_1 => Format::Q5_1,
+            TensorType::Q8_0 => Format::Q8_0,
+            TensorType::Q2_K => Format::Q2K,
+            TensorType::Q3_K => Format::Q3K,
+            TensorType::Q4_K => Format::Q4K,
+            TensorType::Q5_K => Format::Q5K,
+            TensorType::Q6_K => Format::Q6K,
+            TensorType::IQ4_NL => Format::Iq4Nl,
+            TensorType::IQ4_XS => Format::Iq4Xs,
+            TensorType::BF16 => Format::Bf16,
             _ => Format::Dense,
         }
     }
@@ -51,9 +57,13 @@ impl Format {
             Format::Q5_1 => "q5_1",
             Format::Q8_0 => "q8_0",
             Format::Q2K => "q2_k",
+            Format::Q3K => "q3_k",
             Format::Q4K => "q4_k",
             Format::Q5K => "q5_k",
             Format::Q6K => "q6_k",
+            Format::Iq4Nl => "iq4_nl",
+            Format::Iq4Xs => "iq4_xs",
+            Format::Bf16 => "bf16",
             Format::Dense => "dense",
         }
     }
@@ -67,6 +77,7 @@ impl Format {
             Format::Q5_1 => include_str!("../../../shaders/quant_q5_1.wgsl"),
             Format::Q8_0 => include_str!("../../../shaders/quant_q8_0.wgsl"),
             Format::Q2K => include_str!("../../../shaders/quant_q2_k.wgsl"),
+            Format::Q3K => include_str!("../../../shaders/quant_q3_k.wgsl"),
             Format::Q4K => concat!(
                 include_str!("../../../shaders/quant_q4_k.wgsl"),
                 include_str!("../../../shaders/k_scales.wgsl")
@@ -76,6 +87,15 @@ impl Format {
                 include_str!("../../../shaders/k_scales.wgsl")
             ),
             Format::Q6K => include_str!("../../../shaders/quant_q6_k.wgsl"),
+            Format::Iq4Nl => concat!(
+                include_str!("../../../shaders/quant_iq4_nl.wgsl"),
+                include_str!("../../../shaders/iq4_levels.wgsl")
+            ),
+            Format::Iq4Xs => concat!(
+                include_str!("../../../shaders/quant_iq4_xs.wgsl"),
+                include_str!("../../../shaders/iq4_levels.wgsl")
+            ),
+            Format::Bf16 => include_str!("../../../shaders/quant_bf16.wgsl"),
             Format::Dense => include_str!("../../../shaders/quant_dense.wgsl"),
         }
     }
@@ -87,9 +107,13 @@ impl Format {
             Format::Q5_0 | Format::Q5_1 => (32, 5),
             Format::Q8_0 => (32, 8),
             Format::Q2K => (256, 16),
+            Format::Q3K => (256, 24),
             Format::Q4K => (256, 32),
             Format::Q5K => (256, 40),
             Format::Q6K => (256, 48),
+            Format::Iq4Nl => (32, 4),
+            Format::Iq4Xs => (256, 32),
+            Format::Bf16 => (2, 1),
             Format::Dense => (1, 1),
         }
     }
@@ -98,12 +122,12 @@ impl Format {
     /// `m` for those that have an offset).
     fn scale_words(self, blocks: usize) -> usize {
         match self {
-            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => blocks.div_ceil(2),
+            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 | Format::Iq4Nl => blocks.div_ceil(2),
             Format::Q4_1 | Format::Q5_1 => blocks,
+            Format::Iq4Xs => blocks * 2,
             Format::Q4K | Format::Q5K => blocks * 4,
-            Format::Q2K => blocks * 5,
-            Format::Q6K => blocks * 5,
-            Format::Dense => 1,
+            Format::Q2K | Format::Q3K | Format::Q6K => blocks * 5,
+            Format::Bf16 | Format::Dense => 1,
         }
     }
 }
@@ -122,7 +146,7 @@ pub fn repack(
     let mut halves = Vec::new();
     let mut scales = Vec::new();
     match format {
-        Format::Q4_0 | Format::Q8_0 => {
+        Format::Q4_0 | Format::Q8_0 | Format::Iq4Nl => {
             for b in blocks {
                 halves.push(half(&b[0..2]));
                 quants.extend(b[2..].chunks_exact(4).map(word));
@@ -154,6 +178,26 @@ pub fn repack(
                 scales.push(word(&b[80..84]));
                 scales.extend(b[0..16].chunks_exact(4).map(word));
             }
+        }
+        Format::Q3K => {
+            for b in blocks {
+                quants.extend(b[32..96].chunks_exact(4).map(word));
+                quants.extend(b[0..32].chunks_exact(4).map(word));
+                scales.push(half(&b[108..110]));
+                let bytes = q3_k_scales(&b[96..108]).map(|s| (s - 32) as u8);
+                scales.extend(bytes.chunks_exact(4).map(word));
+            }
+        }
+        Format::Iq4Xs => {
+            for b in blocks {
+                quants.extend(b[8..136].chunks_exact(4).map(word));
+                scales.push(word(&b[0..4]));
+                scales.push(word(&b[4..8]));
+            }
+        }
+        Format::Bf16 => {
+            quants.extend(raw.chunks_exact(4).map(word));
+            scales.push(0);
         }
         Format::Q4K => {
             for b in blocks {
@@ -187,6 +231,16 @@ pub fn repack(
         scales.push(pair[0] | pair.get(1).map_or(0, |h| h << 16));
     }
     Ok((quants, scales))
+}
+
+/// Q3_K's 16 sub-block scales (6 bits, biased by 32) from their 12-byte packing: low nibbles in
+/// bytes 0..8, the high bit pairs in bytes 8..12, as ggml's `dequantize_row_q3_K` reads them.
+fn q3_k_scales(packed: &[u8]) -> [i32; 16] {
+    std::array::from_fn(|i| {
+        let low = (packed[i % 8] >> (4 * (i / 8))) & 15;
+        let high = (packed[8 + i % 4] >> (2 * (i / 4))) & 3;
+        (low | high << 4) as i32
+    })
 }
 
 /// Rows `row0 .. row0 + rows` of a matrix, in buffers of their own.
@@ -273,7 +327,7 @@ impl GpuMatrix {
                 gpu.queue
                     .write_buffer(&quants, (first_block * words * 4) as u64, &words_bytes(&q));
                 let scale_at = match format {
-                    Format::Dense => 0,
+                    Format::Dense | Format::Bf16 => 0,
                     _ => format.scale_words(first_block) * 4,
                 };
                 gpu.queue

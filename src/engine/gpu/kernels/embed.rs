@@ -71,8 +71,7 @@ mod tests {
         for ty in testing::TYPES {
             let (k, n) = (if ty.block_size == 256 { 256 } else { 96 }, 37usize);
             let w = random(ty.type_size as u64, n * k, 0.1);
-            let (q, wd) = quantized(w, n, k, ty);
-            let raw = q.data().unwrap();
+            let (raw, wd) = quantized(w, n, k, ty);
             let ids = [36u32, 0, 5, 5, 19, 1, 35];
             let expect: Vec<f32> = ids
                 .iter()

@@ -178,7 +178,7 @@ mod tests {
                 let k = k_blocks * k_step;
                 seed += 1;
                 let w = random(seed, n * k, 0.05);
-                let (q, wd) = quantized(w, n, k, ty);
+                let (raw, wd) = quantized(w, n, k, ty);
                 let gated = seed % 2 == 0;
                 let x = random(seed + 100, m as usize * k, 1.0);
                 let up = random(seed + 200, m as usize * k, 1.0);
@@ -212,7 +212,6 @@ mod tests {
                         scale[i * n + j] = a as f32;
                     }
                 }
-                let raw = q.data().unwrap();
                 for (caps, w) in testing::uploads(&gpu, ty, &raw, k, n, 2).await {
                     let xb = storage_init(&gpu.device, &f32_bytes(&x), "x");
                     let ub = storage_init(&gpu.device, &f32_bytes(&up), "up");

@@ -28,18 +28,22 @@ fn log(line: &str) {
     eprintln!("{line}");
 }
 
-/// Every weight format the kernels read: each block format with a decoder of its own, and
-/// one that is widened to f32 at upload.
-pub const TYPES: [TensorType; 10] = [
+/// Every weight format the kernels read: each format with a decoder of its own, and one that
+/// is widened to f32 at upload.
+pub const TYPES: [TensorType; 14] = [
     TensorType::Q4_0,
     TensorType::Q4_1,
     TensorType::Q5_0,
     TensorType::Q5_1,
     TensorType::Q8_0,
     TensorType::Q2_K,
+    TensorType::Q3_K,
     TensorType::Q4_K,
     TensorType::Q5_K,
     TensorType::Q6_K,
+    TensorType::IQ4_NL,
+    TensorType::IQ4_XS,
+    TensorType::BF16,
     TensorType::F16,
 ];
 
