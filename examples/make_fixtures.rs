@@ -1,13 +1,14 @@
 //! Writes the generated GGUF fixtures to a folder.
 //!
-//! cargo run --release --example make_fixtures -- OUT_DIR [tiny|bench|gpu-bench|vocab|all]
+//! cargo run --release --example make_fixtures -- OUT_DIR [tiny|bench|gpu-bench|mixes|vocab|all]
 //!
-//! `gpu-bench` is the 0.5B-shaped Q4_0 and Q8_0 pair the GPU machine script runs.
+//! `gpu-bench` is the 0.5B-shaped Q4_0 and Q8_0 pair the GPU machine script runs; `mixes` the
+//! 0.5B shape in each of llama.cpp's K-quant and IQ4_XS mixes.
 
 use std::path::PathBuf;
 
 use candlelight::gguf::Architecture;
-use candlelight_fixtures::{build, FixtureSpec, Quant};
+use candlelight_fixtures::{build, FixtureSpec, Quant, MIXES};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -21,13 +22,16 @@ fn main() {
             Architecture::Qwen2,
             Architecture::Qwen3,
         ] {
-            for q in [Quant::Q4_0, Quant::Q8_0, Quant::Q4KM] {
+            for q in [Quant::Q4_0, Quant::Q8_0].into_iter().chain(MIXES) {
                 specs.push(FixtureSpec::tiny(arch, q));
             }
         }
     }
     if which == "gpu-bench" {
         specs.extend([Quant::Q4_0, Quant::Q8_0].map(FixtureSpec::qwen25_05b));
+    }
+    if which == "mixes" {
+        specs.extend(MIXES.map(FixtureSpec::qwen25_05b));
     }
     if which == "bench" || which == "all" {
         for q in [Quant::Q4_0, Quant::Q8_0, Quant::Q4KM] {

@@ -18,7 +18,7 @@ import numpy as np
 import llama_cpp
 
 ARCHS = ["llama", "qwen2", "qwen3"]
-QUANTS = ["q4_0", "q8_0", "q4_k_m"]
+QUANTS = ["q4_0", "q8_0", "q4_k_m", "q5_k_m", "q3_k_m", "q2_k", "iq4_xs"]
 VOCABS = ["qwen3", "llama3", "deepseek_v3", "llama2"]
 SYNTHETIC = {"synthetic_bpe": "tiny-qwen2-q8_0", "synthetic_spm": "tiny-llama-q8_0"}
 PROMPT = [10, 200, 33, 400, 5, 600, 77, 123, 321, 500, 250, 42]
