@@ -1,4 +1,4 @@
-//! Our CPU backend against native llama.cpp on the real SmolLM2-135M-Instruct (Q4_1), teacher-
+//! Our CPU and GPU backends against native llama.cpp on the real SmolLM2-135M-Instruct (Q4_1), teacher-
 //! forced one token per step over a fixed English passage of over 256 tokens. The measure is
 //! llama.cpp's own spread on the same tokens (tests/data/smollm2_llama_cpp.json, written by
 //! scripts/llama_cpp_real_reference.py): this model is numerically touchy, with many near-ties,
@@ -9,11 +9,15 @@
 //! - Top-1 picks miss llama.cpp's no more often than llama.cpp's own one-token steps miss its
 //!   batch, and every miss is llama.cpp's runner-up. Issue 12's bar is stricter: no more misses
 //!   than its f16 KV cache, 6 of 271. We miss 8, as llama.cpp's one-token steps do.
+//! - The GPU backend at the same bar (it keeps activations in f32 and lands closer to llama.cpp:
+//!   6 misses with shader-f16, 7 without).
 
 mod common;
 
 use candlelight::block_on;
 use candlelight::engine::cpu::CpuBackend;
+use candlelight::engine::gpu::{GpuBackend, GpuOptions, Wanted};
+use candlelight::engine::sampler::argmax;
 use candlelight::engine::Backend;
 use candlelight::gguf::GgufFile;
 use candlelight::store::FileStore;
@@ -65,7 +69,7 @@ fn smollm2_diverges_from_llama_cpp_no_more_than_llama_cpp_from_itself() {
             .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap()))
             .collect();
         kl_sum += kl_top(&top, pos["lse"].as_f64().unwrap(), &logits);
-        let ours = candlelight::engine::sampler::argmax(&logits);
+        let ours = argmax(&logits);
         if ours != top[0].0 {
             assert_eq!(
                 ours, top[1].0,
@@ -92,5 +96,94 @@ fn smollm2_diverges_from_llama_cpp_no_more_than_llama_cpp_from_itself() {
         misses.len() <= own_misses,
         "{} top-1 misses, llama.cpp's one-token steps miss {own_misses}",
         misses.len()
+    );
+}
+
+/// KL(p ‖ q) between two full logit vectors.
+fn kl_full(p: &[f32], q: &[f32]) -> f64 {
+    let lse = |v: &[f32]| {
+        let m = v.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+        m + v.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln()
+    };
+    let (lp, lq) = (lse(p), lse(q));
+    p.iter()
+        .zip(q)
+        .map(|(&a, &b)| {
+            let la = a as f64 - lp;
+            la.exp() * (la - (b as f64 - lq))
+        })
+        .sum()
+}
+
+/// The GPU backend (f32, and f16 where the adapter has it) teacher-forced on the same tokens, at
+/// the CPU test's bar against llama.cpp: mean KL no higher than llama.cpp's f16 KV cache against
+/// its f32 one, top-1 misses no more than llama.cpp's one-token steps. The GPU against our CPU is
+/// reported, not bounded by that bar: the two sit on either side of llama.cpp (the CPU rounds
+/// activations to 8 bits as ggml does, the GPU keeps them in f32), so their spread is the sum.
+#[test]
+fn smollm2_on_the_gpu_diverges_from_llama_cpp_no_more_than_llama_cpp_from_itself() {
+    let r = common::read_json("smollm2_llama_cpp.json");
+    let store = FileStore::open(PATH)
+        .unwrap_or_else(|e| panic!("{PATH}: {e}; run scripts/real_model.sh first"));
+    let file = block_on(GgufFile::read(&store)).unwrap();
+    let tokens: Vec<u32> = serde_json::from_value(r["tokens"].clone()).unwrap();
+    let kv = &r["self_divergence"];
+    let (own_kl, own_misses) = (
+        kv["mean_kl"].as_f64().unwrap(),
+        kv["top1_misses"].as_u64().unwrap() as usize,
+    );
+    let step_misses = r["self_divergence_steps"]["top1_misses"].as_u64().unwrap() as usize;
+    let mut report = Vec::new();
+    for f16 in [false, true] {
+        let mut cpu = block_on(CpuBackend::load(&file, &store, &mut |_, _| {})).unwrap();
+        let options = GpuOptions {
+            wanted: Wanted {
+                f16,
+                ..Wanted::default()
+            },
+            ..GpuOptions::default()
+        };
+        let mut gpu = block_on(GpuBackend::load(&file, &store, options, &mut |_, _, _| {}))
+            .expect("GPU backend loads");
+        if f16 && !gpu.device().1.f16 {
+            report.push("no shader-f16 on this adapter".to_string());
+            continue;
+        }
+        let (mut kl_sum, mut misses, mut kl_ref, mut misses_ref) = (0.0, 0, 0.0, 0);
+        let positions = r["positions"].as_array().unwrap();
+        let n = positions.len();
+        for (i, pos) in positions.iter().enumerate() {
+            let c = block_on(cpu.forward(&tokens[i..=i])).unwrap();
+            let g = block_on(gpu.forward(&tokens[i..=i])).unwrap();
+            kl_sum += kl_full(&c, &g);
+            misses += usize::from(argmax(&c) != argmax(&g));
+            let top: Vec<(u32, f64)> = pos["top"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap()))
+                .collect();
+            kl_ref += kl_top(&top, pos["lse"].as_f64().unwrap(), &g);
+            misses_ref += usize::from(argmax(&g) != top[0].0);
+        }
+        let mean_kl = kl_sum / n as f64;
+        let mean_ref = kl_ref / n as f64;
+        report.push(format!(
+            "f16 {f16}: vs CPU mean KL {mean_kl:.6}, top-1 misses {misses} of {n}; \
+             vs llama.cpp mean KL {mean_ref:.6}, misses {misses_ref}"
+        ));
+        eprintln!("{}", report.last().unwrap());
+        assert!(
+            mean_ref <= own_kl,
+            "f16 {f16}: GPU vs llama.cpp mean KL {mean_ref} > llama.cpp's own {own_kl}"
+        );
+        assert!(
+            misses_ref <= step_misses,
+            "f16 {f16}: {misses_ref} top-1 misses > llama.cpp's one-token steps' {step_misses}"
+        );
+    }
+    eprintln!(
+        "SmolLM2-135M Q4_1, GPU vs CPU: {}; llama.cpp f16 vs f32 KV: KL {own_kl}, misses {own_misses}",
+        report.join("; ")
     );
 }
