@@ -56,7 +56,12 @@ pub async fn model_requests(url: &str) -> Vec<serde_json::Value> {
 }
 
 pub async fn model_bytes() -> Vec<u8> {
-    let resp: web_sys::Response = JsFuture::from(fetch_str(&format!("{SERVER}/models/{MODEL}")))
+    file_bytes(MODEL).await
+}
+
+/// A model file the server holds, whole.
+pub async fn file_bytes(name: &str) -> Vec<u8> {
+    let resp: web_sys::Response = JsFuture::from(fetch_str(&format!("{SERVER}/models/{name}")))
         .await
         .unwrap()
         .unchecked_into();
