@@ -2,17 +2,8 @@
 // runs in a dedicated worker through WorkerEngine.
 import { Conversations, WorkerEngine, chatThroughRouter, configureRouter, offerLocalEngine } from '/pkg/index.js';
 
-const HF = 'https://huggingface.co';
-const CATALOG = [
-  { name: 'SmolLM2-135M-Instruct Q4_1 (94 MiB, real weights, served by this demo)', url: '/models/SmolLM2-135M-Instruct.Q4_1.gguf' },
-  { name: 'Tiny demo model (generated, offline, random weights)', url: '/models/tiny-qwen3-q4_k_m.gguf' },
-  { name: 'Tiny R1-style demo model (generated, offline, random weights)', url: '/models/tiny-qwen2-q4_k_m.gguf' },
-  { name: 'Qwen2.5-0.5B-Instruct Q4_K_M (491 MB)', url: `${HF}/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf` },
-  { name: 'Qwen2.5-1.5B-Instruct Q4_K_M (1.1 GB)', url: `${HF}/Qwen/Qwen2.5-1.5B-Instruct-GGUF/resolve/main/qwen2.5-1.5b-instruct-q4_k_m.gguf` },
-  { name: 'DeepSeek-R1-Distill-Qwen-1.5B Q4_K_M (1.1 GB)', url: `${HF}/bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF/resolve/main/DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf` },
-  { name: 'SmolLM2-360M-Instruct Q8_0 (386 MB)', url: `${HF}/HuggingFaceTB/SmolLM2-360M-Instruct-GGUF/resolve/main/smollm2-360m-instruct-q8_0.gguf` },
-  { name: 'Llama-3.2-1B-Instruct Q4_K_M (808 MB)', url: `${HF}/bartowski/Llama-3.2-1B-Instruct-GGUF/resolve/main/Llama-3.2-1B-Instruct-Q4_K_M.gguf` },
-];
+// Files the engine reads (tests/demo_catalog_lists_only_readable_files.rs checks each entry).
+const CATALOG = await fetch(new URL('catalog.json', import.meta.url)).then((r) => r.json());
 
 const $ = (id) => document.getElementById(id);
 const ui = {

@@ -7,7 +7,7 @@ installRouter();
 
 const SHELL = 'candlelight-shell';
 const SHELL_FILES = [
-  './', 'index.html', 'app.js', 'style.css', 'manifest.webmanifest', 'offline.html',
+  './', 'index.html', 'app.js', 'catalog.json', 'style.css', 'manifest.webmanifest', 'offline.html',
   'icons/icon-192.png', 'icons/icon-512.png', 'icons/maskable-192.png', 'icons/maskable-512.png',
 ];
 

@@ -7,6 +7,7 @@
 
 use half::f16;
 
+use crate::engine::cpu::activations::nearest_int;
 use crate::gguf::TensorType;
 
 /// ggml's `kvalues_iq4nl`: the 16 levels, shared by both formats.
@@ -221,12 +222,6 @@ pub fn quantize(ty: TensorType, values: &[f32]) -> Vec<u8> {
         b[2..4].copy_from_slice(&high.to_le_bytes());
     }
     out
-}
-
-/// ggml's `nearest_int`: round half to even through the float mantissa.
-fn nearest_int(v: f32) -> i32 {
-    let bits = (v + 12_582_912.0).to_bits() as i32;
-    (bits & 0x007f_ffff) - 0x0040_0000
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The CPU backend: our forward pass on candle ops and candle's quantized matmuls (AVX on x86,
 //! SIMD128 on wasm). One code path serves llama, qwen2 and qwen3; they differ only in flags.
 
+pub(crate) mod activations;
 mod kv_cache;
 mod qmatmul;
 #[cfg(target_arch = "x86_64")]
@@ -12,8 +13,9 @@ use super::schema::{Loader, Weights};
 use super::{Backend, EngineError, Pending, Placement};
 use crate::gguf::{GgufError, GgufFile, ModelConfig, TensorInfo};
 use crate::store::ChunkStore;
+use activations::Activations;
 use kv_cache::LayerCache;
-use qmatmul::{Activations, MatrixLanding, QMatrix};
+use qmatmul::{MatrixLanding, QMatrix};
 
 /// Prompt tokens run through the model at once.
 const PREFILL_SLICE: usize = 64;

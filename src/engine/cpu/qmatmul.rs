@@ -9,8 +9,8 @@ use std::sync::Arc;
 use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ5_0, BlockQ8K, BlockQ8_0, GgmlType};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
-use half::f16;
 
+use super::activations::{quantize_rows, Activations};
 #[cfg(target_arch = "x86_64")]
 use super::x86;
 use crate::engine::dense::widen;
@@ -51,8 +51,6 @@ pub(super) struct QMatrix {
     blocks: Blocks,
 }
 
-/// `n` blocks filled by `read` through a byte view. The block types are `repr(C)` plain data
-/// whose every bit pattern is valid.
 /// A weight matrix whose encoded bytes are being read. Formats we dot ourselves are read straight
 /// into their final storage, so loading never holds such a tensor twice.
 pub(super) struct MatrixLanding {
@@ -246,37 +244,6 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Activation rows read by several matrices (Q, K and V; gate and up): quantized to Q8_0, the
-/// dot-product format of every format we tile, once for all of them.
-pub(super) struct Activations<'a> {
-    x: &'a [f32],
-    m: usize,
-    q8_0: std::cell::OnceCell<Vec<BlockQ8_0>>,
-}
-
-impl<'a> Activations<'a> {
-    /// `x` holds `m` rows.
-    pub fn new(x: &'a [f32], m: usize) -> Self {
-        Self {
-            x,
-            m,
-            q8_0: std::cell::OnceCell::new(),
-        }
-    }
-
-    /// The rows in `V`, the dot-product format of some weight type.
-    fn quantized<V: GgmlType>(&self, k: usize) -> std::borrow::Cow<'_, [V]> {
-        if V::DTYPE != GgmlDType::Q8_0 {
-            return std::borrow::Cow::Owned(quantize_rows(self.x, self.m, k));
-        }
-        let q = self.q8_0.get_or_init(|| quantize_rows(self.x, self.m, k));
-        // SAFETY: V is BlockQ8_0 here (same DTYPE, one block type per DTYPE).
-        std::borrow::Cow::Borrowed(unsafe {
-            std::slice::from_raw_parts(q.as_ptr() as *const V, q.len())
-        })
-    }
-}
-
 fn matmul<T: GgmlType>(w: &[T], a: &Activations, k: usize, n: usize) -> Vec<f32> {
     let m = a.m;
     let kb = k / T::BLCK_SIZE;
@@ -407,78 +374,6 @@ fn columns(m: usize, n: usize, f: impl Fn(usize, usize, &mut [f32]) + Sync) -> V
     rm
 }
 
-/// ggml's `nearest_int`: round half to even through the float mantissa.
-fn nearest_int(v: f32) -> i32 {
-    let bits = (v + 12_582_912.0).to_bits() as i32;
-    (bits & 0x007f_ffff) - 0x0040_0000
-}
-
-/// Activation rows in the dot-product format `V`; Q8_0 rounded exactly as ggml's x86 code does.
-fn quantize_rows<V: GgmlType>(x: &[f32], m: usize, k: usize) -> Vec<V> {
-    let per_row = k / V::BLCK_SIZE;
-    let mut out = vec![V::zeros(); m * per_row];
-    match V::DTYPE {
-        GgmlDType::Q8_0 => {
-            // SAFETY: V is BlockQ8_0 here: repr(C) { d: f16, qs: [i8; 32] }, 34 bytes.
-            let bytes = unsafe {
-                std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len() * 34)
-            };
-            for (xs, b) in x.chunks_exact(32).zip(bytes.chunks_exact_mut(34)) {
-                let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
-                let d = amax / 127.0;
-                let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-                b[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
-                for (q, v) in b[2..].iter_mut().zip(xs) {
-                    *q = nearest_int(v * id) as i8 as u8;
-                }
-            }
-        }
-        GgmlDType::Q8K => {
-            // SAFETY: V is BlockQ8K here: repr(C) { d: f32, qs: [i8; 256], bsums: [i16; 16] }.
-            let bytes = unsafe {
-                std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len() * 292)
-            };
-            for (xs, b) in x.chunks_exact(256).zip(bytes.chunks_exact_mut(292)) {
-                quantize_q8_k(xs, b);
-            }
-        }
-        _ => {
-            for (xs, ys) in x.chunks_exact(k).zip(out.chunks_exact_mut(per_row)) {
-                V::from_float(xs, ys);
-            }
-        }
-    }
-    out
-}
-
-/// ggml's `quantize_row_q8_K_ref` for one block of 256: the signed extreme maps to -127, values
-/// round half to even (candle rounds half away from zero) and clamp at 127.
-fn quantize_q8_k(xs: &[f32], b: &mut [u8]) {
-    let (mut amax, mut max) = (0f32, 0f32);
-    for &v in xs {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    b.fill(0);
-    if amax == 0.0 {
-        return;
-    }
-    let iscale = -127.0 / max;
-    for (q, v) in b[4..260].iter_mut().zip(xs) {
-        *q = nearest_int(iscale * v).min(127) as i8 as u8;
-    }
-    for g in 0..16 {
-        let sum: i32 = b[4 + 16 * g..20 + 16 * g]
-            .iter()
-            .map(|&q| q as i8 as i32)
-            .sum();
-        b[260 + 2 * g..262 + 2 * g].copy_from_slice(&(sum as i16).to_le_bytes());
-    }
-    b[..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,14 +388,6 @@ mod tests {
             assert_eq!(ty.type_size, size, "{}", ty.name);
         }
         assert_eq!(std::mem::size_of::<BlockQ8_0>(), 34);
-    }
-
-    #[test]
-    fn nearest_int_rounds_half_to_even() {
-        assert_eq!(nearest_int(2.5), 2);
-        assert_eq!(nearest_int(3.5), 4);
-        assert_eq!(nearest_int(-2.5), -2);
-        assert_eq!(nearest_int(-126.6), -127);
     }
 }
 
