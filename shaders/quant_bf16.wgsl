@@ -1,7 +1,5 @@
 // BF16 as stored: two values per quant word (the first in the low half); a bf16 is the top half
 // of an f32. Scales are unused.
-@group(0) @binding(0) var<storage, read> quants: array<u32>;
-@group(0) @binding(1) var<storage, read> scales: array<u32>;
 
 fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     // Keeps `scales` in the layout, so every format binds alike.

@@ -1,6 +1,4 @@
 // Any other format, widened to f32 at upload: quants hold the values' bits; scales are unused.
-@group(0) @binding(0) var<storage, read> quants: array<u32>;
-@group(0) @binding(1) var<storage, read> scales: array<u32>;
 
 fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     // Keeps `scales` in the layout, so every format binds alike.

@@ -1,8 +1,6 @@
 // IQ4_NL repacked as Q4_0: 4 quant words per 32-value block (value j in the low nibble of byte
 // j, value j+16 in its high nibble), each nibble an index into the IQ4 levels; scales are the
 // blocks' f16 `d`, two per word.
-@group(0) @binding(0) var<storage, read> quants: array<u32>;
-@group(0) @binding(1) var<storage, read> scales: array<u32>;
 
 fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     let b = row * (k / 32u) + quad / 8u;

@@ -1,8 +1,6 @@
 // IQ4_XS repacked: per 256-value super-block, its 32 quant words as stored (8 runs of 32 values,
 // each laid out as an IQ4_NL block) and 2 scale words: `d` (f16) with the 16 high scale bits
 // (2 per run) above it, then the 8 low scale nibbles. A run's scale is d × (6-bit scale - 32).
-@group(0) @binding(0) var<storage, read> quants: array<u32>;
-@group(0) @binding(1) var<storage, read> scales: array<u32>;
 
 fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     let sb = row * (k / 256u) + quad / 64u;

@@ -2,8 +2,6 @@
 // of 32 bytes; value l of 16-value run s of pass j in bits 2j..2j+1 of byte 16s + l of its half);
 // and 5 scale words: `d` and `dmin` as an f16 pair, then the 16 bytes of 4-bit sub-block scales
 // (low nibble) and mins (high nibble).
-@group(0) @binding(0) var<storage, read> quants: array<u32>;
-@group(0) @binding(1) var<storage, read> scales: array<u32>;
 
 fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     let sb = row * (k / 256u) + quad / 64u;
@@ -19,6 +17,6 @@ fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     let d = F(dm.x * f32(sm & 15u));
     let m = F(dm.y * f32(sm >> 4u));
     let sh = 2u * j;
-    let q = vec4<u32>(extractBits(w, sh, 2u), extractBits(w, sh + 8u, 2u), extractBits(w, sh + 16u, 2u), extractBits(w, sh + 24u, 2u));
+    let q = byte_lanes(w, sh, 2u);
     return d * vec4<F>(q) - vec4<F>(m);
 }

@@ -3,8 +3,6 @@
 // 16 sub-block scales unpacked at upload from their 6-bit packing, bias removed, as signed bytes.
 // Value l of pass j of half h: bits 2j..2j+1 of low byte 32h + l, plus 4 unless bit 4h + j of
 // mask byte l is set, minus 4.
-@group(0) @binding(0) var<storage, read> quants: array<u32>;
-@group(0) @binding(1) var<storage, read> scales: array<u32>;
 
 fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     let sb = row * (k / 256u) + quad / 64u;
@@ -16,12 +14,7 @@ fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     let hm = quants[sb * 24u + 16u + l / 4u];
     let sh = 2u * j;
     let hb = 4u * half + j;
-    let q = vec4<i32>(
-        i32(extractBits(lo, sh, 2u) | (extractBits(hm, hb, 1u) << 2u)),
-        i32(extractBits(lo, sh + 8u, 2u) | (extractBits(hm, hb + 8u, 1u) << 2u)),
-        i32(extractBits(lo, sh + 16u, 2u) | (extractBits(hm, hb + 16u, 1u) << 2u)),
-        i32(extractBits(lo, sh + 24u, 2u) | (extractBits(hm, hb + 24u, 1u) << 2u)),
-    ) - vec4<i32>(4);
+    let q = vec4<i32>(byte_lanes(lo, sh, 2u) | (byte_lanes(hm, hb, 1u) << vec4<u32>(2u))) - vec4<i32>(4);
     let si = half * 8u + j * 2u + l / 16u;
     let sc = extractBits(i32(scales[sb * 5u + 1u + si / 4u]), (si % 4u) * 8u, 8u);
     let d = unpack2x16float(scales[sb * 5u]).x;

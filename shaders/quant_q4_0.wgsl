@@ -1,14 +1,12 @@
 // Q4_0 repacked: 4 quant words per 32-value block (value j in the low nibble of byte j, value
 // j+16 in its high nibble); scales are the blocks' f16 `d`, two per word.
-@group(0) @binding(0) var<storage, read> quants: array<u32>;
-@group(0) @binding(1) var<storage, read> scales: array<u32>;
 
 fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     let b = row * (k / 32u) + quad / 8u;
     let qi = quad % 8u;
     let w = quants[b * 4u + qi % 4u];
     let sh = (qi / 4u) * 4u;
-    let q = vec4<u32>(extractBits(w, sh, 4u), extractBits(w, sh + 8u, 4u), extractBits(w, sh + 16u, 4u), extractBits(w, sh + 24u, 4u));
+    let q = byte_lanes(w, sh, 4u);
     let d = F(unpack2x16float(scales[b / 2u])[b % 2u]);
     return d * (vec4<F>(q) - F(8.0));
 }

@@ -1,7 +1,5 @@
 // Q5_0 repacked: per 32-value block, 4 words of low nibbles (as Q4_0) then the word of fifth
 // bits (bit j for value j); scales are the blocks' f16 `d`, two per word.
-@group(0) @binding(0) var<storage, read> quants: array<u32>;
-@group(0) @binding(1) var<storage, read> scales: array<u32>;
 
 fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     let b = row * (k / 32u) + quad / 8u;
@@ -10,12 +8,7 @@ fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     let h = quants[b * 5u + 4u];
     let sh = (qi / 4u) * 4u;
     let e = qi * 4u;
-    let q = vec4<u32>(
-        extractBits(w, sh, 4u) | (extractBits(h, e, 1u) << 4u),
-        extractBits(w, sh + 8u, 4u) | (extractBits(h, e + 1u, 1u) << 4u),
-        extractBits(w, sh + 16u, 4u) | (extractBits(h, e + 2u, 1u) << 4u),
-        extractBits(w, sh + 24u, 4u) | (extractBits(h, e + 3u, 1u) << 4u),
-    );
+    let q = byte_lanes(w, sh, 4u) | (bit_lanes(h, e) << vec4<u32>(4u));
     let d = F(unpack2x16float(scales[b / 2u])[b % 2u]);
     return d * (vec4<F>(q) - F(16.0));
 }

@@ -3,8 +3,6 @@
 // words of fifth bits (byte l holds, in bit j, the fifth bit of value l of half-group j); and 4
 // scale words as Q4_K's: `d` and `dmin` as an f16 pair, then the 12 bytes of packed 6-bit
 // sub-block scales and mins (k_scales.wgsl).
-@group(0) @binding(0) var<storage, read> quants: array<u32>;
-@group(0) @binding(1) var<storage, read> scales: array<u32>;
 
 fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     let sb = row * (k / 256u) + quad / 64u;
@@ -20,11 +18,6 @@ fn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {
     let dm = unpack2x16float(scales[sb * 4u]);
     let d = F(dm.x * f32(sm.x));
     let m = F(dm.y * f32(sm.y));
-    let q = vec4<u32>(
-        extractBits(w, sh, 4u) | (extractBits(hw, j, 1u) << 4u),
-        extractBits(w, sh + 8u, 4u) | (extractBits(hw, 8u + j, 1u) << 4u),
-        extractBits(w, sh + 16u, 4u) | (extractBits(hw, 16u + j, 1u) << 4u),
-        extractBits(w, sh + 24u, 4u) | (extractBits(hw, 24u + j, 1u) << 4u),
-    );
+    let q = byte_lanes(w, sh, 4u) | (byte_lanes(hw, j, 1u) << vec4<u32>(4u));
     return d * vec4<F>(q) - vec4<F>(m);
 }

@@ -1,6 +1,4 @@
 // Q8_0 repacked: 8 quant words per 32-value block; scales are the blocks' f16 `d`, two per word.
-@group(0) @binding(0) var<storage, read> quants: array<u32>;
-@group(0) @binding(1) var<storage, read> scales: array<u32>;
 
 fn block_scale(b: u32) -> F {
     return F(unpack2x16float(scales[b / 2u])[b % 2u]);

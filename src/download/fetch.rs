@@ -305,6 +305,29 @@ pub(crate) async fn send(
         .unchecked_into())
 }
 
+/// The next piece of a response body, or `None` at its end.
+pub(crate) async fn next_piece(
+    reader: &ReadableStreamDefaultReader,
+    url: &str,
+    opts: &Options<'_>,
+) -> Result<Option<Uint8Array>, DownloadError> {
+    let step = JsFuture::from(reader.read())
+        .await
+        .map_err(|e| opts.network(url, e))?;
+    let done = Reflect::get(&step, &"done".into())
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(true);
+    if done {
+        return Ok(None);
+    }
+    Ok(Some(
+        Reflect::get(&step, &"value".into())
+            .map_err(|e| opts.network(url, e))?
+            .unchecked_into(),
+    ))
+}
+
 fn header(resp: &Response, name: &str) -> Option<String> {
     resp.headers().get(name).ok().flatten()
 }
@@ -437,19 +460,9 @@ async fn fetch_run(
     let mut pos = start;
     let mut buf: Option<(u64, Uint8Array, u64)> = None; // (chunk index, bytes, filled)
     while pos < stop_at {
-        let step = JsFuture::from(reader.read())
-            .await
-            .map_err(|e| opts.network(url, e))?;
-        if Reflect::get(&step, &"done".into())
-            .ok()
-            .and_then(|v| v.as_bool())
-            .unwrap_or(true)
-        {
+        let Some(piece) = next_piece(&reader, url, opts).await? else {
             break;
-        }
-        let piece: Uint8Array = Reflect::get(&step, &"value".into())
-            .map_err(|e| opts.network(url, e))?
-            .unchecked_into();
+        };
         let mut at = 0u32;
         while at < piece.length() && pos < stop_at {
             let index = pos / cs;

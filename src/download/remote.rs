@@ -1,13 +1,11 @@
 //! What a server says of a model file without sending it: a hub's SHA-256 for the file (its API,
 //! else the Git LFS pointer), and whether the stored copy is still the current one.
 
-use js_sys::{Reflect, Uint8Array};
 use serde::Serialize;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 use web_sys::{ReadableStreamDefaultReader, Response};
 
-use super::fetch::{send, Options};
+use super::fetch::{next_piece, send, Options};
 use super::hub::{parse_lfs_pointer, parse_paths_info, HubFacts, HubFile};
 use super::DownloadError;
 use crate::store::indexed_db::ModelDb;
@@ -37,20 +35,7 @@ async fn ask(
     };
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut bytes = Vec::new();
-    loop {
-        let step = JsFuture::from(reader.read())
-            .await
-            .map_err(|e| opts.network(url, e))?;
-        if Reflect::get(&step, &"done".into())
-            .ok()
-            .and_then(|v| v.as_bool())
-            .unwrap_or(true)
-        {
-            break;
-        }
-        let piece: Uint8Array = Reflect::get(&step, &"value".into())
-            .map_err(|e| opts.network(url, e))?
-            .unchecked_into();
+    while let Some(piece) = next_piece(&reader, url, opts).await? {
         if bytes.len() + piece.length() as usize > MAX_ANSWER {
             let _ = reader.cancel();
             return Ok((resp, None));

@@ -2,16 +2,18 @@
 //! type's dot-product format (Q8_0 or Q8_K) with ggml's exact rounding, once per step for all the
 //! matrices that read it. Rounding as llama.cpp does is what keeps our logits on its.
 
-use candle_core::quantized::k_quants::{BlockQ8_0, GgmlType};
+use candle_core::quantized::k_quants::{BlockQ8K, BlockQ8_0, GgmlType};
 use candle_core::quantized::GgmlDType;
 use half::f16;
 
-/// Activation rows read by several matrices (Q, K and V; gate and up): quantized to Q8_0, the
-/// dot-product format of every format we tile, once for all of them.
+/// Activation rows read by several matrices (Q, K and V; gate and up): quantized once for all of
+/// them to Q8_0 (the dot-product format of every format we tile, and of IQ4_NL) and to Q8_K
+/// (IQ4_XS's).
 pub(super) struct Activations<'a> {
     pub(super) x: &'a [f32],
     pub(super) m: usize,
     q8_0: std::cell::OnceCell<Vec<BlockQ8_0>>,
+    q8_k: std::cell::OnceCell<Vec<BlockQ8K>>,
 }
 
 impl<'a> Activations<'a> {
@@ -21,19 +23,27 @@ impl<'a> Activations<'a> {
             x,
             m,
             q8_0: std::cell::OnceCell::new(),
+            q8_k: std::cell::OnceCell::new(),
         }
     }
 
     /// The rows in `V`, the dot-product format of some weight type.
     pub fn quantized<V: GgmlType>(&self, k: usize) -> std::borrow::Cow<'_, [V]> {
-        if V::DTYPE != GgmlDType::Q8_0 {
-            return std::borrow::Cow::Owned(quantize_rows(self.x, self.m, k));
+        fn cached<'c, B: GgmlType, V: GgmlType>(
+            cell: &'c std::cell::OnceCell<Vec<B>>,
+            make: impl FnOnce() -> Vec<B>,
+        ) -> std::borrow::Cow<'c, [V]> {
+            let q = cell.get_or_init(make);
+            // SAFETY: the callers match V::DTYPE to B's (one block type per DTYPE).
+            std::borrow::Cow::Borrowed(unsafe {
+                std::slice::from_raw_parts(q.as_ptr() as *const V, q.len())
+            })
         }
-        let q = self.q8_0.get_or_init(|| quantize_rows(self.x, self.m, k));
-        // SAFETY: V is BlockQ8_0 here (same DTYPE, one block type per DTYPE).
-        std::borrow::Cow::Borrowed(unsafe {
-            std::slice::from_raw_parts(q.as_ptr() as *const V, q.len())
-        })
+        match V::DTYPE {
+            GgmlDType::Q8_0 => cached(&self.q8_0, || quantize_rows(self.x, self.m, k)),
+            GgmlDType::Q8K => cached(&self.q8_k, || quantize_rows(self.x, self.m, k)),
+            _ => std::borrow::Cow::Owned(quantize_rows(self.x, self.m, k)),
+        }
     }
 }
 

@@ -10,7 +10,9 @@ use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ5_0, BlockQ8K, BlockQ8_0
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
-use super::activations::{quantize_rows, Activations};
+#[cfg(test)]
+use super::activations::quantize_rows;
+use super::activations::Activations;
 #[cfg(target_arch = "x86_64")]
 use super::x86;
 use crate::engine::dense::widen;
@@ -208,7 +210,7 @@ fn iq4_matmul(ty: TensorType, w: &[u8], a: &Activations, k: usize, n: usize) -> 
             }
         });
     }
-    let xq: Vec<BlockQ8K> = quantize_rows(a.x, m, k);
+    let xq = a.quantized::<BlockQ8K>(k);
     let x = block_slice_bytes(&xq);
     let xr = k / 256 * iq4::Q8_K_BYTES;
     columns(m, n, |j0, j1, out| {

@@ -68,35 +68,32 @@ impl Format {
         }
     }
 
-    /// The WGSL that defines `weight4` for this format.
+    /// The WGSL that defines `weight4` for this format: the shared prelude, the format's file,
+    /// and the helpers it shares with other formats.
     pub fn shader(self) -> &'static str {
+        macro_rules! decoder {
+            ($($file:literal),+) => {
+                concat!(
+                    include_str!("../../../shaders/quant_prelude.wgsl"),
+                    $(include_str!(concat!("../../../shaders/", $file))),+
+                )
+            };
+        }
         match self {
-            Format::Q4_0 => include_str!("../../../shaders/quant_q4_0.wgsl"),
-            Format::Q4_1 => include_str!("../../../shaders/quant_q4_1.wgsl"),
-            Format::Q5_0 => include_str!("../../../shaders/quant_q5_0.wgsl"),
-            Format::Q5_1 => include_str!("../../../shaders/quant_q5_1.wgsl"),
-            Format::Q8_0 => include_str!("../../../shaders/quant_q8_0.wgsl"),
-            Format::Q2K => include_str!("../../../shaders/quant_q2_k.wgsl"),
-            Format::Q3K => include_str!("../../../shaders/quant_q3_k.wgsl"),
-            Format::Q4K => concat!(
-                include_str!("../../../shaders/quant_q4_k.wgsl"),
-                include_str!("../../../shaders/k_scales.wgsl")
-            ),
-            Format::Q5K => concat!(
-                include_str!("../../../shaders/quant_q5_k.wgsl"),
-                include_str!("../../../shaders/k_scales.wgsl")
-            ),
-            Format::Q6K => include_str!("../../../shaders/quant_q6_k.wgsl"),
-            Format::Iq4Nl => concat!(
-                include_str!("../../../shaders/quant_iq4_nl.wgsl"),
-                include_str!("../../../shaders/iq4_levels.wgsl")
-            ),
-            Format::Iq4Xs => concat!(
-                include_str!("../../../shaders/quant_iq4_xs.wgsl"),
-                include_str!("../../../shaders/iq4_levels.wgsl")
-            ),
-            Format::Bf16 => include_str!("../../../shaders/quant_bf16.wgsl"),
-            Format::Dense => include_str!("../../../shaders/quant_dense.wgsl"),
+            Format::Q4_0 => decoder!("quant_q4_0.wgsl"),
+            Format::Q4_1 => decoder!("quant_q4_1.wgsl"),
+            Format::Q5_0 => decoder!("quant_q5_0.wgsl"),
+            Format::Q5_1 => decoder!("quant_q5_1.wgsl"),
+            Format::Q8_0 => decoder!("quant_q8_0.wgsl"),
+            Format::Q2K => decoder!("quant_q2_k.wgsl"),
+            Format::Q3K => decoder!("quant_q3_k.wgsl"),
+            Format::Q4K => decoder!("quant_q4_k.wgsl", "k_scales.wgsl"),
+            Format::Q5K => decoder!("quant_q5_k.wgsl", "k_scales.wgsl"),
+            Format::Q6K => decoder!("quant_q6_k.wgsl"),
+            Format::Iq4Nl => decoder!("quant_iq4_nl.wgsl", "iq4_levels.wgsl"),
+            Format::Iq4Xs => decoder!("quant_iq4_xs.wgsl", "iq4_levels.wgsl"),
+            Format::Bf16 => decoder!("quant_bf16.wgsl"),
+            Format::Dense => decoder!("quant_dense.wgsl"),
         }
     }
 
