@@ -1,6 +1,10 @@
 //! Prefill and decode speed of the CPU backend on one GGUF file, as one JSON line.
 //!
 //! cargo run --release --example bench_cpu -- MODEL.gguf [prompt_tokens] [decode_tokens] [repeats]
+//!     [--profile]
+//!
+//! With --profile, one more decode run after the measured ones prints milliseconds per step in
+//! each part of the forward pass (matmul, attention, norms, other, head) as a second JSON line.
 //!
 //! Token ids are fixed (not sampled) so the run measures the model, not the text. Threads follow
 //! RAYON_NUM_THREADS (default: all cores).
@@ -14,7 +18,9 @@ use candlelight::gguf::GgufFile;
 use candlelight::store::FileStore;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let profile = all.iter().any(|a| a == "--profile");
+    let args: Vec<String> = all.into_iter().filter(|a| !a.starts_with("--")).collect();
     let path = args
         .first()
         .ok_or("usage: bench_cpu MODEL.gguf [prompt] [decode] [repeats]")?;
@@ -50,5 +56,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         median(&mut prefill),
         median(&mut decode)
     );
+    if profile {
+        backend.reset();
+        block_on(backend.forward(&prompt))?;
+        backend.set_profiling(true);
+        for i in 0..n_decode as u32 {
+            block_on(backend.forward(&[(i * 104_729 + 7) % vocab]))?;
+        }
+        let p = backend.profile().ok_or("profiling is off")?;
+        let total: f64 = p.seconds.iter().sum::<f64>() * 1e3 / p.steps as f64;
+        println!("{{\"profile\":{},\"total_ms\":{total:.3}}}", p.to_json());
+    }
     Ok(())
 }

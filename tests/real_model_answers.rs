@@ -49,13 +49,35 @@ fn sky(file: &GgufFile, backend: Box<dyn Backend>) -> (String, usize) {
 // often described as a deep, rich, and vibrant shade of blue".
 const LLAMA_CPP: &str = "The sky on a clear day is often described as a deep, rich, and vibrant";
 
+/// Where llama.cpp's answer has a near tie: after this prefix its logits (llama-cpp-python
+/// 0.3.36, batch, n_threads=1) put "," at 18.9489 and " shade" at 18.7585, 0.19 apart.
+const NEAR_TIE: (&str, [(&str, f64); 2]) = (
+    "The sky on a clear day is often described as a deep, rich",
+    [(",", 18.948936), (" shade", 18.758518)],
+);
+
+mod llama_cpp_spread;
+
 #[test]
 fn smollm2_on_the_cpu_answers_the_sky_question_as_llama_cpp_does() {
     let (store, file) = open();
     let backend = block_on(CpuBackend::load(&file, &store, &mut |_, _| {})).unwrap();
     let (text, prompt) = sky(&file, Box::new(backend));
-    assert!(text.starts_with(LLAMA_CPP), "{text:?}");
     assert_eq!(prompt, 40);
+    if text.starts_with(LLAMA_CPP) {
+        return;
+    }
+    // Parting from llama.cpp is allowed only at its near tie, to its second choice, and only
+    // where the tie is no wider than those llama.cpp's own variants (f16 KV, one-token steps)
+    // part at on this model.
+    let (prefix, [_, (second, _)]) = NEAR_TIE;
+    let margin = NEAR_TIE.1[0].1 - NEAR_TIE.1[1].1;
+    let widest = llama_cpp_spread::load().widest_own_miss;
+    assert!(
+        text.starts_with(&format!("{prefix}{second}")) && margin <= widest,
+        "{text:?} parts from llama.cpp's {LLAMA_CPP:?} elsewhere than its near tie (margin {margin:.3}, llama.cpp's own widest {widest:.3})"
+    );
+    assert!(text.contains("blue"), "{text:?}");
 }
 
 /// How far the GPU's logits may be from the CPU's on the same f32 weights (the values the GPU

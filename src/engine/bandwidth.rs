@@ -31,13 +31,13 @@ fn probe_matrix() -> Vec<u8> {
 /// CPU matvec weight bytes per second, over at least `min_ms` of work.
 pub fn cpu_bytes_per_s(min_ms: f64) -> Result<f64, EngineError> {
     let raw = probe_matrix();
-    let m = super::cpu::probe_matvec(&raw, N_IN, N_OUT)?;
+    let m = super::cpu::probe_matmul(TensorType::Q4_0, &raw, N_IN, N_OUT)?;
     let x = vec![0.5f32; N_IN];
-    m(&x)?;
+    m(&x, 1)?;
     let t = Instant::now();
     let mut runs = 0;
     while runs < 3 || (t.elapsed().as_secs_f64() * 1000.0) < min_ms {
-        m(&x)?;
+        m(&x, 1)?;
         runs += 1;
     }
     Ok(raw.len() as f64 * runs as f64 / t.elapsed().as_secs_f64())

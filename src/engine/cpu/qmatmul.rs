@@ -1,36 +1,40 @@
 //! Quantized weights × f32 activations on the CPU, computed the way ggml computes them: each
 //! activation row is quantized to the weight type's dot-product format (Q8_0 or Q8_K) with
-//! ggml's exact rounding, then dotted block by block: Q4_0, Q5_0 and Q8_0 with our x86 tiles
-//! (x86.rs), every other format and target with candle's SIMD kernels (SIMD128 on wasm). candle's own x86 fast path quantizes activations differently, which moves
-//! logits by up to ~0.3 against llama.cpp on Q8_0 files; matching llama.cpp is the spec.
+//! ggml's exact rounding, then dotted block by block: Q4_0, Q4_1, Q5_0 and Q8_0 with our tiles
+//! (tiles.rs: AVX2 on x86-64, SIMD128 on wasm), the K-quants with candle's kernels. candle's own
+//! x86 fast path quantizes activations differently, which moves logits by up to ~0.3 against
+//! llama.cpp on Q8_0 files; matching llama.cpp is the spec.
 
 use std::sync::Arc;
 
-use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ5_0, BlockQ8K, BlockQ8_0, GgmlType};
+use candle_core::quantized::k_quants::{
+    BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8K, BlockQ8_0, GgmlType,
+};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
 #[cfg(test)]
 use super::activations::quantize_rows;
 use super::activations::Activations;
-#[cfg(target_arch = "x86_64")]
-use super::x86;
+use super::tiles;
 use crate::engine::dense::widen;
 use crate::gguf::TensorType;
 
 /// Output columns handed to one worker at a time: a few tasks per thread, so small matrices
 /// (a decode step's 896×896) are not cut into pieces that cost more to hand out than to compute,
-/// and big ones still balance. Multiples of 4 keep the x86 tiles full.
+/// and big ones still balance. Multiples of 8 keep the decode tiles full.
 fn columns_per_task(n: usize) -> usize {
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
     let threads = rayon::current_num_threads();
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
     let threads = 1;
-    n.div_ceil(threads * 4).next_multiple_of(4).clamp(4, 256)
+    n.div_ceil(threads * 4).next_multiple_of(8).clamp(8, 256)
 }
 
 enum Blocks {
     Q4_0(Vec<BlockQ4_0>),
+    /// SmolLM2's and many small models' format.
+    Q4_1(Vec<BlockQ4_1>),
     /// What llama.cpp's Q4_K_M recipe gives rows that are not a multiple of 256 (Qwen2.5-0.5B).
     Q5_0(Vec<BlockQ5_0>),
     Q8_0(Vec<BlockQ8_0>),
@@ -46,11 +50,13 @@ enum Blocks {
     Dense(Vec<f32>),
 }
 
-/// A weight matrix of `n_out` rows of `n_in` values, stored as in the file.
+/// A weight matrix of `n_out` rows of `n_in` values: the file's blocks, for the formats we tile
+/// (`tiled`) reordered into interleaved groups of rows (tiles.rs).
 pub(super) struct QMatrix {
     n_in: usize,
     n_out: usize,
     blocks: Blocks,
+    tiled: Option<tiles::TileFormat>,
 }
 
 /// A weight matrix whose encoded bytes are being read. Formats we dot ourselves are read straight
@@ -64,6 +70,7 @@ pub(super) struct MatrixLanding {
 
 enum Landing {
     Q4_0(Vec<BlockQ4_0>),
+    Q4_1(Vec<BlockQ4_1>),
     Q5_0(Vec<BlockQ5_0>),
     Q8_0(Vec<BlockQ8_0>),
     Raw(Vec<u8>),
@@ -80,6 +87,7 @@ impl MatrixLanding {
         let blocks = (n_in * n_out) / ty.block_size;
         let storage = match ty.dtype {
             Some(GgmlDType::Q4_0) => Landing::Q4_0(vec![BlockQ4_0::zeros(); blocks]),
+            Some(GgmlDType::Q4_1) => Landing::Q4_1(vec![BlockQ4_1::zeros(); blocks]),
             Some(GgmlDType::Q5_0) => Landing::Q5_0(vec![BlockQ5_0::zeros(); blocks]),
             Some(GgmlDType::Q8_0) => Landing::Q8_0(vec![BlockQ8_0::zeros(); blocks]),
             _ => Landing::Raw(vec![0u8; blocks * ty.type_size]),
@@ -96,6 +104,7 @@ impl MatrixLanding {
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         match &mut self.storage {
             Landing::Q4_0(v) => block_bytes(v),
+            Landing::Q4_1(v) => block_bytes(v),
             Landing::Q5_0(v) => block_bytes(v),
             Landing::Q8_0(v) => block_bytes(v),
             Landing::Raw(v) => v,
@@ -109,8 +118,21 @@ impl MatrixLanding {
             n_out,
             storage,
         } = self;
+        let tiled = ty.dtype.and_then(tiles::format_for);
+        let mut storage = storage;
+        if let Some(f) = tiled {
+            let bytes = match &mut storage {
+                Landing::Q4_0(v) => block_bytes(v),
+                Landing::Q4_1(v) => block_bytes(v),
+                Landing::Q5_0(v) => block_bytes(v),
+                Landing::Q8_0(v) => block_bytes(v),
+                Landing::Raw(v) => v,
+            };
+            tiles::interleave(bytes, n_out, n_in / 32, f.block_bytes());
+        }
         let blocks = match storage {
             Landing::Q4_0(v) => Blocks::Q4_0(v),
+            Landing::Q4_1(v) => Blocks::Q4_1(v),
             Landing::Q5_0(v) => Blocks::Q5_0(v),
             Landing::Q8_0(v) => Blocks::Q8_0(v),
             Landing::Raw(raw) => match ty.dtype {
@@ -134,6 +156,7 @@ impl MatrixLanding {
             n_in,
             n_out,
             blocks,
+            tiled,
         })
     }
 }
@@ -148,9 +171,10 @@ impl QMatrix {
         let (x, m) = (a.x, a.m);
         debug_assert_eq!(x.len(), m * self.n_in);
         Ok(match &self.blocks {
-            Blocks::Q4_0(w) => matmul(w, a, self.n_in, self.n_out),
-            Blocks::Q5_0(w) => matmul(w, a, self.n_in, self.n_out),
-            Blocks::Q8_0(w) => matmul(w, a, self.n_in, self.n_out),
+            Blocks::Q4_0(w) => matmul(w, a, self.n_in, self.n_out, self.tiled),
+            Blocks::Q4_1(w) => matmul(w, a, self.n_in, self.n_out, self.tiled),
+            Blocks::Q5_0(w) => matmul(w, a, self.n_in, self.n_out, self.tiled),
+            Blocks::Q8_0(w) => matmul(w, a, self.n_in, self.n_out, self.tiled),
             Blocks::Candle(_, mm) => {
                 let xt = Tensor::from_slice(x, (m, self.n_in), &Device::Cpu)?;
                 mm.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?
@@ -175,9 +199,10 @@ impl QMatrix {
         let k = self.n_in;
         let mut out = vec![0f32; k];
         match &self.blocks {
-            Blocks::Q4_0(w) => BlockQ4_0::to_float(&w[r * k / 32..(r + 1) * k / 32], &mut out),
-            Blocks::Q5_0(w) => BlockQ5_0::to_float(&w[r * k / 32..(r + 1) * k / 32], &mut out),
-            Blocks::Q8_0(w) => BlockQ8_0::to_float(&w[r * k / 32..(r + 1) * k / 32], &mut out),
+            Blocks::Q4_0(w) => BlockQ4_0::to_float(&self.row_blocks(w, r), &mut out),
+            Blocks::Q4_1(w) => BlockQ4_1::to_float(&self.row_blocks(w, r), &mut out),
+            Blocks::Q5_0(w) => BlockQ5_0::to_float(&self.row_blocks(w, r), &mut out),
+            Blocks::Q8_0(w) => BlockQ8_0::to_float(&self.row_blocks(w, r), &mut out),
             Blocks::Candle(q, _) => {
                 let ids = Tensor::new(&[r as u32], &Device::Cpu)?;
                 out = q.embedding(&ids)?.flatten_all()?.to_vec1::<f32>()?;
@@ -189,6 +214,29 @@ impl QMatrix {
             Blocks::Dense(w) => out.copy_from_slice(&w[r * k..(r + 1) * k]),
         }
         Ok(out)
+    }
+}
+
+impl QMatrix {
+    /// Row `r`'s blocks one after another, gathered when the matrix is interleaved.
+    fn row_blocks<'b, T: GgmlType>(&self, w: &'b [T], r: usize) -> std::borrow::Cow<'b, [T]> {
+        let kb = self.n_in / T::BLCK_SIZE;
+        match self.tiled {
+            None => std::borrow::Cow::Borrowed(&w[r * kb..(r + 1) * kb]),
+            Some(f) => {
+                let bytes = tiles::row_of(block_slice_bytes(w), self.n_out, kb, f.block_bytes(), r);
+                let mut row = vec![T::zeros(); kb];
+                // SAFETY: the block types are plain data of exactly block_bytes() each.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        bytes.as_ptr(),
+                        row.as_mut_ptr() as *mut u8,
+                        bytes.len(),
+                    )
+                };
+                std::borrow::Cow::Owned(row)
+            }
+        }
     }
 }
 
@@ -246,23 +294,25 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-fn matmul<T: GgmlType>(w: &[T], a: &Activations, k: usize, n: usize) -> Vec<f32> {
+/// `tiled`: the format, when `w` is interleaved for the tiles.
+fn matmul<T: GgmlType>(
+    w: &[T],
+    a: &Activations,
+    k: usize,
+    n: usize,
+    tiled: Option<tiles::TileFormat>,
+) -> Vec<f32> {
     let m = a.m;
     let kb = k / T::BLCK_SIZE;
     let xq = a.quantized::<T::VecDotType>(k);
-    #[cfg(target_arch = "x86_64")]
-    if let Some(format) = x86::format_for(T::DTYPE) {
+    #[cfg(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    ))]
+    if let Some(format) = tiled {
+        let (w, x) = (block_slice_bytes(w), block_slice_bytes(&xq));
         return columns(m, n, |j0, j1, out| {
-            tiles(
-                format,
-                block_slice_bytes(w),
-                block_slice_bytes(&xq),
-                m,
-                kb,
-                j0,
-                j1,
-                out,
-            )
+            tiles::tiles(format, w, x, m, kb, j0, j1, out)
         });
     }
     let xb = k / <T::VecDotType as GgmlType>::BLCK_SIZE;
@@ -276,78 +326,6 @@ fn matmul<T: GgmlType>(w: &[T], a: &Activations, k: usize, n: usize) -> Vec<f32>
     })
 }
 
-/// Columns `j0..j1` of the product through the x86 tiles: four weight rows against four
-/// activation rows at a time, then the leftovers.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-fn tiles(
-    format: x86::TileFormat,
-    w: &[u8],
-    x: &[u8],
-    m: usize,
-    kb: usize,
-    j0: usize,
-    j1: usize,
-    out: &mut [f32],
-) {
-    let wb = kb * format.block_bytes();
-    let xb = kb * x86::Q8_0_BYTES;
-    let row = |j: usize| &w[j * wb..(j + 1) * wb];
-    let act = |i: usize| &x[i * xb..(i + 1) * xb];
-    let mut j = j0;
-    if m == 1 {
-        // Decode: one activation row; eight weight rows per pass share its loads.
-        while j + 8 <= j1 {
-            let ws = [
-                row(j),
-                row(j + 1),
-                row(j + 2),
-                row(j + 3),
-                row(j + 4),
-                row(j + 5),
-                row(j + 6),
-                row(j + 7),
-            ];
-            // SAFETY: format_for checked the CPU; rows hold kb blocks.
-            let t = unsafe { x86::tile::<8, 1>(format, ws, [act(0)], kb) };
-            out[j - j0..j - j0 + 8].copy_from_slice(&t[0]);
-            j += 8;
-        }
-    }
-    while j < j1 {
-        if j + 4 <= j1 {
-            let ws = [row(j), row(j + 1), row(j + 2), row(j + 3)];
-            let mut put = |i: usize, a: usize, vals: &[f32; 4]| {
-                for (r, v) in vals.iter().enumerate() {
-                    out[(j + r - j0) * m + i + a] = *v;
-                }
-            };
-            let mut i = 0;
-            // SAFETY (all tile calls): format_for checked the CPU; rows hold kb blocks.
-            while i + 4 <= m {
-                let t = unsafe {
-                    x86::tile::<4, 4>(format, ws, [act(i), act(i + 1), act(i + 2), act(i + 3)], kb)
-                };
-                t.iter().enumerate().for_each(|(a, v)| put(i, a, v));
-                i += 4;
-            }
-            while i < m {
-                let t = unsafe { x86::tile::<4, 1>(format, ws, [act(i)], kb) };
-                put(i, 0, &t[0]);
-                i += 1;
-            }
-            j += 4;
-        } else {
-            for i in 0..m {
-                // SAFETY: as above.
-                out[(j - j0) * m + i] =
-                    unsafe { x86::tile::<1, 1>(format, [row(j)], [act(i)], kb) }[0][0];
-            }
-            j += 1;
-        }
-    }
-}
-
 /// Runs `f(j0, j1, out)` over column ranges on the worker threads; `out` is the column-major
 /// (`m` per column) slice for those columns. Returns the row-major `m × n` result.
 fn columns(m: usize, n: usize, f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
@@ -357,12 +335,14 @@ fn columns(m: usize, n: usize, f: impl Fn(usize, usize, &mut [f32]) + Sync) -> V
         let j0 = t * per_task;
         f(j0, j0 + out.len() / m, out);
     };
-    #[cfg(not(target_arch = "wasm32"))]
-    {
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+    if rayon::current_num_threads() > 1 {
         use rayon::prelude::*;
         cm.par_chunks_mut(per_task * m).enumerate().for_each(task);
+    } else {
+        cm.chunks_mut(per_task * m).enumerate().for_each(task);
     }
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
     cm.chunks_mut(per_task * m).enumerate().for_each(task);
     if m == 1 {
         return cm;
@@ -386,10 +366,15 @@ mod tests {
             (TensorType::Q4_0, std::mem::size_of::<BlockQ4_0>()),
             (TensorType::Q8_0, std::mem::size_of::<BlockQ8_0>()),
             (TensorType::Q5_0, std::mem::size_of::<BlockQ5_0>()),
+            (TensorType::Q4_1, std::mem::size_of::<BlockQ4_1>()),
         ] {
+            let f = tiles::format_for(ty.dtype.unwrap());
+            assert!(f.is_none_or(|f| f.block_bytes() == size), "{}", ty.name);
             assert_eq!(ty.type_size, size, "{}", ty.name);
         }
         assert_eq!(std::mem::size_of::<BlockQ8_0>(), 34);
+        let q8_1 = std::mem::size_of::<candle_core::quantized::k_quants::BlockQ8_1>();
+        assert_eq!(q8_1, 36);
     }
 }
 
@@ -408,6 +393,7 @@ mod against_candle {
         let w: Vec<f32> = (0..k * n).map(|_| rng.next_normal() * 0.05).collect();
         for ty in [
             TensorType::Q4_0,
+            TensorType::Q4_1,
             TensorType::Q8_0,
             TensorType::Q4_K,
             TensorType::Q6_K,
@@ -447,6 +433,7 @@ mod against_candle {
 #[cfg(test)]
 mod exact {
     use super::*;
+    use candle_core::quantized::k_quants::BlockQ8_1;
 
     /// Each product equals the exact product of the dequantized operands (weights as stored,
     /// activations after their 8-bit quantization).
@@ -458,6 +445,7 @@ mod exact {
         // One row (decode: the 8-row tiles) and sixteen (prefill: the 4×4 tiles).
         for (ty, m) in [
             TensorType::Q4_0,
+            TensorType::Q4_1,
             TensorType::Q5_0,
             TensorType::Q8_0,
             TensorType::Q4_K,
@@ -477,12 +465,24 @@ mod exact {
             };
             let x: Vec<f32> = (0..m * k).map(|_| rng.next_normal() * 3.0).collect();
             let got = ours.forward(&Activations::new(&x, m)).unwrap();
+            let mut q8_1_sums = Vec::new();
             let xd: Vec<f32> = match ty.dtype {
                 Some(GgmlDType::Q4K | GgmlDType::Q6K) | None if ty != TensorType::IQ4_NL => {
                     let xq: Vec<candle_core::quantized::k_quants::BlockQ8K> =
                         quantize_rows(&x, m, k); // ggml's rounding; candle's differs on ties only
                     let mut v = vec![0f32; m * k];
                     candle_core::quantized::k_quants::BlockQ8K::to_float(&xq, &mut v);
+                    v
+                }
+                Some(GgmlDType::Q4_1) => {
+                    let xq: Vec<BlockQ8_1> = quantize_rows(&x, m, k);
+                    let mut v = vec![0f32; m * k];
+                    BlockQ8_1::to_float(&xq, &mut v);
+                    // Q4_1 is d·q + min: the min's term is min × s, s = d·Σq as Q8_1 stores it.
+                    q8_1_sums = block_slice_bytes(&xq)
+                        .chunks_exact(36)
+                        .map(|b| half::f16::from_le_bytes([b[2], b[3]]).to_f32())
+                        .collect();
                     v
                 }
                 _ => {
@@ -492,12 +492,30 @@ mod exact {
                     v
                 }
             };
+            let min = |j: usize, b: usize| {
+                let at = (j * k / 32 + b) * 20 + 2;
+                half::f16::from_le_bytes([data[at], data[at + 1]]).to_f32() as f64
+            };
             let mut worst = 0f64;
             for i in 0..m {
                 for j in 0..n {
-                    let e: f64 = (0..k)
-                        .map(|t| xd[i * k + t] as f64 * wd[j * k + t] as f64)
-                        .sum();
+                    let e: f64 = if ty == TensorType::Q4_1 {
+                        (0..k)
+                            .map(|t| {
+                                let (b, mw) = (t / 32, min(j, t / 32));
+                                xd[i * k + t] as f64 * (wd[j * k + t] as f64 - mw)
+                                    + if t % 32 == 0 {
+                                        mw * q8_1_sums[i * k / 32 + b] as f64
+                                    } else {
+                                        0.0
+                                    }
+                            })
+                            .sum()
+                    } else {
+                        (0..k)
+                            .map(|t| xd[i * k + t] as f64 * wd[j * k + t] as f64)
+                            .sum()
+                    };
                     worst = worst.max((e - got[i * n + j] as f64).abs());
                 }
             }
