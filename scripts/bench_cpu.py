@@ -18,7 +18,7 @@ import time
 import llama_cpp
 
 PROMPT, DECODE, ROUNDS = 128, 64, 2
-FILES = ["qwen2.5-0.5b-shape-q4_0", "qwen2.5-0.5b-shape-q8_0", "qwen2.5-0.5b-shape-q4_k_m"]
+FILES = ["qwen2.5-0.5b-shape-q4_0", "qwen2.5-0.5b-shape-q8_0", "qwen2.5-0.5b-shape-q4_k_m", "SmolLM2-135M-Instruct.Q4_1"]
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 

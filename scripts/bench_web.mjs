@@ -1,9 +1,10 @@
-// CPU speed in headless Chromium: candlelight against wllama (llama.cpp in wasm, 1 thread, no
-// GPU) on the same GGUF files, in the same browser run. Prints prefill and decode tok/s of both,
-// their ratio, and candlelight's wasm memory as a multiple of the file size.
+// CPU speed in headless Chromium: candlelight against wllama (llama.cpp in wasm, no GPU) on the
+// same GGUF files, in the same browser run, at 1 and 2 threads (a cross-origin isolated page, so
+// both run their threaded builds above 1). Prints prefill and decode tok/s of both, their ratio,
+// and candlelight's wasm memory as a multiple of the file size.
 //
 //   cargo run --release --example make_fixtures -- fixtures bench   # the 0.5B-shaped files
-//   node scripts/build_pkg.mjs && node scripts/bench_web.mjs [fixtures] [runs]
+//   node scripts/build_pkg.mjs && node scripts/bench_web.mjs [fixtures] [runs] [--threads 1,2]
 //
 // With --gpu [fixtures] [runs] [decode] [prompt]: candlelight's WebGPU backend against its CPU
 // backend instead (no wllama), in one browser with WebGPU on (SwiftShader here: figures, not a
@@ -13,19 +14,21 @@ import { launch, startServer } from '../tests/web/harness.mjs';
 import { resolve } from 'node:path';
 
 const gpu = process.argv.includes('--gpu');
-const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const threadsAt = process.argv.indexOf('--threads');
+const threadCounts = (threadsAt > 0 ? process.argv[threadsAt + 1] : '1,2').split(',').map(Number);
+const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && all[i - 1] !== '--threads');
 if (gpu) await benchGpu();
 const models = resolve(positional[0] || 'fixtures');
 const runs = positional[1] || '3';
-const files = ['qwen2.5-0.5b-shape-q4_0.gguf', 'qwen2.5-0.5b-shape-q8_0.gguf'];
-const server = await startServer(['--models', models, '--www', resolve('scripts/bench_web')]);
+const files = ['qwen2.5-0.5b-shape-q4_0.gguf', 'qwen2.5-0.5b-shape-q8_0.gguf', 'SmolLM2-135M-Instruct.Q4_1.gguf'];
+const server = await startServer(['--models', models, '--www', resolve('scripts/bench_web'), '--isolate']);
 const browser = await launch({ webgpu: false });
 const rows = [];
 try {
-  for (const file of files) {
+  for (const [file, threads] of files.flatMap((f) => threadCounts.map((t) => [f, t]))) {
     const page = await browser.newPage();
     page.on('console', (m) => m.type() === 'error' && console.error(`  [page] ${m.text()}`));
-    await page.goto(`${server.origin}/?model=/models/${file}&runs=${runs}`);
+    await page.goto(`${server.origin}/?model=/models/${file}&runs=${runs}&threads=${threads}`);
     await page.waitForFunction(() => window.result, null, { timeout: 1_800_000, polling: 1000 });
     const r = await page.evaluate(() => window.result);
     await page.close();
@@ -38,11 +41,11 @@ try {
   await server.stop();
 }
 const f = (x) => x.toFixed(1);
-console.log('\n| file | prompt/decode tokens | prefill ours | prefill wllama | ratio | decode ours | decode wllama | ratio | wasm memory / file |');
-console.log('|---|---|---|---|---|---|---|---|---|');
+console.log('\n| file | threads (ours) | prompt/decode tokens | prefill ours | prefill wllama | ratio | decode ours | decode wllama | ratio | wasm memory / file |');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   const { ours, wllama } = r;
-  console.log(`| ${r.model.split('/').pop()} | ${ours.prompt_tokens}/${ours.decode_tokens} (wllama ${wllama.prompt_tokens}/${wllama.decode_tokens}) | ${f(ours.prefill_tok_s)} | ${f(wllama.prefill_tok_s)} | ${(ours.prefill_tok_s / wllama.prefill_tok_s).toFixed(2)} | ${f(ours.decode_tok_s)} | ${f(wllama.decode_tok_s)} | ${(ours.decode_tok_s / wllama.decode_tok_s).toFixed(2)} | ${(r.ours_wasm_bytes / r.file_bytes).toFixed(2)}× (${(r.ours_wasm_bytes / 1048576).toFixed(0)} MiB) |`);
+  console.log(`| ${r.model.split('/').pop()} | ${r.threads} | ${ours.prompt_tokens}/${ours.decode_tokens} (wllama ${wllama.prompt_tokens}/${wllama.decode_tokens}) | ${f(ours.prefill_tok_s)} | ${f(wllama.prefill_tok_s)} | ${(ours.prefill_tok_s / wllama.prefill_tok_s).toFixed(2)} | ${f(ours.decode_tok_s)} | ${f(wllama.decode_tok_s)} | ${(ours.decode_tok_s / wllama.decode_tok_s).toFixed(2)} | ${(r.ours_wasm_bytes / r.file_bytes).toFixed(2)}× (${(r.ours_wasm_bytes / 1048576).toFixed(0)} MiB) |`);
 }
 
 async function benchGpu() {

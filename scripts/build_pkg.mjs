@@ -1,8 +1,11 @@
 // Builds pkg/, the npm package: wasm-pack's output (ESM for the web target, the .wasm, the inline
-// JS snippets) plus the JavaScript API from www/lib/, and a package.json with the fields npm and
-// bundlers read. Run: node scripts/build_pkg.mjs
+// JS snippets), the threaded build in pkg/threads/ (std rebuilt with atomics and shared memory,
+// rayon on a worker pool: the stable toolchain with RUSTC_BOOTSTRAP=1, since no nightly can be
+// fetched here and -Z build-std is the one unstable flag it needs), the JavaScript API from
+// www/lib/, and a package.json with the fields npm and bundlers read.
+// Run: node scripts/build_pkg.mjs
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -11,6 +14,7 @@ execFileSync('wasm-pack', ['build', '--target', 'web', '--release', '--mode', 'n
   cwd: root,
   stdio: 'inherit',
 });
+buildThreaded();
 const lib = readdirSync(join(root, 'www/lib'));
 for (const f of lib) copyFileSync(join(root, 'www/lib', f), join(pkg, f));
 
@@ -31,10 +35,32 @@ const manifest = {
     './worker.js': './worker.js',
     './service-worker.js': { types: './service-worker.d.ts', import: './service-worker.js', default: './service-worker.js' },
     './candlelight_bg.wasm': './candlelight_bg.wasm',
+    './threads/candlelight_bg.wasm': './threads/candlelight_bg.wasm',
     './package.json': './package.json',
   },
-  files: [...lib, 'candlelight.js', 'candlelight.d.ts', 'candlelight_bg.wasm', 'candlelight_bg.wasm.d.ts', 'snippets/'],
+  files: [...lib, 'candlelight.js', 'candlelight.d.ts', 'candlelight_bg.wasm', 'candlelight_bg.wasm.d.ts', 'snippets/', 'threads/'],
   sideEffects: false,
 };
 writeFileSync(join(pkg, 'package.json'), JSON.stringify(manifest, null, 2) + '\n');
 console.log(`pkg/ ready: candlelight ${manifest.version}`);
+
+// The threaded build: its own target directory (other RUSTFLAGS would rebuild the plain one's).
+function buildThreaded() {
+  const target = join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'threads');
+  const flags = [
+    '-C target-feature=+simd128,+atomics,+bulk-memory',
+    // Shared, imported memory (wasm.js sizes it), and the TLS symbols wasm-bindgen's thread
+    // start-up needs. 4 GiB is only the module's upper bound on what wasm.js may declare.
+    '-C link-arg=--shared-memory', '-C link-arg=--import-memory', '-C link-arg=--max-memory=4294967296',
+    '-C link-arg=--export=__wasm_init_tls', '-C link-arg=--export=__tls_size',
+    '-C link-arg=--export=__tls_align', '-C link-arg=--export=__tls_base',
+    '--cfg getrandom_backend="wasm_js"',
+  ].join(' ');
+  execFileSync('cargo', ['build', '--release', '--lib', '--target', 'wasm32-unknown-unknown', '--features', 'threads', '-Z', 'build-std=panic_abort,std'], {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, RUSTC_BOOTSTRAP: '1', RUSTFLAGS: flags, CARGO_TARGET_DIR: target },
+  });
+  rmSync(join(pkg, 'threads'), { recursive: true, force: true });
+  execFileSync('wasm-bindgen', ['--target', 'web', '--out-dir', join(pkg, 'threads'), '--out-name', 'candlelight', join(target, 'wasm32-unknown-unknown/release/candlelight.wasm')], { cwd: root, stdio: 'inherit' });
+}

@@ -12,4 +12,5 @@ npm ci --ignore-scripts --no-audit --no-fund
 cargo run --release --quiet --example make_fixtures -- fixtures tiny >/dev/null
 scripts/real_model.sh
 node scripts/build_pkg.mjs
-exec node scripts/serve.mjs --host "${HOST:-127.0.0.1}" --port "${PORT:-8080}"
+# Cross-origin isolated, so the CPU path runs on every core (the package's threaded build).
+exec node scripts/serve.mjs --host "${HOST:-127.0.0.1}" --port "${PORT:-8080}" --isolate

@@ -3,7 +3,11 @@
 // and CORS for other origins.
 // Tests steer it over GET /__control?... and read every model request back from GET /__log.
 //
-//   node scripts/serve.mjs [--port 8080] [--models fixtures] [--www www] [--host 127.0.0.1]
+//   node scripts/serve.mjs [--port 8080] [--models fixtures] [--www www] [--host 127.0.0.1] [--isolate]
+//
+// --isolate sends COOP `same-origin` and COEP `require-corp` (and CORP `cross-origin`, so other
+// isolated pages may still load these files) on every response: pages are cross-origin isolated
+// (on localhost or HTTPS), and the package runs its threaded build in a WorkerEngine.
 import { createServer } from 'node:http';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
@@ -120,8 +124,15 @@ function serveModel(req, res, path) {
   stream.on('error', () => res.destroy());
 }
 
+const isolate = process.argv.includes('--isolate');
+
 const server = createServer((req, res) => {
   cors(res);
+  if (isolate) {
+    res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
+    res.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
+    res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
+  }
   if (req.method === 'OPTIONS') return res.writeHead(204).end();
   const url = new URL(req.url, 'http://x');
   if (url.pathname === '/__control') return control(url, res);

@@ -8,6 +8,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
+# std's source, rebuilt with atomics for the threaded wasm build (scripts/build_pkg.mjs).
+if ! rustup component list --installed | grep -q '^rust-src'; then
+  rustup component add rust-src
+fi
 
 # Debian's Chromium and its driver for the browser tests (never a browser download); Node.js;
 # Mesa's lavapipe, the Vulkan device the native GPU tests run on.

@@ -12,6 +12,8 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const PROMPT_TOKENS = Number(params.get('prompt') || 128);
 const DECODE_TOKENS = Number(params.get('decode') || 128);
 const backend = params.get('backend') || 'cpu';
+// CPU threads for both engines: more than 1 needs a cross-origin isolated page (--isolate).
+const threads = Number(params.get('threads') || 1);
 const words = (n) => Array.from({ length: n }, (_, i) => ['river', 'stone', 'light', 'cloud', 'paper', 'green'][i % 6]).join(' ');
 const request = (content, max_tokens) => ({ messages: [{ role: 'user', content }], max_tokens, temperature: 0, cache_prompt: false });
 
@@ -20,8 +22,10 @@ let text = '';
 try {
   // candlelight
   let t0 = performance.now();
-  const ours = await WorkerEngine.load(model, { contextLength: 1024, backend });
+  const ours = await WorkerEngine.load(model, { contextLength: 1024, backend, threads });
   out.backend = ours.info.backend;
+  out.threads = ours.info.threads;
+  out.isolated = crossOriginIsolated;
   out.ours_load_ms = performance.now() - t0;
   out.file_bytes = ours.info.size;
   out.ours_wasm_bytes_loaded = await ours.memoryBytes();
@@ -70,7 +74,7 @@ window.result = out;
 async function runWllama() {
   const wllama = new Wllama({ default: '/node_modules/@wllama/wllama/esm/wasm/wllama.wasm' }, { logger: { debug() {}, log() {}, info() {}, warn: console.warn, error: console.error } });
   const t0 = performance.now();
-  await wllama.loadModelFromUrl(model, { n_threads: 1, n_gpu_layers: 0, n_ctx: 1024, n_batch: 512 });
+  await wllama.loadModelFromUrl(model, { n_threads: threads, n_gpu_layers: 0, n_ctx: 1024, n_batch: 512 });
   out.wllama_load_ms = performance.now() - t0;
   const theirs = [];
   for (let i = 0; i <= runs; i++) {

@@ -11,6 +11,8 @@ mod idb;
 mod probe;
 mod router;
 mod sse;
+#[cfg(feature = "threads")]
+mod threads;
 
 use js_sys::Reflect;
 use serde::Serialize;
@@ -29,6 +31,15 @@ use crate::store::indexed_db::ModelDb;
 #[wasm_bindgen(start)]
 fn install_panic_hook() {
     console_error_panic_hook::set_once();
+}
+
+/// Threads the CPU backend computes on: the pool's in the threaded build, else 1.
+#[wasm_bindgen(js_name = computeThreads)]
+pub fn compute_threads() -> usize {
+    #[cfg(feature = "threads")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "threads"))]
+    1
 }
 
 fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {

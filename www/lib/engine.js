@@ -1,9 +1,8 @@
 // `Engine`: a model running in this thread (a worker, an extension page), answering in the
 // OpenAI / DeepSeek chat-completions shapes. Requests wait their turn inside the engine (one KV
 // cache); an answer is stepped from here so the thread yields, streams and aborts between tokens.
-import { EngineCore, cachedModels, checkForUpdate, deleteModel, errorAnswer, memoryBytes } from './candlelight.js';
 import { CandlelightError, aborted, toError } from './errors.js';
-import { initWasm } from './wasm.js';
+import { glue, initWasm } from './wasm.js';
 
 // One MessageChannel hop yields to the event loop without setTimeout's 4 ms clamp, so abort
 // messages and UI events run between tokens.
@@ -21,7 +20,7 @@ const json = (value, status = 200) => new Response(JSON.stringify(value), { stat
 
 /** A failure as the Response a provider gives: the status and OpenAI-style body Rust maps it to. */
 export function errorResponse(e) {
-  const { status, body } = errorAnswer(toError(e));
+  const { status, body } = glue.errorAnswer(toError(e));
   return json(body, status);
 }
 
@@ -30,10 +29,10 @@ export class Engine {
 
   /** Loads a GGUF model from a URL (kept in IndexedDB, resumable) or a File/Blob. */
   static async load(source, options = {}) {
-    await initWasm(options.wasmUrl);
+    await initWasm(options.wasmUrl, options);
     if (options.signal?.aborted) throw aborted();
     try {
-      return new Engine(await EngineCore.load(source, options));
+      return new Engine(await glue.EngineCore.load(source, options));
     } catch (e) {
       throw toError(e);
     }
@@ -42,13 +41,13 @@ export class Engine {
   /** Model files kept in IndexedDB. */
   static async cached() {
     await initWasm();
-    return cachedModels().catch((e) => { throw toError(e); });
+    return glue.cachedModels().catch((e) => { throw toError(e); });
   }
 
   /** Frees a cached model file; false if it was not cached. */
   static async delete(url) {
     await initWasm();
-    return deleteModel(url).catch((e) => { throw toError(e); });
+    return glue.deleteModel(url).catch((e) => { throw toError(e); });
   }
 
   /** Whether the server now has another version of a cached model file, downloading nothing:
@@ -57,7 +56,7 @@ export class Engine {
   static async checkForUpdate(url, options = {}) {
     await initWasm();
     const { hubMirrors, signal } = options;
-    return checkForUpdate(String(url), { hubMirrors, signal }).catch((e) => { throw toError(e); });
+    return glue.checkForUpdate(String(url), { hubMirrors, signal }).catch((e) => { throw toError(e); });
   }
 
   constructor(core) {
@@ -68,7 +67,9 @@ export class Engine {
   /** The model: id, size, architecture, context, backend ('gpu' or 'cpu'), GPU adapter, and
    *  why `auto` runs on the CPU (no WebGPU, or the GPU was lost mid-answer). */
   get info() {
-    return this.#core?.info() ?? null;
+    const info = this.#core?.info();
+    // `threads`: the CPU backend's threads (the threaded build's pool, else 1).
+    return info ? { ...info, threads: glue.computeThreads() } : null;
   }
 
   /** Destroys the GPU device as a driver reset would, to test an app's fallback; false on the CPU. */
@@ -88,7 +89,7 @@ export class Engine {
 
   /** Bytes of wasm memory this thread holds (its peak: wasm memory never shrinks). */
   memoryBytes() {
-    return memoryBytes();
+    return glue.memoryBytes();
   }
 
   /** Frees the model's memory; the engine answers nothing afterwards. */

@@ -51,6 +51,13 @@ export interface LoadOptions {
   modelId?: string;
   /** Where the .wasm lives, for bundlers that move it. */
   wasmUrl?: string | URL;
+  /** CPU threads for the engine in a `WorkerEngine` of a cross-origin isolated page (COOP and
+   *  COEP headers): default `navigator.hardwareConcurrency`, at most 8; 1, or any page that is
+   *  not isolated, loads the single-thread build. Fixed by the first load in that worker. */
+  threads?: number;
+  /** The threaded build's memory ceiling in bytes (default half of `navigator.deviceMemory`,
+   *  between 1 and 4 GiB): the largest model plus KV cache it can hold. */
+  maxMemoryBytes?: number;
 }
 
 export interface ModelInfo {
@@ -67,6 +74,8 @@ export interface ModelInfo {
   /** Why `auto` runs on the CPU: no WebGPU, a model over the GPU's limits, or a lost device. */
   fallbackReason: string | null;
   sha256: string | null;
+  /** Threads the CPU backend computes on (1 in the single-thread build). */
+  threads: number;
   /** The whole file was hashed and matched `sha256`; false when no SHA-256 was known (each
    *  stored chunk is still checked against its own hash). */
   verified: boolean;

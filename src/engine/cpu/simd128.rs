@@ -6,7 +6,7 @@
 
 use core::arch::wasm32::*;
 
-use super::tiles::TileFormat;
+use super::tiles::{format_of, TileFormat, Q4, Q41, Q5, Q8};
 
 /// Weight rows per decode pass: four accumulators, the activation block's four i16 vectors and
 /// one weight block's four stay within the 16 registers V8 has on x86-64.
@@ -32,20 +32,6 @@ pub(super) unsafe fn tile<const R: usize, const A: usize>(
         TileFormat::Q5_0 => tile_of::<R, A, Q5>(w, stride, x, kb),
         TileFormat::Q8_0 => tile_of::<R, A, Q8>(w, stride, x, kb),
     }
-}
-
-const Q4: u8 = 0;
-const Q41: u8 = 1;
-const Q5: u8 = 2;
-const Q8: u8 = 3;
-
-const fn format_of(f: u8) -> TileFormat {
-    [
-        TileFormat::Q4_0,
-        TileFormat::Q4_1,
-        TileFormat::Q5_0,
-        TileFormat::Q8_0,
-    ][f as usize]
 }
 
 #[inline(always)]

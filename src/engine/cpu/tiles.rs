@@ -24,6 +24,21 @@ pub(super) enum TileFormat {
     Q8_0,
 }
 
+/// The formats as const-generic tags, for the target kernels' monomorphised tiles.
+pub(super) const Q4: u8 = 0;
+pub(super) const Q41: u8 = 1;
+pub(super) const Q5: u8 = 2;
+pub(super) const Q8: u8 = 3;
+
+pub(super) const fn format_of(f: u8) -> TileFormat {
+    [
+        TileFormat::Q4_0,
+        TileFormat::Q4_1,
+        TileFormat::Q5_0,
+        TileFormat::Q8_0,
+    ][f as usize]
+}
+
 impl TileFormat {
     /// Bytes of one weight block.
     pub(super) const fn block_bytes(self) -> usize {

@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::tiles::TileFormat;
+use super::tiles::{format_of, TileFormat, Q4, Q41, Q5, Q8};
 
 /// Weight rows per decode pass: eight accumulators and one activation block fit the 16 AVX2
 /// registers.
@@ -29,20 +29,6 @@ pub(super) fn available() -> bool {
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
     })
-}
-
-const Q4: u8 = 0;
-const Q41: u8 = 1;
-const Q5: u8 = 2;
-const Q8: u8 = 3;
-
-const fn format_of(f: u8) -> TileFormat {
-    [
-        TileFormat::Q4_0,
-        TileFormat::Q4_1,
-        TileFormat::Q5_0,
-        TileFormat::Q8_0,
-    ][f as usize]
 }
 
 /// out[a][r] = dot(weight row r, activation row a) for R weight rows and A activation rows.
