@@ -48,6 +48,14 @@ for (const r of rows) {
   console.log(`| ${r.model.split('/').pop()} | ${r.threads} | ${ours.prompt_tokens}/${ours.decode_tokens} (wllama ${wllama.prompt_tokens}/${wllama.decode_tokens}) | ${f(ours.prefill_tok_s)} | ${f(wllama.prefill_tok_s)} | ${(ours.prefill_tok_s / wllama.prefill_tok_s).toFixed(2)} | ${f(ours.decode_tok_s)} | ${f(wllama.decode_tok_s)} | ${(ours.decode_tok_s / wllama.decode_tok_s).toFixed(2)} | ${(r.ours_wasm_bytes / r.file_bytes).toFixed(2)}× (${(r.ours_wasm_bytes / 1048576).toFixed(0)} MiB) |`);
 }
 
+console.log('\n| file | threads | decode step: matmul ms | attention | norms | other | head | inside wasm | wall per token |');
+console.log('|---|---|---|---|---|---|---|---|---|');
+for (const r of rows) {
+  const p = r.ours_profile;
+  const inside = p.matmulMs + p.attentionMs + p.normsMs + p.otherMs + p.headMs;
+  console.log(`| ${r.model.split('/').pop()} | ${r.threads} | ${p.matmulMs.toFixed(2)} | ${p.attentionMs.toFixed(2)} | ${p.normsMs.toFixed(2)} | ${p.otherMs.toFixed(2)} | ${p.headMs.toFixed(2)} | ${inside.toFixed(2)} | ${p.wall_ms_per_token.toFixed(2)} |`);
+}
+
 async function benchGpu() {
   const models = resolve(positional[0] || 'fixtures');
   const runs = positional[1] || '1';

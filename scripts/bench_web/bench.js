@@ -60,6 +60,12 @@ try {
     decode_tok_s: median(oursRuns.map((r) => r.timings.decode_tokens_per_s)),
     text: oursRuns[0].choices[0].message.content.slice(0, 60),
   };
+  // Where a decode step's time goes: a short prompt (one small prefill step), then DECODE_TOKENS
+  // steps, timed per part inside wasm; the rest of a token's wall time is sampling,
+  // detokenizing and the JS↔wasm and worker hops.
+  await ours.profile(true);
+  const p = await ours.chat.completions.create(request('Hi', DECODE_TOKENS));
+  out.ours_profile = { ...(await ours.profile()), wall_ms_per_token: p.timings.decode_ms / Math.max(1, p.timings.decode_tokens) };
   out.ours_wasm_bytes = await ours.memoryBytes();
   ours.unload();
   log(`candlelight: ${JSON.stringify(out.ours)}`);

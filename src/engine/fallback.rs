@@ -139,6 +139,10 @@ impl<S: ChunkStore> Backend for Fallback<S> {
         }
     }
 
+    fn profile(&mut self, on: Option<bool>) -> Option<String> {
+        self.active().profile(on)
+    }
+
     fn gpu(&self) -> Option<&Gpu> {
         match &self.active {
             Active::Gpu { backend, .. } => backend.gpu(),

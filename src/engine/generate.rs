@@ -83,6 +83,10 @@ impl<B: Backend> Session<B> {
         &self.backend
     }
 
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
     /// Empties the KV cache, so the next prompt runs from its first token.
     pub fn forget(&mut self) {
         self.backend.reset();

@@ -116,6 +116,13 @@ pub trait Backend {
     /// Where the model runs.
     fn placement(&self) -> Placement;
 
+    /// Starts timing each part of a step (`Some(true)`, from zero), stops (`Some(false)`) or
+    /// reads (`None`) it: JSON of milliseconds per step per part, where the backend keeps one
+    /// (the CPU backend).
+    fn profile(&mut self, _on: Option<bool>) -> Option<String> {
+        None
+    }
+
     /// The GPU device, when the model runs on one (tests and apps lose it on purpose).
     fn gpu(&self) -> Option<&gpu::Gpu> {
         None
@@ -137,6 +144,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn truncate(&mut self, len: usize) -> Result<(), EngineError> {
         (**self).truncate(len)
+    }
+    fn profile(&mut self, on: Option<bool>) -> Option<String> {
+        (**self).profile(on)
     }
     fn reset(&mut self) {
         (**self).reset()

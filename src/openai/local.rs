@@ -70,6 +70,11 @@ impl LocalModel {
         self.session.backend().placement()
     }
 
+    /// The backend's step profile: started, stopped or read as [`Backend::profile`] says.
+    pub fn profile(&mut self, on: Option<bool>) -> Option<String> {
+        self.session.backend_mut().profile(on)
+    }
+
     /// The GPU device, when the model runs on one.
     pub fn gpu(&self) -> Option<&Gpu> {
         self.session.backend().gpu()

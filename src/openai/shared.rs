@@ -69,6 +69,11 @@ impl SharedModel {
         self.model.try_borrow().ok()
     }
 
+    /// The step profile ([`LocalModel::profile`]); None while a step runs.
+    pub fn profile(&self, on: Option<bool>) -> Option<String> {
+        self.model.try_borrow_mut().ok()?.profile(on)
+    }
+
     /// Where the model ran at its last step: `auto` moves it to the CPU when the GPU fails.
     pub fn placement(&self) -> Placement {
         self.placement.borrow().clone()

@@ -164,6 +164,13 @@ impl EngineCore {
         Ok(model.prompt(&req).map_err(ApiError::from)?.0.prompt.len())
     }
 
+    /// Starts (`true`, from zero), stops (`false`) or reads (no argument) the time a step spends
+    /// in each part of the forward pass: JSON of milliseconds per step, or undefined where the
+    /// backend keeps none (the GPU's).
+    pub fn profile(&self, on: Option<bool>) -> Option<String> {
+        self.shared.profile(on)
+    }
+
     /// Destroys the GPU device as a driver reset would, so an app can test its fallback;
     /// false when the engine is not on the GPU.
     #[wasm_bindgen(js_name = loseDevice)]

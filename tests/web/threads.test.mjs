@@ -22,10 +22,12 @@ async function answer(browser, origin, threads) {
   const r = await page.evaluate(async ({ model, request, threads }) => {
     const { WorkerEngine } = await import('/pkg/index.js');
     const engine = await WorkerEngine.load(model, { backend: 'cpu', contextLength: 256, ...(threads ? { threads } : {}) });
+    await engine.profile(true);
     const out = await engine.chat.completions.create(request);
+    const profile = await engine.profile();
     const info = engine.info;
     engine.unload();
-    return { isolated: crossOriginIsolated, threads: info.threads, text: out.choices[0].message.content };
+    return { isolated: crossOriginIsolated, threads: info.threads, text: out.choices[0].message.content, profile, usage: out.usage };
   }, { model: MODEL, request: SKY, threads });
   await page.close();
   return { ...r, problems };
@@ -40,6 +42,11 @@ test('isolated pages compute on a worker pool with the tokens of one thread; oth
     assert.equal(two.isolated, true);
     assert.equal(two.threads, 2, 'the threaded build, with the threads asked for');
     assert.match(two.text, /blue/, 'a real answer');
+    // The step profile counted the prompt's step and one per later token, and timed them.
+    const { profile, usage } = two;
+    assert.equal(profile.steps, usage.completion_tokens, JSON.stringify(profile));
+    assert.ok(profile.matmulMs > 0 && profile.headMs > 0, JSON.stringify(profile));
+    for (const k of ['matmulMs', 'attentionMs', 'normsMs', 'otherMs', 'headMs']) assert.ok(Number.isFinite(profile[k]) && profile[k] >= 0, k);
 
     const one = await answer(browser, isolated.origin, 1);
     assert.equal(one.threads, 1);

@@ -87,6 +87,14 @@ export class Engine {
     }
   }
 
+  /** Where a CPU step's time goes: `profile(true)` starts timing (from zero), `profile(false)`
+   *  stops, `profile()` reads milliseconds per step in each part (`matmulMs`, `attentionMs`,
+   *  `normsMs`, `otherMs`, `headMs`) and the `steps` counted; null on the GPU. */
+  profile(on) {
+    const json = this.#core.profile(on);
+    return json === undefined ? null : JSON.parse(json);
+  }
+
   /** Bytes of wasm memory this thread holds (its peak: wasm memory never shrinks). */
   memoryBytes() {
     return glue.memoryBytes();

@@ -60,6 +60,16 @@ export interface LoadOptions {
   maxMemoryBytes?: number;
 }
 
+/** Milliseconds per step in each part of the CPU forward pass, over `steps` steps. */
+export interface StepProfile {
+  matmulMs: number;
+  attentionMs: number;
+  normsMs: number;
+  otherMs: number;
+  headMs: number;
+  steps: number;
+}
+
 export interface ModelInfo {
   id: string;
   source: string;
@@ -216,6 +226,9 @@ export class Engine {
   countTokens(body: ChatCompletionRequest): number;
   /** Bytes of wasm memory this thread holds (its peak: wasm memory never shrinks). */
   memoryBytes(): number;
+  /** Where a CPU step's time goes: `true` starts timing (from zero), `false` stops, no argument
+   *  reads it; null on the GPU. */
+  profile(on?: boolean): StepProfile | null;
   /** Destroys the GPU device as a driver reset would, to test an app's fallback; false on the CPU. */
   loseDevice(): boolean;
   /** The answer to a request as the Response a provider gives: SSE when streamed, JSON
@@ -234,6 +247,7 @@ export class WorkerEngine {
   readonly chat: { completions: Completions };
   countTokens(body: ChatCompletionRequest): Promise<number>;
   memoryBytes(): Promise<number>;
+  profile(on?: boolean): Promise<StepProfile | null>;
   /** Destroys the worker's GPU device as a driver reset would; false on the CPU. */
   loseDevice(): Promise<boolean>;
   /** As `Engine.respond`, computed in the worker and streamed from there. */

@@ -5,7 +5,7 @@ import { toError, toWire } from './errors.js';
 
 /** Operations a page asks its engine worker for (worker-engine.js → worker.js). */
 export const Op = Object.freeze({
-  load: 'load', create: 'create', respond: 'respond', count: 'count', lose: 'lose', memory: 'memory',
+  load: 'load', create: 'create', respond: 'respond', count: 'count', lose: 'lose', memory: 'memory', profile: 'profile',
   cached: 'cached', delete: 'delete', checkForUpdate: 'check-for-update',
 });
 

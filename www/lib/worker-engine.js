@@ -125,6 +125,11 @@ export class WorkerEngine {
     return this.#call({ op: Op.lose });
   }
 
+  /** As `Engine.profile`, in the worker. */
+  profile(on) {
+    return this.#call({ op: Op.profile, on });
+  }
+
   /** Bytes of wasm memory the worker holds (its peak: wasm memory never shrinks). */
   memoryBytes() {
     return this.#call({ op: Op.memory });

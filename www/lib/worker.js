@@ -31,6 +31,8 @@ async function handle(data, { signal, emit }) {
       return engine?.loseDevice() ?? false;
     case Op.memory:
       return loaded().memoryBytes();
+    case Op.profile:
+      return loaded().profile(data.on);
     case Op.cached:
       return Engine.cached();
     case Op.delete:

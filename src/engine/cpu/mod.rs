@@ -335,6 +335,13 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn profile(&mut self, on: Option<bool>) -> Option<String> {
+        if let Some(on) = on {
+            self.set_profiling(on);
+        }
+        self.profile.as_deref().map(StepProfile::to_json)
+    }
+
     fn placement(&self) -> Placement {
         Placement {
             backend: "cpu",

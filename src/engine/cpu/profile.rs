@@ -36,13 +36,14 @@ pub struct StepProfile {
 }
 
 impl StepProfile {
-    /// `{"matmul":…, "attention":…, …, "steps":n}` in milliseconds per step.
+    /// `{"matmulMs":…, "attentionMs":…, "normsMs":…, "otherMs":…, "headMs":…, "steps":n}`:
+    /// milliseconds per step.
     pub fn to_json(&self) -> String {
         let per = |s: f64| s * 1e3 / self.steps.max(1) as f64;
         let parts: Vec<String> = PARTS
             .iter()
             .zip(&self.seconds)
-            .map(|(p, s)| format!("\"{}_ms\":{:.3}", format!("{p:?}").to_lowercase(), per(*s)))
+            .map(|(p, s)| format!("\"{}Ms\":{:.3}", format!("{p:?}").to_lowercase(), per(*s)))
             .collect();
         format!("{{{},\"steps\":{}}}", parts.join(","), self.steps)
     }

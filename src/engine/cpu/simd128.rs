@@ -156,8 +156,8 @@ unsafe fn quants<const F: u8>(p: *const u8) -> (v128, v128) {
     }
 }
 
-/// The little-endian f16 at `p`, widened.
+/// The little-endian f16 at `p`, widened (wasm has no f16 conversion instruction).
 #[inline(always)]
 unsafe fn half_at(p: *const u8) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes([*p, *p.add(1)])).to_f32()
+    super::tiles::widen_f16(u16::from_le_bytes([*p, *p.add(1)]))
 }

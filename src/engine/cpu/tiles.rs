@@ -86,6 +86,19 @@ pub(super) fn format_for(dtype: candle_core::quantized::GgmlDType) -> Option<Til
     }
 }
 
+/// An f16 scale widened in five branch-free operations: its exponent and mantissa shifted into
+/// f32's places, then scaled by 2^112 to rebias the exponent (a multiply that also normalizes
+/// subnormals exactly). Every finite f16 comes out as `half`'s conversion gives it; infinities
+/// and NaNs, which no quantizer writes, come out finite. `half`'s portable conversion, which
+/// wasm gets, branches on the exponent: this runs once per weight block.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+#[inline(always)]
+pub(super) fn widen_f16(bits: u16) -> f32 {
+    let bits = bits as u32;
+    let magnitude = f32::from_bits((bits & 0x7fff) << 13) * f32::from_bits(0x7780_0000); // 2^112
+    f32::from_bits(magnitude.to_bits() | (bits & 0x8000) << 16)
+}
+
 /// Rows per interleaved group: the weights of the formats we tile are stored as groups of 8 rows
 /// whose blocks alternate (block b of row r at `(b·G + r)` blocks into the group), so a tile
 /// over a group's rows reads one sequential stream instead of one stream per row. Measured on
@@ -284,6 +297,22 @@ pub(super) mod reference {
             }
         }
         sum
+    }
+}
+
+#[cfg(test)]
+mod widening {
+    /// Every finite f16, positive and negative, subnormals included, widens as `half` does.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn f16_widening_is_exact() {
+        for bits in 0..=u16::MAX {
+            let h = half::f16::from_bits(bits);
+            if h.is_finite() {
+                let got = super::widen_f16(bits);
+                assert_eq!(got.to_bits(), h.to_f32().to_bits(), "{bits:#06x}");
+            }
+        }
     }
 }
 
