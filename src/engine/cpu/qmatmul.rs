@@ -22,13 +22,17 @@ use crate::gguf::TensorType;
 
 /// Output columns handed to one worker at a time: a few tasks per thread, so small matrices
 /// (a decode step's 896×896) are not cut into pieces that cost more to hand out than to compute,
-/// and big ones still balance. Multiples of 8 keep the decode tiles full.
+/// and big ones still balance. Whole interleaved groups (tiles.rs), which also keeps the decode
+/// tiles full.
 fn columns_per_task(n: usize) -> usize {
     #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
     let threads = rayon::current_num_threads();
     #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
     let threads = 1;
-    n.div_ceil(threads * 4).next_multiple_of(8).clamp(8, 256)
+    let group = tiles::GROUP;
+    n.div_ceil(threads * 4)
+        .next_multiple_of(group)
+        .clamp(group, 256)
 }
 
 enum Blocks {
@@ -224,16 +228,9 @@ impl QMatrix {
         match self.tiled {
             None => std::borrow::Cow::Borrowed(&w[r * kb..(r + 1) * kb]),
             Some(f) => {
-                let bytes = tiles::row_of(block_slice_bytes(w), self.n_out, kb, f.block_bytes(), r);
                 let mut row = vec![T::zeros(); kb];
-                // SAFETY: the block types are plain data of exactly block_bytes() each.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        bytes.as_ptr(),
-                        row.as_mut_ptr() as *mut u8,
-                        bytes.len(),
-                    )
-                };
+                let (n, bb) = (self.n_out, f.block_bytes());
+                tiles::row_of(block_slice_bytes(w), n, kb, bb, r, block_bytes(&mut row));
                 std::borrow::Cow::Owned(row)
             }
         }

@@ -125,18 +125,17 @@ pub(super) fn interleave(bytes: &mut [u8], n: usize, kb: usize, bb: usize) {
     }
 }
 
-/// Row `r` of an interleaved matrix of `n` rows, its blocks one after another again.
-pub(super) fn row_of(bytes: &[u8], n: usize, kb: usize, bb: usize, r: usize) -> Vec<u8> {
+/// Row `r` of an interleaved matrix of `n` rows into `out` (`kb` blocks), its blocks one after
+/// another again.
+pub(super) fn row_of(bytes: &[u8], n: usize, kb: usize, bb: usize, r: usize, out: &mut [u8]) {
     let rb = kb * bb;
     let g0 = r / GROUP * GROUP;
     let g = GROUP.min(n - g0);
     let group = &bytes[g0 * rb..(g0 + g) * rb];
-    (0..kb)
-        .flat_map(|b| {
-            let at = (b * g + r - g0) * bb;
-            group[at..at + bb].iter().copied()
-        })
-        .collect()
+    for (b, dst) in out.chunks_exact_mut(bb).enumerate() {
+        let at = (b * g + r - g0) * bb;
+        dst.copy_from_slice(&group[at..at + bb]);
+    }
 }
 
 /// Columns `j0..j1` of the product (column-major, `m` per column, into `out`) through the tiles:
@@ -352,11 +351,9 @@ mod tests {
             let mut w = ws.concat();
             interleave(&mut w, n, kb, f.block_bytes());
             for (r, want) in ws.iter().enumerate() {
-                assert_eq!(
-                    &row_of(&w, n, kb, f.block_bytes(), r),
-                    want,
-                    "{f:?} row {r}"
-                );
+                let mut row = vec![0u8; want.len()];
+                row_of(&w, n, kb, f.block_bytes(), r, &mut row);
+                assert_eq!(&row, want, "{f:?} row {r}");
             }
             for rows in [1usize, m] {
                 let x = xs[..rows].concat();
