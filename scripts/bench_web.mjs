@@ -6,6 +6,9 @@
 //   cargo run --release --example make_fixtures -- fixtures bench   # the 0.5B-shaped files
 //   node scripts/build_pkg.mjs && node scripts/bench_web.mjs [fixtures] [runs] [--threads 1,2]
 //
+// With --plain: candlelight's plain SIMD128 build too (no wllama in those pages), against its
+// relaxed-SIMD build, which the others run where Chromium has relaxed SIMD.
+//
 // With --gpu [fixtures] [runs] [decode] [prompt]: candlelight's WebGPU backend against its CPU
 // backend instead (no wllama), in one browser with WebGPU on (SwiftShader here: figures, not a
 // GPU's speed), with the wasm memory each holds: the GPU path keeps the weights out of the
@@ -21,19 +24,22 @@ if (gpu) await benchGpu();
 const models = resolve(positional[0] || 'fixtures');
 const runs = positional[1] || '3';
 const files = ['qwen2.5-0.5b-shape-q4_0.gguf', 'qwen2.5-0.5b-shape-q8_0.gguf', 'SmolLM2-135M-Instruct.Q4_1.gguf'];
+const plainToo = process.argv.includes('--plain');
 const server = await startServer(['--models', models, '--www', resolve('scripts/bench_web'), '--isolate']);
 const browser = await launch({ webgpu: false });
 const rows = [];
+const plainRows = [];
 try {
-  for (const [file, threads] of files.flatMap((f) => threadCounts.map((t) => [f, t]))) {
+  const pages = files.flatMap((f) => threadCounts.flatMap((t) => [[f, t, ''], ...(plainToo ? [[f, t, '&relaxed=0&peer=0']] : [])]));
+  for (const [file, threads, extra] of pages) {
     const page = await browser.newPage();
     page.on('console', (m) => m.type() === 'error' && console.error(`  [page] ${m.text()}`));
-    await page.goto(`${server.origin}/?model=/models/${file}&runs=${runs}&threads=${threads}`);
+    await page.goto(`${server.origin}/?model=/models/${file}&runs=${runs}&threads=${threads}${extra}`);
     await page.waitForFunction(() => window.result, null, { timeout: 1_800_000, polling: 1000 });
     const r = await page.evaluate(() => window.result);
     await page.close();
     if (r.error) throw new Error(`${file}: ${r.error}`);
-    rows.push(r);
+    (extra ? plainRows : rows).push(r);
     console.log(JSON.stringify(r));
   }
 } finally {
@@ -46,6 +52,16 @@ console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   const { ours, wllama } = r;
   console.log(`| ${r.model.split('/').pop()} | ${r.threads} | ${ours.prompt_tokens}/${ours.decode_tokens} (wllama ${wllama.prompt_tokens}/${wllama.decode_tokens}) | ${f(ours.prefill_tok_s)} | ${f(wllama.prefill_tok_s)} | ${(ours.prefill_tok_s / wllama.prefill_tok_s).toFixed(2)} | ${f(ours.decode_tok_s)} | ${f(wllama.decode_tok_s)} | ${(ours.decode_tok_s / wllama.decode_tok_s).toFixed(2)} | ${(r.ours_wasm_bytes / r.file_bytes).toFixed(2)}× (${(r.ours_wasm_bytes / 1048576).toFixed(0)} MiB) |`);
+}
+
+if (plainToo) {
+  console.log('\n| file | threads | prefill relaxed | prefill plain | ratio | decode relaxed | decode plain | ratio |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const p of plainRows) {
+    const r = rows.find((x) => x.model === p.model && x.threads === p.threads);
+    if (!r?.relaxed_simd || p.relaxed_simd) continue;
+    console.log(`| ${p.model.split('/').pop()} | ${p.threads} | ${f(r.ours.prefill_tok_s)} | ${f(p.ours.prefill_tok_s)} | ${(r.ours.prefill_tok_s / p.ours.prefill_tok_s).toFixed(2)} | ${f(r.ours.decode_tok_s)} | ${f(p.ours.decode_tok_s)} | ${(r.ours.decode_tok_s / p.ours.decode_tok_s).toFixed(2)} |`);
+  }
 }
 
 console.log('\n| file | threads | decode step: matmul ms | attention | norms | other | head | inside wasm | wall per token |');

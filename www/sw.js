@@ -1,7 +1,8 @@
 // The demo's service worker: candlelight's router serves /v1/chat/completions, /v1/models and
 // /v1/metrics for this origin (the package's service-worker.js), and this file keeps the app
-// shell so the demo opens offline.
-import { installRouter } from '/pkg/service-worker.js';
+// shell so the demo opens offline. Its pages and workers get COOP/COEP from here, so the demo is
+// cross-origin isolated (threads) on a static host that sends no headers, from the second visit.
+import { decidesIsolation, installRouter, withCrossOriginIsolation } from '/pkg/service-worker.js';
 
 installRouter();
 
@@ -55,6 +56,7 @@ self.addEventListener('fetch', (e) => {
   const url = new URL(e.request.url);
   if (url.origin !== location.origin || url.pathname.startsWith('/v1/')) return;
   if (e.request.method === 'GET' && !url.pathname.startsWith('/models/') && !url.pathname.startsWith('/__')) {
-    e.respondWith(shell(e.request));
+    const answer = shell(e.request);
+    e.respondWith(decidesIsolation(e.request) ? answer.then((r) => withCrossOriginIsolation(r)) : answer);
   }
 });

@@ -14,6 +14,8 @@ const DECODE_TOKENS = Number(params.get('decode') || 128);
 const backend = params.get('backend') || 'cpu';
 // CPU threads for both engines: more than 1 needs a cross-origin isolated page (--isolate).
 const threads = Number(params.get('threads') || 1);
+// relaxed=0: candlelight's plain SIMD128 build even where the browser has relaxed SIMD.
+const relaxedSimd = params.get('relaxed') !== '0';
 const words = (n) => Array.from({ length: n }, (_, i) => ['river', 'stone', 'light', 'cloud', 'paper', 'green'][i % 6]).join(' ');
 const request = (content, max_tokens) => ({ messages: [{ role: 'user', content }], max_tokens, temperature: 0, cache_prompt: false });
 
@@ -22,9 +24,10 @@ let text = '';
 try {
   // candlelight
   let t0 = performance.now();
-  const ours = await WorkerEngine.load(model, { contextLength: 1024, backend, threads });
+  const ours = await WorkerEngine.load(model, { contextLength: 1024, backend, threads, relaxedSimd });
   out.backend = ours.info.backend;
   out.threads = ours.info.threads;
+  out.relaxed_simd = ours.info.relaxedSimd;
   out.isolated = crossOriginIsolated;
   out.ours_load_ms = performance.now() - t0;
   out.file_bytes = ours.info.size;

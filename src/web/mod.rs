@@ -42,6 +42,12 @@ pub fn compute_threads() -> usize {
     1
 }
 
+/// Whether this build dots 4- and 5-bit weights with relaxed SIMD's i8 dot product.
+#[wasm_bindgen(js_name = relaxedSimd)]
+pub fn relaxed_simd() -> bool {
+    cfg!(target_feature = "relaxed-simd")
+}
+
 fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(|e| ApiError::internal(e.to_string()).into())

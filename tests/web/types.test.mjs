@@ -64,7 +64,7 @@ import {
   engineResponse, hostEngineInServiceWorker, initWasm, offerLocalEngine, probeDevice,
   type ChatCompletion, type ChatCompletionChunk, type ErrorCode, type ModelInfo, type UpdateCheck, type RouterConfig,
 } from ${JSON.stringify(join(pkg, 'index.js'))};
-import { installRouter, routerFetch } from ${JSON.stringify(join(pkg, 'service-worker.js'))};
+import { decidesIsolation, installRouter, isolationFetch, routerFetch, withCrossOriginIsolation } from ${JSON.stringify(join(pkg, 'service-worker.js'))};
 
 // Every code the wasm module reports, and no other: a missing or an extra key fails to compile.
 const every: Record<ErrorCode, true> = { ${codes.map((c) => `${c}: true`).join(', ')} };
@@ -87,7 +87,8 @@ export async function app(): Promise<void> {
   const gone: boolean = await Engine.delete(files[0].url);
   const check: UpdateCheck = await Engine.checkForUpdate(files[0].url, { hubMirrors: [], signal });
   const newer: boolean = check.updateAvailable && check.current.sha256 !== check.stored?.sha256;
-  const worker = await WorkerEngine.load(new Blob([]), { backend: 'cpu', worker: new Worker('worker.js') });
+  const worker = await WorkerEngine.load(new Blob([]), { backend: 'cpu', worker: new Worker('worker.js'), threads: 2, relaxedSimd: false, maxMemoryBytes: 1 << 30 });
+  const build: [number, boolean] = [worker.info.threads, worker.info.relaxedSimd];
   const count: number = await worker.countTokens({ messages: [] });
   const mem: number = await worker.memoryBytes();
   const lostToo: boolean = await worker.loseDevice();
@@ -109,7 +110,7 @@ export async function app(): Promise<void> {
   if (!hosted.ok) console.log(hosted.reason);
   const provided: Response = await engineResponse(worker, { messages: [] }, signal);
   const routed = await chatThroughRouter({ model: 'local', messages: [] }, { signal });
-  console.log(routed.route, info, whole, n, bytes, lost, answered, gone, count, mem, lostToo, viaWorker, verdict, provided, every);
+  console.log(routed.route, build, info, whole, n, bytes, lost, answered, gone, count, mem, lostToo, viaWorker, verdict, provided, every);
   try {
     worker.unload();
   } catch (e) {
@@ -117,6 +118,10 @@ export async function app(): Promise<void> {
   }
   installRouter();
   routerFetch({ request: new Request('https://x/v1/models'), respondWith: () => {} });
+  const page = new Request('https://x/');
+  const isolatedPage: Response = decidesIsolation(page) ? withCrossOriginIsolation(new Response(''), { coep: 'credentialless' }) : new Response('');
+  const handled: boolean = isolationFetch({ request: page, respondWith: () => {} });
+  console.log(isolatedPage, handled);
 }
 `);
     const program = ts.createProgram([app], OPTIONS);

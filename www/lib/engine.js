@@ -68,8 +68,9 @@ export class Engine {
    *  why `auto` runs on the CPU (no WebGPU, or the GPU was lost mid-answer). */
   get info() {
     const info = this.#core?.info();
-    // `threads`: the CPU backend's threads (the threaded build's pool, else 1).
-    return info ? { ...info, threads: glue.computeThreads() } : null;
+    // `threads`: the CPU backend's threads (the threaded build's pool, else 1); `relaxedSimd`:
+    // whether the loaded build dots with relaxed SIMD.
+    return info ? { ...info, threads: glue.computeThreads(), relaxedSimd: glue.relaxedSimd() } : null;
   }
 
   /** Destroys the GPU device as a driver reset would, to test an app's fallback; false on the CPU. */

@@ -55,6 +55,9 @@ export interface LoadOptions {
    *  COEP headers): default `navigator.hardwareConcurrency`, at most 8; 1, or any page that is
    *  not isolated, loads the single-thread build. Fixed by the first load in that worker. */
   threads?: number;
+  /** false loads a plain SIMD128 build even where the browser has relaxed SIMD (the default
+   *  there: its i8 dot product; the same tokens). Fixed by the first load in that worker. */
+  relaxedSimd?: boolean;
   /** The threaded build's memory ceiling in bytes (default half of `navigator.deviceMemory`,
    *  between 1 and 4 GiB): the largest model plus KV cache it can hold. */
   maxMemoryBytes?: number;
@@ -86,6 +89,8 @@ export interface ModelInfo {
   sha256: string | null;
   /** Threads the CPU backend computes on (1 in the single-thread build). */
   threads: number;
+  /** Whether the loaded build dots 4- and 5-bit weights with relaxed SIMD. */
+  relaxedSimd: boolean;
   /** The whole file was hashed and matched `sha256`; false when no SHA-256 was known (each
    *  stored chunk is still checked against its own hash). */
   verified: boolean;

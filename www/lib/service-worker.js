@@ -175,3 +175,37 @@ export function installRouter() {
   self.addEventListener('message', onMessage);
   self.addEventListener('fetch', routerFetch);
 }
+
+// Requests whose response decides a context's cross-origin isolation: documents and workers.
+const ISOLATED_DESTINATIONS = new Set(['document', 'iframe', 'frame', 'worker', 'sharedworker']);
+
+/** Whether `request` loads a document or a worker of this worker's origin: the responses
+ *  `withCrossOriginIsolation` should go on. */
+export function decidesIsolation(request) {
+  const sameOrigin = new URL(request.url).origin === self.location.origin;
+  return sameOrigin && (request.mode === 'navigate' || ISOLATED_DESTINATIONS.has(request.destination));
+}
+
+/** `response` with COOP `same-origin` and COEP (`require-corp`, or `credentialless`) added, so a
+ *  page served through this worker is cross-origin isolated and gets the threaded build, on a
+ *  static host that cannot send headers. The price, for the whole page: every cross-origin
+ *  subresource (image, script, iframe) must then come with CORS or a
+ *  `Cross-Origin-Resource-Policy` header (`credentialless`: or be fetched without cookies; not
+ *  in Safari), and popups of other origins lose their `window.opener`. Redirects, errors and
+ *  opaque responses pass unchanged. */
+export function withCrossOriginIsolation(response, { coep = 'require-corp' } = {}) {
+  if (!response || response.type === 'opaqueredirect' || response.type === 'opaque' || response.type === 'error' || response.status === 0) return response;
+  const headers = new Headers(response.headers);
+  headers.set('Cross-Origin-Opener-Policy', 'same-origin');
+  headers.set('Cross-Origin-Embedder-Policy', coep === 'credentialless' ? 'credentialless' : 'require-corp');
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+}
+
+/** For a worker with no fetch handling of its own: answers `e` from the network with
+ *  `withCrossOriginIsolation` if it loads a document or worker of this origin; false otherwise.
+ *  The first visit is not controlled yet, so isolation (and threads) start at the next one. */
+export function isolationFetch(e, options) {
+  if (!decidesIsolation(e.request)) return false;
+  e.respondWith(fetch(e.request).then((r) => withCrossOriginIsolation(r, options)));
+  return true;
+}
