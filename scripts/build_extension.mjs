@@ -12,7 +12,7 @@ if (!existsSync(join(pkg, 'candlelight_bg.wasm'))) throw new Error('pkg/ is not 
 
 // What runs: every module of the package, the wasm and wasm-bindgen's snippets, and the threaded
 // build the package may import (not the types).
-const RUNTIME = [...readdirSync(pkg).filter((f) => f.endsWith('.js')), 'candlelight_bg.wasm', 'snippets', 'threads'];
+const RUNTIME = [...readdirSync(pkg).filter((f) => f.endsWith('.js')), 'candlelight_bg.wasm', 'snippets', 'relaxed', 'threads', 'threads-relaxed'];
 rmSync(join(ext, 'pkg'), { recursive: true, force: true });
 mkdirSync(join(ext, 'pkg'));
 for (const f of RUNTIME) cpSync(join(pkg, f), join(ext, 'pkg', f), { recursive: true, filter: (src) => !src.endsWith('.d.ts') });

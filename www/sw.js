@@ -17,13 +17,18 @@ async function keepShell() {
   const keep = (files) => Promise.all(files.map((f) => cache.add(new Request(f, { cache: 'reload' })).catch(() => {})));
   // One missing file must not stop the rest from being kept.
   await keep(SHELL_FILES);
-  // The package's modules and wasm, as its package.json lists them.
+  // The package's modules and wasm, as its package.json lists them, and each build's bindings
+  // and wasm (its folders: relaxed/, threads/, threads-relaxed/).
   const manifest = await fetch('/pkg/package.json', { cache: 'reload' }).then((r) => r.json()).catch(() => ({ files: [] }));
   await keep(manifest.files.filter((f) => /\.(js|wasm)$/.test(f)).map((f) => `/pkg/${f}`));
-  // wasm-bindgen's JS snippets sit under a hashed folder that only candlelight.js names.
-  const glue = await cache.match('/pkg/candlelight.js');
-  const snippets = glue ? [...(await glue.text()).matchAll(/from '\.\/(snippets\/[^']+)'/g)].map((m) => `/pkg/${m[1]}`) : [];
-  await keep(snippets);
+  const builds = ['/pkg/', ...manifest.files.filter((f) => f.endsWith('/') && f !== 'snippets/').map((f) => `/pkg/${f}`)];
+  await keep(builds.flatMap((b) => [`${b}candlelight.js`, `${b}candlelight_bg.wasm`]));
+  // wasm-bindgen's JS snippets sit under a hashed folder that only each build's bindings name.
+  for (const b of builds) {
+    const glue = await cache.match(`${b}candlelight.js`);
+    const snippets = glue ? [...(await glue.text()).matchAll(/from '\.\/(snippets\/[^']+)'/g)].map((m) => `${b}${m[1]}`) : [];
+    await keep(snippets);
+  }
 }
 
 // The shell from the network when it answers (so updates show at once), else from the cache;

@@ -46,6 +46,19 @@ export function transaction_done(tx) {
     tx.onabort = () => reject(tx.error || new DOMException('transaction aborted', 'AbortError'));
   });
 }
+export function read_checked(db, key) {
+  // A chunk read and hashed as one promise, which runs on while the caller computes (the
+  // read-ahead of IdbChunks); failures resolve to { error }, so a read-ahead nobody awaits never
+  // reports an unhandled rejection.
+  return new Promise((resolve, reject) => {
+    const req = db.transaction('chunks', 'readonly').objectStore('chunks').get(key);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  }).then(async (value) => {
+    if (value === undefined || !(value.data instanceof Uint8Array)) return { value };
+    return { value, actual: await subtle_sha256(value.data) };
+  }).catch((error) => ({ error }));
+}
 export async function subtle_sha256(bytes) {
   const subtle = globalThis.crypto && globalThis.crypto.subtle;
   if (!subtle) return undefined;
@@ -62,7 +75,13 @@ extern "C" {
     async fn transaction_done(tx: &web_sys::IdbTransaction) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(catch)]
     async fn subtle_sha256(bytes: &Uint8Array) -> Result<JsValue, JsValue>;
+    fn read_checked(db: &web_sys::IdbDatabase, key: &JsValue) -> js_sys::Promise;
 }
+
+/// Chunks read ahead of the one asked for: their reads and hashes run while the model loader
+/// works on the current one (reading and hashing a 16 MiB chunk takes about as long as loading
+/// it), at the cost of this many chunks held in JavaScript memory.
+const READ_AHEAD: u64 = 2;
 
 const DB_NAME: &str = "candlelight";
 const DB_VERSION: u32 = 1;
@@ -238,24 +257,12 @@ impl ModelDb {
 
     /// Chunk `index` of `url`, checked against the hash stored with it.
     pub async fn read_chunk(&self, url: &str, index: u64) -> Result<Uint8Array, StoreError> {
-        let (_, store) = self.store(CHUNKS, false)?;
-        let value = request_done(&store.get(&chunk_key(url, index)).map_err(js_error)?)
-            .await
-            .map_err(js_error)?;
-        if value.is_undefined() {
-            return Err(StoreError::MissingChunk { index });
-        }
-        let data: Uint8Array = Reflect::get(&value, &"data".into())
-            .map_err(js_error)?
-            .dyn_into()
-            .map_err(|_| StoreError::CorruptChunk { index })?;
-        let stored = Reflect::get(&value, &"sha256".into())
-            .map_err(js_error)?
-            .as_string();
-        if stored.as_deref() != Some(sha256_hex(&data).await?.as_str()) {
-            return Err(StoreError::CorruptChunk { index });
-        }
-        Ok(data)
+        checked(self.start_read(url, index), index).await
+    }
+
+    /// Starts reading and hashing chunk `index`; `checked` finishes it.
+    fn start_read(&self, url: &str, index: u64) -> js_sys::Promise {
+        read_checked(&self.db, &chunk_key(url, index))
     }
 
     pub async fn delete_chunk(&self, url: &str, index: u64) -> Result<(), StoreError> {
@@ -295,12 +302,46 @@ impl ModelDb {
     }
 }
 
+/// A chunk read by `read_checked`, checked against the hash stored with it (hashed here where
+/// the page has no SubtleCrypto).
+async fn checked(read: js_sys::Promise, index: u64) -> Result<Uint8Array, StoreError> {
+    let out = JsFuture::from(read).await.map_err(js_error)?;
+    let error = Reflect::get(&out, &"error".into()).map_err(js_error)?;
+    if !error.is_undefined() {
+        return Err(js_error(error));
+    }
+    let value = Reflect::get(&out, &"value".into()).map_err(js_error)?;
+    if value.is_undefined() {
+        return Err(StoreError::MissingChunk { index });
+    }
+    let data: Uint8Array = Reflect::get(&value, &"data".into())
+        .map_err(js_error)?
+        .dyn_into()
+        .map_err(|_| StoreError::CorruptChunk { index })?;
+    let stored = Reflect::get(&value, &"sha256".into())
+        .map_err(js_error)?
+        .as_string();
+    let actual = match Reflect::get(&out, &"actual".into())
+        .map_err(js_error)?
+        .as_string()
+    {
+        Some(hex) => hex,
+        None => sha256_hex(&data).await?,
+    };
+    if stored.as_deref() != Some(actual.as_str()) {
+        return Err(StoreError::CorruptChunk { index });
+    }
+    Ok(data)
+}
+
 /// A stored model file read through [`ChunkStore`]; the last chunk read stays cached (in
-/// JavaScript memory) because tensors cross chunk boundaries.
+/// JavaScript memory) because tensors cross chunk boundaries, and the next `READ_AHEAD` chunks
+/// are read and hashed while it is in use.
 pub struct IdbChunks {
     db: ModelDb,
     record: FileRecord,
     cache: RefCell<Option<(u64, Uint8Array)>>,
+    ahead: RefCell<Vec<(u64, js_sys::Promise)>>,
 }
 
 impl IdbChunks {
@@ -309,6 +350,7 @@ impl IdbChunks {
             db,
             record,
             cache: RefCell::new(None),
+            ahead: RefCell::new(Vec::new()),
         }
     }
 
@@ -318,7 +360,24 @@ impl IdbChunks {
                 return Ok(bytes.clone());
             }
         }
-        let bytes = self.db.read_chunk(&self.record.url, index).await?;
+        let read = {
+            let mut ahead = self.ahead.borrow_mut();
+            let mine = ahead.iter().position(|(i, _)| *i == index);
+            let read = match mine {
+                Some(at) => ahead.swap_remove(at).1,
+                None => self.db.start_read(&self.record.url, index),
+            };
+            // Reads behind this one will not be asked for in a sequential load: dropped.
+            ahead.retain(|(i, _)| *i > index);
+            let chunks = self.record.size.div_ceil(self.record.chunk_size.max(1));
+            for next in index + 1..(index + 1 + READ_AHEAD).min(chunks) {
+                if !ahead.iter().any(|(i, _)| *i == next) {
+                    ahead.push((next, self.db.start_read(&self.record.url, next)));
+                }
+            }
+            read
+        };
+        let bytes = checked(read, index).await?;
         *self.cache.borrow_mut() = Some((index, bytes.clone()));
         Ok(bytes)
     }

@@ -257,6 +257,8 @@ test('a hub model is verified by the hub\'s SHA-256; after a new commit the demo
   await page.waitForFunction(() => document.body.dataset.updateChecked);
   assert.equal(await page.evaluate(() => document.body.dataset.updateChecked), 'false', 'no update before a new commit');
   assert.ok(await page.locator('#update').isHidden());
+  // The stored-files list is refreshed in the background after a load.
+  await page.waitForFunction(() => /tiny-xet\.gguf/.test(document.getElementById('cached').textContent));
   assert.match(await page.textContent('#cached'), /tiny-xet\.gguf .*SHA-256 verified/, 'verified by the hub\'s hash, not the CDN\'s ETag');
 
   const next = await hub.control(repo, 'commit=tiny-xet.gguf:tiny-llama-q4_k_m.gguf');

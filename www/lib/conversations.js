@@ -1,19 +1,19 @@
 // Conversations kept in IndexedDB (checked and stored in Rust), so a reload resumes them.
-import { deleteConversation, listConversations, loadConversation, saveConversation } from './candlelight.js';
 import { toError } from './errors.js';
-import { initWasm } from './wasm.js';
+import { glue, initWasm } from './wasm.js';
 
-const kept = (f) => async (...args) => {
+// By name: the functions of whichever build initWasm loaded.
+const kept = (name) => async (...args) => {
   await initWasm();
-  return f(...args).catch((e) => { throw toError(e); });
+  return glue[name](...args).catch((e) => { throw toError(e); });
 };
 
 /** Conversations kept in IndexedDB, so a reload resumes them. `save` takes
  *  `{ id?, title?, messages, model? }` and resolves to the id (made up when missing); `list` gives
  *  `{ id, title, updated, messages }` most recent first. */
 export const Conversations = {
-  save: kept(saveConversation),
-  list: kept(listConversations),
-  load: kept(loadConversation),
-  delete: kept(deleteConversation),
+  save: kept('saveConversation'),
+  list: kept('listConversations'),
+  load: kept('loadConversation'),
+  delete: kept('deleteConversation'),
 };

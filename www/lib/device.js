@@ -1,8 +1,7 @@
 // Is this device fast enough for a model? The probe (browser facts and our own CPU and GPU
 // matvec bandwidth, measured in Rust) and the verdict, for the router's too-weak decision.
-import { assessDevice as assess, probeDevice as probe } from './candlelight.js';
 import { toError } from './errors.js';
-import { initWasm } from './wasm.js';
+import { glue, initWasm } from './wasm.js';
 
 /** Measures this device for the router: WebGPU adapter and limits, memory, cores, storage, and
  *  our CPU and GPU matvec bandwidth. Cached per adapter; `fresh: true` measures again. */
@@ -12,7 +11,7 @@ export async function probeDevice({ fresh = false } = {}) {
   const key = `candlelight-device-profile:${gpu ? 'webgpu' : 'none'}:${navigator.hardwareConcurrency}`;
   const saved = !fresh && globalThis.localStorage?.getItem(key);
   if (saved) return JSON.parse(saved);
-  const profile = await probe().catch((e) => { throw toError(e); });
+  const profile = await glue.probeDevice().catch((e) => { throw toError(e); });
   globalThis.localStorage?.setItem(key, JSON.stringify(profile));
   return profile;
 }
@@ -21,7 +20,7 @@ export async function probeDevice({ fresh = false } = {}) {
 export async function assessDevice(profile, model, minTokensPerS) {
   await initWasm();
   try {
-    return assess(profile, model, minTokensPerS);
+    return glue.assessDevice(profile, model, minTokensPerS);
   } catch (e) {
     throw toError(e);
   }

@@ -1,11 +1,10 @@
 // A page's side of the router in the service worker (service-worker.js): its configuration, the
 // page's engine offered as the local route (or one hosted in the worker itself), and a chat
 // through `/v1/chat/completions` read with the Rust SSE decoder.
-import { SseDecoder } from './candlelight.js';
 import { assessDevice, probeDevice } from './device.js';
 import { CandlelightError, toError } from './errors.js';
 import { Msg, request, sendResponse } from './protocol.js';
-import { initWasm } from './wasm.js';
+import { glue, initWasm } from './wasm.js';
 
 const worker = async () => (await navigator.serviceWorker.ready).active;
 
@@ -83,7 +82,7 @@ export async function chatThroughRouter(body, { signal, url = '/v1/chat/completi
   const failed = (error) => new CandlelightError(error?.code ?? 'router', error?.message ?? `HTTP ${res.status}`, { status: res.status });
   if (!res.ok || !(res.headers.get('content-type') ?? '').includes('event-stream')) throw failed((await res.json().catch(() => ({}))).error);
   const reader = res.body.getReader();
-  const decoder = new SseDecoder();
+  const decoder = new glue.SseDecoder();
   async function* chunks() {
     try {
       for (;;) {

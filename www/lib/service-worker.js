@@ -3,10 +3,9 @@
 // does the fetching. Glue only: this file wires requests, the saved configuration and the local
 // engine (a page's, offered with offerLocalEngine, or one in this worker where it has WebGPU,
 // asked for with hostEngineInServiceWorker, answering inside the wasm module).
-import { EngineCore, RouterCore } from './candlelight.js';
 import { CandlelightError } from './errors.js';
 import { Msg, receiveResponse, serve } from './protocol.js';
-import { initWasm } from './wasm.js';
+import { glue, initWasm } from './wasm.js';
 
 // The Cache API takes http(s) keys only, and an extension's origin is chrome-extension://: the
 // saved configuration lives under a reserved name (.invalid never resolves).
@@ -24,7 +23,7 @@ let hosted = null;
 
 /** A new router for `config`, told what the local route can do. */
 function routerFor(config) {
-  const next = new RouterCore(config); // throws on a bad configuration
+  const next = new glue.RouterCore(config); // throws on a bad configuration
   next.setLocal(local.ready, local.capable);
   if (hosted?.loaded) next.hostEngine(hosted.loaded);
   return next;
@@ -53,7 +52,7 @@ async function host(url, capable) {
   const adapter = await self.navigator.gpu?.requestAdapter?.().catch(() => null);
   if (!adapter) throw new CandlelightError('backend_unavailable', 'this service worker has no WebGPU: offer a page\'s engine instead');
   if (hosted?.url !== url) {
-    const engine = EngineCore.load(url, { backend: 'gpu' });
+    const engine = glue.EngineCore.load(url, { backend: 'gpu' });
     const entry = { url, capable, engine, loaded: null };
     hosted = entry;
     engine.then((e) => { entry.loaded = e; }, () => { if (hosted === entry) hosted = null; });

@@ -7,7 +7,8 @@
 //                                    headers), the only place that may share memory and block;
 //   ./threads-relaxed/candlelight.js both.
 // Every build computes the same tokens (simd128.rs keeps the relaxed dot's sums identical).
-// `glue` is whichever loaded.
+// `glue` is whichever loaded: every module calls the wasm through it, never through an import
+// of one build's bindings.
 import init, * as single from './candlelight.js';
 
 /** The loaded build's exports (the single-thread build's until `initWasm` picks another). */
@@ -57,8 +58,12 @@ export function hasRelaxedSimd() {
   }
 }
 
+// A service worker may not import() (the relaxed builds load that way): it runs the plain build,
+// its engine is on the GPU anyway.
+const canImport = typeof ServiceWorkerGlobalScope === 'undefined' || !(globalThis instanceof ServiceWorkerGlobalScope);
+
 async function start(wasm, { threads, relaxedSimd, maxMemoryBytes } = {}) {
-  const relaxed = !wasm && relaxedSimd !== false && hasRelaxedSimd();
+  const relaxed = !wasm && relaxedSimd !== false && canImport && hasRelaxedSimd();
   const n = threadsFor(threads);
   if (n > 1) {
     try {
