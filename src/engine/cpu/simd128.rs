@@ -277,6 +277,32 @@ mod tests {
     use super::*;
     use crate::rng::SeededRng;
 
+    type Tile<const A: usize> = [[f32; DECODE_ROWS]; A];
+
+    /// The relaxed tile and the plain one on the same blocks.
+    unsafe fn both<const A: usize>(
+        f: TileFormat,
+        w: [&[u8]; DECODE_ROWS],
+        stride: usize,
+        x: [&[u8]; A],
+        kb: usize,
+    ) -> (Tile<A>, Tile<A>) {
+        match f {
+            TileFormat::Q4_0 => (
+                relaxed_tile_of::<DECODE_ROWS, A, Q4>(w, stride, x, kb),
+                tile_of::<DECODE_ROWS, A, Q4>(w, stride, x, kb),
+            ),
+            TileFormat::Q4_1 => (
+                relaxed_tile_of::<DECODE_ROWS, A, Q41>(w, stride, x, kb),
+                tile_of::<DECODE_ROWS, A, Q41>(w, stride, x, kb),
+            ),
+            _ => (
+                relaxed_tile_of::<DECODE_ROWS, A, Q5>(w, stride, x, kb),
+                tile_of::<DECODE_ROWS, A, Q5>(w, stride, x, kb),
+            ),
+        }
+    }
+
     /// The relaxed tiles give the plain tiles' floats bit for bit, on random blocks and on the
     /// extremes (every stored value 0 or at its maximum, activations ±127 and −128), for the
     /// decode and prefill shapes.
@@ -288,10 +314,11 @@ mod tests {
             let mut ws: Vec<Vec<u8>> = (0..DECODE_ROWS).map(|_| weights(&mut rng, kb, f)).collect();
             let mut xs: Vec<Vec<u8>> = (0..4).map(|_| activations(&mut rng, kb, f)).collect();
             let (wb, xb) = (f.block_bytes(), f.act_bytes());
+            // Where the quants start, after the scale (and Q4_1's minimum), in both blocks.
             let scale_bytes = if f == TileFormat::Q4_1 { 4 } else { 2 };
             // Row 0 block 0: every value at its maximum; row 1 block 0: every value zero.
-            ws[0][2..wb].fill(0xff);
-            ws[1][2..wb].fill(0);
+            ws[0][scale_bytes..wb].fill(0xff);
+            ws[1][scale_bytes..wb].fill(0);
             // Activation 0 block 0 at +127, activation 1 block 0 at −128, 2 alternating.
             xs[0][scale_bytes..xb].fill(127);
             xs[1][scale_bytes..xb].fill(0x80);
@@ -302,40 +329,12 @@ mod tests {
             let bits = |t: &[[f32; DECODE_ROWS]]| -> Vec<u32> {
                 t.iter().flatten().map(|v| v.to_bits()).collect()
             };
-            unsafe {
-                let x1 = [xs[0].as_slice()];
-                let x4: [&[u8]; 4] = std::array::from_fn(|a| xs[a].as_slice());
-                let (relaxed, plain) = match f {
-                    TileFormat::Q4_0 => (
-                        relaxed_tile_of::<DECODE_ROWS, 4, Q4>(w, wb, x4, kb),
-                        tile_of::<DECODE_ROWS, 4, Q4>(w, wb, x4, kb),
-                    ),
-                    TileFormat::Q4_1 => (
-                        relaxed_tile_of::<DECODE_ROWS, 4, Q41>(w, wb, x4, kb),
-                        tile_of::<DECODE_ROWS, 4, Q41>(w, wb, x4, kb),
-                    ),
-                    _ => (
-                        relaxed_tile_of::<DECODE_ROWS, 4, Q5>(w, wb, x4, kb),
-                        tile_of::<DECODE_ROWS, 4, Q5>(w, wb, x4, kb),
-                    ),
-                };
-                assert_eq!(bits(&relaxed), bits(&plain), "{f:?} 4 activation rows");
-                let (relaxed, plain) = match f {
-                    TileFormat::Q4_0 => (
-                        relaxed_tile_of::<DECODE_ROWS, 1, Q4>(w, wb, x1, kb),
-                        tile_of::<DECODE_ROWS, 1, Q4>(w, wb, x1, kb),
-                    ),
-                    TileFormat::Q4_1 => (
-                        relaxed_tile_of::<DECODE_ROWS, 1, Q41>(w, wb, x1, kb),
-                        tile_of::<DECODE_ROWS, 1, Q41>(w, wb, x1, kb),
-                    ),
-                    _ => (
-                        relaxed_tile_of::<DECODE_ROWS, 1, Q5>(w, wb, x1, kb),
-                        tile_of::<DECODE_ROWS, 1, Q5>(w, wb, x1, kb),
-                    ),
-                };
-                assert_eq!(bits(&relaxed), bits(&plain), "{f:?} 1 activation row");
-            }
+            let x1 = [xs[0].as_slice()];
+            let x4: [&[u8]; 4] = std::array::from_fn(|a| xs[a].as_slice());
+            let (relaxed, plain) = unsafe { both(f, w, wb, x4, kb) };
+            assert_eq!(bits(&relaxed), bits(&plain), "{f:?} 4 activation rows");
+            let (relaxed, plain) = unsafe { both(f, w, wb, x1, kb) };
+            assert_eq!(bits(&relaxed), bits(&plain), "{f:?} 1 activation row");
         }
     }
 }
