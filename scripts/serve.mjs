@@ -148,13 +148,7 @@ const server = createServer((req, res) => {
   if (existsSync(path) && statSync(path).isDirectory()) path = join(path, 'index.html');
   if (!existsSync(path)) return res.writeHead(404).end('not found');
   if (prefix === '/models/') return serveModel(req, res, path);
-  // As a static host serves: a validator (size and mtime), so a revalidated file is a 304 and
-  // the browser keeps what it derived from it (V8's cache of the compiled wasm).
-  const st = statSync(path);
-  const etag = `"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`;
-  const headers = { 'Content-Type': types[extname(path)] || 'application/octet-stream', 'Cache-Control': 'no-cache', ETag: etag, 'Last-Modified': st.mtime.toUTCString() };
-  if (req.headers['if-none-match'] === etag) return res.writeHead(304, headers).end();
-  res.writeHead(200, headers);
+  res.writeHead(200, { 'Content-Type': types[extname(path)] || 'application/octet-stream', 'Cache-Control': 'no-cache' });
   createReadStream(path).pipe(res);
 });
 server.listen(port, host, () => console.log(`serving www/ on http://${host}:${port}/ (models from ${dirs['/models/']})`));

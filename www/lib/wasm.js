@@ -78,16 +78,27 @@ async function start(wasm, { threads, relaxedSimd, maxMemoryBytes } = {}) {
   if (relaxed) {
     try {
       const module = await import('./relaxed/candlelight.js');
-      await module.default();
+      await twice(() => module.default());
       glue = module;
       return glue;
     } catch (e) {
       console.warn(`candlelight: relaxed SIMD build unavailable (${e?.message ?? e}); using SIMD128`);
     }
   }
-  await init(wasm ? { module_or_path: wasm } : undefined);
+  await twice(() => init(wasm ? { module_or_path: wasm } : undefined));
   glue = single;
   return glue;
+}
+
+// A second try after a failed fetch or compile: a response body can be cut while the browser's
+// HTTP cache entry it streams from is replaced (another tab, or the app's service worker
+// refreshing its copy), and the next read of the same file then succeeds.
+async function twice(start) {
+  try {
+    return await start();
+  } catch {
+    return start();
+  }
 }
 
 const PAGE = 65536;
@@ -102,7 +113,7 @@ async function startThreaded(n, relaxed, maxMemoryBytes) {
   const deviceBytes = (globalThis.navigator?.deviceMemory ?? 4) * gib;
   const ceiling = Math.min(4 * gib, Math.max(gib, Number(maxMemoryBytes) || deviceBytes / 2));
   const memory = new WebAssembly.Memory({ initial: 32, maximum: Math.floor(ceiling / PAGE), shared: true });
-  const module = await WebAssembly.compileStreaming(fetch(url));
+  const module = await twice(() => WebAssembly.compileStreaming(fetch(url)));
   await threaded.default({ module_or_path: module, memory });
   // Each pool worker instantiates the same module on the same memory, says so, then waits in
   // runPoolThread for the rayon thread buildPool hands it.

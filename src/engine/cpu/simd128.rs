@@ -115,10 +115,7 @@ unsafe fn relaxed_tile_of<const R: usize, const A: usize, const F: u8>(
                     i32x4_relaxed_dot_i8x16_i7x16_add(xq[a][1], hi, zero),
                 );
                 let dot = i32x4_sub(sum, bias[a]);
-                acc[a][r] = f32x4_add(
-                    acc[a][r],
-                    f32x4_mul(f32x4_convert_i32x4(dot), f32x4_splat(wd * xd[a])),
-                );
+                add_block(&mut acc[a][r], dot, wd * xd[a]);
                 if F == Q41 {
                     mins[a][r] += wm * xs[a];
                 }
@@ -196,10 +193,7 @@ unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(
                         i32x4_dot_i16x8(wq[3], xq[a][3]),
                     ),
                 );
-                acc[a][r] = f32x4_add(
-                    acc[a][r],
-                    f32x4_mul(f32x4_convert_i32x4(dot), f32x4_splat(wd * xd[a])),
-                );
+                add_block(&mut acc[a][r], dot, wd * xd[a]);
                 if F == Q41 {
                     mins[a][r] += wm * xs[a];
                 }
@@ -207,6 +201,16 @@ unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(
         }
     }
     finish(acc, mins)
+}
+
+/// One block's step, as ggml's wasm build takes it: the integer sums converted, times the scale
+/// product, added.
+#[inline(always)]
+fn add_block(acc: &mut v128, dot: v128, scale: f32) {
+    *acc = f32x4_add(
+        *acc,
+        f32x4_mul(f32x4_convert_i32x4(dot), f32x4_splat(scale)),
+    );
 }
 
 /// Each accumulator's four lanes summed in order, plus Q4_1's minimum terms.
