@@ -1,20 +1,13 @@
 // Builds pkg/, the npm package: wasm-pack's output (ESM for the web target, the .wasm, the inline
-// JS snippets), the other three builds wasm.js picks from (pkg/relaxed/: relaxed SIMD;
-// pkg/threads/: std rebuilt with atomics and shared memory, rayon on a worker pool, on the stable
-// toolchain with RUSTC_BOOTSTRAP=1, since no nightly can be fetched here and -Z build-std is the
-// one unstable flag it needs; pkg/threads-relaxed/: both), the JavaScript API from www/lib/, and
-// a package.json with the fields npm and bundlers read.
+// JS snippets), the other three builds wasm.js picks from (variants.mjs: pkg/relaxed/,
+// pkg/threads/, pkg/threads-relaxed/), the JavaScript API from www/lib/, and a package.json with
+// the fields npm and bundlers read.
 // Run: node scripts/build_pkg.mjs
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { VARIANTS, cargo, root } from './variants.mjs';
 
-const root = new URL('..', import.meta.url).pathname;
-const VARIANTS = [
-  { dir: 'relaxed', relaxed: true, threads: false },
-  { dir: 'threads', relaxed: false, threads: true },
-  { dir: 'threads-relaxed', relaxed: true, threads: true },
-];
 const pkg = join(root, 'pkg');
 execFileSync('wasm-pack', ['build', '--target', 'web', '--release', '--mode', 'no-install', '--out-name', 'candlelight', '--no-pack'], {
   cwd: root,
@@ -24,8 +17,8 @@ for (const variant of VARIANTS) build(variant);
 const lib = readdirSync(join(root, 'www/lib'));
 for (const f of lib) copyFileSync(join(root, 'www/lib', f), join(pkg, f));
 
-const cargo = readFileSync(join(root, 'Cargo.toml'), 'utf8');
-const field = (name) => cargo.match(new RegExp(`^${name} = "(.*)"`, 'm'))[1];
+const manifestToml = readFileSync(join(root, 'Cargo.toml'), 'utf8');
+const field = (name) => manifestToml.match(new RegExp(`^${name} = "(.*)"`, 'm'))[1];
 const manifest = {
   name: 'candlelight',
   version: field('version'),
@@ -50,30 +43,10 @@ const manifest = {
 writeFileSync(join(pkg, 'package.json'), JSON.stringify(manifest, null, 2) + '\n');
 console.log(`pkg/ ready: candlelight ${manifest.version}`);
 
-// A build besides wasm-pack's, in pkg/<dir>/, from its own target directory (other RUSTFLAGS
-// would rebuild the plain one's).
-function build({ dir, relaxed, threads }) {
-  const target = join(process.env.CARGO_TARGET_DIR || join(root, 'target'), dir);
-  const flags = [
-    `-C target-feature=+simd128${relaxed ? ',+relaxed-simd' : ''}${threads ? ',+atomics,+bulk-memory' : ''}`,
-    '--cfg getrandom_backend="wasm_js"',
-  ];
-  if (threads) {
-    // Shared, imported memory (wasm.js sizes it), and the TLS symbols wasm-bindgen's thread
-    // start-up needs. 4 GiB is only the module's upper bound on what wasm.js may declare.
-    flags.push(
-      '-C link-arg=--shared-memory', '-C link-arg=--import-memory', '-C link-arg=--max-memory=4294967296',
-      '-C link-arg=--export=__wasm_init_tls', '-C link-arg=--export=__tls_size',
-      '-C link-arg=--export=__tls_align', '-C link-arg=--export=__tls_base',
-    );
-  }
-  const args = ['build', '--release', '--lib', '--target', 'wasm32-unknown-unknown'];
-  if (threads) args.push('--features', 'threads', '-Z', 'build-std=panic_abort,std');
-  execFileSync('cargo', args, {
-    cwd: root,
-    stdio: 'inherit',
-    env: { ...process.env, ...(threads ? { RUSTC_BOOTSTRAP: '1' } : {}), RUSTFLAGS: flags.join(' '), CARGO_TARGET_DIR: target },
-  });
-  rmSync(join(pkg, dir), { recursive: true, force: true });
-  execFileSync('wasm-bindgen', ['--target', 'web', '--out-dir', join(pkg, dir), '--out-name', 'candlelight', join(target, 'wasm32-unknown-unknown/release/candlelight.wasm')], { cwd: root, stdio: 'inherit' });
+// A build besides wasm-pack's, in pkg/<dir>/.
+function build(variant) {
+  const { args, env, wasm } = cargo('build', variant);
+  execFileSync('cargo', args, { cwd: root, stdio: 'inherit', env });
+  rmSync(join(pkg, variant.dir), { recursive: true, force: true });
+  execFileSync('wasm-bindgen', ['--target', 'web', '--out-dir', join(pkg, variant.dir), '--out-name', 'candlelight', wasm], { cwd: root, stdio: 'inherit' });
 }

@@ -31,14 +31,10 @@ CANDLELIGHT_MODEL_SERVER="http://127.0.0.1:$port" CANDLELIGHT_HUB="$hub_origin" 
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(command -v wasm-bindgen-test-runner)" \
   CHROMEDRIVER="$(command -v chromedriver)" WASM_BINDGEN_TEST_ONLY_WEB=1 \
   cargo test --release --target wasm32-unknown-unknown --lib "${browser_tests[@]}"
-# The CPU kernel tests again in the relaxed-SIMD build (its own target directory, as
-# scripts/build_pkg.mjs builds it): its tiles equal the scalar definition and the plain tiles,
-# bit for bit.
-CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/relaxed" \
-  RUSTFLAGS='-C target-feature=+simd128,+relaxed-simd --cfg getrandom_backend="wasm_js"' \
-  WASM_BINDGEN_TEST_TIMEOUT=300 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(command -v wasm-bindgen-test-runner)" \
-  CHROMEDRIVER="$(command -v chromedriver)" WASM_BINDGEN_TEST_ONLY_WEB=1 \
-  cargo test --release --target wasm32-unknown-unknown --lib -- engine::cpu::
+# The library's CPU tests again in the relaxed and both threaded builds (as build_pkg.mjs builds
+# them): the relaxed tiles equal the plain ones bit for bit, products on two pool threads equal
+# one thread's.
+node scripts/test_variants.mjs
 # A test that hangs fails after 5 minutes, and a test file that does not exit stops the whole run
 # after 30 (all of them take ~10 minutes here), so a hang is a failure, never a CI that times out.
 timeout --kill-after=10 1800 node --test --test-timeout=300000 tests/web/

@@ -33,14 +33,98 @@ pub fn run_pool_thread() {
 pub fn build_pool(threads: usize) -> Result<(), JsError> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
-        .spawn_handler(|thread| {
-            WAITING
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(thread);
-            HANDED.notify_one();
-            Ok(())
-        })
+        .spawn_handler(hand_out)
         .build_global()
         .map_err(|e| JsError::new(&format!("thread pool: {e}")))
+}
+
+/// Leaves a rayon thread for the next worker waiting in `runPoolThread`.
+fn hand_out(thread: rayon::ThreadBuilder) -> std::io::Result<()> {
+    WAITING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(thread);
+    HANDED.notify_one();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use wasm_bindgen::prelude::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    use crate::engine::cpu::probe_matmul;
+    use crate::gguf::TensorType;
+    use crate::rng::SeededRng;
+
+    #[wasm_bindgen(inline_js = r#"
+// Pool workers as wasm.js starts them, on the test runner's own bindings (served at
+// /wasm-bindgen-test) and this module's shared memory.
+export function start_pool_workers(module, memory, n) {
+  const glue = new URL('/wasm-bindgen-test', location.href).href;
+  const source = `import { initSync, runPoolThread } from ${JSON.stringify(glue)};
+self.onmessage = ({ data: { module, memory } }) => {
+  initSync({ module, memory });
+  self.postMessage('ready');
+  runPoolThread();
+};`;
+  const url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
+  return Promise.all(Array.from({ length: n }, () => new Promise((resolve, reject) => {
+    const w = new Worker(url, { type: 'module' });
+    w.onmessage = ({ data }) => (data === 'ready' ? resolve() : reject(new Error(String(data))));
+    w.onerror = (e) => reject(new Error(e.message || 'pool worker failed to start'));
+    w.postMessage({ module, memory });
+  })));
+}
+"#)]
+    extern "C" {
+        fn start_pool_workers(module: JsValue, memory: JsValue, n: usize) -> js_sys::Promise;
+    }
+
+    /// In the threaded build, on a pool of two web workers started as wasm.js starts them, the
+    /// matrix products split their columns across both threads and give the single thread's
+    /// floats bit for bit, for every tiled format, decode and prefill shapes.
+    #[wasm_bindgen_test]
+    async fn products_on_two_pool_threads_equal_one_threads() {
+        let started = start_pool_workers(wasm_bindgen::module(), wasm_bindgen::memory(), 2);
+        wasm_bindgen_futures::JsFuture::from(started)
+            .await
+            .expect("pool workers");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .spawn_handler(super::hand_out)
+            .build()
+            .expect("pool");
+        // Both threads run (a broadcast waits for each), each in its own worker.
+        assert_eq!(pool.broadcast(|cx| cx.index()), vec![0, 1]);
+        // 512 × 896: a decode product of 458 752 multiply-adds stays on one thread, so 4 and 7
+        // activation rows (past PARALLEL_MACS) are the ones split.
+        let (n_in, n_out) = (896usize, 512usize);
+        let mut rng = SeededRng::new(5);
+        for ty in [
+            TensorType::Q4_0,
+            TensorType::Q4_1,
+            TensorType::Q5_0,
+            TensorType::Q8_0,
+        ] {
+            let w: Vec<f32> = (0..n_in * n_out)
+                .map(|_| rng.next_normal() * 0.05)
+                .collect();
+            let t =
+                candle_core::Tensor::from_vec(w, (n_out, n_in), &candle_core::Device::Cpu).unwrap();
+            let q = candle_core::quantized::QTensor::quantize(&t, ty.dtype.unwrap()).unwrap();
+            let mm = probe_matmul(ty, &q.data().unwrap(), n_in, n_out).unwrap();
+            for m in [1usize, 4, 7] {
+                let x: Vec<f32> = (0..m * n_in).map(|_| rng.next_normal()).collect();
+                let one = mm(&x, m).unwrap();
+                let two = pool.install(|| mm(&x, m)).unwrap();
+                let differ = one
+                    .iter()
+                    .zip(&two)
+                    .position(|(a, b)| a.to_bits() != b.to_bits());
+                assert_eq!(differ, None, "{} m={m}: first difference", ty.name);
+                assert_eq!(one.len(), two.len());
+            }
+        }
+    }
 }
