@@ -100,7 +100,7 @@ fn load(s: &Source) -> Result<(), EngineError> {
         backend: BackendChoice::Cpu,
         ..LoadOptions::default()
     };
-    block_on(load_healing(s, options, &mut |_, _, _| {})).map(|_| ())
+    block_on(load_healing(s, options, &mut |_| Ok(()), &mut |_, _, _| {})).map(|_| ())
 }
 
 #[test]

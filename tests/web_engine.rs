@@ -1,6 +1,7 @@
 //! In a real browser (headless Chromium, inside a dedicated worker as the engine runs), on the
 //! CPU path (wasm SIMD128): a whole generation from IndexedDB whose tokens equal the native
-//! engine's, and a damaged or evicted chunk found while loading and fetched again.
+//! engine's, and a damaged or evicted chunk found while loading (by its XXH3, or by its SHA-256
+//! where it was stored without one) and fetched again.
 //!
 //! Needs the model server: `node scripts/serve.mjs --port 8787` with fixtures/ generated
 //! (`cargo run --release --example make_fixtures -- fixtures tiny`); scripts/test_web.sh does both.
@@ -18,7 +19,7 @@ use wasm_bindgen_test::*;
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
 #[wasm_bindgen(inline_js = r#"
-export function flip_a_bit(url, index) {
+function change_chunk(url, index, change) {
   return new Promise((resolve, reject) => {
     const open = indexedDB.open('candlelight');
     open.onerror = () => reject(open.error);
@@ -26,21 +27,33 @@ export function flip_a_bit(url, index) {
       const tx = open.result.transaction('chunks', 'readwrite');
       const chunks = tx.objectStore('chunks');
       const get = chunks.get([url, index]);
+      let was;
       get.onsuccess = () => {
         const record = get.result;
-        record.data[100] ^= 0x40;
+        was = typeof record.xxh3 === 'string' && typeof record.sha256 === 'string';
+        change(record);
         chunks.put(record, [url, index]);
       };
-      tx.oncomplete = () => resolve();
+      tx.oncomplete = () => resolve(was);
       tx.onerror = () => reject(tx.error);
     };
   });
 }
+export function flip_a_bit(url, index) {
+  return change_chunk(url, index, (record) => { record.data[100] ^= 0x40; });
+}
+export function forget_xxh3(url, index) {
+  return change_chunk(url, index, (record) => { delete record.xxh3; });
+}
 "#)]
 extern "C" {
-    /// Damages a stored chunk as a failing disk would: one bit of its bytes, its hash kept.
+    /// Damages a stored chunk as a failing disk would: one bit of its bytes, its hashes kept.
+    /// Resolves to whether the chunk had both its hashes.
     #[wasm_bindgen(catch)]
     async fn flip_a_bit(url: &str, index: u32) -> Result<JsValue, JsValue>;
+    /// Drops a stored chunk's XXH3, as chunks stored before it existed lack it.
+    #[wasm_bindgen(catch)]
+    async fn forget_xxh3(url: &str, index: u32) -> Result<JsValue, JsValue>;
 }
 
 #[wasm_bindgen_test]
@@ -129,19 +142,33 @@ async fn a_damaged_or_evicted_chunk_is_detected_and_fetched_again() {
         .await
     };
     load(url.clone()).await.unwrap();
-    flip_a_bit(&url, 3).await.unwrap();
+    // Stored with both hashes; its XXH3 finds the damage.
+    assert_eq!(flip_a_bit(&url, 3).await.unwrap(), true);
     assert!(matches!(
         db.read_chunk(&url, 3).await,
         Err(candlelight::store::StoreError::CorruptChunk { index: 3 })
     ));
+    // A chunk stored without XXH3 (by an older version) is checked by its SHA-256: it reads
+    // while intact, and its damage is found.
+    forget_xxh3(&url, 5).await.unwrap();
+    assert!(db.read_chunk(&url, 5).await.is_ok());
+    assert_eq!(flip_a_bit(&url, 5).await.unwrap(), false);
+    assert!(matches!(
+        db.read_chunk(&url, 5).await,
+        Err(candlelight::store::StoreError::CorruptChunk { index: 5 })
+    ));
 
     let before = model_requests(&url).await.len();
-    load(url.clone()).await.expect("the load heals the chunk");
+    load(url.clone()).await.expect("the load heals both chunks");
     let log = model_requests(&url).await;
-    assert_eq!(log.len(), before + 1, "{log:?}");
+    assert_eq!(log.len(), before + 2, "{log:?}");
     assert_eq!(
         log[before]["range"],
         format!("bytes={}-{}", 3 * CHUNK, 4 * CHUNK - 1)
+    );
+    assert_eq!(
+        log[before + 1]["range"],
+        format!("bytes={}-{}", 5 * CHUNK, 6 * CHUNK - 1)
     );
     assert_eq!(stored(&db, &url).await, model_bytes().await);
 

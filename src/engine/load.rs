@@ -99,19 +99,24 @@ pub trait ChunkSource {
 const HEALING_ROUNDS: usize = 3;
 
 /// Opens `source` and loads its model onto a backend; a chunk found damaged or gone while
-/// loading is fetched again and the load retried.
+/// loading is fetched again and the load retried. `on_header` sees the parsed header before any
+/// weight is read (while the store reads ahead), and may refuse the file.
 pub async fn load_healing<Src: ChunkSource>(
     source: &Src,
     options: LoadOptions,
+    on_header: &mut dyn FnMut(&GgufFile) -> Result<(), EngineError>,
     on_progress: &mut dyn FnMut(&str, u64, u64),
 ) -> Result<(GgufFile, Box<dyn Backend>), Src::Error> {
     let mut last = 0;
     for _ in 0..HEALING_ROUNDS {
         let store = source.open().await?;
         let loaded = match GgufFile::read(&store).await {
-            Ok(file) => load_backend(&file, store, options, on_progress)
-                .await
-                .map(|backend| (file, backend)),
+            Ok(file) => match on_header(&file) {
+                Ok(()) => load_backend(&file, store, options, on_progress)
+                    .await
+                    .map(|backend| (file, backend)),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e.into()),
         };
         match loaded {

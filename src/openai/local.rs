@@ -24,6 +24,27 @@ pub enum AnswerError {
     Engine(#[from] EngineError),
 }
 
+/// A model file's tokenizer and chat template, built from its header alone: a load builds them
+/// while its first weight chunks are read, and a file whose tokenizer or template is bad fails
+/// before any weight is read.
+pub struct ModelText {
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+}
+
+impl ModelText {
+    pub fn from_gguf(file: &GgufFile) -> Result<Self, EngineError> {
+        let tokenizer =
+            Tokenizer::from_gguf(file).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        let template = ChatTemplate::from_gguf(file, &tokenizer)
+            .map_err(|e| EngineError::Template(e.to_string()))?;
+        Ok(Self {
+            tokenizer,
+            template,
+        })
+    }
+}
+
 /// A loaded model with its tokenizer, chat template and KV cache, and the answer it is giving.
 pub struct LocalModel {
     id: String,
@@ -40,17 +61,18 @@ impl LocalModel {
         file: &GgufFile,
         backend: Box<dyn Backend>,
     ) -> Result<Self, EngineError> {
-        let tokenizer =
-            Tokenizer::from_gguf(file).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
-        let template = ChatTemplate::from_gguf(file, &tokenizer)
-            .map_err(|e| EngineError::Template(e.to_string()))?;
-        Ok(Self {
+        Ok(Self::with_text(id, ModelText::from_gguf(file)?, backend))
+    }
+
+    /// The model from its file's [`ModelText`], built beforehand.
+    pub fn with_text(id: impl Into<String>, text: ModelText, backend: Box<dyn Backend>) -> Self {
+        Self {
             id: id.into(),
-            tokenizer,
-            template,
+            tokenizer: text.tokenizer,
+            template: text.template,
             session: Session::new(backend),
             answer: None,
-        })
+        }
     }
 
     pub fn id(&self) -> &str {

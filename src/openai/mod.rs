@@ -10,7 +10,7 @@ pub mod sse;
 mod wire;
 
 pub use error::{ApiError, Detail, ErrorCode};
-pub use local::{AnswerError, LocalModel};
+pub use local::{AnswerError, LocalModel, ModelText};
 pub use shared::{SharedModel, Turn, Waiting};
 pub use wire::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Choice, ChunkChoice,

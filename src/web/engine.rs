@@ -18,7 +18,8 @@ use crate::engine::{load_backend, load_healing, BackendChoice, ChunkSource, Load
 use crate::gguf::GgufFile;
 use crate::openai::sse;
 use crate::openai::{
-    ApiError, ChatCompletionChunk, ChatCompletionRequest, ErrorCode, LocalModel, SharedModel, Turn,
+    ApiError, ChatCompletionChunk, ChatCompletionRequest, ErrorCode, LocalModel, ModelText,
+    SharedModel, Turn,
 };
 use crate::store::indexed_db::{BlobChunks, FileRecord, IdbChunks, ModelDb};
 use crate::store::ChunkStore;
@@ -242,7 +243,7 @@ impl EngineCore {
                 ..GpuOptions::default()
             },
         };
-        let (file, backend, mut facts) = if let Some(url) = source.as_string() {
+        let (file, text, backend, mut facts) = if let Some(url) = source.as_string() {
             let url = absolute_url(&url);
             let src = IdbSource {
                 db: ModelDb::open().await?,
@@ -257,8 +258,19 @@ impl EngineCore {
                 },
                 record: RefCell::new(None),
             };
-            let (file, backend) =
-                load_healing(&src, load, &mut |p, done, total| progress(p, done, total)).await?;
+            // The tokenizer is built while the first weight chunks are read.
+            let mut text = None;
+            let (file, backend) = load_healing(
+                &src,
+                load,
+                &mut |file| {
+                    text = Some(ModelText::from_gguf(file)?);
+                    Ok(())
+                },
+                &mut |p, done, total| progress(p, done, total),
+            )
+            .await?;
+            let text = text.ok_or_else(|| ApiError::internal("the model header was never read"))?;
             let record = src.record.take().unwrap_or_default();
             let facts = Facts {
                 id: file_name(&url),
@@ -269,7 +281,7 @@ impl EngineCore {
                 sha256: record.sha256,
                 verified: record.verified,
             };
-            (file, backend, facts)
+            (file, text, backend, facts)
         } else if let Ok(blob) = source.clone().dyn_into::<web_sys::Blob>() {
             let name = get(&source, "name")
                 .as_string()
@@ -277,6 +289,7 @@ impl EngineCore {
             let store = BlobChunks::new(blob);
             let size = store.len();
             let file = GgufFile::read(&store).await?;
+            let text = ModelText::from_gguf(&file)?;
             let backend = load_backend(&file, store, load, &mut |p, done, total| {
                 progress(p, done, total)
             })
@@ -290,7 +303,7 @@ impl EngineCore {
                 sha256: None,
                 verified: false,
             };
-            (file, backend, facts)
+            (file, text, backend, facts)
         } else {
             return Err(ApiError::invalid(
                 "source must be a URL string, a File or a Blob",
@@ -302,7 +315,7 @@ impl EngineCore {
         if let Some(id) = opts.model_id {
             facts.id = id;
         }
-        let model = LocalModel::new(facts.id.clone(), &file, backend)?;
+        let model = LocalModel::with_text(facts.id.clone(), text, backend);
         facts.architecture = file.get_str("general.architecture").unwrap_or("").into();
         facts.context_length = model.context_length();
         Ok(EngineCore {
