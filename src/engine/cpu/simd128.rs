@@ -1,28 +1,29 @@
 //! wasm SIMD128 tiles (tiles.rs) for Q4_0, Q4_1, Q5_0 and Q8_0 weights against Q8_0 or Q8_1
-//! activations. Each activation block is widened to i16 once per tile and each weight block once
-//! per tile; `i32x4.dot_i16x8_s` (one `pmaddwd` or two NEON widening multiplies) does the
-//! products. Per block the float steps are ggml's wasm ones (convert, multiply by the scale
-//! product, add; Q4_1's min × s summed aside), so results match llama.cpp's wasm build.
+//! activations. Per block, each (weight row, activation row) pair's 32 products are summed as
+//! exact integers, the R rows' sums gathered into one vector's lanes, and the float steps are the
+//! scalar definition's (`tiles::reference::dot`): the scale product times the sum, added to the
+//! row's total (then Q4_1's minimum × s). So a wasm tile equals the scalar definition bit for
+//! bit, in every build; and an accumulator holds four rows rather than four partial sums of one,
+//! so the prefill tile (4 × 4) keeps 4 accumulators in registers, not 16.
 //!
-//! The relaxed build (`+relaxed-simd`) dots the 4- and 5-bit formats with
-//! `i32x4.relaxed_dot_i8x16_i7x16_add_s` instead: the unsigned nibbles (0..32, within the i7
-//! operand's 0..128, where every engine agrees) against the activations, less the offset (8 or 16)
-//! times the activations' sum. Its lanes sum four adjacent bytes where the plain build's sum
-//! values 2j, 2j+1, 8+2j and 9+2j of each half, so both operands are reordered first (`in_lanes`):
-//! each i32 lane then adds exactly the same integers, and the float steps, hence every logit and
-//! token, are the plain build's. Q8_0's signed weights have no i7 operand and stay plain.
+//! The plain build multiplies with `i32x4.dot_i16x8_s` (one `pmaddwd` on x86) on values widened
+//! to i16. The relaxed build (`+relaxed-simd`) dots the 4- and 5-bit formats with
+//! `i16x8.relaxed_dot_i8x16_i7x16_s` (one `pmaddubsw`) on the stored unsigned values (0..32,
+//! within the i7 operand's 0..128, where every engine agrees; no sum of four products reaches
+//! i16's limits), then subtracts the offset (8 or 16) times the activations' sum. Sums of the same
+//! products in any order are the same integers, so both builds give the same floats. Q8_0's
+//! signed weights have no i7 operand and take the plain path in both.
 
 use core::arch::wasm32::*;
 
 use super::tiles::{format_of, TileFormat, Q4, Q41, Q5, Q8};
 
-/// Weight rows per decode pass: four accumulators, the activation block's four i16 vectors and
-/// one weight block's four stay within the 16 registers V8 has on x86-64.
+/// Weight rows per decode pass: one vector's lanes.
 pub(super) const DECODE_ROWS: usize = 4;
 
-/// out[a][r] = dot(weight row r, activation row a) for R weight rows and A activation rows.
-/// `w[r]` starts at row r's first block, its next ones `stride` bytes apart (interleaved rows,
-/// tiles.rs); `x[a]` is a whole activation row; `kb` blocks each.
+/// out[a][r] = dot(weight row r, activation row a) for R (1 or 4) weight rows and A activation
+/// rows. `w[r]` starts at row r's first block, its next ones `stride` bytes apart (interleaved
+/// rows, tiles.rs); `x[a]` is a whole activation row; `kb` blocks each.
 ///
 /// # Safety
 /// Every slice must hold `kb` blocks of its format at its spacing.
@@ -50,16 +51,7 @@ pub(super) unsafe fn tile<const R: usize, const A: usize>(
     }
 }
 
-/// A half block (16 values) in the relaxed dot's order: lane j of
-/// `i32x4.relaxed_dot_i8x16_i7x16_add_s` sums bytes 4j..4j+4, which then hold values 2j, 2j+1,
-/// 8+2j and 9+2j, the values lane j of the plain build's `i32x4.dot_i16x8_s` pairs sum.
-#[cfg(target_feature = "relaxed-simd")]
-#[inline(always)]
-fn in_lanes(v: v128) -> v128 {
-    i8x16_shuffle::<0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15>(v, v)
-}
-
-/// The plain tile's sums and float steps with the relaxed dot (see the module note).
+/// The tile with the relaxed i8 dot (see the module note).
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 unsafe fn relaxed_tile_of<const R: usize, const A: usize, const F: u8>(
@@ -68,79 +60,63 @@ unsafe fn relaxed_tile_of<const R: usize, const A: usize, const F: u8>(
     x: [&[u8]; A],
     kb: usize,
 ) -> [[f32; R]; A] {
+    const { assert!(R == 1 || R == 4) };
     let f = format_of(F);
     // The weights' offset: Q4_0 stores value + 8, Q5_0 value + 16, Q4_1 keeps its minimum aside.
-    let offset = match F {
+    let offset = i8x16_splat(match F {
         Q4 => 8,
         Q5 => 16,
         _ => 0,
-    };
-    let zero = i32x4_splat(0);
-    let mut acc = [[f32x4_splat(0.0); R]; A];
-    let mut mins = [[0f32; R]; A];
+    });
+    let mut acc = [f32x4_splat(0.0); A];
     for b in 0..kb {
-        let mut xd = [0f32; A];
-        let mut xs = [0f32; A];
-        let mut xq = [[zero; 2]; A];
-        let mut bias = [zero; A];
-        for a in 0..A {
+        let at = b * stride;
+        let wq: [[v128; 2]; R] =
+            std::array::from_fn(|r| unsigned_quants::<F>(w[r].as_ptr().add(at)));
+        let (wd, wm) = scales::<R, F>(&w, at);
+        for (a, acc) in acc.iter_mut().enumerate() {
             let p = x[a].as_ptr().add(b * f.act_bytes());
-            xd[a] = half_at(p);
-            if F == Q41 {
-                xs[a] = half_at(p.add(2));
-            }
             let q = p.add(f.act_quants());
-            xq[a] = [
-                in_lanes(v128_load(q as *const v128)),
-                in_lanes(v128_load(q.add(16) as *const v128)),
+            let xq = [
+                v128_load(q as *const v128),
+                v128_load(q.add(16) as *const v128),
             ];
-            if offset != 0 {
-                let k = i8x16_splat(offset);
-                bias[a] = i32x4_relaxed_dot_i8x16_i7x16_add(
-                    xq[a][0],
-                    k,
-                    i32x4_relaxed_dot_i8x16_i7x16_add(xq[a][1], k, zero),
-                );
+            let mut sums = totals(std::array::from_fn::<_, R, _>(|r| relaxed_dot(xq, wq[r])));
+            if F != Q41 {
+                // Less offset × Σx (in every lane).
+                sums = i32x4_sub(sums, totals([relaxed_dot(xq, [offset; 2])]));
             }
-        }
-        for r in 0..R {
-            let p = w[r].as_ptr().add(b * stride);
-            let wd = half_at(p);
-            let (lo, hi) = unsigned_quants::<F>(p);
-            let wm = if F == Q41 { half_at(p.add(2)) } else { 0.0 };
-            for a in 0..A {
-                let sum = i32x4_relaxed_dot_i8x16_i7x16_add(
-                    xq[a][0],
-                    lo,
-                    i32x4_relaxed_dot_i8x16_i7x16_add(xq[a][1], hi, zero),
-                );
-                let dot = i32x4_sub(sum, bias[a]);
-                add_block(&mut acc[a][r], dot, wd * xd[a]);
-                if F == Q41 {
-                    mins[a][r] += wm * xs[a];
-                }
-            }
+            add_block::<F>(acc, sums, wd, wm, p);
         }
     }
-    finish(acc, mins)
+    finish(acc)
 }
 
-/// A 4- or 5-bit weight block's 32 stored (unsigned) values in `in_lanes` order: values 0..16 and
-/// 16..32.
+/// The 32 products of an activation block's quants (signed) and a weight block's stored values
+/// (0..32), summed into four i32 lanes.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-unsafe fn unsigned_quants<const F: u8>(p: *const u8) -> (v128, v128) {
+fn relaxed_dot(x: [v128; 2], w: [v128; 2]) -> v128 {
+    i32x4_extadd_pairwise_i16x8(i16x8_add(
+        i16x8_relaxed_dot_i8x16_i7x16(x[0], w[0]),
+        i16x8_relaxed_dot_i8x16_i7x16(x[1], w[1]),
+    ))
+}
+
+/// A 4- or 5-bit weight block's 32 stored (unsigned) values: values 0..16 and 16..32.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+unsafe fn unsigned_quants<const F: u8>(p: *const u8) -> [v128; 2] {
     let raw = v128_load(p.add([2, 4, 6, 0][F as usize]) as *const v128);
+    let (lo, hi) = (v128_and(raw, u8x16_splat(0x0f)), u8x16_shr(raw, 4));
     if F != Q5 {
-        let raw = in_lanes(raw);
-        return (v128_and(raw, u8x16_splat(0x0f)), u8x16_shr(raw, 4));
+        return [lo, hi];
     }
     let bits = u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]);
-    let (lo, hi) = (v128_and(raw, u8x16_splat(0x0f)), u8x16_shr(raw, 4));
-    (
-        in_lanes(v128_or(lo, fifth_bits(bits))),
-        in_lanes(v128_or(hi, fifth_bits(bits >> 16))),
-    )
+    [
+        v128_or(lo, fifth_bits(bits)),
+        v128_or(hi, fifth_bits(bits >> 16)),
+    ]
 }
 
 #[inline(always)]
@@ -150,87 +126,117 @@ unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(
     x: [&[u8]; A],
     kb: usize,
 ) -> [[f32; R]; A] {
+    const { assert!(R == 1 || R == 4) };
     let f = format_of(F);
-    let mut acc = [[f32x4_splat(0.0); R]; A];
-    let mut mins = [[0f32; R]; A];
+    let mut acc = [f32x4_splat(0.0); A];
     for b in 0..kb {
-        let mut xd = [0f32; A];
-        let mut xs = [0f32; A];
-        let mut xq = [[i16x8_splat(0); 4]; A];
-        for a in 0..A {
+        let at = b * stride;
+        let wq: [[v128; 4]; R] = std::array::from_fn(|r| {
+            let (lo, hi) = quants::<F>(w[r].as_ptr().add(at));
+            [
+                i16x8_extend_low_i8x16(lo),
+                i16x8_extend_high_i8x16(lo),
+                i16x8_extend_low_i8x16(hi),
+                i16x8_extend_high_i8x16(hi),
+            ]
+        });
+        let (wd, wm) = scales::<R, F>(&w, at);
+        for (a, acc) in acc.iter_mut().enumerate() {
             let p = x[a].as_ptr().add(b * f.act_bytes());
-            xd[a] = half_at(p);
-            if F == Q41 {
-                xs[a] = half_at(p.add(2));
-            }
             let q = p.add(f.act_quants()) as *const i8;
-            xq[a] = [
+            let xq = [
                 i16x8_load_extend_i8x8(q),
                 i16x8_load_extend_i8x8(q.add(8)),
                 i16x8_load_extend_i8x8(q.add(16)),
                 i16x8_load_extend_i8x8(q.add(24)),
             ];
-        }
-        for r in 0..R {
-            let p = w[r].as_ptr().add(b * stride);
-            let wd = half_at(p);
-            let (lo, hi) = quants::<F>(p);
-            let wq = [
-                i16x8_extend_low_i8x16(lo),
-                i16x8_extend_high_i8x16(lo),
-                i16x8_extend_low_i8x16(hi),
-                i16x8_extend_high_i8x16(hi),
-            ];
-            let wm = if F == Q41 { half_at(p.add(2)) } else { 0.0 };
-            for a in 0..A {
-                let dot = i32x4_add(
-                    i32x4_add(
-                        i32x4_dot_i16x8(wq[0], xq[a][0]),
-                        i32x4_dot_i16x8(wq[1], xq[a][1]),
-                    ),
-                    i32x4_add(
-                        i32x4_dot_i16x8(wq[2], xq[a][2]),
-                        i32x4_dot_i16x8(wq[3], xq[a][3]),
-                    ),
-                );
-                add_block(&mut acc[a][r], dot, wd * xd[a]);
-                if F == Q41 {
-                    mins[a][r] += wm * xs[a];
-                }
-            }
+            let dots: [v128; R] = std::array::from_fn(|r| {
+                let wq = &wq[r];
+                i32x4_add(
+                    i32x4_add(i32x4_dot_i16x8(wq[0], xq[0]), i32x4_dot_i16x8(wq[1], xq[1])),
+                    i32x4_add(i32x4_dot_i16x8(wq[2], xq[2]), i32x4_dot_i16x8(wq[3], xq[3])),
+                )
+            });
+            add_block::<F>(acc, totals(dots), wd, wm, p);
         }
     }
-    finish(acc, mins)
+    finish(acc)
 }
 
-/// One block's step, as ggml's wasm build takes it: the integer sums converted, times the scale
-/// product, added.
+/// Each dot's four lanes summed (exact): lane r holds row r's sum when R = 4; every lane holds
+/// the one row's when R = 1.
 #[inline(always)]
-fn add_block(acc: &mut v128, dot: v128, scale: f32) {
-    *acc = f32x4_add(
-        *acc,
-        f32x4_mul(f32x4_convert_i32x4(dot), f32x4_splat(scale)),
+fn totals<const R: usize>(d: [v128; R]) -> v128 {
+    if R == 4 {
+        let (d0, d1, d2, d3) = (d[0], d[1 % R], d[2 % R], d[3 % R]);
+        let s01 = i32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(d0, d1),
+            i32x4_shuffle::<2, 6, 3, 7>(d0, d1),
+        );
+        let s23 = i32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(d2, d3),
+            i32x4_shuffle::<2, 6, 3, 7>(d2, d3),
+        );
+        return i32x4_add(
+            i32x4_shuffle::<0, 1, 4, 5>(s01, s23),
+            i32x4_shuffle::<2, 3, 6, 7>(s01, s23),
+        );
+    }
+    let s = i32x4_add(d[0], i32x4_shuffle::<2, 3, 0, 1>(d[0], d[0]));
+    i32x4_add(s, i32x4_shuffle::<1, 0, 3, 2>(s, s))
+}
+
+/// The R rows' f16 scales of the block at `at` as lanes, and Q4_1's minimums (else zeros).
+#[inline(always)]
+unsafe fn scales<const R: usize, const F: u8>(w: &[&[u8]; R], at: usize) -> (v128, v128) {
+    let halves = |offset: usize| {
+        let mut bits = [0u32; 4];
+        for (r, row) in w.iter().enumerate() {
+            let p = row.as_ptr().add(at + offset);
+            bits[r] = u16::from_le_bytes([*p, *p.add(1)]) as u32;
+        }
+        widen_f16x4(u32x4(bits[0], bits[1], bits[2], bits[3]))
+    };
+    let minimums = if F == Q41 {
+        halves(2)
+    } else {
+        f32x4_splat(0.0)
+    };
+    (halves(0), minimums)
+}
+
+/// `tiles::widen_f16` on four lanes: the same operations, so the same floats.
+#[inline(always)]
+fn widen_f16x4(bits: v128) -> v128 {
+    let magnitude = f32x4_mul(
+        i32x4_shl(v128_and(bits, u32x4_splat(0x7fff)), 13),
+        f32x4_splat(f32::from_bits(0x7780_0000)), // 2^112
     );
+    v128_or(
+        magnitude,
+        i32x4_shl(v128_and(bits, u32x4_splat(0x8000)), 16),
+    )
 }
 
-/// Each accumulator's four lanes summed in order, plus Q4_1's minimum terms.
+/// One block's float steps, as the scalar definition takes them: lane r's total plus (row r's
+/// scale × the activation block's) × its sum, then for Q4_1 plus row r's minimum × the block's s.
+/// `x` is the activation block.
 #[inline(always)]
-fn finish<const R: usize, const A: usize>(
-    acc: [[v128; R]; A],
-    mins: [[f32; R]; A],
-) -> [[f32; R]; A] {
-    let mut out = [[0f32; R]; A];
-    for a in 0..A {
-        for r in 0..R {
-            let v = acc[a][r];
-            out[a][r] = f32x4_extract_lane::<0>(v)
-                + f32x4_extract_lane::<1>(v)
-                + f32x4_extract_lane::<2>(v)
-                + f32x4_extract_lane::<3>(v)
-                + mins[a][r];
-        }
+unsafe fn add_block<const F: u8>(acc: &mut v128, sums: v128, wd: v128, wm: v128, x: *const u8) {
+    let scale = f32x4_mul(wd, f32x4_splat(half_at(x)));
+    *acc = f32x4_add(*acc, f32x4_mul(scale, f32x4_convert_i32x4(sums)));
+    if F == Q41 {
+        *acc = f32x4_add(*acc, f32x4_mul(wm, f32x4_splat(half_at(x.add(2)))));
     }
-    out
+}
+
+/// Each accumulator's first R lanes: row r's dot with activation row a.
+#[inline(always)]
+fn finish<const R: usize, const A: usize>(acc: [v128; A]) -> [[f32; R]; A] {
+    acc.map(|v| {
+        let lanes: [f32; 4] = unsafe { core::mem::transmute(v) };
+        std::array::from_fn(|r| lanes[r])
+    })
 }
 
 /// A weight block's 32 quants as signed bytes: values 0..16 and 16..32.

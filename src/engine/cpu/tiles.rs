@@ -3,8 +3,9 @@
 //! wasm with SIMD128 (simd128.rs). A tile dots R weight rows against A activation rows, so each
 //! unpacked weight block and each activation block is loaded once per tile rather than once per
 //! dot product: decode (one activation row) takes many weight rows per pass, prefill 4 × 4.
-//! Integer sums are exact; per block the float steps are ggml's, so every target lands on
-//! llama.cpp's products to float rounding.
+//! Integer sums are exact. Per block the float steps are ggml's on x86-64 and the scalar
+//! definition's on wasm (`reference::dot`, which wasm tiles equal bit for bit), so every target
+//! lands on llama.cpp's products to float rounding.
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use super::simd128 as arch;
@@ -328,7 +329,7 @@ mod tests {
     use crate::rng::SeededRng;
 
     /// Every tile shape the driver uses, on every format, equals the scalar definition (to f32
-    /// summation order: 1e-4 relative).
+    /// summation order, 1e-4 relative, on x86-64; bit for bit on wasm).
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn tiles_equal_the_scalar_definition() {
@@ -367,6 +368,13 @@ mod tests {
                         let got = out[j * rows + i];
                         assert!(
                             (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                            "{f:?} m={rows} row {j} act {i}: {got} vs {want}"
+                        );
+                        // wasm takes the definition's float steps: the same floats.
+                        #[cfg(target_arch = "wasm32")]
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
                             "{f:?} m={rows} row {j} act {i}: {got} vs {want}"
                         );
                     }
