@@ -21,6 +21,38 @@ use super::tiles::{format_of, TileFormat, Q4, Q41, Q5, Q8};
 /// Weight rows per decode pass: one vector's lanes.
 pub(super) const DECODE_ROWS: usize = 4;
 
+/// What a tile reads of an activation block besides its quants, found once per product rather
+/// than once per four weight rows: the scale, widened; and Q4_0's and Q5_0's offset (8, 16) times
+/// the quants' sum (an i32), or Q4_1's s widened (f32 bits).
+#[derive(Clone, Copy)]
+pub(super) struct ActBlock {
+    d: f32,
+    extra: u32,
+}
+
+/// One `ActBlock` per activation block of the `m` rows of `kb` blocks in `x`.
+pub(super) fn act_blocks(format: TileFormat, x: &[u8], m: usize, kb: usize) -> Vec<ActBlock> {
+    let half = |b: &[u8]| super::tiles::widen_f16(u16::from_le_bytes([b[0], b[1]]));
+    x[..m * kb * format.act_bytes()]
+        .chunks_exact(format.act_bytes())
+        .map(|b| {
+            let quants = || {
+                b[format.act_quants()..]
+                    .iter()
+                    .map(|&q| q as i8 as i32)
+                    .sum::<i32>()
+            };
+            let extra = match format {
+                TileFormat::Q4_0 => (8 * quants()) as u32,
+                TileFormat::Q5_0 => (16 * quants()) as u32,
+                TileFormat::Q4_1 => half(&b[2..]).to_bits(),
+                TileFormat::Q8_0 => 0,
+            };
+            ActBlock { d: half(b), extra }
+        })
+        .collect()
+}
+
 /// out[a][r] = dot(weight row r, activation row a) for R (1 or 4) weight rows and A activation
 /// rows. `w[r]` starts at row r's first block, its next ones `stride` bytes apart (interleaved
 /// rows, tiles.rs); `x[a]` is a whole activation row; `kb` blocks each.
@@ -33,21 +65,22 @@ pub(super) unsafe fn tile<const R: usize, const A: usize>(
     w: [&[u8]; R],
     stride: usize,
     x: [&[u8]; A],
+    s: [&[ActBlock]; A],
     kb: usize,
 ) -> [[f32; R]; A] {
     #[cfg(target_feature = "relaxed-simd")]
     match format {
-        TileFormat::Q4_0 => relaxed_tile_of::<R, A, Q4>(w, stride, x, kb),
-        TileFormat::Q4_1 => relaxed_tile_of::<R, A, Q41>(w, stride, x, kb),
-        TileFormat::Q5_0 => relaxed_tile_of::<R, A, Q5>(w, stride, x, kb),
-        TileFormat::Q8_0 => tile_of::<R, A, Q8>(w, stride, x, kb),
+        TileFormat::Q4_0 => relaxed_tile_of::<R, A, Q4>(w, stride, x, s, kb),
+        TileFormat::Q4_1 => relaxed_tile_of::<R, A, Q41>(w, stride, x, s, kb),
+        TileFormat::Q5_0 => relaxed_tile_of::<R, A, Q5>(w, stride, x, s, kb),
+        TileFormat::Q8_0 => tile_of::<R, A, Q8>(w, stride, x, s, kb),
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
     match format {
-        TileFormat::Q4_0 => tile_of::<R, A, Q4>(w, stride, x, kb),
-        TileFormat::Q4_1 => tile_of::<R, A, Q41>(w, stride, x, kb),
-        TileFormat::Q5_0 => tile_of::<R, A, Q5>(w, stride, x, kb),
-        TileFormat::Q8_0 => tile_of::<R, A, Q8>(w, stride, x, kb),
+        TileFormat::Q4_0 => tile_of::<R, A, Q4>(w, stride, x, s, kb),
+        TileFormat::Q4_1 => tile_of::<R, A, Q41>(w, stride, x, s, kb),
+        TileFormat::Q5_0 => tile_of::<R, A, Q5>(w, stride, x, s, kb),
+        TileFormat::Q8_0 => tile_of::<R, A, Q8>(w, stride, x, s, kb),
     }
 }
 
@@ -58,17 +91,14 @@ unsafe fn relaxed_tile_of<const R: usize, const A: usize, const F: u8>(
     w: [&[u8]; R],
     stride: usize,
     x: [&[u8]; A],
+    s: [&[ActBlock]; A],
     kb: usize,
 ) -> [[f32; R]; A] {
     const { assert!(R == 1 || R == 4) };
     let f = format_of(F);
-    // The weights' offset: Q4_0 stores value + 8, Q5_0 value + 16, Q4_1 keeps its minimum aside.
-    let offset = i8x16_splat(match F {
-        Q4 => 8,
-        Q5 => 16,
-        _ => 0,
-    });
     let mut acc = [f32x4_splat(0.0); A];
+    // `b` also places the weight and activation blocks.
+    #[allow(clippy::needless_range_loop)]
     for b in 0..kb {
         let at = b * stride;
         let wq: [[v128; 2]; R] =
@@ -82,11 +112,12 @@ unsafe fn relaxed_tile_of<const R: usize, const A: usize, const F: u8>(
                 v128_load(q.add(16) as *const v128),
             ];
             let mut sums = totals(std::array::from_fn::<_, R, _>(|r| relaxed_dot(xq, wq[r])));
+            let side = s[a][b];
             if F != Q41 {
-                // Less offset × Σx (in every lane).
-                sums = i32x4_sub(sums, totals([relaxed_dot(xq, [offset; 2])]));
+                // Q4_0 stores value + 8 and Q5_0 value + 16: less offset × Σx.
+                sums = i32x4_sub(sums, i32x4_splat(side.extra as i32));
             }
-            add_block::<F>(acc, sums, wd, wm, p);
+            add_block::<F>(acc, sums, wd, wm, side);
         }
     }
     finish(acc)
@@ -124,11 +155,14 @@ unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(
     w: [&[u8]; R],
     stride: usize,
     x: [&[u8]; A],
+    s: [&[ActBlock]; A],
     kb: usize,
 ) -> [[f32; R]; A] {
     const { assert!(R == 1 || R == 4) };
     let f = format_of(F);
     let mut acc = [f32x4_splat(0.0); A];
+    // `b` also places the weight and activation blocks.
+    #[allow(clippy::needless_range_loop)]
     for b in 0..kb {
         let at = b * stride;
         let wq: [[v128; 4]; R] = std::array::from_fn(|r| {
@@ -157,7 +191,7 @@ unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(
                     i32x4_add(i32x4_dot_i16x8(wq[2], xq[2]), i32x4_dot_i16x8(wq[3], xq[3])),
                 )
             });
-            add_block::<F>(acc, totals(dots), wd, wm, p);
+            add_block::<F>(acc, totals(dots), wd, wm, s[a][b]);
         }
     }
     finish(acc)
@@ -220,13 +254,13 @@ fn widen_f16x4(bits: v128) -> v128 {
 
 /// One block's float steps, as the scalar definition takes them: lane r's total plus (row r's
 /// scale × the activation block's) × its sum, then for Q4_1 plus row r's minimum × the block's s.
-/// `x` is the activation block.
 #[inline(always)]
-unsafe fn add_block<const F: u8>(acc: &mut v128, sums: v128, wd: v128, wm: v128, x: *const u8) {
-    let scale = f32x4_mul(wd, f32x4_splat(half_at(x)));
+fn add_block<const F: u8>(acc: &mut v128, sums: v128, wd: v128, wm: v128, x: ActBlock) {
+    let scale = f32x4_mul(wd, f32x4_splat(x.d));
     *acc = f32x4_add(*acc, f32x4_mul(scale, f32x4_convert_i32x4(sums)));
     if F == Q41 {
-        *acc = f32x4_add(*acc, f32x4_mul(wm, f32x4_splat(half_at(x.add(2)))));
+        let s = f32::from_bits(x.extra);
+        *acc = f32x4_add(*acc, f32x4_mul(wm, f32x4_splat(s)));
     }
 }
 
@@ -275,12 +309,6 @@ fn fifth_bits(word: u32) -> v128 {
     v128_and(i8x16_eq(v128_and(spread, mask), mask), u8x16_splat(0x10))
 }
 
-/// The little-endian f16 at `p`, widened (wasm has no f16 conversion instruction).
-#[inline(always)]
-unsafe fn half_at(p: *const u8) -> f32 {
-    super::tiles::widen_f16(u16::from_le_bytes([*p, *p.add(1)]))
-}
-
 #[cfg(all(test, target_feature = "relaxed-simd"))]
 mod tests {
     use super::super::tiles::reference::{activations, weights};
@@ -297,18 +325,20 @@ mod tests {
         x: [&[u8]; A],
         kb: usize,
     ) -> (Tile<A>, Tile<A>) {
+        let sides: Vec<Vec<ActBlock>> = x.iter().map(|x| act_blocks(f, x, 1, kb)).collect();
+        let s: [&[ActBlock]; A] = std::array::from_fn(|a| sides[a].as_slice());
         match f {
             TileFormat::Q4_0 => (
-                relaxed_tile_of::<DECODE_ROWS, A, Q4>(w, stride, x, kb),
-                tile_of::<DECODE_ROWS, A, Q4>(w, stride, x, kb),
+                relaxed_tile_of::<DECODE_ROWS, A, Q4>(w, stride, x, s, kb),
+                tile_of::<DECODE_ROWS, A, Q4>(w, stride, x, s, kb),
             ),
             TileFormat::Q4_1 => (
-                relaxed_tile_of::<DECODE_ROWS, A, Q41>(w, stride, x, kb),
-                tile_of::<DECODE_ROWS, A, Q41>(w, stride, x, kb),
+                relaxed_tile_of::<DECODE_ROWS, A, Q41>(w, stride, x, s, kb),
+                tile_of::<DECODE_ROWS, A, Q41>(w, stride, x, s, kb),
             ),
             _ => (
-                relaxed_tile_of::<DECODE_ROWS, A, Q5>(w, stride, x, kb),
-                tile_of::<DECODE_ROWS, A, Q5>(w, stride, x, kb),
+                relaxed_tile_of::<DECODE_ROWS, A, Q5>(w, stride, x, s, kb),
+                tile_of::<DECODE_ROWS, A, Q5>(w, stride, x, s, kb),
             ),
         }
     }

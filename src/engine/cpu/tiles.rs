@@ -163,6 +163,9 @@ pub(super) fn tiles(
     let rb = kb * bb;
     let xb = kb * format.act_bytes();
     let act = |i: usize| &x[i * xb..(i + 1) * xb];
+    // What the target's tiles read of each activation block besides its quants, found once here.
+    let sides = arch::act_blocks(format, x, m, kb);
+    let side = |i: usize| &sides[i * kb..(i + 1) * kb];
     for g0 in (j0..j1).step_by(GROUP) {
         let g = GROUP.min(j1 - g0);
         let group = &w[g0 * rb..(g0 + g) * rb];
@@ -177,7 +180,7 @@ pub(super) fn tiles(
                 let ws: [&[u8]; D] = std::array::from_fn(|i| row(r + i));
                 // SAFETY (all tile calls): format_for checked the CPU; each row slice holds its
                 // kb blocks `stride` apart.
-                let t = unsafe { arch::tile::<D, 1>(format, ws, stride, [act(0)], kb) };
+                let t = unsafe { arch::tile::<D, 1>(format, ws, stride, [act(0)], [side(0)], kb) };
                 out[col(r)..col(r) + D].copy_from_slice(&t[0]);
                 r += D;
             }
@@ -192,12 +195,13 @@ pub(super) fn tiles(
             let mut i = 0;
             while i + 4 <= m {
                 let xs = [act(i), act(i + 1), act(i + 2), act(i + 3)];
-                let t = unsafe { arch::tile::<4, 4>(format, ws, stride, xs, kb) };
+                let ss = [side(i), side(i + 1), side(i + 2), side(i + 3)];
+                let t = unsafe { arch::tile::<4, 4>(format, ws, stride, xs, ss, kb) };
                 t.iter().enumerate().for_each(|(a, v)| put(i, a, v));
                 i += 4;
             }
             while i < m {
-                let t = unsafe { arch::tile::<4, 1>(format, ws, stride, [act(i)], kb) };
+                let t = unsafe { arch::tile::<4, 1>(format, ws, stride, [act(i)], [side(i)], kb) };
                 put(i, 0, &t[0]);
                 i += 1;
             }
@@ -205,8 +209,9 @@ pub(super) fn tiles(
         }
         for r in r..g {
             for i in 0..m {
-                out[col(r) + i] =
-                    unsafe { arch::tile::<1, 1>(format, [row(r)], stride, [act(i)], kb) }[0][0];
+                out[col(r) + i] = unsafe {
+                    arch::tile::<1, 1>(format, [row(r)], stride, [act(i)], [side(i)], kb)
+                }[0][0];
             }
         }
     }

@@ -31,6 +31,14 @@ pub(super) fn available() -> bool {
     })
 }
 
+/// The x86 tiles read activation blocks whole: nothing found beforehand (`simd128::ActBlock`).
+pub(super) type ActBlock = ();
+
+/// One `ActBlock` per activation block (a count, no allocation).
+pub(super) fn act_blocks(_: TileFormat, _: &[u8], m: usize, kb: usize) -> Vec<ActBlock> {
+    vec![(); m * kb]
+}
+
 /// out[a][r] = dot(weight row r, activation row a) for R weight rows and A activation rows.
 /// `w[r]` starts at row r's first block, its next ones `stride` bytes apart (interleaved rows,
 /// tiles.rs); `x[a]` is a whole activation row; `kb` blocks each.
@@ -43,6 +51,7 @@ pub(super) unsafe fn tile<const R: usize, const A: usize>(
     w: [&[u8]; R],
     stride: usize,
     x: [&[u8]; A],
+    _: [&[ActBlock]; A],
     kb: usize,
 ) -> [[f32; R]; A] {
     // VNNI for prefill tiles only: on an AMD EPYC (Zen, 1 thread) the AVX2 decode tile streamed
