@@ -112,7 +112,7 @@ async fn generation_from_indexeddb_matches_the_native_engine() {
     assert_eq!(
         c.tokens(),
         expected,
-        "wasm SIMD128 engine, same seed, same tokens as native"
+        "wasm SIMD128 engine, greedy, same tokens as native"
     );
     let response = c.response().unwrap();
     let usage = Reflect::get(&response, &"usage".into()).unwrap();
