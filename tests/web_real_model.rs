@@ -2,9 +2,9 @@
 //! the CPU path as wasm: teacher-forced over llama.cpp's 271-position passage, against the native
 //! test's bar (tests/real_model_logits.rs): mean KL from llama.cpp no higher than llama.cpp's own
 //! with an f16 KV cache, top-1 misses no more than llama.cpp's one-token steps, each a runner-up.
-//! The same code summing in SIMD128's order lands at 1.01× that KL (0.002841 against 0.002814,
-//! native x86 0.002786): how far summation order alone moves this touchy model. The bound here is
-//! 1.05× the bar.
+//! Summation order alone moves this touchy model: the wasm tiles landed at 1.01× that KL when they
+//! summed in ggml's SIMD128 lanes, 1.05× with one running sum per row and 0.95× (0.002665 against
+//! 0.002814; native x86 0.002786) with eight (tiles::SUMS). The bound here is 1.05× the bar.
 //!
 //! Needs the model server with the real model linked into fixtures/ (scripts/real_model.sh);
 //! scripts/test_web.sh does both.

@@ -1,10 +1,10 @@
 //! wasm SIMD128 tiles (tiles.rs) for Q4_0, Q4_1, Q5_0 and Q8_0 weights against Q8_0 or Q8_1
 //! activations. Per block, each (weight row, activation row) pair's 32 products are summed as
 //! exact integers, the R rows' sums gathered into one vector's lanes, and the float steps are the
-//! scalar definition's (`tiles::reference::dot`): the scale product times the sum, added to the
-//! row's total (then Q4_1's minimum × s). So a wasm tile equals the scalar definition bit for
-//! bit, in every build; and an accumulator holds four rows rather than four partial sums of one,
-//! so the prefill tile (4 × 4) keeps 4 accumulators in registers, not 16.
+//! scalar definition's (`tiles::reference::dot`): the scale product times the sum, added to one
+//! of the row's eight running sums in turn (then Q4_1's minimum × s), which are added pairwise at
+//! the end. So a wasm tile equals the scalar definition bit for bit, in every build; and an
+//! accumulator holds four rows rather than four partial sums of one.
 //!
 //! The plain build multiplies with `i32x4.dot_i16x8_s` (one `pmaddwd` on x86) on values widened
 //! to i16. The relaxed build (`+relaxed-simd`) dots the 4- and 5-bit formats with
@@ -16,7 +16,7 @@
 
 use core::arch::wasm32::*;
 
-use super::tiles::{format_of, TileFormat, Q4, Q41, Q5, Q8};
+use super::tiles::{format_of, TileFormat, Q4, Q41, Q5, Q8, SUMS};
 
 /// Weight rows per decode pass: one vector's lanes.
 pub(super) const DECODE_ROWS: usize = 4;
@@ -96,7 +96,7 @@ unsafe fn relaxed_tile_of<const R: usize, const A: usize, const F: u8>(
 ) -> [[f32; R]; A] {
     const { assert!(R == 1 || R == 4) };
     let f = format_of(F);
-    let mut acc = [f32x4_splat(0.0); A];
+    let mut acc = [[f32x4_splat(0.0); A]; SUMS];
     // `b` also places the weight and activation blocks.
     #[allow(clippy::needless_range_loop)]
     for b in 0..kb {
@@ -104,7 +104,7 @@ unsafe fn relaxed_tile_of<const R: usize, const A: usize, const F: u8>(
         let wq: [[v128; 2]; R] =
             std::array::from_fn(|r| unsigned_quants::<F>(w[r].as_ptr().add(at)));
         let (wd, wm) = scales::<R, F>(&w, at);
-        for (a, acc) in acc.iter_mut().enumerate() {
+        for (a, acc) in acc[b % SUMS].iter_mut().enumerate() {
             let p = x[a].as_ptr().add(b * f.act_bytes());
             let q = p.add(f.act_quants());
             let xq = [
@@ -160,7 +160,7 @@ unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(
 ) -> [[f32; R]; A] {
     const { assert!(R == 1 || R == 4) };
     let f = format_of(F);
-    let mut acc = [f32x4_splat(0.0); A];
+    let mut acc = [[f32x4_splat(0.0); A]; SUMS];
     // `b` also places the weight and activation blocks.
     #[allow(clippy::needless_range_loop)]
     for b in 0..kb {
@@ -175,7 +175,7 @@ unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(
             ]
         });
         let (wd, wm) = scales::<R, F>(&w, at);
-        for (a, acc) in acc.iter_mut().enumerate() {
+        for (a, acc) in acc[b % SUMS].iter_mut().enumerate() {
             let p = x[a].as_ptr().add(b * f.act_bytes());
             let q = p.add(f.act_quants()) as *const i8;
             let xq = [
@@ -264,10 +264,12 @@ fn add_block<const F: u8>(acc: &mut v128, sums: v128, wd: v128, wm: v128, x: Act
     }
 }
 
-/// Each accumulator's first R lanes: row r's dot with activation row a.
+/// The running sums added pairwise, as the scalar definition does; lane r of activation row a's
+/// is row r's dot with it.
 #[inline(always)]
-fn finish<const R: usize, const A: usize>(acc: [v128; A]) -> [[f32; R]; A] {
-    acc.map(|v| {
+fn finish<const R: usize, const A: usize>(acc: [[v128; A]; SUMS]) -> [[f32; R]; A] {
+    std::array::from_fn(|a| {
+        let v = super::tiles::pairwise(std::array::from_fn(|s| acc[s][a]), |x, y| f32x4_add(x, y));
         let lanes: [f32; 4] = unsafe { core::mem::transmute(v) };
         std::array::from_fn(|r| lanes[r])
     })
