@@ -49,7 +49,7 @@ impl Loader for Cpu {
         n_out: usize,
         count: &mut dyn FnMut(u64),
     ) -> Result<QMatrix, EngineError> {
-        let mut landing = MatrixLanding::new(info.ty, n_in, n_out);
+        let mut landing = MatrixLanding::new(info.ty, n_in, n_out)?;
         store
             .read_at(offset, landing.bytes_mut())
             .await
@@ -251,7 +251,7 @@ pub fn probe_matmul(
     n_in: usize,
     n_out: usize,
 ) -> Result<impl Fn(&[f32], usize) -> candle_core::Result<Vec<f32>>, EngineError> {
-    let mut p = MatrixLanding::new(ty, n_in, n_out);
+    let mut p = MatrixLanding::new(ty, n_in, n_out)?;
     let dst = p.bytes_mut();
     if dst.len() != raw.len() {
         return Err(EngineError::Compute(format!(
