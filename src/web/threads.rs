@@ -53,7 +53,7 @@ mod tests {
     use wasm_bindgen::prelude::*;
     use wasm_bindgen_test::wasm_bindgen_test;
 
-    use crate::engine::cpu::probe_matmul;
+    use crate::engine::cpu::{crew, probe_matmul};
     use crate::gguf::TensorType;
     use crate::rng::SeededRng;
 
@@ -82,8 +82,9 @@ self.onmessage = ({ data: { module, memory } }) => {
     }
 
     /// In the threaded build, on a pool of two web workers started as wasm.js starts them, the
-    /// matrix products split their columns across both threads and give the single thread's
-    /// floats bit for bit, for every tiled format, decode and prefill shapes.
+    /// matrix products split their columns across both threads, split by rayon and on a step's
+    /// crew (whose helper takes tasks), and give the single thread's floats bit for bit, for
+    /// every tiled format, decode and prefill shapes.
     #[wasm_bindgen_test]
     async fn products_on_two_pool_threads_equal_one_threads() {
         let started = start_pool_workers(wasm_bindgen::module(), wasm_bindgen::memory(), 2);
@@ -118,13 +119,26 @@ self.onmessage = ({ data: { module, memory } }) => {
                 let x: Vec<f32> = (0..m * n_in).map(|_| rng.next_normal()).collect();
                 let one = mm(&x, m).unwrap();
                 let two = pool.install(|| mm(&x, m)).unwrap();
-                let differ = one
-                    .iter()
-                    .zip(&two)
-                    .position(|(a, b)| a.to_bits() != b.to_bits());
-                assert_eq!(differ, None, "{} m={m}: first difference", ty.name);
-                assert_eq!(one.len(), two.len());
+                // As a forward step runs them: on a crew, the pool's threads spinning between
+                // products; twenty in one step, as long as the helper may take to wake.
+                let crewed: Vec<Vec<f32>> =
+                    pool.install(|| crew::step(|| (0..20).map(|_| mm(&x, m).unwrap()).collect()));
+                for (how, got) in [("split", &two)]
+                    .into_iter()
+                    .chain(crewed.iter().map(|c| ("on a crew", c)))
+                {
+                    let differ = one
+                        .iter()
+                        .zip(got)
+                        .position(|(a, b)| a.to_bits() != b.to_bits());
+                    assert_eq!(differ, None, "{} m={m} {how}: first difference", ty.name);
+                    assert_eq!(one.len(), got.len());
+                }
             }
         }
+        assert!(
+            crew::HELPED.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "the crew's helper took no task"
+        );
     }
 }

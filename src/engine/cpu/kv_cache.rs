@@ -1,59 +1,46 @@
-//! Per-layer key/value cache that grows in place and can be cut back to any length.
-
-use candle_core::{DType, Device, Result, Tensor};
+//! Per-layer key/value cache that grows in place and can be cut back to any length: one row per
+//! position (`n_kv × head_dim` values), so an append is a copy onto the end.
 
 pub(super) struct LayerCache {
-    k: Option<Tensor>,
-    v: Option<Tensor>,
-    len: usize,
+    pub k: Vec<f32>,
+    pub v: Vec<f32>,
+    /// Values per position.
+    width: usize,
 }
 
-/// Room is added in steps of this many positions, so appends copy once per step, not per token.
+/// Room is added in steps of this many positions, so appends reallocate once per step, not per
+/// token, and never hold much more than the context needs.
 const GROW: usize = 256;
 
 impl LayerCache {
-    pub fn new() -> Self {
+    pub fn new(width: usize) -> Self {
         Self {
-            k: None,
-            v: None,
-            len: 0,
+            k: Vec::new(),
+            v: Vec::new(),
+            width,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.k.len() / self.width.max(1)
     }
 
     pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
+        self.k.truncate(len * self.width);
+        self.v.truncate(len * self.width);
     }
 
-    /// Appends `k`, `v` of shape (kv_heads, seq, head_dim); returns views of everything cached.
-    pub fn append(&mut self, k: &Tensor, v: &Tensor, max: usize) -> Result<(Tensor, Tensor)> {
-        let (heads, seq, dim) = k.dims3()?;
-        let need = self.len + seq;
-        let cap = self.k.as_ref().map_or(0, |t| t.dim(1).unwrap_or(0));
-        if need > cap {
-            let new_cap = need.div_ceil(GROW).saturating_mul(GROW).min(max.max(need));
-            let grow = |old: &Option<Tensor>| -> Result<Tensor> {
-                let t = Tensor::zeros((heads, new_cap, dim), DType::F32, &Device::Cpu)?;
-                if let Some(old) = old {
-                    if self.len > 0 {
-                        t.slice_set(&old.narrow(1, 0, self.len)?.contiguous()?, 1, 0)?;
-                    }
-                }
-                Ok(t)
-            };
-            self.k = Some(grow(&self.k)?);
-            self.v = Some(grow(&self.v)?);
+    /// Appends rows of keys and values (`width` values per position); at most `max` positions
+    /// are ever reserved.
+    pub fn append(&mut self, k: &[f32], v: &[f32], max: usize) {
+        let need = self.len() + k.len() / self.width.max(1);
+        if need * self.width > self.k.capacity() {
+            let cap = need.div_ceil(GROW).saturating_mul(GROW).min(max.max(need));
+            let more = cap * self.width - self.k.len();
+            self.k.reserve_exact(more);
+            self.v.reserve_exact(more);
         }
-        let (kc, vc) = (
-            self.k.as_ref().expect("allocated above"),
-            self.v.as_ref().expect("allocated above"),
-        );
-        kc.slice_set(&k.contiguous()?, 1, self.len)?;
-        vc.slice_set(&v.contiguous()?, 1, self.len)?;
-        self.len = need;
-        Ok((kc.narrow(1, 0, need)?, vc.narrow(1, 0, need)?))
+        self.k.extend_from_slice(k);
+        self.v.extend_from_slice(v);
     }
 }

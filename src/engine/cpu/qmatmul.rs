@@ -5,35 +5,19 @@
 //! x86 fast path quantizes activations differently, which moves logits by up to ~0.3 against
 //! llama.cpp on Q8_0 files; matching llama.cpp is the spec.
 
-use std::sync::Arc;
-
 use candle_core::quantized::k_quants::{
     BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8K, BlockQ8_0, GgmlType,
 };
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{Device, Module, Tensor};
+use candle_core::quantized::GgmlDType;
 
 #[cfg(test)]
 use super::activations::quantize_rows;
 use super::activations::Activations;
+use super::columns::{self, Job};
 use super::tiles;
+use super::untiled::{self, Untiled};
 use crate::engine::dense::widen;
 use crate::gguf::TensorType;
-
-/// Output columns handed to one worker at a time: a few tasks per thread, so small matrices
-/// (a decode step's 896×896) are not cut into pieces that cost more to hand out than to compute,
-/// and big ones still balance. Whole interleaved groups (tiles.rs), which also keeps the decode
-/// tiles full.
-fn columns_per_task(n: usize) -> usize {
-    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    let threads = rayon::current_num_threads();
-    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
-    let threads = 1;
-    let group = tiles::GROUP;
-    n.div_ceil(threads * 4)
-        .next_multiple_of(group)
-        .clamp(group, 256)
-}
 
 enum Blocks {
     Q4_0(Vec<BlockQ4_0>),
@@ -42,9 +26,8 @@ enum Blocks {
     /// What llama.cpp's Q4_K_M recipe gives rows that are not a multiple of 256 (Qwen2.5-0.5B).
     Q5_0(Vec<BlockQ5_0>),
     Q8_0(Vec<BlockQ8_0>),
-    /// K-quants and the rarer formats: candle's matmul, whose x86 path quantizes activations to
-    /// Q8_K as ggml does for these formats (measured against llama.cpp: ~1e-5).
-    Candle(Arc<QTensor>, QMatMul),
+    /// K-quants and Q5_1: candle's block dot products (untiled.rs).
+    Untiled(Box<dyn Untiled>),
     /// IQ4_NL and IQ4_XS as in the file, dotted by `iq4` against Q8_0 and Q8_K activations.
     Iq4 {
         ty: TensorType,
@@ -73,6 +56,7 @@ pub(super) struct MatrixLanding {
 }
 
 enum Landing {
+    Untiled(Box<dyn Untiled>),
     Q4_0(Vec<BlockQ4_0>),
     Q4_1(Vec<BlockQ4_1>),
     Q5_0(Vec<BlockQ5_0>),
@@ -80,7 +64,7 @@ enum Landing {
     Raw(Vec<u8>),
 }
 
-fn block_bytes<T: GgmlType>(v: &mut [T]) -> &mut [u8] {
+pub(super) fn block_bytes<T: GgmlType>(v: &mut [T]) -> &mut [u8] {
     // SAFETY: the view covers exactly the slice's blocks, which are plain data.
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
@@ -91,7 +75,7 @@ fn block_bytes<T: GgmlType>(v: &mut [T]) -> &mut [u8] {
 ///
 /// # Safety
 /// All-zero bytes must be a valid `T`: true of the block types (f16 and byte arrays) and of `u8`.
-unsafe fn zeroed<T>(n: usize) -> Option<Vec<T>> {
+pub(super) unsafe fn zeroed<T>(n: usize) -> Option<Vec<T>> {
     let layout = std::alloc::Layout::array::<T>(n).ok()?;
     if layout.size() == 0 {
         return Some(Vec::new());
@@ -116,10 +100,13 @@ impl MatrixLanding {
                 Some(GgmlDType::Q4_1) => zeroed(blocks).map(Landing::Q4_1),
                 Some(GgmlDType::Q5_0) => zeroed(blocks).map(Landing::Q5_0),
                 Some(GgmlDType::Q8_0) => zeroed(blocks).map(Landing::Q8_0),
-                _ => blocks
-                    .checked_mul(ty.type_size)
-                    .and_then(|n| zeroed(n))
-                    .map(Landing::Raw),
+                dtype => match dtype.and_then(|d| untiled::storage(d, blocks)) {
+                    Some(made) => made.map(Landing::Untiled),
+                    None => blocks
+                        .checked_mul(ty.type_size)
+                        .and_then(|n| zeroed(n))
+                        .map(Landing::Raw),
+                },
             }
         };
         let storage = storage.ok_or_else(|| {
@@ -143,6 +130,7 @@ impl MatrixLanding {
             Landing::Q4_1(v) => block_bytes(v),
             Landing::Q5_0(v) => block_bytes(v),
             Landing::Q8_0(v) => block_bytes(v),
+            Landing::Untiled(v) => v.bytes_mut(),
             Landing::Raw(v) => v,
         }
     }
@@ -162,6 +150,7 @@ impl MatrixLanding {
                 Landing::Q4_1(v) => block_bytes(v),
                 Landing::Q5_0(v) => block_bytes(v),
                 Landing::Q8_0(v) => block_bytes(v),
+                Landing::Untiled(v) => v.bytes_mut(),
                 Landing::Raw(v) => v,
             };
             tiles::interleave(bytes, n_out, n_in / 32, f.block_bytes());
@@ -171,21 +160,12 @@ impl MatrixLanding {
             Landing::Q4_1(v) => Blocks::Q4_1(v),
             Landing::Q5_0(v) => Blocks::Q5_0(v),
             Landing::Q8_0(v) => Blocks::Q8_0(v),
+            Landing::Untiled(v) => Blocks::Untiled(v),
             Landing::Raw(raw) => match ty.dtype {
-                None => Blocks::Iq4 { ty, raw },
                 Some(GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) => {
                     Blocks::Dense(widen(ty, &raw, n_in)?)
                 }
-                Some(dtype) => {
-                    let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
-                        dtype,
-                        &raw,
-                        vec![n_out, n_in],
-                        &Device::Cpu,
-                    )?;
-                    let q = Arc::new(q);
-                    Blocks::Candle(q.clone(), QMatMul::from_arc(q)?)
-                }
+                _ => Blocks::Iq4 { ty, raw },
             },
         };
         Ok(QMatrix {
@@ -198,36 +178,34 @@ impl MatrixLanding {
 }
 
 impl QMatrix {
-    pub fn n_out(&self) -> usize {
-        self.n_out
-    }
-
     /// `a` holds `m` rows of `n_in`; returns `m` rows of `n_out`.
     pub fn forward(&self, a: &Activations) -> candle_core::Result<Vec<f32>> {
-        let (x, m) = (a.x, a.m);
-        debug_assert_eq!(x.len(), m * self.n_in);
-        Ok(match &self.blocks {
-            Blocks::Q4_0(w) => matmul(w, a, self.n_in, self.n_out, self.tiled),
-            Blocks::Q4_1(w) => matmul(w, a, self.n_in, self.n_out, self.tiled),
-            Blocks::Q5_0(w) => matmul(w, a, self.n_in, self.n_out, self.tiled),
-            Blocks::Q8_0(w) => matmul(w, a, self.n_in, self.n_out, self.tiled),
-            Blocks::Candle(_, mm) => {
-                let xt = Tensor::from_slice(x, (m, self.n_in), &Device::Cpu)?;
-                mm.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?
-            }
-            Blocks::Iq4 { ty, raw } => iq4_matmul(*ty, raw, a, self.n_in, self.n_out),
+        let [out] = forward_many([self], a)?;
+        Ok(out)
+    }
+
+    /// This product as a job for `columns::run`.
+    fn job<'a>(&'a self, a: &'a Activations) -> Job<'a> {
+        let (k, n) = (self.n_in, self.n_out);
+        match &self.blocks {
+            Blocks::Q4_0(w) => matmul(w, a, k, n, self.tiled),
+            Blocks::Q4_1(w) => matmul(w, a, k, n, self.tiled),
+            Blocks::Q5_0(w) => matmul(w, a, k, n, self.tiled),
+            Blocks::Q8_0(w) => matmul(w, a, k, n, self.tiled),
+            Blocks::Untiled(w) => w.job(a, k, n),
+            Blocks::Iq4 { ty, raw } => iq4_matmul(*ty, raw, a, k, n),
             Blocks::Dense(w) => {
-                let k = self.n_in;
-                columns(m, self.n_out, k, |j0, j1, out| {
+                let (x, m) = (a.x, a.m);
+                job(n, k, move |j0, j1, out| {
                     for j in j0..j1 {
                         for i in 0..m {
                             out[(j - j0) * m + i] =
-                                dot_f32(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]);
+                                super::ops::dot(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]);
                         }
                     }
                 })
             }
-        })
+        }
     }
 
     /// Row `r` as f32 (an embedding lookup).
@@ -239,10 +217,7 @@ impl QMatrix {
             Blocks::Q4_1(w) => BlockQ4_1::to_float(&self.row_blocks(w, r), &mut out),
             Blocks::Q5_0(w) => BlockQ5_0::to_float(&self.row_blocks(w, r), &mut out),
             Blocks::Q8_0(w) => BlockQ8_0::to_float(&self.row_blocks(w, r), &mut out),
-            Blocks::Candle(q, _) => {
-                let ids = Tensor::new(&[r as u32], &Device::Cpu)?;
-                out = q.embedding(&ids)?.flatten_all()?.to_vec1::<f32>()?;
-            }
+            Blocks::Untiled(w) => w.row(r, k, &mut out),
             Blocks::Iq4 { ty, raw } => {
                 let row = k / ty.block_size * ty.type_size;
                 super::super::iq4::dequantize(*ty, &raw[r * row..(r + 1) * row], &mut out);
@@ -250,6 +225,30 @@ impl QMatrix {
             Blocks::Dense(w) => out.copy_from_slice(&w[r * k..(r + 1) * k]),
         }
         Ok(out)
+    }
+}
+
+/// The products of several matrices with the same activation rows (`a`, `m` rows of their
+/// common `n_in`), as one parallel region: each `m` rows of its `n_out`.
+pub(super) fn forward_many<const N: usize>(
+    mats: [&QMatrix; N],
+    a: &Activations,
+) -> candle_core::Result<[Vec<f32>; N]> {
+    debug_assert!(mats.iter().all(|w| a.x.len() == a.m * w.n_in));
+    let jobs: Vec<Job> = mats.iter().map(|w| w.job(a)).collect();
+    let outs = columns::run(a.m, &jobs);
+    Ok(outs.try_into().expect("one product per matrix"))
+}
+
+pub(super) fn job<'a>(
+    n: usize,
+    k: usize,
+    f: impl Fn(usize, usize, &mut [f32]) + Sync + 'a,
+) -> Job<'a> {
+    Job {
+        n,
+        k,
+        f: Box::new(f),
     }
 }
 
@@ -270,16 +269,16 @@ impl QMatrix {
 }
 
 /// IQ4 weights × activations: IQ4_NL against the shared Q8_0 rows, IQ4_XS against Q8_K rows.
-fn iq4_matmul(ty: TensorType, w: &[u8], a: &Activations, k: usize, n: usize) -> Vec<f32> {
+fn iq4_matmul<'a>(ty: TensorType, w: &'a [u8], a: &'a Activations, k: usize, n: usize) -> Job<'a> {
     use super::super::iq4;
     let m = a.m;
     let row = k / ty.block_size * ty.type_size;
-    let w_row = |j: usize| &w[j * row..(j + 1) * row];
+    let w_row = move |j: usize| &w[j * row..(j + 1) * row];
     if ty == TensorType::IQ4_NL {
         let xq = a.quantized::<BlockQ8_0>(k);
-        let x = block_slice_bytes(&xq);
-        let xr = x.len() / m.max(1);
-        return columns(m, n, k, |j0, j1, out| {
+        return job(n, k, move |j0, j1, out| {
+            let x = block_slice_bytes(&xq);
+            let xr = x.len() / m.max(1);
             for j in j0..j1 {
                 for i in 0..m {
                     out[(j - j0) * m + i] = iq4::dot_nl(w_row(j), &x[i * xr..(i + 1) * xr]);
@@ -288,9 +287,9 @@ fn iq4_matmul(ty: TensorType, w: &[u8], a: &Activations, k: usize, n: usize) -> 
         });
     }
     let xq = a.quantized::<BlockQ8K>(k);
-    let x = block_slice_bytes(&xq);
     let xr = k / 256 * iq4::Q8_K_BYTES;
-    columns(m, n, k, |j0, j1, out| {
+    job(n, k, move |j0, j1, out| {
+        let x = block_slice_bytes(&xq);
         for j in j0..j1 {
             for i in 0..m {
                 out[(j - j0) * m + i] = iq4::dot_xs(w_row(j), &x[i * xr..(i + 1) * xr]);
@@ -304,33 +303,14 @@ fn block_slice_bytes<T>(v: &[T]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
 }
 
-/// Eight running sums, so the compiler can keep them in one vector register (a single running
-/// sum is a chain of dependent adds that no compiler may reorder).
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// `tiled`: the format, when `w` is interleaved for the tiles.
-fn matmul<T: GgmlType>(
-    w: &[T],
-    a: &Activations,
+fn matmul<'a, T: GgmlType + Sync>(
+    w: &'a [T],
+    a: &'a Activations,
     k: usize,
     n: usize,
     tiled: Option<tiles::TileFormat>,
-) -> Vec<f32> {
+) -> Job<'a> {
     let m = a.m;
     let kb = k / T::BLCK_SIZE;
     let xq = a.quantized::<T::VecDotType>(k);
@@ -339,13 +319,14 @@ fn matmul<T: GgmlType>(
         all(target_arch = "wasm32", target_feature = "simd128")
     ))]
     if let Some(format) = tiled {
-        let (w, x) = (block_slice_bytes(w), block_slice_bytes(&xq));
-        return columns(m, n, k, |j0, j1, out| {
+        return job(n, k, move |j0, j1, out| {
+            let (w, x) = (block_slice_bytes(w), block_slice_bytes(&xq));
             tiles::tiles(format, w, x, m, kb, j0, j1, out)
         });
     }
+    let _ = tiled;
     let xb = k / <T::VecDotType as GgmlType>::BLCK_SIZE;
-    columns(m, n, k, |j0, j1, out| {
+    job(n, k, move |j0, j1, out| {
         for j in j0..j1 {
             for i in 0..m {
                 out[(j - j0) * m + i] =
@@ -353,47 +334,6 @@ fn matmul<T: GgmlType>(
             }
         }
     })
-}
-
-/// Products smaller than this many multiply-adds run on one thread: handing work to a sleeping
-/// thread costs tens of microseconds (more in browsers, where it is an `Atomics.notify`), as much
-/// as a 896 × 896 matvec takes alone. Measured in Chromium on SmolLM2-135M (576 wide): 2 threads
-/// decoded at 32.5 tok/s and 1 at 38.9 while every product was split.
-#[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-const PARALLEL_MACS: usize = 1 << 20;
-
-/// Runs `f(j0, j1, out)` over column ranges on the worker threads; `out` is the column-major
-/// (`m` per column) slice for those columns. Returns the row-major `m × n` result. `k` is the
-/// inner dimension, for the size of the work.
-fn columns(m: usize, n: usize, k: usize, f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
-    let mut cm = vec![0f32; m * n];
-    let per_task = columns_per_task(n);
-    let task = |(t, out): (usize, &mut [f32])| {
-        let j0 = t * per_task;
-        f(j0, j0 + out.len() / m, out);
-    };
-    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    if rayon::current_num_threads() > 1 && m * n * k >= PARALLEL_MACS {
-        use rayon::prelude::*;
-        cm.par_chunks_mut(per_task * m).enumerate().for_each(task);
-    } else {
-        cm.chunks_mut(per_task * m).enumerate().for_each(task);
-    }
-    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
-    {
-        let _ = k;
-        cm.chunks_mut(per_task * m).enumerate().for_each(task);
-    }
-    if m == 1 {
-        return cm;
-    }
-    let mut rm = vec![0f32; m * n];
-    for j in 0..n {
-        for i in 0..m {
-            rm[i * n + j] = cm[j * m + i];
-        }
-    }
-    rm
 }
 
 #[cfg(test)]
@@ -418,7 +358,9 @@ mod tests {
     }
 
     /// Storage too big for the address space is an error, for the tiled formats and the rest,
-    /// where `vec!` would have aborted the module; storage that fits starts zeroed.
+    /// where `vec!` would have aborted the module; storage that fits starts zeroed. (The sizes
+    /// are a 64-bit target's; wasm-bindgen's runner runs none of these plain tests.)
+    #[cfg(target_pointer_width = "64")]
     #[test]
     fn storage_that_cannot_fit_is_an_error() {
         for ty in [TensorType::Q4_0, TensorType::Q8_0, TensorType::Q6_K] {
