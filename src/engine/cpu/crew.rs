@@ -62,10 +62,9 @@ impl Crew {
     /// Then lets the helpers go.
     pub fn lead<R>(&self, f: impl FnOnce() -> R) -> R {
         let before = LEADING.with(|l| l.replace(Some(self as *const Crew)));
-        let out = f();
-        LEADING.with(|l| l.set(before));
-        self.stop.store(true, Ordering::Release);
-        out
+        // Also when `f` panics: the helpers must stop for the panic to leave the pool's scope.
+        let _leading = Leading(self, before);
+        f()
     }
 
     /// A helper's loop: claims and runs tasks of each region until the leader lets it go.
@@ -85,12 +84,12 @@ impl Crew {
             match held {
                 Some((n, work)) if ((state as u32) as usize) < n => {
                     if self.claim(state) {
+                        let _done = Done(&self.finished);
+                        #[cfg(test)]
+                        HELPED.fetch_add(1, Ordering::Relaxed);
                         // SAFETY: the claim succeeded under this generation, so one of its tasks
                         // is unfinished and the leader still holds the work.
                         unsafe { (*work.0)(state as u32 as usize) };
-                        #[cfg(test)]
-                        HELPED.fetch_add(1, Ordering::Relaxed);
-                        self.finished.fetch_add(1, Ordering::AcqRel);
                     }
                 }
                 _ => std::hint::spin_loop(),
@@ -116,6 +115,9 @@ impl Crew {
             (generation, n, Some(Published(work)));
         self.claims
             .store((generation as u64) << 32, Ordering::Release);
+        // Waits for every claimed task when this returns, also by a panic: they run `task`,
+        // which lives in the caller's frame.
+        let _region = Region(self, generation, n);
         loop {
             let state = self.claims.load(Ordering::Acquire);
             let i = (state as u32) as usize;
@@ -123,13 +125,47 @@ impl Crew {
                 break;
             }
             if self.claim(state) {
+                let _done = Done(&self.finished);
                 task(i);
-                self.finished.fetch_add(1, Ordering::AcqRel);
             }
         }
-        while self.finished.load(Ordering::Acquire) < n {
+    }
+}
+
+/// Counts a claimed task as finished when dropped: after it ran, or when it panicked.
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// A running region (crew, generation, task count): when dropped, closes it to new claims and
+/// waits until every task claimed so far has finished.
+struct Region<'a>(&'a Crew, u32, usize);
+
+impl Drop for Region<'_> {
+    fn drop(&mut self) {
+        let Region(crew, generation, n) = *self;
+        let closed = crew
+            .claims
+            .swap(((generation as u64) << 32) | n as u64, Ordering::AcqRel);
+        let claimed = ((closed as u32) as usize).min(n);
+        while crew.finished.load(Ordering::Acquire) < claimed {
             std::hint::spin_loop();
         }
+    }
+}
+
+/// The leader's mark (its crew, and what this thread led before): when dropped, restores that
+/// and lets the helpers go.
+struct Leading<'a>(&'a Crew, Option<*const Crew>);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        LEADING.with(|l| l.set(self.1));
+        self.0.stop.store(true, Ordering::Release);
     }
 }
 
@@ -149,6 +185,27 @@ pub(super) fn for_each<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync) -> Result<(
     // SAFETY: `lead` set this for the duration of its `f`, which this call is inside.
     unsafe { (*crew).run(slots.len(), &task) };
     Ok(())
+}
+
+/// Runs a forward step `f` on a thread of the current pool, leading a crew of the pool's other
+/// threads: the caller waits for the pool once per step, and the pool's threads stay awake
+/// between the step's parallel regions. With one thread, or inside a step, runs it here.
+pub(crate) fn step<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+    if LEADING.with(Cell::get).is_none() && rayon::current_num_threads() > 1 {
+        let crew = Crew::new();
+        let mut out = None;
+        // A scope runs its body on a pool thread (this one, if it is one); the helpers go to the
+        // others (or, when none took one before the step ended, return at once).
+        rayon::scope(|s| {
+            for _ in 1..rayon::current_num_threads() {
+                s.spawn(|_| crew.help());
+            }
+            out = Some(crew.lead(f));
+        });
+        return out.expect("the scope ran its body");
+    }
+    f()
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -203,25 +260,36 @@ mod tests {
         // Outside a crew the items come back untouched.
         assert_eq!(for_each(vec![1, 2], |_| panic!("no crew")), Err(vec![1, 2]));
     }
-}
 
-/// Runs a forward step `f` on a thread of the current pool, leading a crew of the pool's other
-/// threads: the caller waits for the pool once per step, and the pool's threads stay awake
-/// between the step's parallel regions. With one thread, or inside a step, runs it here.
-pub(crate) fn step<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    if LEADING.with(Cell::get).is_none() && rayon::current_num_threads() > 1 {
-        let crew = Crew::new();
-        let mut out = None;
-        // A scope runs its body on a pool thread (this one, if it is one); the helpers go to the
-        // others (or, when none took one before the step ended, return at once).
-        rayon::scope(|s| {
-            for _ in 1..rayon::current_num_threads() {
-                s.spawn(|_| crew.help());
-            }
-            out = Some(crew.lead(f));
-        });
-        return out.expect("the scope ran its body");
+    /// A task that panics, on the leader or on a helper, ends the step with that panic rather
+    /// than a hang, after the region's other tasks finished.
+    #[test]
+    fn a_panicking_task_ends_the_step() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for bad in [0usize, 5, 39] {
+            let ran = AtomicUsize::new(0);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pool.install(|| {
+                    step(|| {
+                        for round in 0..50usize {
+                            let items: Vec<usize> = (0..40).collect();
+                            for_each(items, |i| {
+                                let spins = std::hint::black_box(2000usize);
+                                std::hint::black_box((0..spins).fold(i, |a, b| a ^ b));
+                                assert!(!(round == 10 && i == bad), "task {i} fails");
+                                ran.fetch_add(1, Ordering::Relaxed);
+                            })
+                            .expect("leading a crew");
+                        }
+                    })
+                })
+            }));
+            assert!(result.is_err(), "task {bad}'s panic reaches the caller");
+            let ran = ran.load(Ordering::Relaxed);
+            assert!((400..440).contains(&ran), "task {bad}: {ran} tasks ran");
+        }
     }
-    f()
 }
