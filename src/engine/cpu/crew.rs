@@ -261,8 +261,8 @@ mod tests {
         assert_eq!(for_each(vec![1, 2], |_| panic!("no crew")), Err(vec![1, 2]));
     }
 
-    /// A task that panics, on the leader or on a helper, ends the step with that panic rather
-    /// than a hang, after the region's other tasks finished.
+    /// A task that panics makes the step end with that panic rather than a hang: at once on the
+    /// leader; at the step's end on a helper (the leader goes on without it).
     #[test]
     fn a_panicking_task_ends_the_step() {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -288,8 +288,9 @@ mod tests {
                 })
             }));
             assert!(result.is_err(), "task {bad}'s panic reaches the caller");
+            // Every task before the failing one's region ran; the failing one did not.
             let ran = ran.load(Ordering::Relaxed);
-            assert!((400..440).contains(&ran), "task {bad}: {ran} tasks ran");
+            assert!((400..50 * 40).contains(&ran), "task {bad}: {ran} tasks ran");
         }
     }
 }
