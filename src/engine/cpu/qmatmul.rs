@@ -153,7 +153,7 @@ impl MatrixLanding {
                 Landing::Untiled(v) => v.bytes_mut(),
                 Landing::Raw(v) => v,
             };
-            tiles::interleave(bytes, n_out, n_in / 32, f.block_bytes());
+            tiles::interleave(bytes, n_out, n_in / 32, f);
         }
         let blocks = match storage {
             Landing::Q4_0(v) => Blocks::Q4_0(v),
@@ -260,8 +260,14 @@ impl QMatrix {
             None => std::borrow::Cow::Borrowed(&w[r * kb..(r + 1) * kb]),
             Some(f) => {
                 let mut row = vec![T::zeros(); kb];
-                let (n, bb) = (self.n_out, f.block_bytes());
-                tiles::row_of(block_slice_bytes(w), n, kb, bb, r, block_bytes(&mut row));
+                tiles::row_of(
+                    block_slice_bytes(w),
+                    self.n_out,
+                    kb,
+                    f,
+                    r,
+                    block_bytes(&mut row),
+                );
                 std::borrow::Cow::Owned(row)
             }
         }

@@ -13,6 +13,13 @@
 //! i16's limits), then subtracts the offset (8 or 16) times the activations' sum. Sums of the same
 //! products in any order are the same integers, so both builds give the same floats. Q8_0's
 //! signed weights have no i7 operand and take the plain path in both.
+//!
+//! The relaxed build keeps Q4_0's and Q4_1's 4-row runs as quads (tiles.rs `to_quad`): 16 bytes
+//! hold 4 quants of each of 4 rows, so one i8 dot against 4 activation quants repeated 4 times
+//! leaves each row's sums in its own lanes. A block's 8 dots are added as i16 (each lane at most
+//! 8 × 2 × 15 × 128 = 30720) and widened once, where the row-per-vector tile gathers four
+//! vectors' lanes with six shuffles and six adds per activation row; the four scales come in one
+//! 8-byte load.
 
 use core::arch::wasm32::*;
 
@@ -20,6 +27,9 @@ use super::tiles::{format_of, TileFormat, Q4, Q41, Q5, Q8, SUMS};
 
 /// Weight rows per decode pass: one vector's lanes.
 pub(super) const DECODE_ROWS: usize = 4;
+
+/// Whether Q4_0 and Q4_1 weights are kept as quads (tiles.rs `quads`): in the relaxed build.
+pub(super) const QUADS: bool = cfg!(target_feature = "relaxed-simd");
 
 /// What a tile reads of an activation block besides its quants, found once per product rather
 /// than once per four weight rows: the scale, widened; and Q4_0's and Q5_0's offset (8, 16) times
@@ -70,6 +80,9 @@ pub(super) unsafe fn tile<const R: usize, const A: usize>(
 ) -> [[f32; R]; A] {
     #[cfg(target_feature = "relaxed-simd")]
     match format {
+        // 4-row runs are quads (R = 4 tiles start at a multiple of 4 rows in their group).
+        TileFormat::Q4_0 if R == 4 => widen_rows(quad_tile_of::<A, Q4>(w[0], stride, x, s, kb)),
+        TileFormat::Q4_1 if R == 4 => widen_rows(quad_tile_of::<A, Q41>(w[0], stride, x, s, kb)),
         TileFormat::Q4_0 => relaxed_tile_of::<R, A, Q4>(w, stride, x, s, kb),
         TileFormat::Q4_1 => relaxed_tile_of::<R, A, Q41>(w, stride, x, s, kb),
         TileFormat::Q5_0 => relaxed_tile_of::<R, A, Q5>(w, stride, x, s, kb),
@@ -115,6 +128,63 @@ unsafe fn relaxed_tile_of<const R: usize, const A: usize, const F: u8>(
             let side = s[a][b];
             if F != Q41 {
                 // Q4_0 stores value + 8 and Q5_0 value + 16: less offset × Σx.
+                sums = i32x4_sub(sums, i32x4_splat(side.extra as i32));
+            }
+            add_block::<F>(acc, sums, wd, wm, side);
+        }
+    }
+    finish(acc)
+}
+
+/// A quad tile's rows as the caller's R (always 4 where it is called).
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn widen_rows<const R: usize, const A: usize>(t: [[f32; 4]; A]) -> [[f32; R]; A] {
+    std::array::from_fn(|a| std::array::from_fn(|r| t[a][r % 4]))
+}
+
+/// The tile over a quad of 4 rows (see the module note): `w` starts at the quad of block 0, the
+/// next block's `stride` bytes on.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+unsafe fn quad_tile_of<const A: usize, const F: u8>(
+    w: &[u8],
+    stride: usize,
+    x: [&[u8]; A],
+    s: [&[ActBlock]; A],
+    kb: usize,
+) -> [[f32; 4]; A] {
+    const { assert!(F == Q4 || F == Q41) };
+    let f = format_of(F);
+    let head = 4 * (f.block_bytes() - 16);
+    let halves = |p: *const u8| widen_f16x4(u32x4_extend_low_u16x8(v128_load64_zero(p as _)));
+    let mut acc = [[f32x4_splat(0.0); A]; SUMS];
+    #[allow(clippy::needless_range_loop)]
+    for b in 0..kb {
+        let p = w.as_ptr().add(b * stride);
+        let wd = halves(p);
+        let wm = if F == Q41 {
+            halves(p.add(8))
+        } else {
+            f32x4_splat(0.0)
+        };
+        let raw: [v128; 4] = std::array::from_fn(|k| v128_load(p.add(head + 16 * k) as _));
+        let lo = raw.map(|v| v128_and(v, u8x16_splat(0x0f)));
+        let hi = raw.map(|v| u8x16_shr(v, 4));
+        for (a, acc) in acc[b % SUMS].iter_mut().enumerate() {
+            let q = x[a].as_ptr().add(b * f.act_bytes() + f.act_quants());
+            // Values 4k..4k+4 (low nibbles) and 16+4k.. (high) of each row against the
+            // activation's same four quants, repeated in each row's lanes.
+            let dot = |k: usize| {
+                i16x8_add(
+                    i16x8_relaxed_dot_i8x16_i7x16(v128_load32_splat(q.add(4 * k) as _), lo[k]),
+                    i16x8_relaxed_dot_i8x16_i7x16(v128_load32_splat(q.add(16 + 4 * k) as _), hi[k]),
+                )
+            };
+            let d16 = i16x8_add(i16x8_add(dot(0), dot(1)), i16x8_add(dot(2), dot(3)));
+            let mut sums = i32x4_extadd_pairwise_i16x8(d16);
+            let side = s[a][b];
+            if F == Q4 {
                 sums = i32x4_sub(sums, i32x4_splat(side.extra as i32));
             }
             add_block::<F>(acc, sums, wd, wm, side);
@@ -319,34 +389,47 @@ mod tests {
 
     type Tile<const A: usize> = [[f32; DECODE_ROWS]; A];
 
-    /// The relaxed tile and the plain one on the same blocks.
+    /// The relaxed tiles and the plain one on the same blocks: the row-per-vector tile, then
+    /// (Q4_0, Q4_1) the quad tile on the rows made quads, else the row-per-vector one again.
     unsafe fn both<const A: usize>(
         f: TileFormat,
         w: [&[u8]; DECODE_ROWS],
         stride: usize,
         x: [&[u8]; A],
         kb: usize,
-    ) -> (Tile<A>, Tile<A>) {
+    ) -> (Tile<A>, Tile<A>, Tile<A>) {
         let sides: Vec<Vec<ActBlock>> = x.iter().map(|x| act_blocks(f, x, 1, kb)).collect();
         let s: [&[ActBlock]; A] = std::array::from_fn(|a| sides[a].as_slice());
+        let bb = f.block_bytes();
+        let mut quads = vec![0u8; 4 * bb * kb];
+        for (b, quad) in quads.chunks_exact_mut(4 * bb).enumerate() {
+            let block = |r: usize| &w[r][b * stride..b * stride + bb];
+            super::super::tiles::to_quad([block(0), block(1), block(2), block(3)], quad);
+        }
         match f {
             TileFormat::Q4_0 => (
                 relaxed_tile_of::<DECODE_ROWS, A, Q4>(w, stride, x, s, kb),
                 tile_of::<DECODE_ROWS, A, Q4>(w, stride, x, s, kb),
+                quad_tile_of::<A, Q4>(&quads, 4 * bb, x, s, kb),
             ),
             TileFormat::Q4_1 => (
                 relaxed_tile_of::<DECODE_ROWS, A, Q41>(w, stride, x, s, kb),
                 tile_of::<DECODE_ROWS, A, Q41>(w, stride, x, s, kb),
+                quad_tile_of::<A, Q41>(&quads, 4 * bb, x, s, kb),
             ),
-            _ => (
-                relaxed_tile_of::<DECODE_ROWS, A, Q5>(w, stride, x, s, kb),
-                tile_of::<DECODE_ROWS, A, Q5>(w, stride, x, s, kb),
-            ),
+            _ => {
+                let relaxed = relaxed_tile_of::<DECODE_ROWS, A, Q5>(w, stride, x, s, kb);
+                (
+                    relaxed,
+                    tile_of::<DECODE_ROWS, A, Q5>(w, stride, x, s, kb),
+                    relaxed,
+                )
+            }
         }
     }
 
-    /// The relaxed tiles give the plain tiles' floats bit for bit, on random blocks and on the
-    /// extremes (every stored value 0 or at its maximum, activations ±127 and −128), for the
+    /// The relaxed tiles (row per vector, and quads) give the plain tiles' floats bit for bit, on
+    /// random blocks and on the extremes (every stored value 0 or at its maximum, activations ±127 and −128), for the
     /// decode and prefill shapes.
     #[wasm_bindgen_test::wasm_bindgen_test]
     fn relaxed_tiles_equal_the_plain_ones_bit_for_bit() {
@@ -373,10 +456,12 @@ mod tests {
             };
             let x1 = [xs[0].as_slice()];
             let x4: [&[u8]; 4] = std::array::from_fn(|a| xs[a].as_slice());
-            let (relaxed, plain) = unsafe { both(f, w, wb, x4, kb) };
+            let (relaxed, plain, quad) = unsafe { both(f, w, wb, x4, kb) };
             assert_eq!(bits(&relaxed), bits(&plain), "{f:?} 4 activation rows");
-            let (relaxed, plain) = unsafe { both(f, w, wb, x1, kb) };
+            assert_eq!(bits(&quad), bits(&plain), "{f:?} quads, 4 activation rows");
+            let (relaxed, plain, quad) = unsafe { both(f, w, wb, x1, kb) };
             assert_eq!(bits(&relaxed), bits(&plain), "{f:?} 1 activation row");
+            assert_eq!(bits(&quad), bits(&plain), "{f:?} quads, 1 activation row");
         }
     }
 }

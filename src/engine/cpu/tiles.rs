@@ -128,20 +128,28 @@ pub(super) fn pairwise<T: Copy>(mut sums: [T; SUMS], add: impl Fn(T, T) -> T) ->
 /// a tenth of the machine's 22 GB/s reads: eight 18-byte streams defeat the prefetchers.
 pub(super) const GROUP: usize = 8;
 
-/// Reorders `n` rows of `kb` blocks of `bb` bytes, in place, into interleaved groups (the last
-/// group holds the `n % 8` leftover rows, if any). One group's bytes stay in the group's range,
-/// so this needs only a group of scratch space, never a second copy of the matrix.
-pub(super) fn interleave(bytes: &mut [u8], n: usize, kb: usize, bb: usize) {
+/// Reorders `n` rows of `kb` blocks of `format`, in place, into interleaved groups (the last
+/// group holds the `n % 8` leftover rows, if any), each run of 4 rows' blocks as a quad where the
+/// target reads quads (`quads`). One group's bytes stay in the group's range, so this needs only
+/// a group of scratch space, never a second copy of the matrix.
+pub(super) fn interleave(bytes: &mut [u8], n: usize, kb: usize, format: TileFormat) {
+    let bb = format.block_bytes();
     let rb = kb * bb;
     let mut scratch = vec![0u8; GROUP * rb];
     for g0 in (0..n).step_by(GROUP) {
         let g = GROUP.min(n - g0);
         let group = &mut bytes[g0 * rb..(g0 + g) * rb];
         scratch[..g * rb].copy_from_slice(group);
-        for r in 0..g {
-            for b in 0..kb {
-                group[(b * g + r) * bb..(b * g + r + 1) * bb]
-                    .copy_from_slice(&scratch[r * rb + b * bb..r * rb + (b + 1) * bb]);
+        let quad_rows = if quads(format) { g / 4 * 4 } else { 0 };
+        for b in 0..kb {
+            let block = |r: usize| &scratch[r * rb + b * bb..r * rb + (b + 1) * bb];
+            for r in (0..quad_rows).step_by(4) {
+                let at = (b * g + r) * bb;
+                let rows = [block(r), block(r + 1), block(r + 2), block(r + 3)];
+                to_quad(rows, &mut group[at..at + 4 * bb]);
+            }
+            for r in quad_rows..g {
+                group[(b * g + r) * bb..(b * g + r + 1) * bb].copy_from_slice(block(r));
             }
         }
     }
@@ -149,14 +157,71 @@ pub(super) fn interleave(bytes: &mut [u8], n: usize, kb: usize, bb: usize) {
 
 /// Row `r` of an interleaved matrix of `n` rows into `out` (`kb` blocks), its blocks one after
 /// another again.
-pub(super) fn row_of(bytes: &[u8], n: usize, kb: usize, bb: usize, r: usize, out: &mut [u8]) {
+pub(super) fn row_of(
+    bytes: &[u8],
+    n: usize,
+    kb: usize,
+    format: TileFormat,
+    r: usize,
+    out: &mut [u8],
+) {
+    let bb = format.block_bytes();
     let rb = kb * bb;
     let g0 = r / GROUP * GROUP;
     let g = GROUP.min(n - g0);
     let group = &bytes[g0 * rb..(g0 + g) * rb];
+    let i = r - g0;
+    let in_quad = quads(format) && i < g / 4 * 4;
     for (b, dst) in out.chunks_exact_mut(bb).enumerate() {
-        let at = (b * g + r - g0) * bb;
-        dst.copy_from_slice(&group[at..at + bb]);
+        if in_quad {
+            let at = (b * g + i / 4 * 4) * bb;
+            from_quad(&group[at..at + 4 * bb], i % 4, dst);
+        } else {
+            let at = (b * g + i) * bb;
+            dst.copy_from_slice(&group[at..at + bb]);
+        }
+    }
+}
+
+/// Whether this target's tiles read 4-row runs of `format`'s blocks as quads: the relaxed wasm
+/// build's Q4_0 and Q4_1 (simd128.rs), whose i8 dot then sums 4 values of each of 4 rows into
+/// each row's own lanes, leaving no sums to gather across vectors.
+fn quads(format: TileFormat) -> bool {
+    #[cfg(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    ))]
+    return arch::QUADS && matches!(format, TileFormat::Q4_0 | TileFormat::Q4_1);
+    #[allow(unreachable_code)]
+    {
+        let _ = format;
+        false
+    }
+}
+
+/// Block b of 4 rows as one quad of the same bytes: the rows' f16 scales side by side (and after
+/// them Q4_1's minimums), then the quants 4 bytes at a time, bytes 4k..4k+4 of rows 0..3 making
+/// the quad's k-th 16 bytes. `rows` are 4 blocks of 16 quant bytes after their f16 fields.
+pub(super) fn to_quad(rows: [&[u8]; 4], out: &mut [u8]) {
+    let head = rows[0].len() - 16;
+    for (r, block) in rows.iter().enumerate() {
+        for j in 0..head / 2 {
+            out[(j * 4 + r) * 2..][..2].copy_from_slice(&block[j * 2..j * 2 + 2]);
+        }
+        for k in 0..4 {
+            out[4 * head + 16 * k + 4 * r..][..4].copy_from_slice(&block[head + 4 * k..][..4]);
+        }
+    }
+}
+
+/// Row `r`'s block (0..4) of a quad back as the file stores it, into `out`.
+fn from_quad(quad: &[u8], r: usize, out: &mut [u8]) {
+    let head = out.len() - 16;
+    for j in 0..head / 2 {
+        out[j * 2..j * 2 + 2].copy_from_slice(&quad[(j * 4 + r) * 2..][..2]);
+    }
+    for k in 0..4 {
+        out[head + 4 * k..][..4].copy_from_slice(&quad[4 * head + 16 * k + 4 * r..][..4]);
     }
 }
 
@@ -379,10 +444,10 @@ mod tests {
             let ws: Vec<Vec<u8>> = (0..n).map(|_| weights(&mut rng, kb, f)).collect();
             let xs: Vec<Vec<u8>> = (0..m).map(|_| activations(&mut rng, kb, f)).collect();
             let mut w = ws.concat();
-            interleave(&mut w, n, kb, f.block_bytes());
+            interleave(&mut w, n, kb, f);
             for (r, want) in ws.iter().enumerate() {
                 let mut row = vec![0u8; want.len()];
-                row_of(&w, n, kb, f.block_bytes(), r, &mut row);
+                row_of(&w, n, kb, f, r, &mut row);
                 assert_eq!(&row, want, "{f:?} row {r}");
             }
             for rows in [1usize, m] {

@@ -11,6 +11,9 @@ use super::tiles::{format_of, TileFormat, Q4, Q41, Q5, Q8};
 /// registers.
 pub(super) const DECODE_ROWS: usize = 8;
 
+/// The AVX2 tiles read every block as the file stores it (tiles.rs `quads`).
+pub(super) const QUADS: bool = false;
+
 /// Whether this CPU has AVX512-VNNI (with 256-bit forms), used for the byte dot products.
 fn vnni() -> bool {
     use std::sync::OnceLock;
