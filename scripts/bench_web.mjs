@@ -13,6 +13,10 @@
 // backend instead (no wllama), in one browser with WebGPU on (SwiftShader here: figures, not a
 // GPU's speed), with the wasm memory each holds: the GPU path keeps the weights out of the
 // wasm heap.
+//
+// With --kernels: our product kernels alone, in a page's thread, relaxed and plain builds, on the
+// 0.5B shape's FFN (decode and a 128-row prefill) and head matrices: weight GB/s and
+// multiply-adds per second, against how fast that thread reads a buffer of the matrix's size.
 import { launch, startServer } from '../tests/web/harness.mjs';
 import { resolve } from 'node:path';
 
@@ -21,6 +25,7 @@ const threadsAt = process.argv.indexOf('--threads');
 const threadCounts = (threadsAt > 0 ? process.argv[threadsAt + 1] : '1,2').split(',').map(Number);
 const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && all[i - 1] !== '--threads');
 if (gpu) await benchGpu();
+if (process.argv.includes('--kernels')) await benchKernels();
 const models = resolve(positional[0] || 'fixtures');
 const runs = positional[1] || '3';
 const files = ['qwen2.5-0.5b-shape-q4_0.gguf', 'qwen2.5-0.5b-shape-q8_0.gguf', 'SmolLM2-135M-Instruct.Q4_1.gguf'];
@@ -102,6 +107,37 @@ async function benchGpu() {
   for (const r of rows) {
     const mem = `${(r.ours_wasm_bytes_loaded / 1048576).toFixed(0)} MiB (${(r.ours_wasm_bytes_loaded / r.file_bytes).toFixed(2)}× the file)`;
     console.log(`| ${r.model.split('/').pop()} | ${r.backend} | ${r.ours.prompt_tokens}/${r.ours.decode_tokens} | ${r.ours.prefill_tok_s.toFixed(1)} | ${r.ours.decode_tok_s.toFixed(2)} | ${mem} |`);
+  }
+  process.exit(0);
+}
+
+async function benchKernels() {
+  const server = await startServer(['--www', resolve('scripts/bench_web')]);
+  const browser = await launch({ webgpu: false });
+  const results = [];
+  try {
+    for (const relaxed of ['1', '0']) {
+      const page = await browser.newPage();
+      await page.goto(`${server.origin}/kernels.html?relaxed=${relaxed}`);
+      await page.waitForFunction(() => window.result, null, { timeout: 600_000, polling: 500 });
+      const r = await page.evaluate(() => window.result);
+      await page.close();
+      if (r.error) throw new Error(r.error);
+      results.push(r);
+    }
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+  console.log('\n| build | type | matrix | rows | weight GB/s | GMAC/s | thread reads GB/s | share of reads |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of results) {
+    for (const k of r.rows) {
+      const build = r.relaxed_simd ? 'relaxed' : 'plain';
+      // A prefill tile reads each weight once for many rows: its bytes per second say nothing.
+      const [gbs, share] = k.rows > 1 ? ['—', '—'] : [(k.bytesPerS / 1e9).toFixed(2), (k.bytesPerS / k.readBytesPerS).toFixed(2)];
+      console.log(`| ${build} | ${k.type} | ${k.name} ${k.nOut}×${k.nIn} | ${k.rows} | ${gbs} | ${(k.macsPerS / 1e9).toFixed(1)} | ${(k.readBytesPerS / 1e9).toFixed(1)} | ${share} |`);
+    }
   }
   process.exit(0);
 }

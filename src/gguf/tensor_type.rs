@@ -51,6 +51,14 @@ impl TensorType {
         Self::ALL.iter().copied().find(|t| t.id == id)
     }
 
+    /// The loadable type named `name` as GGUF tools spell it (`Q4_0`, `q4_0`).
+    pub fn from_name(name: &str) -> Option<TensorType> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|t| t.name.eq_ignore_ascii_case(name))
+    }
+
     /// Bytes needed for `elements` values, or None when they do not fill whole blocks.
     pub fn byte_size(&self, elements: u64) -> Option<u64> {
         if !elements.is_multiple_of(self.block_size as u64) {

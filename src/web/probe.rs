@@ -67,3 +67,43 @@ pub fn assess_device(
     let model: ModelNeeds = serde_wasm_bindgen::from_value(model).map_err(bad)?;
     to_js(&assess(&profile, &model, min_tokens_per_s))
 }
+
+/// Our CPU kernels on a `typeName` matrix (`q4_0`, `q8_0`, …) of `nOut` × `nIn` against `rows`
+/// activation rows, in this thread, over at least `minMs`: `{ bytesPerS, macsPerS }`, and
+/// `readBytesPerS`, how fast this thread reads a buffer of the matrix's size. For
+/// scripts/bench_web.mjs's kernel table.
+#[wasm_bindgen(js_name = benchKernel)]
+pub fn bench_kernel(
+    type_name: &str,
+    n_in: usize,
+    n_out: usize,
+    rows: usize,
+    min_ms: f64,
+) -> Result<JsValue, JsValue> {
+    use crate::engine::bandwidth::{cpu_matmul_rate, read_bytes_per_s};
+    let ty = crate::gguf::TensorType::from_name(type_name)
+        .ok_or_else(|| ApiError::invalid(format!("no tensor type {type_name:?}")))?;
+    let values = n_in.checked_mul(n_out).filter(|&v| v <= 1 << 28);
+    if n_in == 0
+        || n_out == 0
+        || rows == 0
+        || rows > 512
+        || !n_in.is_multiple_of(ty.block_size)
+        || values.is_none()
+    {
+        return Err(
+            ApiError::invalid("whole blocks per row, at most 2^28 values and 512 rows").into(),
+        );
+    }
+    let (bytes, macs) = cpu_matmul_rate(ty, n_in, n_out, rows, min_ms).map_err(ApiError::from)?;
+    let read = read_bytes_per_s(n_in * n_out / ty.block_size * ty.type_size, min_ms);
+    let out = js_sys::Object::new();
+    for (k, v) in [
+        ("bytesPerS", bytes),
+        ("macsPerS", macs),
+        ("readBytesPerS", read),
+    ] {
+        let _ = Reflect::set(&out, &k.into(), &v.into());
+    }
+    Ok(out.into())
+}
