@@ -148,7 +148,13 @@ const server = createServer((req, res) => {
   if (existsSync(path) && statSync(path).isDirectory()) path = join(path, 'index.html');
   if (!existsSync(path)) return res.writeHead(404).end('not found');
   if (prefix === '/models/') return serveModel(req, res, path);
-  res.writeHead(200, { 'Content-Type': types[extname(path)] || 'application/octet-stream', 'Cache-Control': 'no-cache' });
+  // As a static host answers: a validator, so a revalidated file keeps what the browser cached
+  // with it (V8's compiled wasm code among it).
+  const { mtimeMs, size } = statSync(path);
+  const etag = `W/"${size.toString(16)}-${Math.floor(mtimeMs).toString(16)}"`;
+  const headers = { 'Content-Type': types[extname(path)] || 'application/octet-stream', 'Cache-Control': 'no-cache', ETag: etag };
+  if (req.headers['if-none-match'] === etag) return res.writeHead(304, headers).end();
+  res.writeHead(200, headers);
   createReadStream(path).pipe(res);
 });
 server.listen(port, host, () => console.log(`serving www/ on http://${host}:${port}/ (models from ${dirs['/models/']})`));
