@@ -25,8 +25,9 @@ use core::arch::wasm32::*;
 
 use super::tiles::{format_of, TileFormat, Q4, Q41, Q5, Q8, SUMS};
 
-/// Weight rows per decode pass: one vector's lanes.
-pub(super) const DECODE_ROWS: usize = 4;
+/// Weight rows per decode pass: two vectors' lanes, which share each activation load (two quads
+/// in the relaxed build; two 4-row tiles, one after the other, elsewhere).
+pub(super) const DECODE_ROWS: usize = 8;
 
 /// Whether Q4_0 and Q4_1 weights are kept as quads (tiles.rs `quads`): in the relaxed build.
 pub(super) const QUADS: bool = cfg!(target_feature = "relaxed-simd");
@@ -63,7 +64,7 @@ pub(super) fn act_blocks(format: TileFormat, x: &[u8], m: usize, kb: usize) -> V
         .collect()
 }
 
-/// out[a][r] = dot(weight row r, activation row a) for R (1 or 4) weight rows and A activation
+/// out[a][r] = dot(weight row r, activation row a) for R (1, 4 or 8) weight rows and A activation
 /// rows. `w[r]` starts at row r's first block, its next ones `stride` bytes apart (interleaved
 /// rows, tiles.rs); `x[a]` is a whole activation row; `kb` blocks each.
 ///
@@ -78,11 +79,23 @@ pub(super) unsafe fn tile<const R: usize, const A: usize>(
     s: [&[ActBlock]; A],
     kb: usize,
 ) -> [[f32; R]; A] {
+    const { assert!(R == 1 || R == 4 || R == 8) };
     #[cfg(target_feature = "relaxed-simd")]
     match format {
-        // 4-row runs are quads (R = 4 tiles start at a multiple of 4 rows in their group).
-        TileFormat::Q4_0 if R == 4 => widen_rows(quad_tile_of::<A, Q4>(w[0], stride, x, s, kb)),
-        TileFormat::Q4_1 if R == 4 => widen_rows(quad_tile_of::<A, Q41>(w[0], stride, x, s, kb)),
+        // 4-row runs are quads (tiles of 4 and 8 rows start at a multiple of 4 in their group).
+        TileFormat::Q4_0 if R == 4 => rows_of(quad_tile_of::<1, A, Q4>([w[0]], stride, x, s, kb)),
+        TileFormat::Q4_1 if R == 4 => rows_of(quad_tile_of::<1, A, Q41>([w[0]], stride, x, s, kb)),
+        TileFormat::Q4_0 if R == 8 => {
+            rows_of(quad_tile_of::<2, A, Q4>([w[0], w[4 % R]], stride, x, s, kb))
+        }
+        TileFormat::Q4_1 if R == 8 => rows_of(quad_tile_of::<2, A, Q41>(
+            [w[0], w[4 % R]],
+            stride,
+            x,
+            s,
+            kb,
+        )),
+        _ if R == 8 => halves(format, w, stride, x, s, kb),
         TileFormat::Q4_0 => relaxed_tile_of::<R, A, Q4>(w, stride, x, s, kb),
         TileFormat::Q4_1 => relaxed_tile_of::<R, A, Q41>(w, stride, x, s, kb),
         TileFormat::Q5_0 => relaxed_tile_of::<R, A, Q5>(w, stride, x, s, kb),
@@ -90,6 +103,7 @@ pub(super) unsafe fn tile<const R: usize, const A: usize>(
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
     match format {
+        _ if R == 8 => halves(format, w, stride, x, s, kb),
         TileFormat::Q4_0 => tile_of::<R, A, Q4>(w, stride, x, s, kb),
         TileFormat::Q4_1 => tile_of::<R, A, Q41>(w, stride, x, s, kb),
         TileFormat::Q5_0 => tile_of::<R, A, Q5>(w, stride, x, s, kb),
@@ -107,7 +121,8 @@ unsafe fn relaxed_tile_of<const R: usize, const A: usize, const F: u8>(
     s: [&[ActBlock]; A],
     kb: usize,
 ) -> [[f32; R]; A] {
-    const { assert!(R == 1 || R == 4) };
+    // R = 8 is instantiated by `tile` but runs as two 4-row tiles (`halves`).
+    debug_assert!(R == 1 || R == 4);
     let f = format_of(F);
     let mut acc = [[f32x4_splat(0.0); A]; SUMS];
     // `b` also places the weight and activation blocks.
@@ -136,61 +151,114 @@ unsafe fn relaxed_tile_of<const R: usize, const A: usize, const F: u8>(
     finish(acc)
 }
 
-/// A quad tile's rows as the caller's R (always 4 where it is called).
+/// Rows in the caller's shape: `t[a][q]` holds rows 4q..4q+4 (R = 4Q where it is called).
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn widen_rows<const R: usize, const A: usize>(t: [[f32; 4]; A]) -> [[f32; R]; A] {
-    std::array::from_fn(|a| std::array::from_fn(|r| t[a][r % 4]))
+fn rows_of<const Q: usize, const R: usize, const A: usize>(t: [[[f32; 4]; Q]; A]) -> [[f32; R]; A] {
+    std::array::from_fn(|a| std::array::from_fn(|r| t[a][(r / 4) % Q][r % 4]))
 }
 
-/// The tile over a quad of 4 rows (see the module note): `w` starts at the quad of block 0, the
-/// next block's `stride` bytes on.
-#[cfg(target_feature = "relaxed-simd")]
+/// An 8-row tile as two 4-row ones.
 #[inline(always)]
-unsafe fn quad_tile_of<const A: usize, const F: u8>(
-    w: &[u8],
+unsafe fn halves<const R: usize, const A: usize>(
+    format: TileFormat,
+    w: [&[u8]; R],
     stride: usize,
     x: [&[u8]; A],
     s: [&[ActBlock]; A],
     kb: usize,
-) -> [[f32; 4]; A] {
+) -> [[f32; R]; A] {
+    let first = tile::<4, A>(format, std::array::from_fn(|r| w[r % R]), stride, x, s, kb);
+    let second = tile::<4, A>(
+        format,
+        std::array::from_fn(|r| w[(4 + r) % R]),
+        stride,
+        x,
+        s,
+        kb,
+    );
+    std::array::from_fn(|a| {
+        std::array::from_fn(|r| if r < 4 { first[a][r] } else { second[a][r % 4] })
+    })
+}
+
+/// The tile over Q quads of 4 rows each (see the module note), which share each activation
+/// load: `w[q]` starts at quad q's block 0, the next block's `stride` bytes on.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+unsafe fn quad_tile_of<const Q: usize, const A: usize, const F: u8>(
+    w: [&[u8]; Q],
+    stride: usize,
+    x: [&[u8]; A],
+    s: [&[ActBlock]; A],
+    kb: usize,
+) -> [[[f32; 4]; Q]; A] {
     const { assert!(F == Q4 || F == Q41) };
     let f = format_of(F);
     let head = 4 * (f.block_bytes() - 16);
     let halves = |p: *const u8| widen_f16x4(u32x4_extend_low_u16x8(v128_load64_zero(p as _)));
-    let mut acc = [[f32x4_splat(0.0); A]; SUMS];
+    let mut acc = [[[f32x4_splat(0.0); Q]; A]; SUMS];
     #[allow(clippy::needless_range_loop)]
     for b in 0..kb {
-        let p = w.as_ptr().add(b * stride);
-        let wd = halves(p);
-        let wm = if F == Q41 {
-            halves(p.add(8))
-        } else {
-            f32x4_splat(0.0)
+        let p: [*const u8; Q] = std::array::from_fn(|i| w[i].as_ptr().add(b * stride));
+        let wd = p.map(halves);
+        let wm = p.map(|p| match F {
+            Q41 => halves(p.add(8)),
+            _ => f32x4_splat(0.0),
+        });
+        // Values 4k..4k+4 (low nibbles) and 16+4k.. (high) of each row: a 16-bit shift and the
+        // low-nibble mask, as engines have no 8-bit shift and build one from these plus a mask
+        // made on the spot.
+        let nibbles = |i: usize, k: usize| {
+            let raw = v128_load(p[i].add(head + 16 * k) as _);
+            let mask = u8x16_splat(0x0f);
+            (v128_and(raw, mask), v128_and(u16x8_shr(raw, 4), mask))
         };
-        let raw: [v128; 4] = std::array::from_fn(|k| v128_load(p.add(head + 16 * k) as _));
-        let lo = raw.map(|v| v128_and(v, u8x16_splat(0x0f)));
-        let hi = raw.map(|v| u8x16_shr(v, 4));
+        // Several activation rows share one unpacking; a single row unpacks as it goes, which
+        // keeps fewer vectors live.
+        let zero = i16x8_splat(0);
+        let shared: [[(v128, v128); 4]; Q] = match A {
+            1 => [[(zero, zero); 4]; Q],
+            _ => std::array::from_fn(|i| std::array::from_fn(|k| nibbles(i, k))),
+        };
         for (a, acc) in acc[b % SUMS].iter_mut().enumerate() {
             let q = x[a].as_ptr().add(b * f.act_bytes() + f.act_quants());
-            // Values 4k..4k+4 (low nibbles) and 16+4k.. (high) of each row against the
-            // activation's same four quants, repeated in each row's lanes.
-            let dot = |k: usize| {
-                i16x8_add(
-                    i16x8_relaxed_dot_i8x16_i7x16(v128_load32_splat(q.add(4 * k) as _), lo[k]),
-                    i16x8_relaxed_dot_i8x16_i7x16(v128_load32_splat(q.add(16 + 4 * k) as _), hi[k]),
-                )
-            };
-            let d16 = i16x8_add(i16x8_add(dot(0), dot(1)), i16x8_add(dot(2), dot(3)));
-            let mut sums = i32x4_extadd_pairwise_i16x8(d16);
-            let side = s[a][b];
-            if F == Q4 {
-                sums = i32x4_sub(sums, i32x4_splat(side.extra as i32));
+            let mut d16 = [i16x8_splat(0); Q];
+            for k in 0..4 {
+                // The activation's same four quants in each row's lanes.
+                let xl = v128_load32_splat(q.add(4 * k) as _);
+                let xh = v128_load32_splat(q.add(16 + 4 * k) as _);
+                for (i, d) in d16.iter_mut().enumerate() {
+                    let (lo, hi) = if A == 1 { nibbles(i, k) } else { shared[i][k] };
+                    *d = i16x8_add(
+                        *d,
+                        i16x8_add(
+                            i16x8_relaxed_dot_i8x16_i7x16(xl, lo),
+                            i16x8_relaxed_dot_i8x16_i7x16(xh, hi),
+                        ),
+                    );
+                }
             }
-            add_block::<F>(acc, sums, wd, wm, side);
+            let side = s[a][b];
+            for (i, acc) in acc.iter_mut().enumerate() {
+                // Lane pairs added as a dot with ones: one pmaddwd, where engines widen pairs
+                // with a constant made on the spot.
+                let mut sums = i32x4_dot_i16x8(d16[i], i16x8_splat(1));
+                if F == Q4 {
+                    sums = i32x4_sub(sums, i32x4_splat(side.extra as i32));
+                }
+                add_block::<F>(acc, sums, wd[i], wm[i], side);
+            }
         }
     }
-    finish(acc)
+    std::array::from_fn(|a| {
+        std::array::from_fn(|i| {
+            let v = super::tiles::pairwise(std::array::from_fn(|s| acc[s][a][i]), |x, y| {
+                f32x4_add(x, y)
+            });
+            unsafe { core::mem::transmute::<v128, [f32; 4]>(v) }
+        })
+    })
 }
 
 /// The 32 products of an activation block's quants (signed) and a weight block's stored values
@@ -228,7 +296,8 @@ unsafe fn tile_of<const R: usize, const A: usize, const F: u8>(
     s: [&[ActBlock]; A],
     kb: usize,
 ) -> [[f32; R]; A] {
-    const { assert!(R == 1 || R == 4) };
+    // R = 8 is instantiated by `tile` but runs as two 4-row tiles (`halves`).
+    debug_assert!(R == 1 || R == 4);
     let f = format_of(F);
     let mut acc = [[f32x4_splat(0.0); A]; SUMS];
     // `b` also places the weight and activation blocks.
@@ -387,13 +456,29 @@ mod tests {
     use super::*;
     use crate::rng::SeededRng;
 
-    type Tile<const A: usize> = [[f32; DECODE_ROWS]; A];
+    /// Rows of the tiles compared: one quad.
+    const ROWS: usize = 4;
+    type Tile<const A: usize> = [[f32; ROWS]; A];
+
+    /// A one-quad tile's rows; a two-quad tile over the same quad twice must give them in both.
+    fn quad_rows<const Q: usize, const A: usize>(t: [[[f32; 4]; Q]; A]) -> Tile<A> {
+        for q in 1..Q {
+            let bits = |q: usize| {
+                t.iter()
+                    .flat_map(|a| a[q].map(f32::to_bits))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(bits(q), bits(0), "quad {q} of {Q}");
+        }
+        t.map(|a| a[0])
+    }
 
     /// The relaxed tiles and the plain one on the same blocks: the row-per-vector tile, then
-    /// (Q4_0, Q4_1) the quad tile on the rows made quads, else the row-per-vector one again.
+    /// (Q4_0, Q4_1) the quad tiles on the rows made quads (one quad, and the same quad twice as
+    /// an 8-row decode tile), else the row-per-vector one again.
     unsafe fn both<const A: usize>(
         f: TileFormat,
-        w: [&[u8]; DECODE_ROWS],
+        w: [&[u8]; ROWS],
         stride: usize,
         x: [&[u8]; A],
         kb: usize,
@@ -408,20 +493,32 @@ mod tests {
         }
         match f {
             TileFormat::Q4_0 => (
-                relaxed_tile_of::<DECODE_ROWS, A, Q4>(w, stride, x, s, kb),
-                tile_of::<DECODE_ROWS, A, Q4>(w, stride, x, s, kb),
-                quad_tile_of::<A, Q4>(&quads, 4 * bb, x, s, kb),
+                relaxed_tile_of::<ROWS, A, Q4>(w, stride, x, s, kb),
+                tile_of::<ROWS, A, Q4>(w, stride, x, s, kb),
+                {
+                    quad_rows(quad_tile_of::<2, A, Q4>([&quads, &quads], 4 * bb, x, s, kb));
+                    quad_rows(quad_tile_of::<1, A, Q4>([&quads], 4 * bb, x, s, kb))
+                },
             ),
             TileFormat::Q4_1 => (
-                relaxed_tile_of::<DECODE_ROWS, A, Q41>(w, stride, x, s, kb),
-                tile_of::<DECODE_ROWS, A, Q41>(w, stride, x, s, kb),
-                quad_tile_of::<A, Q41>(&quads, 4 * bb, x, s, kb),
+                relaxed_tile_of::<ROWS, A, Q41>(w, stride, x, s, kb),
+                tile_of::<ROWS, A, Q41>(w, stride, x, s, kb),
+                {
+                    quad_rows(quad_tile_of::<2, A, Q41>(
+                        [&quads, &quads],
+                        4 * bb,
+                        x,
+                        s,
+                        kb,
+                    ));
+                    quad_rows(quad_tile_of::<1, A, Q41>([&quads], 4 * bb, x, s, kb))
+                },
             ),
             _ => {
-                let relaxed = relaxed_tile_of::<DECODE_ROWS, A, Q5>(w, stride, x, s, kb);
+                let relaxed = relaxed_tile_of::<ROWS, A, Q5>(w, stride, x, s, kb);
                 (
                     relaxed,
-                    tile_of::<DECODE_ROWS, A, Q5>(w, stride, x, s, kb),
+                    tile_of::<ROWS, A, Q5>(w, stride, x, s, kb),
                     relaxed,
                 )
             }
@@ -436,7 +533,7 @@ mod tests {
         let kb = 28;
         let mut rng = SeededRng::new(11);
         for f in [TileFormat::Q4_0, TileFormat::Q4_1, TileFormat::Q5_0] {
-            let mut ws: Vec<Vec<u8>> = (0..DECODE_ROWS).map(|_| weights(&mut rng, kb, f)).collect();
+            let mut ws: Vec<Vec<u8>> = (0..ROWS).map(|_| weights(&mut rng, kb, f)).collect();
             let mut xs: Vec<Vec<u8>> = (0..4).map(|_| activations(&mut rng, kb, f)).collect();
             let (wb, xb) = (f.block_bytes(), f.act_bytes());
             // Where the quants start, after the scale (and Q4_1's minimum), in both blocks.
@@ -450,8 +547,8 @@ mod tests {
             for (i, q) in xs[2][scale_bytes..xb].iter_mut().enumerate() {
                 *q = if i % 2 == 0 { 127 } else { 0x81 };
             }
-            let w: [&[u8]; DECODE_ROWS] = std::array::from_fn(|r| ws[r].as_slice());
-            let bits = |t: &[[f32; DECODE_ROWS]]| -> Vec<u32> {
+            let w: [&[u8]; ROWS] = std::array::from_fn(|r| ws[r].as_slice());
+            let bits = |t: &[[f32; ROWS]]| -> Vec<u32> {
                 t.iter().flatten().map(|v| v.to_bits()).collect()
             };
             let x1 = [xs[0].as_slice()];
