@@ -1,7 +1,8 @@
 // Our CPU product kernels in this page's thread (single-thread build; `relaxed=0` the plain
 // SIMD128 one), on the 0.5B shape's FFN and head matrices: weight bytes and multiply-adds per
 // second, against how fast the thread reads a buffer of the same size. For
-// scripts/bench_web.mjs --kernels.
+// scripts/bench_web.mjs --kernels. `peak`: the build's integer dot at its best, on values in
+// registers, the ceiling of any tile.
 import { glue, initWasm } from '/pkg/wasm.js';
 
 const params = new URLSearchParams(location.search);
@@ -11,6 +12,7 @@ const out = { relaxed_simd: null, rows: [] };
 try {
   await initWasm(undefined, { threads: 1, relaxedSimd });
   out.relaxed_simd = glue.relaxedSimd();
+  out.peak = glue.benchPeak(minMs);
   const shapes = [
     ['ffn up', 896, 4864, 1],
     ['ffn up', 896, 4864, 128],

@@ -107,3 +107,11 @@ pub fn bench_kernel(
     }
     Ok(out.into())
 }
+
+/// Multiply-adds per second of this build's integer dot at its best, in this thread, on values
+/// in registers (nothing loaded, unpacked or scaled): the ceiling of our wasm tiles here. For
+/// scripts/bench_web.mjs's kernel table.
+#[wasm_bindgen(js_name = benchPeak)]
+pub fn bench_peak(min_ms: f64) -> f64 {
+    crate::engine::cpu::peak_macs_per_s(min_ms).unwrap_or(f64::NAN)
+}

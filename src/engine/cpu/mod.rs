@@ -195,6 +195,18 @@ impl CpuBackend {
     }
 }
 
+/// Multiply-adds per second of this build's integer dot at its best, on values in registers
+/// (`simd128::peak_macs_per_s`); None where the CPU path has no wasm tiles.
+pub fn peak_macs_per_s(min_ms: f64) -> Option<f64> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return Some(simd128::peak_macs_per_s(min_ms));
+    #[allow(unreachable_code)]
+    {
+        let _ = min_ms;
+        None
+    }
+}
+
 /// The product of `m` activation rows (`x`, m × n_in) with a matrix of `raw` encoded blocks of
 /// type `ty`, n_out × n_in, through the kernels the forward pass uses: for the bandwidth probe
 /// and the kernel benchmark.

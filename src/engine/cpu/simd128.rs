@@ -151,6 +151,51 @@ unsafe fn relaxed_tile_of<const R: usize, const A: usize, const F: u8>(
     finish(acc)
 }
 
+/// Multiply-adds per second of this build's i8 dot at its best: independent chains of the dot
+/// and the add a tile needs at least per 16 bytes of quants (relaxed: `pmaddubsw`, 16 products
+/// into i16; plain: `pmaddwd` on widened values, 8 into i32), on values in registers, nothing
+/// loaded, unpacked or scaled: the ceiling no wasm tile of this build passes on this CPU.
+pub(super) fn peak_macs_per_s(min_ms: f64) -> f64 {
+    const CHAINS: usize = 12;
+    const STEPS: usize = 1 << 16;
+    #[inline(never)]
+    fn run(seed: v128) -> v128 {
+        let w = u8x16_splat(3);
+        let mut acc = [seed; CHAINS];
+        for _ in 0..STEPS {
+            for a in acc.iter_mut() {
+                #[cfg(target_feature = "relaxed-simd")]
+                {
+                    *a = i16x8_add(*a, i16x8_relaxed_dot_i8x16_i7x16(*a, w));
+                }
+                #[cfg(not(target_feature = "relaxed-simd"))]
+                {
+                    *a = i32x4_add(*a, i32x4_dot_i16x8(*a, w));
+                }
+            }
+        }
+        acc.into_iter().fold(seed, |a, b| v128_xor(a, b))
+    }
+    let per_dot = if cfg!(target_feature = "relaxed-simd") {
+        16.0
+    } else {
+        8.0
+    };
+    let mut sink = i8x16_splat(1);
+    let mut runs = 0usize;
+    let t = web_time::Instant::now();
+    while t.elapsed().as_secs_f64() < 0.05 {
+        sink = run(sink);
+    }
+    let t = web_time::Instant::now();
+    while runs < 3 || t.elapsed().as_secs_f64() * 1000.0 < min_ms {
+        sink = run(sink);
+        runs += 1;
+    }
+    core::hint::black_box(sink);
+    (runs * STEPS * CHAINS) as f64 * per_dot / t.elapsed().as_secs_f64()
+}
+
 /// Rows in the caller's shape: `t[a][q]` holds rows 4q..4q+4 (R = 4Q where it is called).
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
