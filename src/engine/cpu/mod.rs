@@ -8,6 +8,8 @@ mod kv_cache;
 mod ops;
 pub mod profile;
 mod qmatmul;
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+mod quads;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
 mod tiles;

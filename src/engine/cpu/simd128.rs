@@ -14,15 +14,12 @@
 //! products in any order are the same integers, so both builds give the same floats. Q8_0's
 //! signed weights have no i7 operand and take the plain path in both.
 //!
-//! The relaxed build keeps Q4_0's and Q4_1's 4-row runs as quads (tiles.rs `to_quad`): 16 bytes
-//! hold 4 quants of each of 4 rows, so one i8 dot against 4 activation quants repeated 4 times
-//! leaves each row's sums in its own lanes. A block's 8 dots are added as i16 (each lane at most
-//! 8 × 2 × 15 × 128 = 30720) and widened once, where the row-per-vector tile gathers four
-//! vectors' lanes with six shuffles and six adds per activation row; the four scales come in one
-//! 8-byte load.
+//! The relaxed build keeps Q4_0's and Q4_1's rows in quads (quads.rs).
 
 use core::arch::wasm32::*;
 
+#[cfg(target_feature = "relaxed-simd")]
+use super::quads::{self, rows_of};
 use super::tiles::{format_of, TileFormat, Q4, Q41, Q5, Q8, SUMS};
 
 /// Weight rows per decode pass: two vectors' lanes, which share each activation load (two quads
@@ -37,8 +34,8 @@ pub(super) const QUADS: bool = cfg!(target_feature = "relaxed-simd");
 /// the quants' sum (an i32), or Q4_1's s widened (f32 bits).
 #[derive(Clone, Copy)]
 pub(super) struct ActBlock {
-    d: f32,
-    extra: u32,
+    pub(super) d: f32,
+    pub(super) extra: u32,
 }
 
 /// One `ActBlock` per activation block of the `m` rows of `kb` blocks in `x`.
@@ -83,12 +80,18 @@ pub(super) unsafe fn tile<const R: usize, const A: usize>(
     #[cfg(target_feature = "relaxed-simd")]
     match format {
         // 4-row runs are quads (tiles of 4 and 8 rows start at a multiple of 4 in their group).
-        TileFormat::Q4_0 if R == 4 => rows_of(quad_tile_of::<1, A, Q4>([w[0]], stride, x, s, kb)),
-        TileFormat::Q4_1 if R == 4 => rows_of(quad_tile_of::<1, A, Q41>([w[0]], stride, x, s, kb)),
-        TileFormat::Q4_0 if R == 8 => {
-            rows_of(quad_tile_of::<2, A, Q4>([w[0], w[4 % R]], stride, x, s, kb))
+        TileFormat::Q4_0 if R == 4 => rows_of(quads::tile_of::<1, A, Q4>([w[0]], stride, x, s, kb)),
+        TileFormat::Q4_1 if R == 4 => {
+            rows_of(quads::tile_of::<1, A, Q41>([w[0]], stride, x, s, kb))
         }
-        TileFormat::Q4_1 if R == 8 => rows_of(quad_tile_of::<2, A, Q41>(
+        TileFormat::Q4_0 if R == 8 => rows_of(quads::tile_of::<2, A, Q4>(
+            [w[0], w[4 % R]],
+            stride,
+            x,
+            s,
+            kb,
+        )),
+        TileFormat::Q4_1 if R == 8 => rows_of(quads::tile_of::<2, A, Q41>(
             [w[0], w[4 % R]],
             stride,
             x,
@@ -196,13 +199,6 @@ pub(super) fn peak_macs_per_s(min_ms: f64) -> f64 {
     (runs * STEPS * CHAINS) as f64 * per_dot / t.elapsed().as_secs_f64()
 }
 
-/// Rows in the caller's shape: `t[a][q]` holds rows 4q..4q+4 (R = 4Q where it is called).
-#[cfg(target_feature = "relaxed-simd")]
-#[inline(always)]
-fn rows_of<const Q: usize, const R: usize, const A: usize>(t: [[[f32; 4]; Q]; A]) -> [[f32; R]; A] {
-    std::array::from_fn(|a| std::array::from_fn(|r| t[a][(r / 4) % Q][r % 4]))
-}
-
 /// An 8-row tile as two 4-row ones.
 #[inline(always)]
 unsafe fn halves<const R: usize, const A: usize>(
@@ -224,85 +220,6 @@ unsafe fn halves<const R: usize, const A: usize>(
     );
     std::array::from_fn(|a| {
         std::array::from_fn(|r| if r < 4 { first[a][r] } else { second[a][r % 4] })
-    })
-}
-
-/// The tile over Q quads of 4 rows each (see the module note), which share each activation
-/// load: `w[q]` starts at quad q's block 0, the next block's `stride` bytes on.
-#[cfg(target_feature = "relaxed-simd")]
-#[inline(always)]
-unsafe fn quad_tile_of<const Q: usize, const A: usize, const F: u8>(
-    w: [&[u8]; Q],
-    stride: usize,
-    x: [&[u8]; A],
-    s: [&[ActBlock]; A],
-    kb: usize,
-) -> [[[f32; 4]; Q]; A] {
-    const { assert!(F == Q4 || F == Q41) };
-    let f = format_of(F);
-    let head = 4 * (f.block_bytes() - 16);
-    let halves = |p: *const u8| widen_f16x4(u32x4_extend_low_u16x8(v128_load64_zero(p as _)));
-    let mut acc = [[[f32x4_splat(0.0); Q]; A]; SUMS];
-    #[allow(clippy::needless_range_loop)]
-    for b in 0..kb {
-        let p: [*const u8; Q] = std::array::from_fn(|i| w[i].as_ptr().add(b * stride));
-        let wd = p.map(halves);
-        let wm = p.map(|p| match F {
-            Q41 => halves(p.add(8)),
-            _ => f32x4_splat(0.0),
-        });
-        // Values 4k..4k+4 (low nibbles) and 16+4k.. (high) of each row: a 16-bit shift and the
-        // low-nibble mask, as engines have no 8-bit shift and build one from these plus a mask
-        // made on the spot.
-        let nibbles = |i: usize, k: usize| {
-            let raw = v128_load(p[i].add(head + 16 * k) as _);
-            let mask = u8x16_splat(0x0f);
-            (v128_and(raw, mask), v128_and(u16x8_shr(raw, 4), mask))
-        };
-        // Several activation rows share one unpacking; a single row unpacks as it goes, which
-        // keeps fewer vectors live.
-        let zero = i16x8_splat(0);
-        let shared: [[(v128, v128); 4]; Q] = match A {
-            1 => [[(zero, zero); 4]; Q],
-            _ => std::array::from_fn(|i| std::array::from_fn(|k| nibbles(i, k))),
-        };
-        for (a, acc) in acc[b % SUMS].iter_mut().enumerate() {
-            let q = x[a].as_ptr().add(b * f.act_bytes() + f.act_quants());
-            let mut d16 = [i16x8_splat(0); Q];
-            for k in 0..4 {
-                // The activation's same four quants in each row's lanes.
-                let xl = v128_load32_splat(q.add(4 * k) as _);
-                let xh = v128_load32_splat(q.add(16 + 4 * k) as _);
-                for (i, d) in d16.iter_mut().enumerate() {
-                    let (lo, hi) = if A == 1 { nibbles(i, k) } else { shared[i][k] };
-                    *d = i16x8_add(
-                        *d,
-                        i16x8_add(
-                            i16x8_relaxed_dot_i8x16_i7x16(xl, lo),
-                            i16x8_relaxed_dot_i8x16_i7x16(xh, hi),
-                        ),
-                    );
-                }
-            }
-            let side = s[a][b];
-            for (i, acc) in acc.iter_mut().enumerate() {
-                // Lane pairs added as a dot with ones: one pmaddwd, where engines widen pairs
-                // with a constant made on the spot.
-                let mut sums = i32x4_dot_i16x8(d16[i], i16x8_splat(1));
-                if F == Q4 {
-                    sums = i32x4_sub(sums, i32x4_splat(side.extra as i32));
-                }
-                add_block::<F>(acc, sums, wd[i], wm[i], side);
-            }
-        }
-    }
-    std::array::from_fn(|a| {
-        std::array::from_fn(|i| {
-            let v = super::tiles::pairwise(std::array::from_fn(|s| acc[s][a][i]), |x, y| {
-                f32x4_add(x, y)
-            });
-            unsafe { core::mem::transmute::<v128, [f32; 4]>(v) }
-        })
     })
 }
 
@@ -425,7 +342,7 @@ unsafe fn scales<const R: usize, const F: u8>(w: &[&[u8]; R], at: usize) -> (v12
 
 /// `tiles::widen_f16` on four lanes: the same operations, so the same floats.
 #[inline(always)]
-fn widen_f16x4(bits: v128) -> v128 {
+pub(super) fn widen_f16x4(bits: v128) -> v128 {
     let magnitude = f32x4_mul(
         i32x4_shl(v128_and(bits, u32x4_splat(0x7fff)), 13),
         f32x4_splat(f32::from_bits(0x7780_0000)), // 2^112
@@ -439,7 +356,7 @@ fn widen_f16x4(bits: v128) -> v128 {
 /// One block's float steps, as the scalar definition takes them: lane r's total plus (row r's
 /// scale × the activation block's) × its sum, then for Q4_1 plus row r's minimum × the block's s.
 #[inline(always)]
-fn add_block<const F: u8>(acc: &mut v128, sums: v128, wd: v128, wm: v128, x: ActBlock) {
+pub(super) fn add_block<const F: u8>(acc: &mut v128, sums: v128, wd: v128, wm: v128, x: ActBlock) {
     let scale = f32x4_mul(wd, f32x4_splat(x.d));
     *acc = f32x4_add(*acc, f32x4_mul(scale, f32x4_convert_i32x4(sums)));
     if F == Q41 {
@@ -541,22 +458,28 @@ mod tests {
                 relaxed_tile_of::<ROWS, A, Q4>(w, stride, x, s, kb),
                 tile_of::<ROWS, A, Q4>(w, stride, x, s, kb),
                 {
-                    quad_rows(quad_tile_of::<2, A, Q4>([&quads, &quads], 4 * bb, x, s, kb));
-                    quad_rows(quad_tile_of::<1, A, Q4>([&quads], 4 * bb, x, s, kb))
-                },
-            ),
-            TileFormat::Q4_1 => (
-                relaxed_tile_of::<ROWS, A, Q41>(w, stride, x, s, kb),
-                tile_of::<ROWS, A, Q41>(w, stride, x, s, kb),
-                {
-                    quad_rows(quad_tile_of::<2, A, Q41>(
+                    quad_rows(quads::tile_of::<2, A, Q4>(
                         [&quads, &quads],
                         4 * bb,
                         x,
                         s,
                         kb,
                     ));
-                    quad_rows(quad_tile_of::<1, A, Q41>([&quads], 4 * bb, x, s, kb))
+                    quad_rows(quads::tile_of::<1, A, Q4>([&quads], 4 * bb, x, s, kb))
+                },
+            ),
+            TileFormat::Q4_1 => (
+                relaxed_tile_of::<ROWS, A, Q41>(w, stride, x, s, kb),
+                tile_of::<ROWS, A, Q41>(w, stride, x, s, kb),
+                {
+                    quad_rows(quads::tile_of::<2, A, Q41>(
+                        [&quads, &quads],
+                        4 * bb,
+                        x,
+                        s,
+                        kb,
+                    ));
+                    quad_rows(quads::tile_of::<1, A, Q41>([&quads], 4 * bb, x, s, kb))
                 },
             ),
             _ => {
