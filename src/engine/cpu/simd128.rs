@@ -454,34 +454,8 @@ mod tests {
             super::super::tiles::to_quad([block(0), block(1), block(2), block(3)], quad);
         }
         match f {
-            TileFormat::Q4_0 => (
-                relaxed_tile_of::<ROWS, A, Q4>(w, stride, x, s, kb),
-                tile_of::<ROWS, A, Q4>(w, stride, x, s, kb),
-                {
-                    quad_rows(quads::tile_of::<2, A, Q4>(
-                        [&quads, &quads],
-                        4 * bb,
-                        x,
-                        s,
-                        kb,
-                    ));
-                    quad_rows(quads::tile_of::<1, A, Q4>([&quads], 4 * bb, x, s, kb))
-                },
-            ),
-            TileFormat::Q4_1 => (
-                relaxed_tile_of::<ROWS, A, Q41>(w, stride, x, s, kb),
-                tile_of::<ROWS, A, Q41>(w, stride, x, s, kb),
-                {
-                    quad_rows(quads::tile_of::<2, A, Q41>(
-                        [&quads, &quads],
-                        4 * bb,
-                        x,
-                        s,
-                        kb,
-                    ));
-                    quad_rows(quads::tile_of::<1, A, Q41>([&quads], 4 * bb, x, s, kb))
-                },
-            ),
+            TileFormat::Q4_0 => three::<A, Q4>(w, stride, x, s, kb, &quads),
+            TileFormat::Q4_1 => three::<A, Q41>(w, stride, x, s, kb, &quads),
             _ => {
                 let relaxed = relaxed_tile_of::<ROWS, A, Q5>(w, stride, x, s, kb);
                 (
@@ -493,9 +467,28 @@ mod tests {
         }
     }
 
+    /// For a format kept in quads: the row-per-vector relaxed tile, the plain one, and the quad
+    /// tiles on `quads`, the same rows (the 8-row shape checked against the 4-row one).
+    unsafe fn three<const A: usize, const F: u8>(
+        w: [&[u8]; ROWS],
+        stride: usize,
+        x: [&[u8]; A],
+        s: [&[ActBlock]; A],
+        kb: usize,
+        quads: &[u8],
+    ) -> (Tile<A>, Tile<A>, Tile<A>) {
+        let qs = 4 * format_of(F).block_bytes();
+        quad_rows(quads::tile_of::<2, A, F>([quads, quads], qs, x, s, kb));
+        (
+            relaxed_tile_of::<ROWS, A, F>(w, stride, x, s, kb),
+            tile_of::<ROWS, A, F>(w, stride, x, s, kb),
+            quad_rows(quads::tile_of::<1, A, F>([quads], qs, x, s, kb)),
+        )
+    }
+
     /// The relaxed tiles (row per vector, and quads) give the plain tiles' floats bit for bit, on
-    /// random blocks and on the extremes (every stored value 0 or at its maximum, activations ±127 and −128), for the
-    /// decode and prefill shapes.
+    /// random blocks and on the extremes (every stored value 0 or at its maximum, activations
+    /// ±127 and −128), for the decode and prefill shapes.
     #[wasm_bindgen_test::wasm_bindgen_test]
     fn relaxed_tiles_equal_the_plain_ones_bit_for_bit() {
         let kb = 28;
