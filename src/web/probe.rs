@@ -68,6 +68,9 @@ pub fn assess_device(
     to_js(&assess(&profile, &model, min_tokens_per_s))
 }
 
+/// The longest a kernel benchmark runs, whatever the page asks.
+const MAX_BENCH_MS: f64 = 10_000.0;
+
 /// Our CPU kernels on a `typeName` matrix (`q4_0`, `q8_0`, …) of `nOut` × `nIn` against `rows`
 /// activation rows, in this thread, over at least `minMs`: `{ bytesPerS, macsPerS }`, and
 /// `readBytesPerS`, how fast this thread reads a buffer of the matrix's size. For
@@ -83,18 +86,26 @@ pub fn bench_kernel(
     use crate::engine::bandwidth::{cpu_matmul_rate, read_bytes_per_s};
     let ty = crate::gguf::TensorType::from_name(type_name)
         .ok_or_else(|| ApiError::invalid(format!("no tensor type {type_name:?}")))?;
+    // The matrix, and the activation and output rows (rows × (n_in + n_out) floats), bounded
+    // before anything is allocated.
     let values = n_in.checked_mul(n_out).filter(|&v| v <= 1 << 28);
+    let floats = n_in
+        .checked_add(n_out)
+        .and_then(|w| w.checked_mul(rows))
+        .filter(|&f| f <= 1 << 24);
     if n_in == 0
         || n_out == 0
         || rows == 0
-        || rows > 512
         || !n_in.is_multiple_of(ty.block_size)
         || values.is_none()
+        || floats.is_none()
     {
-        return Err(
-            ApiError::invalid("whole blocks per row, at most 2^28 values and 512 rows").into(),
-        );
+        return Err(ApiError::invalid(
+            "whole blocks per row, at most 2^28 weights and 2^24 activation and output values",
+        )
+        .into());
     }
+    let min_ms = min_ms.clamp(0.0, MAX_BENCH_MS);
     let (bytes, macs) = cpu_matmul_rate(ty, n_in, n_out, rows, min_ms).map_err(ApiError::from)?;
     let read = read_bytes_per_s(n_in * n_out / ty.block_size * ty.type_size, min_ms);
     let out = js_sys::Object::new();
@@ -113,5 +124,21 @@ pub fn bench_kernel(
 /// scripts/bench_web.mjs's kernel table.
 #[wasm_bindgen(js_name = benchPeak)]
 pub fn bench_peak(min_ms: f64) -> f64 {
-    crate::engine::cpu::peak_macs_per_s(min_ms).unwrap_or(f64::NAN)
+    crate::engine::cpu::peak_macs_per_s(min_ms.clamp(0.0, MAX_BENCH_MS)).unwrap_or(f64::NAN)
+}
+
+#[cfg(all(test, target_arch = "wasm32"))]
+mod tests {
+    /// Sizes a page asks for are checked before anything is allocated: a matrix past 2^28
+    /// weights, activation rows past 2^24 values, partial blocks and unknown types are errors.
+    #[wasm_bindgen_test::wasm_bindgen_test]
+    fn kernel_benchmarks_refuse_sizes_before_allocating() {
+        use super::bench_kernel;
+        assert!(bench_kernel("q4_0", 1 << 20, 1 << 20, 1, 1.0).is_err());
+        assert!(bench_kernel("q4_0", 1 << 18, 1 << 10, 512, 1.0).is_err());
+        assert!(bench_kernel("q4_0", usize::MAX, 2, 1, 1.0).is_err());
+        assert!(bench_kernel("q4_0", 33, 8, 1, 1.0).is_err());
+        assert!(bench_kernel("nope", 32, 8, 1, 1.0).is_err());
+        assert!(bench_kernel("Q4_0", 64, 8, 2, 1.0).is_ok());
+    }
 }
