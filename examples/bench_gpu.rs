@@ -1,12 +1,15 @@
 //! GPU backend against CPU backend on one GGUF file, in the same run: prefill and decode tok/s,
 //! and the GPU's achieved weight bandwidth (weight bytes a decode step reads × tokens/s).
 //!
-//! cargo run --release --example bench_gpu -- MODEL.gguf [prompt] [decode] [repeats] [--gpu-only] [--spec-gbps N]
+//! cargo run --release --example bench_gpu -- MODEL.gguf [prompt] [decode] [repeats] [--gpu-only] [--spec-gbps N] [--profile]
 //!
 //! Natively the GPU is the first Vulkan adapter (`WGPU_BACKEND=vulkan`; Mesa lavapipe, a
 //! software rasterizer, on machines without one). GPU decode picks each token on the GPU and
 //! reads back its id, as generation does; CPU decode runs fixed ids and reads the logits.
 //! `--spec-gbps` is the GPU's memory bandwidth by specification, to print the fraction achieved.
+//! `--profile` then decodes once more with profiling on: dispatches per token and per layer,
+//! CPU time to encode a step, and GPU time per kernel class (timestamp queries, where the
+//! adapter has them; asking for them is the only change to the timed runs).
 
 use std::time::Instant;
 
@@ -25,6 +28,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let all: Vec<String> = std::env::args().skip(1).collect();
     let gpu_only = all.iter().any(|a| a == "--gpu-only");
+    let profile = all.iter().any(|a| a == "--profile");
     let spec_gbps: Option<f64> = all
         .iter()
         .position(|a| a == "--spec-gbps")
@@ -41,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         i += 1;
     }
     let path = args.first().ok_or(
-        "usage: bench_gpu MODEL.gguf [prompt] [decode] [repeats] [--gpu-only] [--spec-gbps N]",
+        "usage: bench_gpu MODEL.gguf [prompt] [decode] [repeats] [--gpu-only] [--spec-gbps N] [--profile]",
     )?;
     let nums: Vec<usize> = args.iter().skip(1).filter_map(|s| s.parse().ok()).collect();
     let arg = |i: usize, d: usize| nums.get(i).copied().unwrap_or(d);
@@ -54,10 +58,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let t = Instant::now();
     let context = n_prompt + n_decode + 8;
-    let options = GpuOptions {
+    let mut options = GpuOptions {
         context,
         ..GpuOptions::default()
     };
+    options.wanted.timestamps = profile;
     let mut gpu = block_on(GpuBackend::load(&file, &store, options, &mut |_, _, _| {}))?;
     let gpu_load_s = t.elapsed().as_secs_f64();
     let vocab = gpu.config().vocab_size as u32;
@@ -106,6 +111,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             100.0 * gbps / spec
         );
     }
+    let profile_json = match profile {
+        true => print_profile(&mut gpu, &prompt, n_decode, &greedy)?,
+        false => String::new(),
+    };
     drop(gpu);
 
     let mut cpu_figures = String::new();
@@ -135,10 +144,69 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cpu_figures = format!(",\"cpu_prefill_tok_s\":{cp:.2},\"cpu_decode_tok_s\":{cd:.2}");
     }
     println!(
-        "{{\"file\":\"{name}\",\"adapter\":\"{adapter}\",\"prompt_tokens\":{n_prompt},\"decode_tokens\":{n_decode},\"gpu_prefill_tok_s\":{gp:.2},\"gpu_decode_tok_s\":{gd:.2},\"decode_weight_bytes\":{bytes},\"gpu_weight_gbps\":{gbps:.3}{}{cpu_figures}}}",
+        "{{\"file\":\"{name}\",\"adapter\":\"{adapter}\",\"prompt_tokens\":{n_prompt},\"decode_tokens\":{n_decode},\"gpu_prefill_tok_s\":{gp:.2},\"gpu_decode_tok_s\":{gd:.2},\"decode_weight_bytes\":{bytes},\"gpu_weight_gbps\":{gbps:.3}{}{cpu_figures}{profile_json}}}",
         spec_gbps.map_or(String::new(), |s| format!(",\"spec_gbps\":{s},\"fraction_of_spec\":{:.4}", gbps / s))
     );
     Ok(())
+}
+
+/// One more decode of `n_decode` tokens after the prompt, profiled; prints the table and
+/// returns its JSON fields.
+fn print_profile(
+    gpu: &mut GpuBackend,
+    prompt: &[u32],
+    n_decode: usize,
+    greedy: &Pick,
+) -> Result<String, Box<dyn std::error::Error>> {
+    gpu.reset();
+    let logits = block_on(gpu.forward(prompt))?;
+    let mut token = candlelight::engine::sampler::argmax(&logits);
+    gpu.profile(true);
+    for _ in 0..n_decode {
+        token = block_on(gpu.pick_next(token, greedy))?;
+    }
+    let r = gpu.profile(false).ok_or("profile")?;
+    let (dispatches, encode_us, submit_us) = r.per_step();
+    let layers = gpu.config().n_layer;
+    println!(
+        "profile over {} decode steps at positions {}..{}: {dispatches:.1} dispatches and {:.1} passes per token, {} per layer; CPU encode {encode_us:.1} µs and submit {submit_us:.1} µs per token",
+        r.steps,
+        prompt.len(),
+        prompt.len() + n_decode,
+        r.passes as f64 / r.steps.max(1) as f64,
+        gpu.layer_dispatches()
+    );
+    println!("GPU time: {}", r.timing);
+    let steps = r.steps.max(1) as f64;
+    let total: f64 = r.classes.iter().map(|c| c.gpu_ns).sum();
+    println!("| kernel class | dispatches per token | GPU µs per token | share |");
+    println!("|---|---|---|---|");
+    for c in &r.classes {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1}% |",
+            c.name,
+            c.dispatches as f64 / steps,
+            c.gpu_ns / steps / 1e3,
+            100.0 * c.gpu_ns / total.max(1.0)
+        );
+    }
+    let classes: Vec<String> = r
+        .classes
+        .iter()
+        .map(|c| {
+            format!(
+                "\"{}\":{{\"dispatches\":{:.2},\"gpu_us\":{:.2}}}",
+                c.name,
+                c.dispatches as f64 / steps,
+                c.gpu_ns / steps / 1e3
+            )
+        })
+        .collect();
+    Ok(format!(
+        ",\"profile\":{{\"dispatches_per_token\":{dispatches:.2},\"dispatches_per_layer\":{},\"layers\":{layers},\"encode_us_per_token\":{encode_us:.2},\"submit_us_per_token\":{submit_us:.2},\"classes\":{{{}}}}}",
+        gpu.layer_dispatches(),
+        classes.join(",")
+    ))
 }
 
 fn rayon_threads() -> usize {

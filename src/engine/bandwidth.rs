@@ -141,7 +141,9 @@ pub async fn gpu_bytes_per_s(gpu: &Gpu, runs: u32) -> Result<f64, EngineError> {
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
             for _ in 0..n {
-                ops.iter().for_each(|op| op.record(&mut pass, 1));
+                ops.iter().for_each(|op| {
+                    op.record(&mut pass, 1);
+                });
             }
         }
         enc.copy_buffer_to_buffer(&y, 0, &staging, 0, 4);

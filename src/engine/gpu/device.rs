@@ -14,6 +14,18 @@ pub struct Caps {
     pub subgroups: bool,
     /// The largest buffer a shader may bind; bigger matrices are split by rows.
     pub max_binding: u64,
+    /// Timestamp queries, for profiles only (asked for with [`Wanted::timestamps`]).
+    pub timestamps: Timestamps,
+}
+
+/// Where the device can write timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timestamps {
+    None,
+    /// At the start and end of a pass (WebGPU's `timestamp-query`).
+    Passes,
+    /// Anywhere inside a pass (native).
+    Inside,
 }
 
 /// Which optional features to turn on when the adapter has them.
@@ -23,6 +35,8 @@ pub struct Wanted {
     pub subgroups: bool,
     /// The biggest buffer the model would bind unsplit; the device is asked for no more.
     pub binding: u64,
+    /// Timestamp queries, for profiling.
+    pub timestamps: bool,
 }
 
 impl Default for Wanted {
@@ -31,6 +45,7 @@ impl Default for Wanted {
             f16: true,
             subgroups: true,
             binding: u64::MAX,
+            timestamps: false,
         }
     }
 }
@@ -82,6 +97,16 @@ impl Gpu {
         {
             features |= wgpu::Features::SUBGROUP;
         }
+        let mut timestamps = Timestamps::None;
+        if wanted.timestamps && offered.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            features |= wgpu::Features::TIMESTAMP_QUERY;
+            timestamps = Timestamps::Passes;
+            let inside = wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+            if offered.contains(inside) {
+                features |= inside;
+                timestamps = Timestamps::Inside;
+            }
+        }
         let top = adapter.limits();
         let binding = (top.max_storage_buffer_binding_size as u64).min(wanted.binding.max(1 << 20));
         let limits = wgpu::Limits {
@@ -124,6 +149,7 @@ impl Gpu {
                 f16: features.contains(wgpu::Features::SHADER_F16),
                 subgroups: features.contains(wgpu::Features::SUBGROUP),
                 max_binding: limits.max_storage_buffer_binding_size as u64,
+                timestamps,
             },
             adapter: match (info.name.is_empty(), info.vendor) {
                 // Browsers hide adapter names unless asked.

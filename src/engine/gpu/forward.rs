@@ -40,6 +40,8 @@ pub struct ForwardPass {
     pub penalize: Op,
     pub argmax: Op,
     pub top_k: Op,
+    /// Dispatches one layer records.
+    pub per_layer: usize,
     /// Tokens one step may hold.
     pub slice: usize,
     /// Positions the KV cache holds.
@@ -181,6 +183,7 @@ impl ForwardPass {
         let table = storage_init(&gpu.device, &f32_bytes(&table), "rope table");
 
         let mut body = embed::dispatches(pool, gpu.caps, &w.embed, [&ids, &x, &step]);
+        let embed_ops = body.len();
         let neox = !c.arch.interleaved_rope();
         let rope_q = uniform(&gpu.device, &RopeParams::new(c.n_head, hd, neox, capacity));
         let rope_k = uniform(
@@ -263,6 +266,7 @@ impl ForwardPass {
             one(&Sample::TopK, [1, 1, 1]),
         );
         let bytes = b.bytes;
+        let per_layer = (body.len() - embed_ops) / c.n_layer.max(1);
         ForwardPass {
             io: Io {
                 step,
@@ -280,6 +284,7 @@ impl ForwardPass {
             penalize,
             argmax,
             top_k,
+            per_layer,
             slice,
             capacity,
             bytes,

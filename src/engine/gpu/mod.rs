@@ -5,9 +5,11 @@
 pub mod device;
 mod forward;
 pub mod kernels;
+pub mod profile;
 pub mod weights;
 
-pub use device::{Caps, Gpu, Wanted};
+pub use device::{Caps, Gpu, Timestamps, Wanted};
+pub use profile::Report;
 
 use super::schema::{Loader, Weights};
 use super::{Backend, EngineError, Pending, Pick, Placement};
@@ -16,6 +18,7 @@ use crate::store::ChunkStore;
 use forward::ForwardPass;
 use kernels::sample::{self, MAX_SEEN};
 use kernels::{bytes_f32, words_bytes, Pool, Step};
+use profile::Profiler;
 use weights::GpuMatrix;
 
 /// Failures of the GPU path; `DeviceLost` and `OutOfMemory` let `auto` carry on on the CPU.
@@ -79,6 +82,7 @@ pub struct GpuBackend {
     // figures.
     weights: Weights<GpuMatrix, wgpu::Buffer>,
     caches: Vec<LayerCache>,
+    profiler: Option<Profiler>,
 }
 
 /// Tensors streamed to GPU buffers a piece at a time.
@@ -177,7 +181,19 @@ impl GpuBackend {
             len: 0,
             weights,
             caches,
+            profiler: None,
         })
+    }
+
+    /// Profiling: `true` starts a fresh [`Report`] (GPU times need the device opened with
+    /// [`Wanted::timestamps`]); `false` stops and returns what was collected.
+    pub fn profile(&mut self, on: bool) -> Option<Report> {
+        let old = self.profiler.take().map(|p| p.report);
+        if on {
+            let most = self.pass.body.len() + self.pass.head.len() + 2;
+            self.profiler = Some(Profiler::new(&self.gpu, most));
+        }
+        old
     }
 
     /// The adapter in use and the features the kernels got.
@@ -197,6 +213,11 @@ impl GpuBackend {
                     .map(|c| c.k.size() + c.v.size())
                     .sum::<u64>(),
         )
+    }
+
+    /// Dispatches one layer records per step.
+    pub fn layer_dispatches(&self) -> usize {
+        self.pass.per_layer
     }
 
     /// Weight bytes one decode step reads (for bandwidth figures).
@@ -239,28 +260,26 @@ impl GpuBackend {
         };
         q.write_buffer(&io.step, 0, bytemuck::bytes_of(&step));
         q.write_buffer(&io.ids, 0, &words_bytes(tokens));
+        let t = web_time::Instant::now();
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            self.pass
-                .body
-                .iter()
-                .for_each(|op| op.record(&mut pass, seq));
-        }
+        let body: Vec<_> = self.pass.body.iter().map(|op| (op, seq)).collect();
+        profile::record(&mut enc, &body, self.profiler.as_mut());
         if !matches!(read, Readback::Nothing) {
             let row = (self.config.n_embd * 4) as u64;
             enc.copy_buffer_to_buffer(&io.x, (seq as u64 - 1) * row, &io.last, 0, row);
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            self.pass.head.iter().for_each(|op| op.record(&mut pass, 1));
+            let mut head: Vec<_> = self.pass.head.iter().map(|op| (op, 1)).collect();
             if let Readback::Pick(greedy) = read {
-                self.pass.penalize.record(&mut pass, 1);
-                (if greedy {
-                    &self.pass.argmax
-                } else {
-                    &self.pass.top_k
-                })
-                .record(&mut pass, 1);
+                head.push((&self.pass.penalize, 1));
+                head.push((
+                    if greedy {
+                        &self.pass.argmax
+                    } else {
+                        &self.pass.top_k
+                    },
+                    1,
+                ));
             }
+            profile::record(&mut enc, &head, self.profiler.as_mut());
         }
         match read {
             Readback::Nothing => {}
@@ -269,8 +288,24 @@ impl GpuBackend {
             }
             Readback::Pick(_) => enc.copy_buffer_to_buffer(&io.picked, 0, &io.staging, 0, 4),
         }
-        q.submit([enc.finish()]);
+        profile::resolve(&mut enc, self.profiler.as_ref());
+        let commands = enc.finish();
+        let encoded = t.elapsed();
+        q.submit([commands]);
+        if let Some(p) = &mut self.profiler {
+            p.report.steps += 1;
+            p.report.encode_ns += encoded.as_nanos() as u64;
+            p.report.submit_ns += (t.elapsed() - encoded).as_nanos() as u64;
+        }
         self.len += tokens.len();
+    }
+
+    /// After a submission's result was read: its timestamps, when profiling.
+    async fn collect_profile(&mut self) -> Result<(), EngineError> {
+        if let Some(p) = &mut self.profiler {
+            p.collect(&self.gpu).await?;
+        }
+        Ok(())
     }
 
     async fn run(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
@@ -289,7 +324,10 @@ impl GpuBackend {
         }
         let bytes = (self.config.vocab_size * 4) as u64;
         match self.gpu.read(&self.pass.io.staging, bytes).await {
-            Ok(b) => Ok(bytes_f32(&b)),
+            Ok(b) => {
+                self.collect_profile().await?;
+                Ok(bytes_f32(&b))
+            }
             Err(e) => {
                 self.len = before;
                 Err(e.into())
@@ -318,7 +356,10 @@ impl GpuBackend {
         let before = self.len;
         self.submit(&[token], Readback::Pick(pick.params.temperature <= 0.0));
         match self.gpu.read(&self.pass.io.staging, 4).await {
-            Ok(b) => Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            Ok(b) => {
+                self.collect_profile().await?;
+                Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            }
             Err(e) => {
                 self.len = before;
                 Err(e.into())

@@ -17,6 +17,10 @@ impl Kernel for Attention {
         use Binding::*;
         &[Read, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform]
     }
+
+    fn class(&self) -> &'static str {
+        "attention"
+    }
 }
 
 /// The `AttentionParams` uniform (`shaders/attention.wgsl`).

@@ -34,6 +34,10 @@ impl Kernel for Add {
         use Binding::*;
         &[ReadWrite, Read, Uniform, Uniform]
     }
+
+    fn class(&self) -> &'static str {
+        "elementwise"
+    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,10 @@ impl Kernel for Embed {
         use Binding::*;
         &[Read, Read, Read, ReadWrite, Uniform, Uniform]
     }
+
+    fn class(&self) -> &'static str {
+        "embed"
+    }
 }
 
 /// The dispatches that write the rows of `ids` from every part of `table` into `x`.

@@ -123,6 +123,10 @@ impl Kernel for MatMul {
             false => &[Read, Read, Read, ReadWrite, Uniform, Uniform],
         }
     }
+
+    fn class(&self) -> &'static str {
+        "matmul"
+    }
 }
 
 /// The `Dims` uniform (`shaders/dims.wgsl`): one part of a weight matrix as the matmul and

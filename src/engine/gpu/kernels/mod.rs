@@ -38,6 +38,8 @@ pub trait Kernel {
     }
     /// Bindings 0.. of group 0, in order.
     fn bindings(&self) -> &'static [Binding];
+    /// What the profile files its GPU time under (`matmul`, `attention`, ...).
+    fn class(&self) -> &'static str;
 }
 
 /// The `Step` uniform every forward-step module declares.
@@ -224,6 +226,8 @@ pub struct Op {
     decode: (wgpu::ComputePipeline, Groups),
     prefill: (wgpu::ComputePipeline, Groups),
     bind: wgpu::BindGroup,
+    /// The kernel's [`Kernel::class`].
+    pub class: &'static str,
 }
 
 impl Op {
@@ -238,6 +242,7 @@ impl Op {
             decode: (p.clone(), groups),
             prefill: (p, groups),
             bind: pool.bind(kernel, buffers),
+            class: kernel.class(),
         }
     }
 
@@ -252,10 +257,13 @@ impl Op {
             decode: (pool.pipeline(decode.0), decode.1),
             prefill: (pool.pipeline(prefill.0), prefill.1),
             bind: pool.bind(decode.0, buffers),
+            class: decode.0.class(),
         }
     }
 
-    pub fn record(&self, pass: &mut wgpu::ComputePass, seq: u32) {
+    /// Records the dispatch for a step of `seq` tokens; false when it has no work (nothing
+    /// recorded).
+    pub fn record(&self, pass: &mut wgpu::ComputePass, seq: u32) -> bool {
         let (pipeline, groups) = if seq == 1 {
             &self.decode
         } else {
@@ -263,11 +271,12 @@ impl Op {
         };
         let [x, y, z] = groups.size(seq);
         if x == 0 || y == 0 || z == 0 {
-            return;
+            return false;
         }
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &self.bind, &[]);
         pass.dispatch_workgroups(x, y, z);
+        true
     }
 }
 

@@ -17,6 +17,10 @@ impl Kernel for RmsNorm {
         use Binding::*;
         &[Read, ReadWrite, Read, Uniform, Uniform]
     }
+
+    fn class(&self) -> &'static str {
+        "norm"
+    }
 }
 
 /// The `NormParams` uniform (`shaders/rmsnorm.wgsl`).

@@ -32,6 +32,10 @@ impl Kernel for Rope {
             Rope::Store => &[Read, ReadWrite, Read, Uniform, Uniform, Read, ReadWrite],
         }
     }
+
+    fn class(&self) -> &'static str {
+        "rope"
+    }
 }
 
 /// The `RopeParams` uniform (`shaders/rope.wgsl`).

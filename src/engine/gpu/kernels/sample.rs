@@ -35,6 +35,10 @@ impl Kernel for Sample {
         use Binding::*;
         &[ReadWrite, Read, ReadWrite, Uniform]
     }
+
+    fn class(&self) -> &'static str {
+        "sample"
+    }
 }
 
 /// Whether the GPU can make this draw; otherwise the logits go to the host sampler.
