@@ -1,6 +1,7 @@
 var<workgroup> sums: array<vec4<f32>, WG * TM>;
+var<workgroup> sum_squares: array<f32, WG * TM>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -10,21 +11,24 @@ fn main(
 ) {
     let r0 = row_block(wid, nwg);
     let m0 = wid.y * TM;
-    let acc = partial_sums(r0, m0, t);
+    partial_sums(r0, m0, t);
     let group = t / width;
     for (var i = 0u; i < TM; i++) {
         let s = subgroupAdd(acc[i]);
+        let q = subgroupAdd(squares[i]);
         if (lane == 0u) {
             sums[group * TM + i] = s;
+            sum_squares[group * TM + i] = q;
         }
     }
     workgroupBarrier();
-    if (t < TM * R) {
-        let i = t / R;
-        var v = 0.0;
+    if (t < TM) {
+        var v = vec4<f32>();
+        var q = 0.0;
         for (var g = 0u; g < (WG + width - 1u) / width; g++) {
-            v += sums[g * TM + i][t % R];
+            v += sums[g * TM + t];
+            q += sum_squares[g * TM + t];
         }
-        store(r0, m0, i, t % R, v);
+        finish(r0, m0, t, v, row_scale(q));
     }
 }

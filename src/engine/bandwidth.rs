@@ -4,7 +4,7 @@
 
 use web_time::Instant;
 
-use super::gpu::kernels::matmul::{self, Operands};
+use super::gpu::kernels::matmul::{self, Input, Output, Product};
 use super::gpu::kernels::{f32_bytes, storage, storage_init, uniform, Pool, Step};
 use super::gpu::weights::GpuMatrix;
 use super::gpu::Gpu;
@@ -122,14 +122,19 @@ pub async fn gpu_bytes_per_s(gpu: &Gpu, runs: u32) -> Result<f64, EngineError> {
     let pool = Pool::new(&gpu.device);
     let x = storage_init(&gpu.device, &f32_bytes(&vec![0.5f32; N_IN]), "x");
     let y = storage(&gpu.device, (N_OUT * 4) as u64, "y");
-    let step = uniform(&gpu.device, &Step { seq: 1, start: 0 });
-    let io = Operands {
+    let one = Step { seq: 1, start: 0 };
+    let step = uniform(&gpu.device, &one);
+    let product = Product {
+        w: &w,
         x: &x,
         y: &y,
         step: &step,
-        up: None,
+        input: Input::Plain,
+        output: Output::STORE,
+        fixed: 0,
+        last: false,
     };
-    let ops = matmul::dispatches(&pool, gpu.caps, &w, &io, false, 0);
+    let ops = matmul::dispatches(&pool, gpu.caps, &product);
     let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
         size: 4,
@@ -142,7 +147,7 @@ pub async fn gpu_bytes_per_s(gpu: &Gpu, runs: u32) -> Result<f64, EngineError> {
             let mut pass = enc.begin_compute_pass(&Default::default());
             for _ in 0..n {
                 ops.iter().for_each(|op| {
-                    op.record(&mut pass, 1);
+                    op.record(&mut pass, one);
                 });
             }
         }

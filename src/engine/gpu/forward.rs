@@ -1,14 +1,15 @@
 //! One forward step as a fixed list of dispatches, built once per loaded model: every buffer
-//! (activations sized for the largest slice, score scratch) is allocated here, so a step only
-//! writes its token ids and position and records the list.
+//! (activations sized for the largest slice, attention scratch) is allocated here, so a step
+//! only writes its token ids and position and records the list. A layer is five dispatches
+//! (six where attention spans several chunks): Q·K·V with the norm before it and the bias
+//! after, attention (q/k norm, RoPE and the cache write in its prologue), the output
+//! projection adding the residual, gate·up with the norm before and silu(gate) × up after, and
+//! down adding the residual.
 
 use bytemuck::Zeroable;
 
-use super::kernels::attention::{self, Attention, AttentionParams};
-use super::kernels::elementwise::{Add, Shape};
-use super::kernels::matmul::{self, Operands};
-use super::kernels::norm::{NormParams, RmsNorm};
-use super::kernels::rope::{self, Rope, RopeParams};
+use super::kernels::attention::{self, Attention, AttentionParams, Shape};
+use super::kernels::matmul::{self, Input, Output, Product};
 use super::kernels::sample::{PickParams, Sample, MAX_SEEN};
 use super::kernels::{
     embed, f32_bytes, storage, storage_init, uniform, Groups, Kernel, Op, Pool, Step,
@@ -22,8 +23,6 @@ use crate::gguf::ModelConfig;
 pub struct Io {
     pub step: wgpu::Buffer,
     pub ids: wgpu::Buffer,
-    pub x: wgpu::Buffer,
-    pub last: wgpu::Buffer,
     pub logits: wgpu::Buffer,
     pub sample: wgpu::Buffer,
     pub seen: wgpu::Buffer,
@@ -35,12 +34,12 @@ pub struct ForwardPass {
     pub io: Io,
     /// Embedding and every layer: `seq` rows.
     pub body: Vec<Op>,
-    /// Final norm and output projection of the last row.
+    /// Final norm and output projection of the step's last row.
     pub head: Vec<Op>,
     pub penalize: Op,
     pub argmax: Op,
     pub top_k: Op,
-    /// Dispatches one layer records.
+    /// Dispatches one layer records for a step within one attention chunk.
     pub per_layer: usize,
     /// Tokens one step may hold.
     pub slice: usize,
@@ -48,12 +47,15 @@ pub struct ForwardPass {
     pub capacity: usize,
     /// Bytes of GPU memory the pass allocated besides the weights and the KV cache.
     pub bytes: u64,
+    /// Bytes of every weight matrix the pass reads.
+    pub weight_bytes: u64,
+    /// Weight bytes one decode step reads: every layer matrix and the output projection.
+    pub decode_bytes: u64,
 }
 
 struct Builder<'a> {
     gpu: &'a Gpu,
     pool: &'a Pool,
-    step: &'a wgpu::Buffer,
     bytes: u64,
 }
 
@@ -63,78 +65,23 @@ impl Builder<'_> {
         storage(&self.gpu.device, (values * 4) as u64, label)
     }
 
-    /// y = x · Wᵀ (y += with `residual`; x = silu(x) × up with `up`); `fixed` rows (0: the step's).
-    fn matmul(
-        &self,
-        ops: &mut Vec<Op>,
-        w: &GpuMatrix,
-        [x, y]: [&wgpu::Buffer; 2],
-        up: Option<&wgpu::Buffer>,
-        residual: bool,
-        fixed: u32,
-    ) {
-        let io = Operands {
-            x,
-            y,
-            step: self.step,
-            up,
-        };
-        ops.extend(matmul::dispatches(
-            self.pool,
-            self.gpu.caps,
-            w,
-            &io,
-            residual,
-            fixed,
-        ));
+    /// `vectors` end to end in one buffer, copied on the GPU.
+    fn concat(&mut self, vectors: &[&wgpu::Buffer], label: &str) -> wgpu::Buffer {
+        let total: u64 = vectors.iter().map(|v| v.size()).sum();
+        self.bytes += total;
+        let out = storage(&self.gpu.device, total, label);
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        let mut at = 0;
+        for v in vectors {
+            enc.copy_buffer_to_buffer(v, 0, &out, at, v.size());
+            at += v.size();
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        out
     }
 
-    fn norm(
-        &self,
-        [src, dst, weight]: [&wgpu::Buffer; 3],
-        width: usize,
-        per_token: usize,
-        fixed: u32,
-        eps: f64,
-    ) -> Op {
-        let n = uniform(
-            &self.gpu.device,
-            &NormParams::new(width, per_token, fixed, eps),
-        );
-        let groups = match fixed {
-            0 => Groups::PerToken {
-                per_token: per_token as u32,
-                y: 1,
-            },
-            rows => Groups::Fixed([rows, 1, 1]),
-        };
-        Op::new(
-            self.pool,
-            &RmsNorm,
-            &[src, dst, weight, &n, self.step],
-            groups,
-        )
-    }
-
-    /// y += b for each token's row of `width`.
-    fn bias(&self, y: &wgpu::Buffer, b: &wgpu::Buffer, width: usize) -> Op {
-        let shape = uniform(
-            &self.gpu.device,
-            &Shape {
-                width: width as u32,
-                b_len: width as u32,
-                fixed: 0,
-            },
-        );
-        Op::new(
-            self.pool,
-            &Add,
-            &[y, b, &shape, self.step],
-            Groups::Values {
-                width: width as u32,
-                fixed: 0,
-            },
-        )
+    fn product(&self, ops: &mut Vec<Op>, p: Product) {
+        ops.extend(matmul::dispatches(self.pool, self.gpu.caps, &p));
     }
 }
 
@@ -143,111 +90,149 @@ impl ForwardPass {
         gpu: &Gpu,
         pool: &Pool,
         c: &ModelConfig,
-        w: &Weights<GpuMatrix, wgpu::Buffer>,
+        w: Weights<GpuMatrix, wgpu::Buffer>,
         caches: &[LayerCache],
         slice: usize,
         capacity: usize,
     ) -> Self {
         let (e, hd, f, v) = (c.n_embd, c.head_dim, c.n_ff, c.vocab_size);
         let (qd, kvd) = (c.n_head * hd, c.n_head_kv * hd);
+        let eps = c.rms_eps as f32;
         let step = uniform(&gpu.device, &Step { seq: 0, start: 0 });
         let mut b = Builder {
             gpu,
             pool,
-            step: &step,
             bytes: 0,
         };
         let ids = b.buffer(slice, "ids");
         let x = b.buffer(slice * e, "x");
-        let h = b.buffer(slice * e, "h");
-        let (qa, ka, va) = (
-            b.buffer(slice * qd, "qa"),
-            b.buffer(slice * kvd, "ka"),
-            b.buffer(slice * kvd, "va"),
-        );
-        let (qn, kn) = (b.buffer(slice * qd, "qn"), b.buffer(slice * kvd, "kn"));
-        let q = b.buffer(slice * qd, "q");
+        let qkv = b.buffer(slice * (qd + 2 * kvd), "qkv");
         let att = b.buffer(slice * qd, "att");
-        let (gate, up) = (b.buffer(slice * f, "gate"), b.buffer(slice * f, "up"));
-        let scores = b.buffer(
-            attention::scratch_bytes(c.n_head, slice, capacity) as usize / 4,
-            "scores",
+        let ffn = b.buffer(slice * f, "ffn");
+        // Gate and up apart, for layers where they cannot be one matrix.
+        let mut up: Option<wgpu::Buffer> = None;
+        let parts = b.buffer(
+            attention::scratch_bytes(c.n_head, hd, slice, capacity) as usize / 4,
+            "attention chunks",
         );
-        let (last, last_h, logits) = (
-            b.buffer(e, "last"),
-            b.buffer(e, "last_h"),
-            b.buffer(v, "logits"),
-        );
-        let table = rope::table(hd, c.rope_theta, w.rope_factors.as_deref(), capacity);
+        let logits = b.buffer(v, "logits");
+        let table = attention::rope_table(hd, c.rope_theta, w.rope_factors.as_deref(), capacity);
         b.bytes += (table.len() * 4) as u64;
         let table = storage_init(&gpu.device, &f32_bytes(&table), "rope table");
+        let shape = Shape {
+            heads: c.n_head,
+            kv_heads: c.n_head_kv,
+            head_dim: hd,
+            capacity,
+            neox: !c.arch.interleaved_rope(),
+            qk_norm: c.qk_norm.then_some(c.rms_eps),
+        };
+        let att_params = uniform(&gpu.device, &AttentionParams::new(shape));
+        let no_norms = b.buffer(1, "no q/k norm");
 
         let mut body = embed::dispatches(pool, gpu.caps, &w.embed, [&ids, &x, &step]);
         let embed_ops = body.len();
-        let neox = !c.arch.interleaved_rope();
-        let rope_q = uniform(&gpu.device, &RopeParams::new(c.n_head, hd, neox, capacity));
-        let rope_k = uniform(
-            &gpu.device,
-            &RopeParams::new(c.n_head_kv, hd, neox, capacity),
-        );
-        let att_params = uniform(
-            &gpu.device,
-            &AttentionParams::new(c.n_head, c.n_head_kv, hd, capacity, slice),
-        );
-        let pairs = (hd as u32 / 2).div_ceil(32);
-        for (l, cache) in w.layers.iter().zip(caches) {
-            body.push(b.norm([&x, &h, &l.attn_norm], e, 1, 0, c.rms_eps));
-            b.matmul(&mut body, &l.wq, [&h, &qa], None, false, 0);
-            b.matmul(&mut body, &l.wk, [&h, &ka], None, false, 0);
-            b.matmul(&mut body, &l.wv, [&h, &va], None, false, 0);
-            if let Some([bq, bk, bv]) = &l.bias {
-                body.push(b.bias(&qa, bq, qd));
-                body.push(b.bias(&ka, bk, kvd));
-                body.push(b.bias(&va, bv, kvd));
-            }
-            let (qs, ks) = match &l.qk_norm {
-                Some([nq, nk]) => {
-                    body.push(b.norm([&qa, &qn, nq], hd, c.n_head, 0, c.rms_eps));
-                    body.push(b.norm([&ka, &kn, nk], hd, c.n_head_kv, 0, c.rms_eps));
-                    (&qn, &kn)
-                }
-                None => (&qa, &ka),
+        let (mut weight_bytes, mut layer_bytes) = (0u64, 0u64);
+        for (l, cache) in w.layers.into_iter().zip(caches) {
+            let norm = |weight| Input::Norm { weight, eps };
+            let bias = l
+                .bias
+                .as_ref()
+                .map(|[bq, bk, bv]| b.concat(&[bq, bk, bv], "qkv bias"));
+            let into_qkv = |col0| Output::Rows {
+                col0,
+                stride: qd + 2 * kvd,
+                accumulate: false,
+                bias: bias.as_ref(),
             };
-            body.push(Op::new(
-                pool,
-                &Rope::Queries,
-                &[qs, &q, &table, &rope_q, &step],
-                Groups::TokensInZ([pairs, c.n_head as u32]),
-            ));
-            body.push(Op::new(
-                pool,
-                &Rope::Store,
-                &[ks, &cache.k, &table, &rope_k, &step, &va, &cache.v],
-                Groups::TokensInZ([pairs, c.n_head_kv as u32]),
-            ));
-            body.push(Op::new(
-                pool,
-                &Attention,
-                &[&q, &cache.k, &cache.v, &scores, &att, &att_params, &step],
-                Groups::TokensInY(c.n_head as u32),
-            ));
-            // Residuals are added by the projections themselves, and the FFN's gating is read
-            // by the down projection: no dispatch of their own.
-            b.matmul(&mut body, &l.wo, [&att, &x], None, true, 0);
-            body.push(b.norm([&x, &h, &l.ffn_norm], e, 1, 0, c.rms_eps));
-            b.matmul(&mut body, &l.gate, [&h, &gate], None, false, 0);
-            b.matmul(&mut body, &l.up, [&h, &up], None, false, 0);
-            b.matmul(&mut body, &l.down, [&gate, &x], Some(&up), true, 0);
+            let mut bytes = 0;
+            match GpuMatrix::fuse(gpu, &[&l.wq, &l.wk, &l.wv]) {
+                Some(m) => {
+                    let p = Product::new(&m, [&x, &qkv, &step], norm(&l.attn_norm), into_qkv(0));
+                    b.product(&mut body, p);
+                    bytes += m.bytes();
+                }
+                None => {
+                    for (m, col0) in [(&l.wq, 0), (&l.wk, qd), (&l.wv, qd + kvd)] {
+                        let p =
+                            Product::new(m, [&x, &qkv, &step], norm(&l.attn_norm), into_qkv(col0));
+                        b.product(&mut body, p);
+                    }
+                    bytes += l.wq.bytes() + l.wk.bytes() + l.wv.bytes();
+                }
+            }
+            let norms = l
+                .qk_norm
+                .as_ref()
+                .map(|[nq, nk]| b.concat(&[nq, nk], "q/k norms"));
+            let buffers = [
+                &qkv,
+                &cache.k,
+                &cache.v,
+                &table,
+                norms.as_ref().unwrap_or(&no_norms),
+                &parts,
+                &att,
+                &att_params,
+                &step,
+            ];
+            for kernel in [Attention::Chunks, Attention::Combine] {
+                let groups = kernel.groups(c.n_head as u32);
+                body.push(Op::new(pool, &kernel, &buffers, groups));
+            }
+            b.product(
+                &mut body,
+                Product::new(&l.wo, [&att, &x, &step], Input::Plain, Output::ADD),
+            );
+            match GpuMatrix::fuse(gpu, &[&l.gate, &l.up]) {
+                Some(m) => {
+                    let p = Product::new(&m, [&x, &ffn, &step], norm(&l.ffn_norm), Output::Pairs);
+                    b.product(&mut body, p);
+                    let p = Product::new(&l.down, [&ffn, &x, &step], Input::Plain, Output::ADD);
+                    b.product(&mut body, p);
+                    bytes += m.bytes();
+                }
+                None => {
+                    let up = up
+                        .get_or_insert_with(|| storage(&gpu.device, (slice * f * 4) as u64, "up"));
+                    for (m, y) in [(&l.gate, &ffn), (&l.up, &*up)] {
+                        let p = Product::new(m, [&x, y, &step], norm(&l.ffn_norm), Output::STORE);
+                        b.product(&mut body, p);
+                    }
+                    let p =
+                        Product::new(&l.down, [&ffn, &x, &step], Input::Gated { up }, Output::ADD);
+                    b.product(&mut body, p);
+                    bytes += l.gate.bytes() + l.up.bytes();
+                }
+            }
+            // The bind groups hold what they use; the rest (fused sources) goes here.
+            bytes += l.wo.bytes() + l.down.bytes();
+            (weight_bytes, layer_bytes) = (weight_bytes + bytes, layer_bytes + bytes);
         }
-        let mut head = vec![b.norm([&last, &last_h, &w.output_norm], e, 1, 1, c.rms_eps)];
-        b.matmul(
+        if up.is_some() {
+            b.bytes += (slice * f * 4) as u64;
+        }
+        let per_layer = (body.len() - embed_ops) / c.n_layer.max(1) - 1;
+        let output = w.output.as_ref().unwrap_or(&w.embed);
+        let mut head = Vec::new();
+        b.product(
             &mut head,
-            w.output.as_ref().unwrap_or(&w.embed),
-            [&last_h, &logits],
-            None,
-            false,
-            1,
+            Product {
+                w: output,
+                x: &x,
+                y: &logits,
+                step: &step,
+                input: Input::Norm {
+                    weight: &w.output_norm,
+                    eps,
+                },
+                output: Output::STORE,
+                fixed: 1,
+                last: true,
+            },
         );
+        weight_bytes += w.embed.bytes() + w.output.as_ref().map_or(0, GpuMatrix::bytes);
+        let decode_bytes = layer_bytes + output.bytes();
 
         let sample = uniform(&gpu.device, &PickParams::zeroed());
         let seen = b.buffer(MAX_SEEN * 2, "seen");
@@ -266,13 +251,10 @@ impl ForwardPass {
             one(&Sample::TopK, [1, 1, 1]),
         );
         let bytes = b.bytes;
-        let per_layer = (body.len() - embed_ops) / c.n_layer.max(1);
         ForwardPass {
             io: Io {
                 step,
                 ids,
-                x,
-                last,
                 logits,
                 sample,
                 seen,
@@ -288,6 +270,8 @@ impl ForwardPass {
             slice,
             capacity,
             bytes,
+            weight_bytes,
+            decode_bytes,
         }
     }
 }

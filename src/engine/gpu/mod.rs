@@ -78,9 +78,6 @@ pub struct GpuBackend {
     config: ModelConfig,
     pass: ForwardPass,
     len: usize,
-    // The forward pass's bind groups use these buffers; held here for the memory and bandwidth
-    // figures.
-    weights: Weights<GpuMatrix, wgpu::Buffer>,
     caches: Vec<LayerCache>,
     profiler: Option<Profiler>,
 }
@@ -133,7 +130,14 @@ impl GpuBackend {
         let mut slice = options.slice.clamp(1, 64);
         // The device is asked for no bigger a binding than the largest buffer the model wants.
         let largest_matrix = file.tensors().iter().map(|t| t.size * 2).max().unwrap_or(0);
-        let scratch = kernels::attention::scratch_bytes(c.n_head, slice, capacity);
+        if c.head_dim > 256 || c.head_dim % 2 == 1 {
+            return Err(GpuError::Limits(format!(
+                "the attention kernel takes even head sizes up to 256, not {}",
+                c.head_dim
+            ))
+            .into());
+        }
+        let scratch = kernels::attention::scratch_bytes(c.n_head, c.head_dim, slice, capacity);
         let kv = (c.n_head_kv * capacity * c.head_dim * 4) as u64;
         let wanted = Wanted {
             binding: options
@@ -144,7 +148,7 @@ impl GpuBackend {
         };
         let gpu = Gpu::open(wanted).await?;
         // Long contexts on small bindings take shorter prompt slices rather than failing.
-        let per_token = kernels::attention::scratch_bytes(c.n_head, 1, capacity);
+        let per_token = kernels::attention::scratch_bytes(c.n_head, c.head_dim, 1, capacity);
         slice = slice.min((gpu.caps.max_binding / per_token) as usize);
         if slice == 0 || kv > gpu.caps.max_binding {
             return Err(GpuError::Limits(format!(
@@ -171,7 +175,7 @@ impl GpuBackend {
         gpu.check()?;
         let pool = Pool::new(&gpu.device);
         on_progress("compile", 0, 1);
-        let pass = ForwardPass::build(&gpu, &pool, &c, &weights, &caches, slice, capacity);
+        let pass = ForwardPass::build(&gpu, &pool, &c, weights, &caches, slice, capacity);
         gpu.check()?;
         on_progress("compile", 1, 1);
         Ok(Self {
@@ -179,7 +183,6 @@ impl GpuBackend {
             config: c,
             pass,
             len: 0,
-            weights,
             caches,
             profiler: None,
         })
@@ -203,9 +206,8 @@ impl GpuBackend {
 
     /// GPU memory held: weights, and activations, cache and scratch.
     pub fn memory_bytes(&self) -> (u64, u64) {
-        let w = &self.weights;
         (
-            layer_bytes(w) + w.embed.bytes() + w.output.as_ref().map_or(0, GpuMatrix::bytes),
+            self.pass.weight_bytes,
             self.pass.bytes
                 + self
                     .caches
@@ -223,8 +225,7 @@ impl GpuBackend {
     /// Weight bytes one decode step reads (for bandwidth figures).
     pub fn decode_bytes(&self) -> u64 {
         // Every layer matrix and the output projection; of the embedding table, one row.
-        let w = &self.weights;
-        layer_bytes(w) + w.output.as_ref().unwrap_or(&w.embed).bytes()
+        self.pass.decode_bytes
     }
 
     fn check_tokens(&self, tokens: &[u32]) -> Result<(), EngineError> {
@@ -262,25 +263,22 @@ impl GpuBackend {
         q.write_buffer(&io.ids, 0, &words_bytes(tokens));
         let t = web_time::Instant::now();
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        let body: Vec<_> = self.pass.body.iter().map(|op| (op, seq)).collect();
-        profile::record(&mut enc, &body, self.profiler.as_mut());
+        let mut ops: Vec<_> = self.pass.body.iter().map(|op| (op, step)).collect();
         if !matches!(read, Readback::Nothing) {
-            let row = (self.config.n_embd * 4) as u64;
-            enc.copy_buffer_to_buffer(&io.x, (seq as u64 - 1) * row, &io.last, 0, row);
-            let mut head: Vec<_> = self.pass.head.iter().map(|op| (op, 1)).collect();
+            ops.extend(self.pass.head.iter().map(|op| (op, step)));
             if let Readback::Pick(greedy) = read {
-                head.push((&self.pass.penalize, 1));
-                head.push((
+                ops.push((&self.pass.penalize, step));
+                ops.push((
                     if greedy {
                         &self.pass.argmax
                     } else {
                         &self.pass.top_k
                     },
-                    1,
+                    step,
                 ));
             }
-            profile::record(&mut enc, &head, self.profiler.as_mut());
         }
+        profile::record(&mut enc, &ops, self.profiler.as_mut());
         match read {
             Readback::Nothing => {}
             Readback::Logits => {
@@ -373,19 +371,6 @@ enum Readback {
     Logits,
     /// The picked token; greedy or not.
     Pick(bool),
-}
-
-/// Quant and scale bytes of every layer matrix.
-fn layer_bytes(w: &Weights<GpuMatrix, wgpu::Buffer>) -> u64 {
-    w.layers
-        .iter()
-        .map(|l| {
-            [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]
-                .into_iter()
-                .map(GpuMatrix::bytes)
-                .sum::<u64>()
-        })
-        .sum()
 }
 
 impl Backend for GpuBackend {

@@ -3,7 +3,7 @@
 //! (written inside the one pass where the adapter allows it, else one pass per dispatch).
 
 use super::device::Timestamps;
-use super::kernels::Op;
+use super::kernels::{Op, Step};
 use super::{Gpu, GpuError};
 
 /// Totals over the profiled steps.
@@ -146,11 +146,11 @@ impl Profiler {
     }
 }
 
-/// Records `ops` (each with its step's token count) into `enc`: one compute pass, or with
+/// Records `ops` (each with its step) into `enc`: one compute pass, or with
 /// `profile` timing by passes, one pass per dispatch. Returns the dispatches recorded.
 pub fn record(
     enc: &mut wgpu::CommandEncoder,
-    ops: &[(&Op, u32)],
+    ops: &[(&Op, Step)],
     profile: Option<&mut Profiler>,
 ) -> u64 {
     let Some(p) = profile else {

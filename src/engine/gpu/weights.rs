@@ -97,6 +97,41 @@ impl Format {
         }
     }
 
+    /// The format's decoder with every name it declares suffixed by `_<name>`, so several
+    /// formats' decoders live in one module (a fused matrix's slots); without the prelude.
+    pub fn renamed_decoder(self) -> String {
+        let prelude = include_str!("../../../shaders/quant_prelude.wgsl");
+        let body = &self.shader()[prelude.len()..];
+        let declared: Vec<&str> = body
+            .lines()
+            .filter_map(|l| {
+                let l = l
+                    .strip_prefix("fn ")
+                    .or_else(|| l.strip_prefix("var<private> "))?;
+                l.split(|c: char| !(c.is_alphanumeric() || c == '_')).next()
+            })
+            .collect();
+        let suffix = format!("_{}", self.name());
+        let mut out = String::with_capacity(body.len() + 256);
+        let mut word = String::new();
+        for c in body.chars().chain(std::iter::once('\n')) {
+            if c.is_alphanumeric() || c == '_' {
+                word.push(c);
+                continue;
+            }
+            if !word.is_empty() {
+                out.push_str(&word);
+                if declared.contains(&word.as_str()) {
+                    out.push_str(&suffix);
+                }
+                word.clear();
+            }
+            out.push(c);
+        }
+        out.pop();
+        out
+    }
+
     /// Values per block and quant words per block (dense: one value, one word).
     fn block(self) -> (usize, usize) {
         match self {
@@ -248,12 +283,25 @@ pub struct Part {
     pub scales: wgpu::Buffer,
 }
 
+/// Where one source matrix sits in a matrix of several (Q, K and V; gate and up) fused into
+/// one pair of buffers, so one dispatch computes them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slot {
+    pub format: Format,
+    /// Its first row among the fused matrix's rows.
+    pub start: usize,
+    /// The row its data starts at in the shared buffers, counted in its own format's rows.
+    pub base: usize,
+}
+
 /// A weight matrix of `n_out` rows of `n_in` values on the GPU.
 pub struct GpuMatrix {
     pub format: Format,
     pub n_in: usize,
     pub n_out: usize,
     pub parts: Vec<Part>,
+    /// One slot for a matrix of one source; several for a fused one.
+    pub slots: Vec<Slot>,
 }
 
 /// Source bytes read and repacked at a time: the wasm heap holds one piece, never a matrix.
@@ -345,6 +393,95 @@ impl GpuMatrix {
             n_in,
             n_out,
             parts,
+            slots: vec![Slot {
+                format,
+                start: 0,
+                base: 0,
+            }],
+        })
+    }
+
+    /// `sources` (of one width, each in one part) as one matrix of their rows in order, copied
+    /// on the GPU into one pair of buffers; None where they cannot share one binding.
+    pub fn fuse(gpu: &Gpu, sources: &[&GpuMatrix]) -> Option<GpuMatrix> {
+        let n_in = sources.first()?.n_in;
+        if sources.iter().any(|m| m.n_in != n_in || m.parts.len() != 1) {
+            return None;
+        }
+        let (mut words, mut scale_words) = (0usize, 0usize);
+        let mut placed = Vec::new();
+        for m in sources {
+            let f = m.format;
+            let (values, per_block) = f.block();
+            let blocks = n_in / values;
+            let row_words = blocks * per_block;
+            // The first row whose quant and scale words both start past what is placed, with
+            // f16 scale pairs starting on a word.
+            let mut base = words.div_ceil(row_words.max(1));
+            let dense = matches!(f, Format::Dense | Format::Bf16);
+            let scale_at = loop {
+                let b0 = base * blocks;
+                let pairs = !dense && f.scale_words(2) == 1;
+                let at = if dense {
+                    scale_words
+                } else {
+                    f.scale_words(b0)
+                };
+                if (pairs && b0 % 2 == 1) || at < scale_words {
+                    base += 1;
+                    continue;
+                }
+                break at;
+            };
+            let quant_at = base * row_words;
+            words = quant_at + m.n_out * row_words;
+            scale_words = scale_at + (m.parts[0].scales.size() / 4) as usize;
+            placed.push((quant_at, scale_at));
+        }
+        if (words * 4) as u64 > gpu.caps.max_binding {
+            return None;
+        }
+        let quants = storage(&gpu.device, (words * 4) as u64, "fused weights");
+        let scales = storage(&gpu.device, (scale_words * 4) as u64, "fused scales");
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        let mut slots = Vec::new();
+        let mut row = 0;
+        for (m, (quant_at, scale_at)) in sources.iter().zip(&placed) {
+            let p = &m.parts[0];
+            enc.copy_buffer_to_buffer(
+                &p.quants,
+                0,
+                &quants,
+                (quant_at * 4) as u64,
+                p.quants.size(),
+            );
+            enc.copy_buffer_to_buffer(
+                &p.scales,
+                0,
+                &scales,
+                (scale_at * 4) as u64,
+                p.scales.size(),
+            );
+            let (values, per_block) = m.format.block();
+            slots.push(Slot {
+                format: m.format,
+                start: row,
+                base: quant_at / (n_in / values * per_block).max(1),
+            });
+            row += m.n_out;
+        }
+        gpu.queue.submit([enc.finish()]);
+        Some(GpuMatrix {
+            format: sources[0].format,
+            n_in,
+            n_out: row,
+            parts: vec![Part {
+                row0: 0,
+                rows: row,
+                quants,
+                scales,
+            }],
+            slots,
         })
     }
 

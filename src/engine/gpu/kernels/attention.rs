@@ -1,26 +1,64 @@
-//! Causal attention over the KV cache with grouped-query heads, for decode and prompt slices.
+//! Causal attention over the KV cache with grouped-query heads, for decode and prompt slices,
+//! split over the sequence in chunks (flash-decoding) and combined where a step spans several.
+//! It takes the fused Q·K·V projection's output as it is: the per-head q/k norm and RoPE run in
+//! its prologue, and it writes the step's rotated keys and its values into the cache.
 
-use super::{with_step, Binding, Kernel};
+use super::{with_step, Binding, Groups, Kernel};
 
-pub struct Attention;
+/// Positions one workgroup attends over; a step whose context spans more is split.
+pub const CHUNK: u32 = 256;
+
+pub enum Attention {
+    /// Each (query head, chunk, token)'s softmax-weighted values.
+    Chunks,
+    /// The chunks' results as one, where a step spans more than one chunk.
+    Combine,
+}
 
 impl Kernel for Attention {
     fn key(&self) -> String {
-        "attention".into()
+        format!("attention_{}", self.entry())
     }
 
     fn source(&self) -> String {
-        with_step(include_str!("../../../../shaders/attention.wgsl"))
+        with_step(&format!(
+            "const CHUNK: u32 = {CHUNK}u;\n{}",
+            include_str!("../../../../shaders/attention.wgsl")
+        ))
+    }
+
+    fn entry(&self) -> &'static str {
+        match self {
+            Attention::Chunks => "main",
+            Attention::Combine => "combine",
+        }
     }
 
     fn bindings(&self) -> &'static [Binding] {
         use Binding::*;
-        &[Read, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform]
+        &[
+            Read, ReadWrite, ReadWrite, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform,
+        ]
     }
 
     fn class(&self) -> &'static str {
         "attention"
     }
+}
+
+impl Attention {
+    /// Workgroups for `heads` query heads.
+    pub fn groups(&self, heads: u32) -> Groups {
+        match self {
+            Attention::Chunks => Groups::Chunks { heads },
+            Attention::Combine => Groups::Combine { heads },
+        }
+    }
+}
+
+/// Chunks a step of `seq` tokens after `start` cached positions spans.
+pub fn splits(start: u32, seq: u32) -> u32 {
+    (start + seq).div_ceil(CHUNK)
 }
 
 /// The `AttentionParams` uniform (`shaders/attention.wgsl`).
@@ -31,121 +69,62 @@ pub struct AttentionParams {
     pub kv_heads: u32,
     pub head_dim: u32,
     pub capacity: u32,
-    /// Tokens per step the scratch has rows for.
-    pub slice: u32,
     /// 1/√head_dim.
     pub scale: f32,
+    /// 1: NeoX layout, pairs (j, j + head_dim/2); 0: pairs (2j, 2j+1).
+    pub neox: u32,
+    /// 1: per-head RMSNorm of queries and keys (weights: queries', then keys').
+    pub qk_norm: u32,
+    pub eps: f32,
+    /// Chunks one token's row of the scratch holds.
+    pub max_splits: u32,
+}
+
+/// The shape attention runs over.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub capacity: usize,
+    pub neox: bool,
+    /// The q/k norm's epsilon, where there is one.
+    pub qk_norm: Option<f64>,
 }
 
 impl AttentionParams {
-    pub fn new(
-        heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-        capacity: usize,
-        slice: usize,
-    ) -> Self {
+    pub fn new(s: Shape) -> Self {
         Self {
-            heads: heads as u32,
-            kv_heads: kv_heads as u32,
-            head_dim: head_dim as u32,
-            capacity: capacity as u32,
-            slice: slice as u32,
-            scale: 1.0 / (head_dim as f32).sqrt(),
+            heads: s.heads as u32,
+            kv_heads: s.kv_heads as u32,
+            head_dim: s.head_dim as u32,
+            capacity: s.capacity as u32,
+            scale: 1.0 / (s.head_dim as f32).sqrt(),
+            neox: s.neox as u32,
+            qk_norm: s.qk_norm.is_some() as u32,
+            eps: s.qk_norm.unwrap_or(0.0) as f32,
+            max_splits: (s.capacity as u32).div_ceil(CHUNK),
         }
     }
 }
 
-/// The scratch the score rows need: heads × slice × capacity values.
-pub fn scratch_bytes(heads: usize, slice: usize, capacity: usize) -> u64 {
-    (heads * slice * capacity * 4) as u64
+/// The scratch the chunks' results need for steps of `slice` tokens: per token, query head and
+/// chunk, its max, sum and head_dim weighted values.
+pub fn scratch_bytes(heads: usize, head_dim: usize, slice: usize, capacity: usize) -> u64 {
+    (slice * heads * capacity.div_ceil(CHUNK as usize) * (head_dim + 2) * 4) as u64
+}
+
+/// The angle table as (cos, sin) pairs for positions 0..capacity.
+pub fn rope_table(
+    head_dim: usize,
+    theta: f64,
+    factors: Option<&[f32]>,
+    capacity: usize,
+) -> Vec<f32> {
+    let (cos, sin) = crate::engine::rope::tables(head_dim, theta, factors, 0, capacity);
+    cos.iter().zip(&sin).flat_map(|(c, s)| [*c, *s]).collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::gpu::kernels::testing::{self, assert_close, random};
-    use crate::engine::gpu::kernels::{
-        bytes_f32, f32_bytes, storage, storage_init, uniform, Groups, Op, Pool, Step,
-    };
-
-    /// Against an f64 softmax(q·kᵀ/√d)·v with the causal mask and grouped heads, for a decode
-    /// step deep in the cache and for a prompt slice after cached positions. Tolerance 1e-5 of
-    /// max(|v|, 1).
-    async fn attention_matches_reference() {
-        let gpu = testing::gpu().await;
-        let pool = Pool::new(&gpu.device);
-        for (heads, kv, hd, start, seq) in [
-            (14usize, 2usize, 64usize, 70usize, 1u32),
-            (4, 2, 64, 3, 9),
-            (6, 6, 32, 0, 5),
-            (2, 1, 128, 130, 2),
-        ] {
-            let (cap, slice) = (start + seq as usize + 3, 16usize);
-            let q = random(hd as u64, seq as usize * heads * hd, 1.0);
-            let kc = random(11, kv * cap * hd, 1.0);
-            let vc = random(12, kv * cap * hd, 1.0);
-            let mut expect = vec![0f32; seq as usize * heads * hd];
-            for i in 0..seq as usize {
-                for h in 0..heads {
-                    let g = h / (heads / kv);
-                    let n = start + i + 1;
-                    let qv = &q[(i * heads + h) * hd..][..hd];
-                    let s: Vec<f64> = (0..n)
-                        .map(|j| {
-                            (0..hd)
-                                .map(|d| qv[d] as f64 * kc[(g * cap + j) * hd + d] as f64)
-                                .sum::<f64>()
-                                / (hd as f64).sqrt()
-                        })
-                        .collect();
-                    let m = s.iter().cloned().fold(f64::MIN, f64::max);
-                    let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
-                    let total: f64 = e.iter().sum();
-                    for d in 0..hd {
-                        let o: f64 = (0..n)
-                            .map(|j| e[j] * vc[(g * cap + j) * hd + d] as f64)
-                            .sum();
-                        expect[(i * heads + h) * hd + d] = (o / total) as f32;
-                    }
-                }
-            }
-            let (qb, kb, vb) = (
-                storage_init(&gpu.device, &f32_bytes(&q), "q"),
-                storage_init(&gpu.device, &f32_bytes(&kc), "k"),
-                storage_init(&gpu.device, &f32_bytes(&vc), "v"),
-            );
-            let scores = storage(&gpu.device, scratch_bytes(heads, slice, cap), "scores");
-            let out = storage(&gpu.device, (expect.len() * 4) as u64, "out");
-            let (pb, step) = (
-                uniform(
-                    &gpu.device,
-                    &AttentionParams::new(heads, kv, hd, cap, slice),
-                ),
-                uniform(
-                    &gpu.device,
-                    &Step {
-                        seq,
-                        start: start as u32,
-                    },
-                ),
-            );
-            let op = Op::new(
-                &pool,
-                &Attention,
-                &[&qb, &kb, &vb, &scores, &out, &pb, &step],
-                Groups::TokensInY(heads as u32),
-            );
-            let got = bytes_f32(&testing::run(&gpu, &[op], seq, &out).await);
-            let scale = vec![1f32; got.len()];
-            assert_close(
-                &got,
-                &expect,
-                &scale,
-                1e-5,
-                &format!("heads {heads}/{kv} dim {hd} start {start} seq {seq}"),
-            );
-        }
-    }
-    testing::both!(attention_matches_reference);
-}
+#[path = "attention_tests.rs"]
+mod tests;

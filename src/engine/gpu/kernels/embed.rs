@@ -50,7 +50,7 @@ pub fn dispatches(
         .parts
         .iter()
         .map(|p| {
-            let d = uniform(pool.device(), &Dims::new(k, p, k, 0, false));
+            let d = uniform(pool.device(), &Dims::rows_of(k, p));
             Op::new(
                 pool,
                 &kernel,
@@ -91,7 +91,7 @@ mod tests {
                 let seq = ids.len() as u32;
                 let step = uniform(&gpu.device, &Step { seq, start: 0 });
                 let ops = dispatches(&pool, caps, &table, [&idb, &x, &step]);
-                let got = bytes_f32(&testing::run(&gpu, &ops, seq, &x).await);
+                let got = bytes_f32(&testing::run(&gpu, &ops, Step { seq, start: 0 }, &x).await);
                 let scale: Vec<f32> = expect.iter().map(|_| 0.1).collect();
                 let tol = if caps.f16 { 1e-2 } else { 1e-6 };
                 assert_close(

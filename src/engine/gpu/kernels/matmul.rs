@@ -1,78 +1,240 @@
 //! Quantized matrix × activations: y = x · Wᵀ, or y += x · Wᵀ for a residual. One kernel serves
 //! decode (a tile of one activation row: matrix × vector) and prefill (tiles of 8 rows, each
-//! weight dequantized once per tile), for every block format through the format's `weight4`;
-//! the FFN's down projection reads silu(gate) × up as its input.
+//! weight dequantized once per tile), for every block format through the format's `weight4`,
+//! and for fused matrices (Q, K and V; gate and up) whose slots may differ in format. Its
+//! prologue may RMS-normalize the input (the layer norm) or gate it (silu(gate) × up); its
+//! epilogue adds a bias or a residual, or combines gate and up rows into silu(gate) × up.
 
 use super::{preamble, uniform, Binding, Groups, Kernel, Op, Pool};
 use crate::engine::gpu::device::Caps;
-use crate::engine::gpu::weights::{Format, GpuMatrix, Part};
+use crate::engine::gpu::weights::{GpuMatrix, Slot};
 
 /// Activation rows per workgroup in prompt steps.
 pub const PREFILL_TILE: u32 = 8;
+/// Threads per workgroup.
+const WORKGROUP: u32 = 64;
+
+/// How the kernel reads its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prologue {
+    Plain,
+    /// RMS-normalized, times the norm's weight (binding 6).
+    Norm,
+    /// silu(x) × up (binding 6).
+    Gated,
+}
+
+/// What the kernel does with the finished sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    Rows,
+    /// Plus a bias indexed by output column (the last binding).
+    Bias,
+    /// Gate's rows then up's, combined as silu(gate) × up.
+    Pairs,
+}
 
 pub struct MatMul {
-    pub format: Format,
+    pub slots: Vec<Slot>,
     /// Activation rows per workgroup.
     pub tile: u32,
     pub caps: Caps,
-    /// The input is silu(x) × up (binding 6), the FFN's gating.
-    pub gated: bool,
+    pub prologue: Prologue,
+    pub epilogue: Epilogue,
 }
 
-impl MatMul {
-    /// The variant for steps of `seq` activation rows: one row per workgroup for decode, tiles
-    /// of [`PREFILL_TILE`] rows for prompts.
-    pub fn for_rows(format: Format, seq: u32, caps: Caps, gated: bool) -> Self {
-        Self {
-            format,
-            tile: if seq == 1 { 1 } else { PREFILL_TILE },
-            caps,
-            gated,
-        }
-    }
+/// How a product reads its input, with the buffers that takes.
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    Plain,
+    /// RMS-normalized with this weight: the norm before the product.
+    Norm {
+        weight: &'a wgpu::Buffer,
+        eps: f32,
+    },
+    /// silu(x) × up.
+    Gated {
+        up: &'a wgpu::Buffer,
+    },
 }
 
-/// What one matrix product reads and writes.
-pub struct Operands<'a> {
+/// Where a product's rows go.
+#[derive(Clone, Copy)]
+pub enum Output<'a> {
+    /// Into columns `col0..` of output rows `stride` wide (0: the matrix's row count), added
+    /// to what they hold with `accumulate`, plus `bias[column]` with a bias.
+    Rows {
+        col0: usize,
+        stride: usize,
+        accumulate: bool,
+        bias: Option<&'a wgpu::Buffer>,
+    },
+    /// A fused gate-and-up matrix's silu(gate) × up, rows as wide as gate.
+    Pairs,
+}
+
+impl Output<'_> {
+    /// The whole of each output row, written.
+    pub const STORE: Output<'static> = Output::Rows {
+        col0: 0,
+        stride: 0,
+        accumulate: false,
+        bias: None,
+    };
+    /// Added to what each output row holds: a residual.
+    pub const ADD: Output<'static> = Output::Rows {
+        col0: 0,
+        stride: 0,
+        accumulate: true,
+        bias: None,
+    };
+}
+
+/// One matrix product as the forward pass asks for it.
+pub struct Product<'a> {
+    pub w: &'a GpuMatrix,
     /// Activation rows.
     pub x: &'a wgpu::Buffer,
     pub y: &'a wgpu::Buffer,
     /// The `Step` uniform.
     pub step: &'a wgpu::Buffer,
-    /// With it the input is silu(x) × up (the FFN's gating).
-    pub up: Option<&'a wgpu::Buffer>,
+    pub input: Input<'a>,
+    pub output: Output<'a>,
+    /// Activation rows when non-zero, instead of the step's.
+    pub fixed: u32,
+    /// The input is the step's last row (the output head).
+    pub last: bool,
 }
 
-/// The dispatches of y = x · Wᵀ (y += x · Wᵀ with `accumulate`) over every part of `w`, for
-/// steps of one token and of many; `fixed` rows instead of the step's when non-zero. The one
-/// place a split matrix's dispatch list is built: the forward pass, the bandwidth probe and the
-/// kernel tests all take it from here.
-pub fn dispatches(
-    pool: &Pool,
-    caps: Caps,
-    w: &GpuMatrix,
-    io: &Operands,
-    accumulate: bool,
-    fixed: u32,
-) -> Vec<Op> {
-    let gated = io.up.is_some();
-    let one = MatMul::for_rows(w.format, 1, caps, gated);
-    let tiled = MatMul::for_rows(w.format, 2, caps, gated);
+impl<'a> Product<'a> {
+    /// Over every activation row of the step.
+    pub fn new(
+        w: &'a GpuMatrix,
+        [x, y, step]: [&'a wgpu::Buffer; 3],
+        input: Input<'a>,
+        output: Output<'a>,
+    ) -> Self {
+        Self {
+            w,
+            x,
+            y,
+            step,
+            input,
+            output,
+            fixed: 0,
+            last: false,
+        }
+    }
+}
+
+impl MatMul {
+    /// The variant for steps of `seq` activation rows: one row per workgroup for decode, tiles
+    /// of [`PREFILL_TILE`] rows for prompts.
+    pub fn for_rows(p: &Product, seq: u32, caps: Caps) -> Self {
+        Self {
+            slots: p.w.slots.clone(),
+            tile: if seq == 1 { 1 } else { PREFILL_TILE },
+            caps,
+            prologue: match p.input {
+                Input::Plain => Prologue::Plain,
+                Input::Norm { .. } => Prologue::Norm,
+                Input::Gated { .. } => Prologue::Gated,
+            },
+            epilogue: match p.output {
+                Output::Rows { bias: Some(_), .. } => Epilogue::Bias,
+                Output::Rows { .. } => Epilogue::Rows,
+                Output::Pairs => Epilogue::Pairs,
+            },
+        }
+    }
+
+    /// `weight4` over the slots: the format's own for one slot from row 0, else a dispatch to
+    /// each slot's renamed decoder.
+    fn decoders(&self) -> String {
+        let first = self.slots[0];
+        if self.slots.len() == 1 && first.base == 0 {
+            return first.format.shader().into();
+        }
+        let mut out = String::from(include_str!("../../../../shaders/quant_prelude.wgsl"));
+        let mut seen = Vec::new();
+        for s in &self.slots {
+            if !seen.contains(&s.format) {
+                seen.push(s.format);
+                out.push_str(&s.format.renamed_decoder());
+            }
+        }
+        out.push_str("\nfn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {\n");
+        for (i, s) in self.slots.iter().enumerate() {
+            let call = format!(
+                "weight4_{}(row - {}u + {}u, quad, k)",
+                s.format.name(),
+                s.start,
+                s.base
+            );
+            match self.slots.get(i + 1) {
+                Some(next) => out.push_str(&format!(
+                    "    if (row < {}u) {{\n        return {call};\n    }}\n",
+                    next.start
+                )),
+                None => out.push_str(&format!("    return {call};\n")),
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+/// The dispatches of one product over every part of its matrix, for steps of one token and of
+/// many (one only with `fixed` 1). The one place a split matrix's dispatch list is built: the
+/// forward pass, the bandwidth probe and the kernel tests all take it from here.
+pub fn dispatches(pool: &Pool, caps: Caps, p: &Product) -> Vec<Op> {
+    let one = MatMul::for_rows(p, 1, caps);
+    let tiled = MatMul::for_rows(p, 2, caps);
+    let w = p.w;
+    let (eps, extra) = match p.input {
+        Input::Plain => (0.0, None),
+        Input::Norm { weight, eps } => (eps, Some(weight)),
+        Input::Gated { up } => (0.0, Some(up)),
+    };
     w.parts
         .iter()
-        .map(|p| {
+        .map(|part| {
+            let (row0, n, accumulate, bias) = match p.output {
+                Output::Rows {
+                    col0,
+                    stride,
+                    accumulate,
+                    bias,
+                } => (
+                    col0 + part.row0,
+                    if stride == 0 { w.n_out } else { stride },
+                    accumulate,
+                    bias,
+                ),
+                Output::Pairs => (0, w.n_out / 2, false, None),
+            };
             let d = uniform(
                 pool.device(),
-                &Dims::new(w.n_in, p, w.n_out, fixed, accumulate),
+                &Dims {
+                    k: w.n_in as u32,
+                    rows: part.rows as u32,
+                    row0: row0 as u32,
+                    n: n as u32,
+                    m: p.fixed,
+                    accumulate: accumulate as u32,
+                    eps,
+                    last: p.last as u32,
+                },
             );
-            let mut buffers = vec![&p.quants, &p.scales, io.x, io.y, &d, io.step];
-            buffers.extend(io.up);
+            let mut buffers = vec![&part.quants, &part.scales, p.x, p.y, &d, p.step];
+            buffers.extend(extra);
+            buffers.extend(bias);
             let groups = |k: &MatMul| Groups::MatMul {
-                rows: p.rows as u32,
+                rows: part.rows as u32,
                 tile: k.tile,
-                fixed,
+                fixed: p.fixed,
             };
-            match fixed {
+            match p.fixed {
                 1 => Op::new(pool, &one, &buffers, groups(&one)),
                 _ => Op::pair(
                     pool,
@@ -87,13 +249,19 @@ pub fn dispatches(
 
 impl Kernel for MatMul {
     fn key(&self) -> String {
+        let slots: Vec<String> = self
+            .slots
+            .iter()
+            .map(|s| format!("{}@{}+{}", s.format.name(), s.start, s.base))
+            .collect();
         format!(
-            "matmul_{}_t{}_h{}_s{}_g{}",
-            self.format.name(),
+            "matmul_{}_t{}_h{}_s{}_{:?}_{:?}",
+            slots.join("."),
             self.tile,
             self.caps.f16 as u8,
             self.caps.subgroups as u8,
-            self.gated as u8
+            self.prologue,
+            self.epilogue
         )
     }
 
@@ -102,25 +270,41 @@ impl Kernel for MatMul {
             true => include_str!("../../../../shaders/subgroup/matmul_main.wgsl"),
             false => include_str!("../../../../shaders/matmul_main.wgsl"),
         };
-        let input = match self.gated {
-            true => include_str!("../../../../shaders/matmul_input_gated.wgsl"),
-            false => include_str!("../../../../shaders/matmul_input.wgsl"),
+        let input = match self.prologue {
+            Prologue::Plain => include_str!("../../../../shaders/matmul_input.wgsl"),
+            Prologue::Norm => include_str!("../../../../shaders/matmul_input_norm.wgsl"),
+            Prologue::Gated => include_str!("../../../../shaders/matmul_input_gated.wgsl"),
+        };
+        let output = match self.epilogue {
+            Epilogue::Pairs => include_str!("../../../../shaders/matmul_output_pairs.wgsl"),
+            _ => include_str!("../../../../shaders/matmul_output.wgsl"),
+        };
+        let bias = match self.epilogue {
+            Epilogue::Bias => format!(
+                "@group(0) @binding({}) var<storage, read> bias_by_column: array<f32>;\n\
+                 fn bias(col: u32) -> f32 {{\n    return bias_by_column[col];\n}}\n",
+                self.bindings().len() - 1
+            ),
+            _ => "fn bias(col: u32) -> f32 {\n    return 0.0;\n}\n".into(),
         };
         format!(
-            "{}const TM: u32 = {}u;\n{}\n{input}\n{}\n{}",
+            "{}const TM: u32 = {}u;\nconst WG: u32 = {WORKGROUP}u;\n{}\n{input}\n{bias}\n{}\n{output}\n{main}",
             preamble(self.caps),
             self.tile,
-            self.format.shader(),
+            self.decoders(),
             include_str!("../../../../shaders/matmul.wgsl"),
-            main
         )
     }
 
     fn bindings(&self) -> &'static [Binding] {
         use Binding::*;
-        match self.gated {
-            true => &[Read, Read, Read, ReadWrite, Uniform, Uniform, Read],
-            false => &[Read, Read, Read, ReadWrite, Uniform, Uniform],
+        match (self.prologue, self.epilogue) {
+            (Prologue::Plain, Epilogue::Bias) => {
+                &[Read, Read, Read, ReadWrite, Uniform, Uniform, Read]
+            }
+            (Prologue::Plain, _) => &[Read, Read, Read, ReadWrite, Uniform, Uniform],
+            (_, Epilogue::Bias) => &[Read, Read, Read, ReadWrite, Uniform, Uniform, Read, Read],
+            _ => &[Read, Read, Read, ReadWrite, Uniform, Uniform, Read],
         }
     }
 
@@ -138,116 +322,36 @@ pub struct Dims {
     pub k: u32,
     /// Rows in this part.
     pub rows: u32,
-    /// The part's first row among all rows.
+    /// The output column of the part's first row.
     pub row0: u32,
-    /// Output row stride (n_out).
+    /// Output row stride.
     pub n: u32,
     /// Activation rows when fixed; 0: the step's token count.
     pub m: u32,
     /// 1: the product is added to the output (a residual) rather than written.
     pub accumulate: u32,
+    /// The RMSNorm epsilon of a normalized input.
+    pub eps: f32,
+    /// 1: the input is the step's last row.
+    pub last: u32,
 }
 
 impl Dims {
-    pub fn new(k: usize, part: &Part, n: usize, fixed: u32, accumulate: bool) -> Self {
+    /// A table's part for the embedding lookup.
+    pub fn rows_of(k: usize, part: &crate::engine::gpu::weights::Part) -> Self {
         Self {
             k: k as u32,
             rows: part.rows as u32,
             row0: part.row0 as u32,
-            n: n as u32,
-            m: fixed,
-            accumulate: accumulate as u32,
+            n: k as u32,
+            m: 0,
+            accumulate: 0,
+            eps: 0.0,
+            last: 0,
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::gpu::kernels::testing::{self, assert_close, quantized, random};
-    use crate::engine::gpu::kernels::{bytes_f32, f32_bytes, storage, storage_init, Step};
-    use candle_core::{Device, Tensor};
-
-    /// Every format, decode and prefill tiles, shapes off the tile sizes, each variant the
-    /// device has, plain and gated input (silu(x) × up, added to what y held): GPU result vs
-    /// f64 sums over candle's dequantized weights and candle_nn's silu. Tolerance: 1e-4 of the
-    /// row's |x|·|w| scale (f32 sums in another order), 4e-3 with f16 dequantization.
-    async fn matmul_matches_cpu_reference() {
-        let gpu = testing::gpu().await;
-        let pool = Pool::new(&gpu.device);
-        let mut seed = 1;
-        for ty in testing::TYPES {
-            let k_step = if ty.block_size == 256 { 256 } else { 32 };
-            for (k_blocks, n, m) in [(2usize, 7usize, 1u32), (3, 13, 5), (1, 64, 9), (4, 3, 17)] {
-                let k = k_blocks * k_step;
-                seed += 1;
-                let w = random(seed, n * k, 0.05);
-                let (raw, wd) = quantized(w, n, k, ty);
-                let gated = seed % 2 == 0;
-                let x = random(seed + 100, m as usize * k, 1.0);
-                let up = random(seed + 200, m as usize * k, 1.0);
-                let before = random(seed + 300, m as usize * n, 1.0);
-                let input: Vec<f32> = match gated {
-                    true => {
-                        let s = candle_nn::ops::silu(
-                            &Tensor::from_vec(x.clone(), x.len(), &Device::Cpu).unwrap(),
-                        )
-                        .unwrap()
-                        .to_vec1::<f32>()
-                        .unwrap();
-                        s.iter().zip(&up).map(|(a, b)| a * b).collect()
-                    }
-                    false => x.clone(),
-                };
-                let mut expect = vec![0f32; m as usize * n];
-                let mut scale = vec![0f32; m as usize * n];
-                for i in 0..m as usize {
-                    for j in 0..n {
-                        let (mut s, mut a) = (0f64, 0f64);
-                        for t in 0..k {
-                            s += input[i * k + t] as f64 * wd[j * k + t] as f64;
-                            a += (input[i * k + t] as f64 * wd[j * k + t] as f64).abs();
-                        }
-                        expect[i * n + j] = if gated {
-                            before[i * n + j] + s as f32
-                        } else {
-                            s as f32
-                        };
-                        scale[i * n + j] = a as f32;
-                    }
-                }
-                for (caps, w) in testing::uploads(&gpu, ty, &raw, k, n, 2).await {
-                    let xb = storage_init(&gpu.device, &f32_bytes(&x), "x");
-                    let ub = storage_init(&gpu.device, &f32_bytes(&up), "up");
-                    let y = match gated {
-                        true => storage_init(&gpu.device, &f32_bytes(&before), "y"),
-                        false => storage(&gpu.device, (m as usize * n * 4) as u64, "y"),
-                    };
-                    let step = uniform(&gpu.device, &Step { seq: m, start: 0 });
-                    let io = Operands {
-                        x: &xb,
-                        y: &y,
-                        step: &step,
-                        up: gated.then_some(&ub),
-                    };
-                    let ops = dispatches(&pool, caps, &w, &io, gated, 0);
-                    let kernel = MatMul::for_rows(w.format, m, caps, gated);
-                    let got = bytes_f32(&testing::run(&gpu, &ops, m, &y).await);
-                    let tol = if caps.f16 { 4e-3 } else { 1e-4 };
-                    let what = format!(
-                        "{} k={k} n={n} m={m} parts={} {}",
-                        ty.name,
-                        w.parts.len(),
-                        kernel.key()
-                    );
-                    let scale: Vec<f32> = scale
-                        .iter()
-                        .map(|s| s.max(if gated { 1e-3 } else { 0.0 }))
-                        .collect();
-                    assert_close(&got, &expect, &scale, tol, &what);
-                }
-            }
-        }
-    }
-    testing::both!(matmul_matches_cpu_reference);
-}
+#[path = "matmul_tests.rs"]
+mod tests;

@@ -3,11 +3,8 @@
 //! Each op's Rust side sits in its own file next to its test against the CPU reference.
 
 pub mod attention;
-pub mod elementwise;
 pub mod embed;
 pub mod matmul;
-pub mod norm;
-pub mod rope;
 pub mod sample;
 #[cfg(test)]
 mod testing;
@@ -176,19 +173,16 @@ pub enum Groups {
         tile: u32,
         fixed: u32,
     },
-    /// `per_token` workgroups for each token.
-    PerToken {
-        per_token: u32,
-        y: u32,
-    },
-    /// [x, y, tokens].
-    TokensInZ([u32; 2]),
     /// [x, tokens, 1].
     TokensInY(u32),
-    /// One thread per value over `width` values a token, 256 a workgroup.
-    Values {
-        width: u32,
-        fixed: u32,
+    /// Attention: [query heads, chunks the step spans, tokens].
+    Chunks {
+        heads: u32,
+    },
+    /// Attention's combining: [query heads, tokens, 1] where the step spans several chunks,
+    /// else nothing.
+    Combine {
+        heads: u32,
     },
 }
 
@@ -196,7 +190,8 @@ pub enum Groups {
 const MAX_GROUPS: u32 = 65535;
 
 impl Groups {
-    pub fn size(self, seq: u32) -> [u32; 3] {
+    pub fn size(self, step: Step) -> [u32; 3] {
+        let seq = step.seq;
         match self {
             Groups::Fixed(g) => g,
             Groups::MatMul { rows, tile, fixed } => {
@@ -208,14 +203,12 @@ impl Groups {
                     blocks.div_ceil(MAX_GROUPS),
                 ]
             }
-            Groups::PerToken { per_token, y } => [per_token * seq, y, 1],
-            Groups::TokensInZ([x, y]) => [x, y, seq],
             Groups::TokensInY(x) => [x, seq, 1],
-            Groups::Values { width, fixed } => {
-                let n = (if fixed != 0 { fixed } else { seq }) * width;
-                let g = n.div_ceil(256);
-                [g.min(MAX_GROUPS), g.div_ceil(MAX_GROUPS), 1]
-            }
+            Groups::Chunks { heads } => [heads, attention::splits(step.start, seq), seq],
+            Groups::Combine { heads } => match attention::splits(step.start, seq) {
+                1 => [0, 0, 0],
+                _ => [heads, seq, 1],
+            },
         }
     }
 }
@@ -261,15 +254,14 @@ impl Op {
         }
     }
 
-    /// Records the dispatch for a step of `seq` tokens; false when it has no work (nothing
-    /// recorded).
-    pub fn record(&self, pass: &mut wgpu::ComputePass, seq: u32) -> bool {
-        let (pipeline, groups) = if seq == 1 {
+    /// Records the dispatch for `step`; false when it has no work (nothing recorded).
+    pub fn record(&self, pass: &mut wgpu::ComputePass, step: Step) -> bool {
+        let (pipeline, groups) = if step.seq == 1 {
             &self.decode
         } else {
             &self.prefill
         };
-        let [x, y, z] = groups.size(seq);
+        let [x, y, z] = groups.size(step);
         if x == 0 || y == 0 || z == 0 {
             return false;
         }

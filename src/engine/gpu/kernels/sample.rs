@@ -98,7 +98,7 @@ mod tests {
     use super::*;
     use crate::engine::gpu::kernels::testing::{self, random};
     use crate::engine::gpu::kernels::{
-        f32_bytes, storage, storage_init, uniform, words_bytes, Groups, Op, Pool,
+        f32_bytes, storage, storage_init, uniform, words_bytes, Groups, Op, Pool, Step,
     };
     use crate::engine::{Sampler, SamplingParams};
 
@@ -180,7 +180,7 @@ mod tests {
                         Sample::Argmax
                     };
                     ops.push(Op::new(&pool, &choose, &buffers, Groups::Fixed([1, 1, 1])));
-                    let got = testing::run(&gpu, &ops, 1, &picked).await;
+                    let got = testing::run(&gpu, &ops, Step { seq: 1, start: 0 }, &picked).await;
                     let got = u32::from_le_bytes([got[0], got[1], got[2], got[3]]);
                     assert_eq!(
                         got, expect,

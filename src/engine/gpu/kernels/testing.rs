@@ -2,7 +2,7 @@
 //! and read back, seeded inputs and a scaled tolerance check. Natively the tests run on the
 //! first adapter (`WGPU_BACKEND=vulkan`: Mesa lavapipe here); in the browser on WebGPU.
 
-use super::Op;
+use super::{Op, Step};
 use crate::engine::gpu::device::{Caps, Gpu, Wanted};
 use crate::engine::gpu::weights::{Format, GpuMatrix};
 use crate::gguf::TensorType;
@@ -90,8 +90,8 @@ pub async fn uploads(
     out
 }
 
-/// Records `ops` for a step of `seq` tokens, then returns `out`'s bytes.
-pub async fn run(gpu: &Gpu, ops: &[Op], seq: u32, out: &wgpu::Buffer) -> Vec<u8> {
+/// Records `ops` for `step`, then returns `out`'s bytes.
+pub async fn run(gpu: &Gpu, ops: &[Op], step: Step, out: &wgpu::Buffer) -> Vec<u8> {
     let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
         size: out.size(),
@@ -102,7 +102,7 @@ pub async fn run(gpu: &Gpu, ops: &[Op], seq: u32, out: &wgpu::Buffer) -> Vec<u8>
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
         for op in ops {
-            op.record(&mut pass, seq);
+            op.record(&mut pass, step);
         }
     }
     enc.copy_buffer_to_buffer(out, 0, &staging, 0, out.size());
@@ -137,19 +137,22 @@ pub fn assert_close(got: &[f32], expect: &[f32], scale: &[f32], tol: f32, what: 
     );
 }
 
-/// An async kernel test as a native `#[test]` and a browser `#[wasm_bindgen_test]`.
+/// An async kernel test as a native `#[test]` and a browser `#[wasm_bindgen_test]`, in a
+/// module of the test's name.
 macro_rules! both {
     ($name:ident) => {
-        #[cfg(not(target_arch = "wasm32"))]
-        #[test]
-        fn native() {
-            crate::block_on($name());
-        }
+        mod $name {
+            #[cfg(not(target_arch = "wasm32"))]
+            #[test]
+            fn native() {
+                crate::block_on(super::$name());
+            }
 
-        #[cfg(target_arch = "wasm32")]
-        #[wasm_bindgen_test::wasm_bindgen_test]
-        async fn browser() {
-            $name().await;
+            #[cfg(target_arch = "wasm32")]
+            #[wasm_bindgen_test::wasm_bindgen_test]
+            async fn browser() {
+                super::$name().await;
+            }
         }
     };
 }
