@@ -34,7 +34,7 @@ struct AttentionParams {
 @group(0) @binding(8) var<uniform> step: Step;
 
 const WG: u32 = 64u;
-const LOWEST: f32 = -3.4028235e38;
+const LOWEST: f32 = -3.4e38;
 var<workgroup> query: array<f32, 256>;
 var<workgroup> weights: array<f32, CHUNK>;
 var<workgroup> red: array<f32, WG>;
