@@ -161,11 +161,11 @@ fn print_profile(
     gpu.reset();
     let logits = block_on(gpu.forward(prompt))?;
     let mut token = candlelight::engine::sampler::argmax(&logits);
-    gpu.profile(true);
+    gpu.profiling(true);
     for _ in 0..n_decode {
         token = block_on(gpu.pick_next(token, greedy))?;
     }
-    let r = gpu.profile(false).ok_or("profile")?;
+    let r = gpu.profiling(false).ok_or("profile")?;
     let (dispatches, encode_us, submit_us) = r.per_step();
     let layers = gpu.config().n_layer;
     println!(

@@ -103,11 +103,13 @@ async function benchGpu() {
     await browser.close();
     await server.stop();
   }
-  console.log('\n| file | backend | prompt/decode tokens | prefill tok/s | decode tok/s | wasm memory after load |');
-  console.log('|---|---|---|---|---|---|');
+  console.log('\n| file | backend | prompt/decode tokens | prefill tok/s | decode tok/s | GPU dispatches / passes per token | CPU encode ms per token | wasm memory after load |');
+  console.log('|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     const mem = `${(r.ours_wasm_bytes_loaded / 1048576).toFixed(0)} MiB (${(r.ours_wasm_bytes_loaded / r.file_bytes).toFixed(2)}× the file)`;
-    console.log(`| ${r.model.split('/').pop()} | ${r.backend} | ${r.ours.prompt_tokens}/${r.ours.decode_tokens} | ${r.ours.prefill_tok_s.toFixed(1)} | ${r.ours.decode_tok_s.toFixed(2)} | ${mem} |`);
+    const p = r.ours_profile ?? {};
+    const gpuSteps = p.dispatches === undefined ? ['—', '—'] : [`${p.dispatches.toFixed(1)} / ${p.passes.toFixed(1)}`, p.encodeMs.toFixed(3)];
+    console.log(`| ${r.model.split('/').pop()} | ${r.backend} | ${r.ours.prompt_tokens}/${r.ours.decode_tokens} | ${r.ours.prefill_tok_s.toFixed(1)} | ${r.ours.decode_tok_s.toFixed(2)} | ${gpuSteps.join(' | ')} | ${mem} |`);
   }
   process.exit(0);
 }

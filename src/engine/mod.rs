@@ -117,8 +117,8 @@ pub trait Backend {
     fn placement(&self) -> Placement;
 
     /// Starts timing each part of a step (`Some(true)`, from zero), stops (`Some(false)`) or
-    /// reads (`None`) it: JSON of milliseconds per step per part, where the backend keeps one
-    /// (the CPU backend).
+    /// reads (`None`) it: JSON per step (the CPU's milliseconds per part; the GPU's dispatches
+    /// and encode time).
     fn profile(&mut self, _on: Option<bool>) -> Option<String> {
         None
     }

@@ -165,9 +165,9 @@ impl EngineCore {
         Ok(model.prompt(&req).map_err(ApiError::from)?.0.prompt.len())
     }
 
-    /// Starts (`true`, from zero), stops (`false`) or reads (no argument) the time a step spends
-    /// in each part of the forward pass: JSON of milliseconds per step, or undefined where the
-    /// backend keeps none (the GPU's).
+    /// Starts (`true`, from zero), stops (`false`) or reads (no argument) where a step's time
+    /// goes: JSON per step (the CPU's milliseconds per part; the GPU's dispatches and encode
+    /// time).
     pub fn profile(&self, on: Option<bool>) -> Option<String> {
         self.shared.profile(on)
     }

@@ -88,9 +88,11 @@ export class Engine {
     }
   }
 
-  /** Where a CPU step's time goes: `profile(true)` starts timing (from zero), `profile(false)`
-   *  stops, `profile()` reads milliseconds per step in each part (`matmulMs`, `attentionMs`,
-   *  `normsMs`, `otherMs`, `headMs`) and the `steps` counted; null on the GPU. */
+  /** Where a step's time goes: `profile(true)` starts timing (from zero), `profile(false)`
+   *  stops, `profile()` reads it. On the CPU, milliseconds per step in each part (`matmulMs`,
+   *  `attentionMs`, `normsMs`, `otherMs`, `headMs`); on the GPU, dispatches and passes per step
+   *  and the CPU time to encode them (`dispatches`, `passes`, `encodeMs`, `submitMs`,
+   *  `classes`); both with the `steps` counted. */
   profile(on) {
     const json = this.#core.profile(on);
     return json === undefined ? null : JSON.parse(json);

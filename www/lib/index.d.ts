@@ -73,6 +73,18 @@ export interface StepProfile {
   steps: number;
 }
 
+/** Per step of the GPU forward pass, over `steps` steps: compute dispatches and passes
+ *  recorded, CPU milliseconds to encode and submit them, and each kernel class's dispatches
+ *  (`gpuMs` is 0 where the device was not opened with timestamp queries, as in browsers). */
+export interface GpuStepProfile {
+  dispatches: number;
+  passes: number;
+  encodeMs: number;
+  submitMs: number;
+  classes: Record<string, { dispatches: number; gpuMs: number }>;
+  steps: number;
+}
+
 export interface ModelInfo {
   id: string;
   source: string;
@@ -231,9 +243,9 @@ export class Engine {
   countTokens(body: ChatCompletionRequest): number;
   /** Bytes of wasm memory this thread holds (its peak: wasm memory never shrinks). */
   memoryBytes(): number;
-  /** Where a CPU step's time goes: `true` starts timing (from zero), `false` stops, no argument
-   *  reads it; null on the GPU. */
-  profile(on?: boolean): StepProfile | null;
+  /** Where a step's time goes: `true` starts timing (from zero), `false` stops, no argument
+   *  reads it. */
+  profile(on?: boolean): StepProfile | GpuStepProfile | null;
   /** Destroys the GPU device as a driver reset would, to test an app's fallback; false on the CPU. */
   loseDevice(): boolean;
   /** The answer to a request as the Response a provider gives: SSE when streamed, JSON
@@ -252,7 +264,7 @@ export class WorkerEngine {
   readonly chat: { completions: Completions };
   countTokens(body: ChatCompletionRequest): Promise<number>;
   memoryBytes(): Promise<number>;
-  profile(on?: boolean): Promise<StepProfile | null>;
+  profile(on?: boolean): Promise<StepProfile | GpuStepProfile | null>;
   /** Destroys the worker's GPU device as a driver reset would; false on the CPU. */
   loseDevice(): Promise<boolean>;
   /** As `Engine.respond`, computed in the worker and streamed from there. */

@@ -190,7 +190,7 @@ impl GpuBackend {
 
     /// Profiling: `true` starts a fresh [`Report`] (GPU times need the device opened with
     /// [`Wanted::timestamps`]); `false` stops and returns what was collected.
-    pub fn profile(&mut self, on: bool) -> Option<Report> {
+    pub fn profiling(&mut self, on: bool) -> Option<Report> {
         let old = self.profiler.take().map(|p| p.report);
         if on {
             let most = self.pass.body.len() + self.pass.head.len() + 2;
@@ -396,6 +396,14 @@ impl Backend for GpuBackend {
     fn truncate(&mut self, len: usize) -> Result<(), EngineError> {
         self.len = self.len.min(len);
         Ok(())
+    }
+
+    fn profile(&mut self, on: Option<bool>) -> Option<String> {
+        match on {
+            Some(on) => self.profiling(on).filter(|_| !on),
+            None => self.profiler.as_ref().map(|p| p.report.clone()),
+        }
+        .map(|r| r.to_json())
     }
 
     fn placement(&self) -> Placement {

@@ -33,6 +33,33 @@ pub struct Class {
 }
 
 impl Report {
+    /// Per step: `dispatches` and `passes`, `encodeMs` and `submitMs` on the CPU, and each
+    /// class's dispatches and, where timed, GPU milliseconds.
+    pub fn to_json(&self) -> String {
+        let n = self.steps.max(1) as f64;
+        let classes: Vec<String> = self
+            .classes
+            .iter()
+            .map(|c| {
+                format!(
+                    "\"{}\":{{\"dispatches\":{:.2},\"gpuMs\":{:.4}}}",
+                    c.name,
+                    c.dispatches as f64 / n,
+                    c.gpu_ns / n / 1e6
+                )
+            })
+            .collect();
+        format!(
+            "{{\"dispatches\":{:.2},\"passes\":{:.2},\"encodeMs\":{:.4},\"submitMs\":{:.4},\"classes\":{{{}}},\"steps\":{}}}",
+            self.dispatches as f64 / n,
+            self.passes as f64 / n,
+            self.encode_ns as f64 / n / 1e6,
+            self.submit_ns as f64 / n / 1e6,
+            classes.join(","),
+            self.steps
+        )
+    }
+
     fn class(&mut self, name: &'static str) -> &mut Class {
         let i = match self.classes.iter().position(|c| c.name == name) {
             Some(i) => i,
@@ -157,13 +184,13 @@ pub fn record(
         let mut pass = enc.begin_compute_pass(&Default::default());
         return ops
             .iter()
-            .filter(|(op, seq)| op.record(&mut pass, *seq))
+            .filter(|(op, step)| op.record(&mut pass, *step))
             .count() as u64;
     };
     let mut count = 0;
     match (&p.queries, p.mode) {
         (Some(q), Timestamps::Passes) => {
-            for (op, seq) in ops {
+            for (op, step) in ops {
                 let at = 2 * p.pending.len() as u32;
                 let timed = at + 2 <= q.capacity;
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -174,7 +201,7 @@ pub fn record(
                         end_of_pass_write_index: Some(at + 1),
                     }),
                 });
-                if op.record(&mut pass, *seq) {
+                if op.record(&mut pass, *step) {
                     count += 1;
                     p.report.class(op.class).dispatches += 1;
                 }
@@ -186,13 +213,13 @@ pub fn record(
         }
         (Some(q), Timestamps::Inside) => {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            for (op, seq) in ops {
+            for (op, step) in ops {
                 let at = 2 * p.pending.len() as u32;
                 let timed = at + 2 <= q.capacity;
                 if timed {
                     pass.write_timestamp(&q.set, at);
                 }
-                if op.record(&mut pass, *seq) {
+                if op.record(&mut pass, *step) {
                     count += 1;
                     p.report.class(op.class).dispatches += 1;
                 }
@@ -205,10 +232,12 @@ pub fn record(
         }
         _ => {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            count = ops
-                .iter()
-                .filter(|(op, seq)| op.record(&mut pass, *seq))
-                .count() as u64;
+            for (op, step) in ops {
+                if op.record(&mut pass, *step) {
+                    count += 1;
+                    p.report.class(op.class).dispatches += 1;
+                }
+            }
             p.report.passes += 1;
         }
     }
