@@ -1,7 +1,7 @@
 //! GPU backend against CPU backend on one GGUF file, in the same run: prefill and decode tok/s,
 //! and the GPU's achieved weight bandwidth (weight bytes a decode step reads × tokens/s).
 //!
-//! cargo run --release --example bench_gpu -- MODEL.gguf [prompt] [decode] [repeats] [--gpu-only] [--spec-gbps N] [--profile]
+//! cargo run --release --example bench_gpu -- MODEL.gguf [prompt] [decode] [repeats] [--gpu-only] [--spec-gbps N] [--profile] [--deep N]
 //!
 //! Natively the GPU is the first Vulkan adapter (`WGPU_BACKEND=vulkan`; Mesa lavapipe, a
 //! software rasterizer, on machines without one). GPU decode picks each token on the GPU and
@@ -9,7 +9,9 @@
 //! `--spec-gbps` is the GPU's memory bandwidth by specification, to print the fraction achieved.
 //! `--profile` then decodes once more with profiling on: dispatches per token and per layer,
 //! CPU time to encode a step, and GPU time per kernel class (timestamp queries, where the
-//! adapter has them; asking for them is the only change to the timed runs).
+//! adapter has them; asking for them is the only change to the timed runs). `--deep N` also
+//! times decode after an N-token prompt, against decode after the short one (attention over a
+//! long context).
 
 use std::time::Instant;
 
@@ -29,23 +31,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let all: Vec<String> = std::env::args().skip(1).collect();
     let gpu_only = all.iter().any(|a| a == "--gpu-only");
     let profile = all.iter().any(|a| a == "--profile");
-    let spec_gbps: Option<f64> = all
-        .iter()
-        .position(|a| a == "--spec-gbps")
-        .and_then(|i| all.get(i + 1))
-        .and_then(|s| s.parse().ok());
+    let value = |flag: &str| -> Option<f64> {
+        let i = all.iter().position(|a| a == flag)?;
+        all.get(i + 1)?.parse().ok()
+    };
+    let spec_gbps = value("--spec-gbps");
+    let deep = value("--deep").map(|d| d as usize);
     let mut args = Vec::new();
     let mut i = 0;
     while i < all.len() {
         match all[i].as_str() {
-            "--spec-gbps" => i += 1,
+            "--spec-gbps" | "--deep" => i += 1,
             a if a.starts_with("--") => {}
             a => args.push(a.to_string()),
         }
         i += 1;
     }
     let path = args.first().ok_or(
-        "usage: bench_gpu MODEL.gguf [prompt] [decode] [repeats] [--gpu-only] [--spec-gbps N] [--profile]",
+        "usage: bench_gpu MODEL.gguf [prompt] [decode] [repeats] [--gpu-only] [--spec-gbps N] [--profile] [--deep N]",
     )?;
     let nums: Vec<usize> = args.iter().skip(1).filter_map(|s| s.parse().ok()).collect();
     let arg = |i: usize, d: usize| nums.get(i).copied().unwrap_or(d);
@@ -57,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_or(String::new(), |n| n.to_string_lossy().into_owned());
 
     let t = Instant::now();
-    let context = n_prompt + n_decode + 8;
+    let context = n_prompt.max(deep.unwrap_or(0)) + n_decode + 8;
     let mut options = GpuOptions {
         context,
         ..GpuOptions::default()
@@ -111,6 +114,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             100.0 * gbps / spec
         );
     }
+    let mut deep_json = String::new();
+    if let Some(n) = deep {
+        let long: Vec<u32> = (0..n as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+        gpu.reset();
+        let t = Instant::now();
+        let logits = block_on(gpu.forward(&long))?;
+        let deep_prefill = n as f64 / t.elapsed().as_secs_f64();
+        let mut token = candlelight::engine::sampler::argmax(&logits);
+        let t = Instant::now();
+        for _ in 0..n_decode {
+            token = block_on(gpu.pick_next(token, &greedy))?;
+        }
+        let deep_decode = n_decode as f64 / t.elapsed().as_secs_f64();
+        println!(
+            "GPU after a {n}-token prompt: prefill {deep_prefill:.1} tok/s, decode {deep_decode:.2} tok/s; decode after {n_prompt} positions is {:.2}x decode after {n}",
+            gd / deep_decode
+        );
+        deep_json = format!(",\"deep_positions\":{n},\"deep_prefill_tok_s\":{deep_prefill:.2},\"deep_decode_tok_s\":{deep_decode:.2},\"short_over_deep_decode\":{:.3}", gd / deep_decode);
+    }
     let profile_json = match profile {
         true => print_profile(&mut gpu, &prompt, n_decode, &greedy)?,
         false => String::new(),
@@ -144,7 +166,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cpu_figures = format!(",\"cpu_prefill_tok_s\":{cp:.2},\"cpu_decode_tok_s\":{cd:.2}");
     }
     println!(
-        "{{\"file\":\"{name}\",\"adapter\":\"{adapter}\",\"prompt_tokens\":{n_prompt},\"decode_tokens\":{n_decode},\"gpu_prefill_tok_s\":{gp:.2},\"gpu_decode_tok_s\":{gd:.2},\"decode_weight_bytes\":{bytes},\"gpu_weight_gbps\":{gbps:.3}{}{cpu_figures}{profile_json}}}",
+        "{{\"file\":\"{name}\",\"adapter\":\"{adapter}\",\"prompt_tokens\":{n_prompt},\"decode_tokens\":{n_decode},\"gpu_prefill_tok_s\":{gp:.2},\"gpu_decode_tok_s\":{gd:.2},\"decode_weight_bytes\":{bytes},\"gpu_weight_gbps\":{gbps:.3}{}{cpu_figures}{deep_json}{profile_json}}}",
         spec_gbps.map_or(String::new(), |s| format!(",\"spec_gbps\":{s},\"fraction_of_spec\":{:.4}", gbps / s))
     );
     Ok(())

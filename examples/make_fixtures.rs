@@ -2,8 +2,8 @@
 //!
 //! cargo run --release --example make_fixtures -- OUT_DIR [tiny|bench|gpu-bench|mixes|vocab|all]
 //!
-//! `gpu-bench` is the 0.5B-shaped Q4_0 and Q8_0 pair the GPU machine script runs; `mixes` the
-//! 0.5B shape in each of llama.cpp's K-quant and IQ4_XS mixes.
+//! `gpu-bench` is what the GPU machine script runs: the 0.5B-shaped Q4_0 and Q8_0 pair and the
+//! 1.5B-shaped Q4_0; `mixes` the 0.5B shape in each of llama.cpp's K-quant and IQ4_XS mixes.
 
 use std::path::PathBuf;
 
@@ -29,6 +29,7 @@ fn main() {
     }
     if which == "gpu-bench" {
         specs.extend([Quant::Q4_0, Quant::Q8_0].map(FixtureSpec::qwen25_05b));
+        specs.push(FixtureSpec::qwen25_15b(Quant::Q4_0));
     }
     if which == "mixes" {
         specs.extend(MIXES.map(FixtureSpec::qwen25_05b));

@@ -3,7 +3,7 @@ var<workgroup> sum_squares: array<f32, WG * TM>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let r0 = row_block(wid, nwg);
+    let r0 = row_block(wid, nwg, R);
     let m0 = wid.y * TM;
     partial_sums(r0, m0, t);
     for (var i = 0u; i < TM; i++) {

@@ -9,7 +9,7 @@ fn main(
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) width: u32,
 ) {
-    let r0 = row_block(wid, nwg);
+    let r0 = row_block(wid, nwg, R);
     let m0 = wid.y * TM;
     partial_sums(r0, m0, t);
     let group = t / width;

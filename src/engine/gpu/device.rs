@@ -16,6 +16,10 @@ pub struct Caps {
     pub max_binding: u64,
     /// Timestamp queries, for profiles only (asked for with [`Wanted::timestamps`]).
     pub timestamps: Timestamps,
+    /// The adapter's largest subgroup where it says (0: unknown, as in browsers).
+    pub subgroup_size: u32,
+    /// The most threads one workgroup may have.
+    pub max_invocations: u32,
 }
 
 /// Where the device can write timestamps.
@@ -150,6 +154,11 @@ impl Gpu {
                 subgroups: features.contains(wgpu::Features::SUBGROUP),
                 max_binding: limits.max_storage_buffer_binding_size as u64,
                 timestamps,
+                subgroup_size: match cfg!(target_arch = "wasm32") {
+                    true => 0,
+                    false => info.subgroup_max_size,
+                },
+                max_invocations: limits.max_compute_invocations_per_workgroup,
             },
             adapter: match (info.name.is_empty(), info.vendor) {
                 // Browsers hide adapter names unless asked.

@@ -7,7 +7,7 @@
 
 use super::{preamble, uniform, Binding, Groups, Kernel, Op, Pool};
 use crate::engine::gpu::device::Caps;
-use crate::engine::gpu::weights::{GpuMatrix, Slot};
+use crate::engine::gpu::weights::{Format, GpuMatrix, Slot};
 
 /// Activation rows per workgroup in prompt steps.
 pub const PREFILL_TILE: u32 = 8;
@@ -41,6 +41,41 @@ pub struct MatMul {
     pub caps: Caps,
     pub prologue: Prologue,
     pub epilogue: Epilogue,
+    /// Decode's matrix × vector (`matvec.wgsl`) where the format has one, else the tiles.
+    pub lanes: Option<Lanes>,
+}
+
+/// How decode's matrix × vector spreads a workgroup: `rows` weight rows, `lanes` threads each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lanes {
+    pub rows: u32,
+    pub lanes: u32,
+}
+
+impl Lanes {
+    /// For rows of `k` values on this device: about four 32-value blocks a lane (4 to 32
+    /// lanes), at least 4 and at most 16 rows, a workgroup no smaller than 64 threads or the
+    /// device's subgroup, and no larger than the device allows.
+    pub fn choose(caps: Caps, k: usize) -> Self {
+        let lanes = ((k / 32).div_ceil(4) as u32)
+            .next_power_of_two()
+            .clamp(4, 32);
+        let threads = 64u32.max(caps.subgroup_size.next_power_of_two());
+        let most = caps.max_invocations.max(64);
+        let rows = (threads / lanes).clamp(4, 16).min(most / lanes).max(4);
+        Self { rows, lanes }
+    }
+}
+
+/// The matrix × vector file of a format read 16 bytes at a time.
+fn matvec_shader(format: Format) -> Option<&'static str> {
+    Some(match format {
+        Format::Q4_0 => include_str!("../../../../shaders/matvec_q4_0.wgsl"),
+        Format::Q4_1 => include_str!("../../../../shaders/matvec_q4_1.wgsl"),
+        Format::Q8_0 => include_str!("../../../../shaders/matvec_q8_0.wgsl"),
+        Format::Iq4Nl => include_str!("../../../../shaders/matvec_iq4_nl.wgsl"),
+        _ => return None,
+    })
 }
 
 /// How a product reads its input, with the buffers that takes.
@@ -131,8 +166,13 @@ impl MatMul {
     /// The variant for steps of `seq` activation rows: one row per workgroup for decode, tiles
     /// of [`PREFILL_TILE`] rows for prompts.
     pub fn for_rows(p: &Product, seq: u32, caps: Caps) -> Self {
+        let slots = &p.w.slots;
+        let one_format = slots.iter().all(|s| s.format == slots[0].format);
+        let lanes = (seq == 1 && one_format && matvec_shader(slots[0].format).is_some())
+            .then(|| Lanes::choose(caps, p.w.n_in));
         Self {
-            slots: p.w.slots.clone(),
+            slots: slots.clone(),
+            lanes,
             tile: if seq == 1 { 1 } else { PREFILL_TILE },
             caps,
             prologue: match p.input {
@@ -146,6 +186,34 @@ impl MatMul {
                 Output::Pairs => Epilogue::Pairs,
             },
         }
+    }
+
+    /// Weight rows one workgroup takes.
+    pub fn rows(&self) -> u32 {
+        self.lanes.map_or(4, |l| l.rows)
+    }
+
+    /// Matrix × vector's block reader, and where each fused row's blocks start: its row among
+    /// its own slot's, past the slot's base.
+    fn matvec_decoder(&self, lanes: Lanes) -> String {
+        let mut out = format!(
+            "const RD: u32 = {}u;\nconst LANES: u32 = {}u;\n{}\nfn slot_row(row: u32) -> u32 {{\n",
+            lanes.rows,
+            lanes.lanes,
+            matvec_shader(self.slots[0].format).unwrap_or_default()
+        );
+        for (i, s) in self.slots.iter().enumerate() {
+            let at = format!("row - {}u + {}u", s.start, s.base);
+            match self.slots.get(i + 1) {
+                Some(next) => out.push_str(&format!(
+                    "    if (row < {}u) {{\n        return {at};\n    }}\n",
+                    next.start
+                )),
+                None => out.push_str(&format!("    return {at};\n")),
+            }
+        }
+        out.push_str("}\n");
+        out
     }
 
     /// `weight4` over the slots: the format's own for one slot from row 0, else a dispatch to
@@ -231,6 +299,7 @@ pub fn dispatches(pool: &Pool, caps: Caps, p: &Product) -> Vec<Op> {
             buffers.extend(bias);
             let groups = |k: &MatMul| Groups::MatMul {
                 rows: part.rows as u32,
+                block: k.rows(),
                 tile: k.tile,
                 fixed: p.fixed,
             };
@@ -254,21 +323,40 @@ impl Kernel for MatMul {
             .iter()
             .map(|s| format!("{}@{}+{}", s.format.name(), s.start, s.base))
             .collect();
+        let kernel = match self.lanes {
+            Some(l) => format!("matvec_r{}_l{}", l.rows, l.lanes),
+            None => format!(
+                "matmul_t{}_h{}_s{}",
+                self.tile, self.caps.f16 as u8, self.caps.subgroups as u8
+            ),
+        };
         format!(
-            "matmul_{}_t{}_h{}_s{}_{:?}_{:?}",
+            "{kernel}_{}_{:?}_{:?}",
             slots.join("."),
-            self.tile,
-            self.caps.f16 as u8,
-            self.caps.subgroups as u8,
             self.prologue,
             self.epilogue
         )
     }
 
     fn source(&self) -> String {
-        let main = match self.caps.subgroups {
-            true => include_str!("../../../../shaders/subgroup/matmul_main.wgsl"),
-            false => include_str!("../../../../shaders/matmul_main.wgsl"),
+        let tiles = include_str!("../../../../shaders/matmul_tiles.wgsl");
+        let (decoders, main, threads) = match self.lanes {
+            Some(l) => (
+                self.matvec_decoder(l),
+                include_str!("../../../../shaders/matvec.wgsl").to_string(),
+                l.rows * l.lanes,
+            ),
+            None => (
+                self.decoders(),
+                format!(
+                    "{tiles}\n{}",
+                    match self.caps.subgroups {
+                        true => include_str!("../../../../shaders/subgroup/matmul_main.wgsl"),
+                        false => include_str!("../../../../shaders/matmul_main.wgsl"),
+                    }
+                ),
+                WORKGROUP,
+            ),
         };
         let input = match self.prologue {
             Prologue::Plain => include_str!("../../../../shaders/matmul_input.wgsl"),
@@ -288,10 +376,9 @@ impl Kernel for MatMul {
             _ => "fn bias(col: u32) -> f32 {\n    return 0.0;\n}\n".into(),
         };
         format!(
-            "{}const TM: u32 = {}u;\nconst WG: u32 = {WORKGROUP}u;\n{}\n{input}\n{bias}\n{}\n{output}\n{main}",
+            "{}const TM: u32 = {}u;\nconst WG: u32 = {threads}u;\n{decoders}\n{input}\n{bias}\n{}\n{output}\n{main}",
             preamble(self.caps),
             self.tile,
-            self.decoders(),
             include_str!("../../../../shaders/matmul.wgsl"),
         )
     }

@@ -65,7 +65,8 @@ async fn product(gpu: &Gpu, pool: &Pool, caps: Caps, p: &Product<'_>, step: Step
     bytes_f32(&testing::run(gpu, &ops, step, p.y).await)
 }
 
-/// Every format, decode and prefill tiles, shapes off the tile sizes, each variant the device
+/// Every format, decode and prefill tiles (and decode's matrix × vector for the formats that
+/// have one, with 4 and 16 lanes a row), shapes off the tile sizes, each variant the device
 /// has, in one part and split in parts; in turn a plain input written, a gated one
 /// (silu(x) × up) added to what y held, and an RMS-normalized one written with a bias into
 /// some columns of wider rows: GPU result vs f64 sums over candle's dequantized weights and
@@ -77,7 +78,13 @@ async fn matmul_matches_cpu_reference() {
     let mut seed = 1;
     for ty in testing::TYPES {
         let k_step = if ty.block_size == 256 { 256 } else { 32 };
-        for (k_blocks, n, m) in [(2usize, 7usize, 1u32), (3, 13, 5), (1, 64, 9), (4, 3, 17)] {
+        for (k_blocks, n, m) in [
+            (2usize, 7usize, 1u32),
+            (3, 13, 5),
+            (1, 64, 9),
+            (4, 3, 17),
+            (40, 19, 1),
+        ] {
             let k = k_blocks * k_step;
             seed += 1;
             let mode = seed % 3;
@@ -151,8 +158,9 @@ async fn matmul_matches_cpu_reference() {
 testing::both!(matmul_matches_cpu_reference);
 
 /// Matrices fused into one pair of buffers (Q, K and V; gate and up), in format mixes the
-/// K-quant files ship (Q4_K with a Q6_K slot) and 32-value formats with an odd count of blocks
-/// per row (f16 scale pairs that would straddle slots) and a widened one: the fused product
+/// K-quant files ship (Q4_K with a Q6_K slot), 32-value formats with an odd count of blocks per
+/// row (f16 scale pairs that would straddle slots) and a widened one, and one format in all
+/// slots (decode's matrix × vector): the fused product
 /// equals each source's product. Normalized input with a bias into all columns (the Q·K·V
 /// use), and gate-up pairs combined as silu(gate) × up; decode and prefill; and the output
 /// head's use, the step's last row only. Tolerance as above.
@@ -160,11 +168,15 @@ async fn fused_matrices_match_their_sources() {
     use TensorType as T;
     let gpu = testing::gpu().await;
     let pool = Pool::new(&gpu.device);
-    let mixes: [(&[TensorType], usize); 4] = [
+    let mixes: [(&[TensorType], usize); 7] = [
         (&[T::Q4_K, T::Q4_K, T::Q6_K], 256),
         (&[T::Q4_0, T::Q8_0, T::F16], 96),
         (&[T::Q5_0, T::IQ4_NL, T::Q4_1], 96),
         (&[T::Q4_K, T::Q5_K], 256),
+        // One format in every slot: decode takes the matrix × vector kernel.
+        (&[T::Q4_0, T::Q4_0, T::Q4_0], 96),
+        (&[T::Q4_1, T::Q4_1, T::Q4_1], 640),
+        (&[T::Q8_0, T::Q8_0], 96),
     ];
     for (seed, (types, k)) in mixes.into_iter().enumerate() {
         let seed = seed as u64 * 10;

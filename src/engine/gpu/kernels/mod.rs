@@ -167,9 +167,10 @@ impl Pool {
 #[derive(Debug, Clone, Copy)]
 pub enum Groups {
     Fixed([u32; 3]),
-    /// Matrix rows in blocks of 4, activation rows in tiles of `tile` (or `fixed` rows).
+    /// Matrix rows in blocks of `block`, activation rows in tiles of `tile` (or `fixed` rows).
     MatMul {
         rows: u32,
+        block: u32,
         tile: u32,
         fixed: u32,
     },
@@ -194,8 +195,13 @@ impl Groups {
         let seq = step.seq;
         match self {
             Groups::Fixed(g) => g,
-            Groups::MatMul { rows, tile, fixed } => {
-                let blocks = rows.div_ceil(4);
+            Groups::MatMul {
+                rows,
+                block,
+                tile,
+                fixed,
+            } => {
+                let blocks = rows.div_ceil(block);
                 let m = if fixed != 0 { fixed } else { seq };
                 [
                     blocks.min(MAX_GROUPS),
