@@ -181,7 +181,17 @@ fn print_profile(
     greedy: &Pick,
 ) -> Result<String, Box<dyn std::error::Error>> {
     gpu.reset();
+    gpu.profiling(true);
     let logits = block_on(gpu.forward(prompt))?;
+    let r = gpu.profiling(false).ok_or("profile")?;
+    println!(
+        "profile of the {}-token prompt ({} steps): {} dispatches, CPU encode {:.1} µs",
+        prompt.len(),
+        r.steps,
+        r.dispatches,
+        r.encode_ns as f64 / 1e3
+    );
+    print_classes(&r, 1.0);
     let mut token = candlelight::engine::sampler::argmax(&logits);
     gpu.profiling(true);
     for _ in 0..n_decode {
@@ -200,18 +210,7 @@ fn print_profile(
     );
     println!("GPU time: {}", r.timing);
     let steps = r.steps.max(1) as f64;
-    let total: f64 = r.classes.iter().map(|c| c.gpu_ns).sum();
-    println!("| kernel class | dispatches per token | GPU µs per token | share |");
-    println!("|---|---|---|---|");
-    for c in &r.classes {
-        println!(
-            "| {} | {:.1} | {:.1} | {:.1}% |",
-            c.name,
-            c.dispatches as f64 / steps,
-            c.gpu_ns / steps / 1e3,
-            100.0 * c.gpu_ns / total.max(1.0)
-        );
-    }
+    print_classes(&r, steps);
     let classes: Vec<String> = r
         .classes
         .iter()
@@ -229,6 +228,22 @@ fn print_profile(
         gpu.layer_dispatches(),
         classes.join(",")
     ))
+}
+
+/// Each kernel class's dispatches and GPU time, per `per` steps.
+fn print_classes(r: &candlelight::engine::gpu::Report, per: f64) {
+    let total: f64 = r.classes.iter().map(|c| c.gpu_ns).sum();
+    println!("| kernel class | dispatches | GPU µs | share |");
+    println!("|---|---|---|---|");
+    for c in &r.classes {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1}% |",
+            c.name,
+            c.dispatches as f64 / per,
+            c.gpu_ns / per / 1e3,
+            100.0 * c.gpu_ns / total.max(1.0)
+        );
+    }
 }
 
 fn rayon_threads() -> usize {

@@ -5,7 +5,11 @@
 
 const NORM = false;
 
-fn activation4(at: u32, q: u32) -> vec4<f32> {
+fn input_weight4(q: u32) -> vec4<f32> {
+    return vec4<f32>(1.0);
+}
+
+fn activation4(at: u32, weight: vec4<f32>) -> vec4<f32> {
     let g = x[at];
     return g / (vec4<f32>(1.0) + exp(-g)) * up[at];
 }

@@ -6,8 +6,12 @@
 
 const NORM = true;
 
-fn activation4(at: u32, q: u32) -> vec4<f32> {
-    return x[at] * norm_weight[q];
+fn input_weight4(q: u32) -> vec4<f32> {
+    return norm_weight[q];
+}
+
+fn activation4(at: u32, weight: vec4<f32>) -> vec4<f32> {
+    return x[at] * weight;
 }
 
 fn square4(at: u32) -> f32 {

@@ -21,7 +21,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var j = lane; j < blocks; j += LANES) {
         var a: array<vec4<f32>, 8>;
         for (var c = 0u; c < 8u; c++) {
-            a[c] = activation4(x0 + j * 8u + c, j * 8u + c);
+            a[c] = activation4(x0 + j * 8u + c, input_weight4(j * 8u + c));
             sq += square4(x0 + j * 8u + c);
         }
         s += block_dot(first_block + j, a);

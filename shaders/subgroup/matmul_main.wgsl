@@ -11,11 +11,11 @@ fn main(
 ) {
     let r0 = row_block(wid, nwg, R);
     let m0 = wid.y * TM;
-    partial_sums(r0, m0, t);
+    let p = partial_sums(r0, m0, t);
     let group = t / width;
     for (var i = 0u; i < TM; i++) {
-        let s = subgroupAdd(acc[i]);
-        let q = subgroupAdd(squares[i]);
+        let s = subgroupAdd(p.sums[i]);
+        let q = subgroupAdd(p.squares[i]);
         if (lane == 0u) {
             sums[group * TM + i] = s;
             sum_squares[group * TM + i] = q;

@@ -193,7 +193,8 @@ impl GpuBackend {
     pub fn profiling(&mut self, on: bool) -> Option<Report> {
         let old = self.profiler.take().map(|p| p.report);
         if on {
-            let most = self.pass.body.len() + self.pass.head.len() + 2;
+            // Timestamps for a prompt of up to 8 slices (a query set holds at most 4096).
+            let most = ((self.pass.body.len() + self.pass.head.len() + 2) * 8).min(2048);
             self.profiler = Some(Profiler::new(&self.gpu, most));
         }
         old
