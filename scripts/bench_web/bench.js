@@ -64,7 +64,7 @@ try {
     text: oursRuns[0].choices[0].message.content.slice(0, 60),
   };
   // Where a decode step's time goes: the timed request again, streamed, timed per part inside
-  // wasm from its first token on (the worker takes the profile call between steps, so the
+  // wasm from its first token on (the model takes the profile call between steps, so the
   // prefill is left out, and a real model decodes all DECODE_TOKENS of it, where a short
   // prompt would end at its EOS); the rest of a token's wall time is sampling, detokenizing and
   // the JS↔wasm and worker hops.

@@ -21,6 +21,11 @@ pub struct SharedModel {
     placement: RefCell<Placement>,
     /// The GPU as of the last step, so it can be lost on purpose while a step runs.
     gpu: RefCell<Option<Gpu>>,
+    /// Profiling started or stopped while a step ran (a GPU step holds the model across its
+    /// readback): applied before the next step.
+    profile_asked: Cell<Option<bool>>,
+    /// The profile as of the last step, while one is kept.
+    profile_seen: RefCell<Option<String>>,
 }
 
 /// Who waits for the model, first in line first.
@@ -48,6 +53,8 @@ impl SharedModel {
             line: RefCell::new(Line::default()),
             placement: RefCell::new(placement),
             gpu: RefCell::new(gpu),
+            profile_asked: Cell::new(None),
+            profile_seen: RefCell::new(None),
         })
     }
 
@@ -69,9 +76,25 @@ impl SharedModel {
         self.model.try_borrow().ok()
     }
 
-    /// The step profile ([`LocalModel::profile`]); None while a step runs.
+    /// The step profile ([`LocalModel::profile`]). While a step runs, a start or stop waits for
+    /// the step's end, and a read (or stop) gets the profile as of the last step.
     pub fn profile(&self, on: Option<bool>) -> Option<String> {
-        self.model.try_borrow_mut().ok()?.profile(on)
+        match self.model.try_borrow_mut() {
+            Ok(mut model) => {
+                let json = model.profile(on);
+                *self.profile_seen.borrow_mut() = model.profile(None);
+                json
+            }
+            Err(_) => {
+                if on.is_some() {
+                    self.profile_asked.set(on);
+                }
+                match on {
+                    Some(true) => None,
+                    _ => self.profile_seen.borrow().clone(),
+                }
+            }
+        }
     }
 
     /// Where the model ran at its last step: `auto` moves it to the CPU when the GPU fails.
@@ -91,10 +114,18 @@ impl SharedModel {
         }
     }
 
-    /// Notes where the model runs after a step.
-    fn noted(&self, model: &LocalModel) {
+    /// Applies a profile start or stop asked for during the last step.
+    fn asked(&self, model: &mut LocalModel) {
+        if let Some(on) = self.profile_asked.take() {
+            model.profile(Some(on));
+        }
+    }
+
+    /// Notes where the model runs after a step, and its profile.
+    fn noted(&self, model: &mut LocalModel) {
         *self.placement.borrow_mut() = model.placement();
         *self.gpu.borrow_mut() = model.gpu().cloned();
+        *self.profile_seen.borrow_mut() = model.profile(None);
     }
 
     fn release(&self) {
@@ -165,8 +196,9 @@ impl Turn {
         created: u64,
     ) -> Result<(), ApiError> {
         let mut model = self.shared.model.try_borrow_mut().map_err(|_| in_step())?;
+        self.shared.asked(&mut model);
         let started = model.start(req, id, created).await;
-        self.shared.noted(&model);
+        self.shared.noted(&mut model);
         Ok(started?)
     }
 
@@ -176,8 +208,9 @@ impl Turn {
         if self.aborted.get() {
             model.abort();
         }
+        self.shared.asked(&mut model);
         let step = model.step().await;
-        self.shared.noted(&model);
+        self.shared.noted(&mut model);
         Ok(step?)
     }
 
