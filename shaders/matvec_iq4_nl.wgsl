@@ -1,12 +1,11 @@
 // IQ4_NL for decode's matrix × vector: Q4_0's layout, each nibble an index into ggml's 16
 // non-uniform levels.
-@group(0) @binding(0) var<storage, read> quants: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> scales: array<u32>;
 
 var<private> LEVELS: array<f32, 16> = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0, 1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
 
 fn levels(w: u32, sh: u32) -> vec4<f32> {
-    return vec4<f32>(LEVELS[extractBits(w, sh, 4u)], LEVELS[extractBits(w, sh + 8u, 4u)], LEVELS[extractBits(w, sh + 16u, 4u)], LEVELS[extractBits(w, sh + 24u, 4u)]);
+    let i = nibble_indices(w, sh);
+    return vec4<f32>(LEVELS[i.x], LEVELS[i.y], LEVELS[i.z], LEVELS[i.w]);
 }
 
 fn block_dot(b: u32, a: array<vec4<f32>, 8>) -> f32 {

@@ -1,11 +1,5 @@
 // Q4_0 for decode's matrix × vector: a block's 4 quant words in one 16-byte read (value j in
 // the low nibble of byte j, value j+16 in its high nibble); scales are f16 `d`, two per word.
-@group(0) @binding(0) var<storage, read> quants: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> scales: array<u32>;
-
-fn nibbles(w: u32, sh: u32) -> vec4<f32> {
-    return vec4<f32>(vec4<u32>(extractBits(w, sh, 4u), extractBits(w, sh + 8u, 4u), extractBits(w, sh + 16u, 4u), extractBits(w, sh + 24u, 4u)));
-}
 
 // Block b's 32 values dotted with `a` (values 0..31, four to a vector).
 fn block_dot(b: u32, a: array<vec4<f32>, 8>) -> f32 {

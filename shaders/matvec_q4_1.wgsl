@@ -1,11 +1,5 @@
 // Q4_1 for decode's matrix × vector: a block's 4 quant words in one 16-byte read; its scale
 // word holds `d` and `m` as f16, and a value is d × q + m.
-@group(0) @binding(0) var<storage, read> quants: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> scales: array<u32>;
-
-fn nibbles(w: u32, sh: u32) -> vec4<f32> {
-    return vec4<f32>(vec4<u32>(extractBits(w, sh, 4u), extractBits(w, sh + 8u, 4u), extractBits(w, sh + 16u, 4u), extractBits(w, sh + 24u, 4u)));
-}
 
 fn block_dot(b: u32, a: array<vec4<f32>, 8>) -> f32 {
     let w = quants[b];

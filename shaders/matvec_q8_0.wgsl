@@ -1,7 +1,5 @@
 // Q8_0 for decode's matrix × vector: a block's 8 quant words (signed bytes, value j in byte j)
 // in two 16-byte reads; scales are f16 `d`, two per word.
-@group(0) @binding(0) var<storage, read> quants: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> scales: array<u32>;
 
 fn signed_bytes(w: u32) -> vec4<f32> {
     let v = bitcast<i32>(w);

@@ -67,7 +67,7 @@ impl Lanes {
     }
 }
 
-/// The matrix × vector file of a format read 16 bytes at a time.
+/// The matrix × vector file of a format read 16 bytes at a time (after `matvec_prelude.wgsl`).
 fn matvec_shader(format: Format) -> Option<&'static str> {
     Some(match format {
         Format::Q4_0 => include_str!("../../../../shaders/matvec_q4_0.wgsl"),
@@ -196,24 +196,16 @@ impl MatMul {
     /// Matrix × vector's block reader, and where each fused row's blocks start: its row among
     /// its own slot's, past the slot's base.
     fn matvec_decoder(&self, lanes: Lanes) -> String {
-        let mut out = format!(
-            "const RD: u32 = {}u;\nconst LANES: u32 = {}u;\n{}\nfn slot_row(row: u32) -> u32 {{\n",
+        format!(
+            "const RD: u32 = {}u;\nconst LANES: u32 = {}u;\n{}{}\n{}",
             lanes.rows,
             lanes.lanes,
-            matvec_shader(self.slots[0].format).unwrap_or_default()
-        );
-        for (i, s) in self.slots.iter().enumerate() {
-            let at = format!("row - {}u + {}u", s.start, s.base);
-            match self.slots.get(i + 1) {
-                Some(next) => out.push_str(&format!(
-                    "    if (row < {}u) {{\n        return {at};\n    }}\n",
-                    next.start
-                )),
-                None => out.push_str(&format!("    return {at};\n")),
-            }
-        }
-        out.push_str("}\n");
-        out
+            include_str!("../../../../shaders/matvec_prelude.wgsl"),
+            matvec_shader(self.slots[0].format).unwrap_or_default(),
+            self.by_slot("slot_row(row: u32) -> u32", |s| {
+                format!("row - {}u + {}u", s.start, s.base)
+            })
+        )
     }
 
     /// `weight4` over the slots: the format's own for one slot from row 0, else a dispatch to
@@ -231,20 +223,31 @@ impl MatMul {
                 out.push_str(&s.format.renamed_decoder());
             }
         }
-        out.push_str("\nfn weight4(row: u32, quad: u32, k: u32) -> vec4<F> {\n");
+        out.push_str(
+            &self.by_slot("weight4(row: u32, quad: u32, k: u32) -> vec4<F>", |s| {
+                format!(
+                    "weight4_{}(row - {}u + {}u, quad, k)",
+                    s.format.name(),
+                    s.start,
+                    s.base
+                )
+            }),
+        );
+        out
+    }
+
+    /// A WGSL function `signature` of a fused matrix's `row` returning `value(slot)` for the slot
+    /// the row is in.
+    fn by_slot(&self, signature: &str, value: impl Fn(&Slot) -> String) -> String {
+        let mut out = format!("\nfn {signature} {{\n");
         for (i, s) in self.slots.iter().enumerate() {
-            let call = format!(
-                "weight4_{}(row - {}u + {}u, quad, k)",
-                s.format.name(),
-                s.start,
-                s.base
-            );
+            let v = value(s);
             match self.slots.get(i + 1) {
                 Some(next) => out.push_str(&format!(
-                    "    if (row < {}u) {{\n        return {call};\n    }}\n",
+                    "    if (row < {}u) {{\n        return {v};\n    }}\n",
                     next.start
                 )),
-                None => out.push_str(&format!("    return {call};\n")),
+                None => out.push_str(&format!("    return {v};\n")),
             }
         }
         out.push_str("}\n");
