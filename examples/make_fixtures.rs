@@ -26,6 +26,7 @@ fn main() {
                 specs.push(FixtureSpec::tiny(arch, q));
             }
         }
+        specs.push(FixtureSpec::tiny_tools(Quant::Q4_0));
     }
     if which == "gpu-bench" {
         specs.extend([Quant::Q4_0, Quant::Q8_0].map(FixtureSpec::qwen25_05b));

@@ -14,6 +14,9 @@
 //!   tensor list ([`engine::schema`]); [`engine::load`] picks the backend (auto, gpu, cpu),
 //!   carries `auto` on to the CPU when the GPU fails, and heals a damaged chunk while loading;
 //!   above the trait, written once, sampling and the generation loop with usage and timings;
+//! - [`structured`] turns JSON schemas, JSON mode and tool calls into a grammar (llguidance's)
+//!   that masks the logits beside the forward pass ([`engine::Constraint`]), and parses a model's
+//!   tool-call syntax back into calls;
 //! - [`openai`] holds the chat-completions wire types, answers a request with a local model
 //!   chunk by chunk (one request at a time per model, [`openai::SharedModel`]) and maps every
 //!   failure to its stable code and HTTP answer ([`openai::ApiError`]);
@@ -50,6 +53,7 @@ pub mod retry;
 pub mod rng;
 pub mod router;
 pub mod store;
+pub mod structured;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -93,7 +93,8 @@ fn streamed_and_whole_answers_agree_and_are_shaped_like_openai() {
     let answer = block_on(m.complete()).unwrap();
     assert_eq!(answer.object, "chat.completion");
     assert_eq!(
-        answer.choices[0].message.content, content,
+        answer.choices[0].message.content.as_deref(),
+        Some(content.as_str()),
         "same seed, same text, streamed or not"
     );
     assert_eq!(answer.choices[0].message.reasoning_content, None);
@@ -130,7 +131,10 @@ fn r1_style_models_stream_reasoning_content() {
         answer.choices[0].message.reasoning_content.as_deref(),
         Some(reasoning.as_str())
     );
-    assert_eq!(answer.choices[0].message.content, content);
+    assert_eq!(
+        answer.choices[0].message.content.as_deref(),
+        Some(content.as_str())
+    );
     let details = answer.usage.completion_tokens_details.reasoning_tokens;
     assert!(details >= 1 && details <= answer.usage.completion_tokens);
 }
@@ -143,7 +147,8 @@ fn stop_strings_and_abort() {
     let full = block_on(m.complete()).unwrap().choices[0]
         .message
         .content
-        .clone();
+        .clone()
+        .unwrap();
     assert!(
         full.chars().count() > 6,
         "the greedy text is long enough to cut: {full:?}"
@@ -155,8 +160,8 @@ fn stop_strings_and_abort() {
     let stopped = block_on(m.complete()).unwrap();
     assert_eq!(stopped.choices[0].finish_reason.as_deref(), Some("stop"));
     assert_eq!(
-        stopped.choices[0].message.content,
-        full[..full.find(&cut).unwrap()]
+        stopped.choices[0].message.content.as_deref(),
+        Some(&full[..full.find(&cut).unwrap()])
     );
 
     block_on(m.start(request(base), "c".into(), 0)).unwrap();
@@ -205,11 +210,11 @@ fn bad_requests_are_refused_with_the_field_named() {
         ),
         (
             json!({"messages": [{"role": "user", "content": "x"}], "n": 2}),
-            Some("n other than 1"),
+            Some("n"),
         ),
         (
             json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
-            Some("non-text message content"),
+            Some("messages"),
         ),
         (
             json!({"messages": [{"role": "user", "content": "x"}], "stop": vec!["a"; 17]}),
@@ -243,7 +248,7 @@ fn text_parts_and_developer_messages_are_accepted() {
         {"role": "developer", "content": "be brief"},
         {"role": "user", "content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}]}],
         "max_tokens": 4, "temperature": 0});
-    let (req, _) = m.prompt(&request(body)).unwrap();
+    let req = m.prompt(&request(body)).unwrap().generate;
     let prompt = m.tokenizer().decode(&req.prompt, false).unwrap();
     assert!(prompt.contains("<|im_start|>system\nbe brief"), "{prompt}");
     assert!(prompt.contains("hi there"), "{prompt}");
@@ -262,10 +267,11 @@ fn text_parts_and_developer_messages_are_accepted() {
 fn an_assistant_prefix_is_continued() {
     let m = model(Architecture::Qwen2);
     let user = json!({"role": "user", "content": "Count to ten"});
-    let (plain, _) = m
+    let plain = m
         .prompt(&request(json!({"messages": [user.clone()]})))
-        .unwrap();
-    let (cont, _) = m.prompt(&request(json!({"messages": [user.clone(), {"role": "assistant", "content": "one two", "prefix": true}]}))).unwrap();
+        .unwrap()
+        .generate;
+    let cont = m.prompt(&request(json!({"messages": [user.clone(), {"role": "assistant", "content": "one two", "prefix": true}]}))).unwrap().generate;
     let tok = m.tokenizer();
     let (a, b) = (
         tok.decode(&plain.prompt, false).unwrap(),
@@ -277,11 +283,12 @@ fn an_assistant_prefix_is_continued() {
         "the partial answer follows the generation prompt"
     );
     // Without `prefix` the assistant turn is a finished one.
-    let (done, _) = m
+    let done = m
         .prompt(&request(
             json!({"messages": [user, {"role": "assistant", "content": "one two"}]}),
         ))
-        .unwrap();
+        .unwrap()
+        .generate;
     assert!(tok.decode(&done.prompt, false).unwrap().len() > b.len());
 }
 

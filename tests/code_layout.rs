@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["tokenizer"],
     &["chat"],
     &["engine"],
+    &["structured"],
     &["openai"],
     &["router"],
     &["web"],

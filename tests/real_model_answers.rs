@@ -40,7 +40,11 @@ fn sky(file: &GgufFile, backend: Box<dyn Backend>) -> (String, usize) {
     .unwrap();
     block_on(model.start(request, "chatcmpl-sky".into(), 0)).unwrap();
     let answer = block_on(model.complete()).unwrap();
-    let text = answer.choices[0].message.content.clone();
+    let text = answer.choices[0]
+        .message
+        .content
+        .clone()
+        .unwrap_or_default();
     assert!(!text.contains('\u{FFFD}'), "{text:?}");
     (text, answer.usage.prompt_tokens)
 }

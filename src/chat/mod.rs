@@ -20,11 +20,18 @@ pub enum ChatError {
     Render(String),
 }
 
-/// One chat message, as in the OpenAI API.
+/// One chat message, as in the OpenAI API, as templates read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub role: String,
     pub content: String,
+    /// An assistant turn's calls, `[{"id", "type", "function": {"name", "arguments"}}]`, the
+    /// arguments as an object (templates write them with `tojson`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A tool message's call id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl Message {
@@ -32,6 +39,8 @@ impl Message {
         Self {
             role: role.into(),
             content: content.into(),
+            tool_calls: None,
+            tool_call_id: None,
         }
     }
 }
@@ -44,6 +53,8 @@ pub struct ChatTemplate {
     env: minijinja::Environment<'static>,
     bos_token: String,
     eos_token: String,
+    source: String,
+    takes_tools: bool,
 }
 
 impl ChatTemplate {
@@ -72,11 +83,28 @@ impl ChatTemplate {
         });
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| ChatError::BadTemplate(e.to_string()))?;
+        let takes_tools = env
+            .get_template("chat")
+            .map_err(|e| ChatError::BadTemplate(e.to_string()))?
+            .undeclared_variables(false)
+            .contains("tools");
         Ok(Self {
             env,
             bos_token: bos_token.into(),
             eos_token: eos_token.into(),
+            source: source.into(),
+            takes_tools,
         })
+    }
+
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the template reads a `tools` list (the model was trained to call functions).
+    pub fn takes_tools(&self) -> bool {
+        self.takes_tools
     }
 
     /// The template stored in the file (`tokenizer.chat_template`), or ChatML.
@@ -101,12 +129,25 @@ impl ChatTemplate {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<String, ChatError> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// The prompt for `messages` offering `tools` (OpenAI's list of function definitions),
+    /// which the template describes to the model in its own words.
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String, ChatError> {
         let tmpl = self
             .env
             .get_template("chat")
             .map_err(|e| ChatError::BadTemplate(e.to_string()))?;
+        let tools = tools.map(|t| minijinja::Value::from(minijinja::value::Serde(t)));
         tmpl.render(minijinja::context! {
             messages => minijinja::Value::from(minijinja::value::Serde(messages)),
+            tools => tools,
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
-use super::{Backend, EngineError, Sampler, SamplingParams};
+use super::{Backend, Constraint, EngineError, Sampler, SamplingParams};
 use crate::tokenizer::Tokenizer;
 
 /// What to generate.
@@ -148,6 +148,7 @@ impl<B: Backend> Session<B> {
         self.cached.extend_from_slice(fresh);
         self.run = Some(Run {
             sampler,
+            constraint: None,
             logits: Some(logits),
             history: req.prompt.clone(),
             out_tokens: Vec::new(),
@@ -167,6 +168,13 @@ impl<B: Backend> Session<B> {
         Ok(())
     }
 
+    /// Limits the generation in progress to what `constraint` allows, from its next token on.
+    pub fn constrain(&mut self, constraint: Box<dyn Constraint>) {
+        if let Some(run) = self.run.as_mut() {
+            run.constraint = Some(constraint);
+        }
+    }
+
     /// Samples the next token and returns the text it settles (often empty), or None once the
     /// generation has ended (or none was started).
     pub async fn step(&mut self, tokenizer: &Tokenizer) -> Result<Option<String>, EngineError> {
@@ -180,25 +188,36 @@ impl<B: Backend> Session<B> {
             return Ok(Some(run.end(FinishReason::Length)));
         }
         let pick = run.sampler.pick(&run.history);
+        // A constrained step picks on the host from masked logits.
+        let constrained = run.constraint.as_ref().is_some_and(|c| c.is_active());
+        let mut stop = tokenizer.stop_tokens().to_vec();
+        stop.extend_from_slice(&run.stop_tokens);
+        let mut choose = |logits: &mut Vec<f32>| -> Result<Option<u32>, EngineError> {
+            if let Some(c) = run.constraint.as_mut().filter(|_| constrained) {
+                if !c.mask(logits, &stop).map_err(EngineError::Constraint)? {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(pick.choose(logits)))
+        };
         let token = match run.logits.take() {
-            Some(mut logits) => pick.choose(&mut logits),
+            Some(mut logits) => choose(&mut logits)?,
             None => {
                 // One token normally; more when a failed step left the cache behind.
                 let missing = &run.history[self.cached.len().min(run.history.len())..];
                 let picked = match missing {
-                    [one] => match self.backend.forward_pick(*one, &pick) {
-                        Some(on_device) => Some(on_device.await),
+                    [one] if !constrained => match self.backend.forward_pick(*one, &pick) {
+                        Some(on_device) => Some(on_device.await.map(Some)),
                         None => None,
                     },
                     _ => None,
                 };
                 let token = match picked {
                     Some(token) => token,
-                    None => self
-                        .backend
-                        .forward(missing)
-                        .await
-                        .map(|mut logits| pick.choose(&mut logits)),
+                    None => match self.backend.forward(missing).await {
+                        Ok(mut logits) => choose(&mut logits),
+                        Err(e) => Err(e),
+                    },
                 };
                 let token =
                     token.inspect_err(|_| self.cached.truncate(self.backend.cache_len()))?;
@@ -209,8 +228,15 @@ impl<B: Backend> Session<B> {
         if run.out_tokens.is_empty() {
             run.first_token_ms = ms(run.start);
         }
-        if tokenizer.stop_tokens().contains(&token) || run.stop_tokens.contains(&token) {
+        // Nothing allowed means the rule cannot go on: end as if a stop token came.
+        let Some(token) = token else {
             return Ok(Some(run.end(FinishReason::Stop)));
+        };
+        if stop.contains(&token) {
+            return Ok(Some(run.end(FinishReason::Stop)));
+        }
+        if let Some(c) = run.constraint.as_mut() {
+            c.accept(token).map_err(EngineError::Constraint)?;
         }
         run.out_tokens.push(token);
         run.history.push(token);
@@ -250,6 +276,8 @@ impl<B: Backend> Session<B> {
 /// One generation in progress: its sampler, text state and timings.
 struct Run {
     sampler: Sampler,
+    /// What the output must follow, when the request asked for a format.
+    constraint: Option<Box<dyn Constraint>>,
     /// The prompt's logits, until the first token is drawn from them.
     logits: Option<Vec<f32>>,
     /// Prompt and output; what the session's cache lacks of it runs on the next step.

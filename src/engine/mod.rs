@@ -3,6 +3,7 @@
 //! ([`load`]), and above the trait, written once, sampling and the generation loop.
 
 pub mod bandwidth;
+mod constraint;
 pub mod cpu;
 pub mod dense;
 mod fallback;
@@ -17,6 +18,7 @@ pub mod schema;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use constraint::Constraint;
 pub use generate::{FinishReason, GenerateRequest, Generation, Session, Timings, Usage};
 pub use load::{load_backend, load_healing, BackendChoice, ChunkSource, LoadOptions};
 pub use sampler::{Pick, Sampler, SamplingParams};
@@ -40,6 +42,8 @@ pub enum EngineError {
     Tokenizer(String),
     #[error("chat template error: {0}")]
     Template(String),
+    #[error("output constraint failed: {0}")]
+    Constraint(String),
     #[error("prompt is empty")]
     EmptyPrompt,
     #[error("model chunk {index} keeps failing its check after being fetched again")]

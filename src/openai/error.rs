@@ -23,6 +23,9 @@ pub enum ErrorCode {
     Aborted,
     ContextOverflow,
     InvalidRequest,
+    /// A valid request asking for what the local model cannot do (tools without a tool
+    /// template, several choices); a remote provider may.
+    UnsupportedFeature,
     Storage,
     NotLoaded,
     BackendUnavailable,
@@ -35,7 +38,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code; `index.d.ts`'s `ErrorCode` lists exactly these (tests/api_types.rs).
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         Self::QuotaExceeded,
         Self::Network,
         Self::Integrity,
@@ -44,6 +47,7 @@ impl ErrorCode {
         Self::Aborted,
         Self::ContextOverflow,
         Self::InvalidRequest,
+        Self::UnsupportedFeature,
         Self::Storage,
         Self::NotLoaded,
         Self::BackendUnavailable,
@@ -64,6 +68,7 @@ impl ErrorCode {
             Self::Aborted => "aborted",
             Self::ContextOverflow => "context_overflow",
             Self::InvalidRequest => "invalid_request",
+            Self::UnsupportedFeature => "unsupported_feature",
             Self::Storage => "storage",
             Self::NotLoaded => "not_loaded",
             Self::BackendUnavailable => "backend_unavailable",
@@ -83,7 +88,7 @@ impl ErrorCode {
     /// router passes it to the client), an abort 499, anything else 503 (the router fails over).
     pub fn status(self) -> u16 {
         match self {
-            Self::InvalidRequest | Self::ContextOverflow => 400,
+            Self::InvalidRequest | Self::UnsupportedFeature | Self::ContextOverflow => 400,
             Self::Aborted => 499,
             _ => 503,
         }
@@ -147,7 +152,9 @@ impl ApiError {
     /// The OpenAI-shaped body of an answer that failed so.
     pub fn body(&self) -> Value {
         let kind = match self.code {
-            ErrorCode::InvalidRequest | ErrorCode::ContextOverflow => "invalid_request_error",
+            ErrorCode::InvalidRequest
+            | ErrorCode::UnsupportedFeature
+            | ErrorCode::ContextOverflow => "invalid_request_error",
             _ => "server_error",
         };
         json!({"error": {
@@ -230,7 +237,11 @@ impl From<EngineError> for ApiError {
 
 impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> Self {
-        let err = ApiError::invalid(e.to_string());
+        let code = match e {
+            RequestError::Unsupported { .. } => ErrorCode::UnsupportedFeature,
+            _ => ErrorCode::InvalidRequest,
+        };
+        let err = ApiError::new(code, e.to_string());
         match e.param() {
             Some(p) => err.with_text("param", p),
             None => err,

@@ -1,19 +1,17 @@
 //! Answering a chat-completions request with a model on this device, one step at a time, so the
 //! caller (a browser worker) can yield, stream and abort between tokens.
 
+use std::cell::OnceCell;
+
+use super::request::{prepare, Prepared};
 use super::wire::*;
 use super::RequestError;
-use crate::chat::{ChatTemplate, Message, ThinkSplitter};
+use crate::chat::{ChatTemplate, ThinkSplitter};
 use crate::engine::gpu::Gpu;
-use crate::engine::{
-    Backend, EngineError, FinishReason, GenerateRequest, Generation, Placement, SamplingParams,
-    Session,
-};
+use crate::engine::{Backend, EngineError, FinishReason, Generation, Placement, Session};
 use crate::gguf::GgufFile;
+use crate::structured::{GrammarConstraint, Grammars, OutputRule, ToolCallParser, ToolCallPiece};
 use crate::tokenizer::Tokenizer;
-
-/// At most this many stop strings, like the hosted APIs.
-const MAX_STOPS: usize = 16;
 
 /// Why a request could not be answered.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +50,8 @@ pub struct LocalModel {
     template: ChatTemplate,
     session: Session<Box<dyn Backend>>,
     answer: Option<Answer>,
+    /// Built at the first request that asks for a format or tools.
+    grammars: OnceCell<Result<Grammars, String>>,
 }
 
 impl LocalModel {
@@ -72,6 +72,7 @@ impl LocalModel {
             template: text.template,
             session: Session::new(backend),
             answer: None,
+            grammars: OnceCell::new(),
         }
     }
 
@@ -111,12 +112,21 @@ impl LocalModel {
         created: u64,
     ) -> Result<(), AnswerError> {
         self.answer = None;
-        let (generate, in_think) = self.prompt(&req)?;
+        let prepared = self.prompt(&req)?;
+        let constraint = match &prepared.rule {
+            Some((rule, param)) => Some(self.constraint(rule, param)?),
+            None => None,
+        };
+        let in_think = prepared.in_think;
         if req.cache_prompt == Some(false) {
             self.session.forget();
         }
-        self.session.start(&generate).await?;
+        self.session.start(&prepared.generate).await?;
+        if let Some(c) = constraint {
+            self.session.constrain(Box::new(c));
+        }
         self.answer = Some(Answer {
+            calls: prepared.tools.map(|_| Calls::default()),
             think: ThinkSplitter::new(in_think),
             in_think,
             id,
@@ -133,123 +143,30 @@ impl LocalModel {
         Ok(())
     }
 
-    /// The generation request for `req`, and whether its prompt leaves the model inside `<think>`.
-    pub fn prompt(
+    /// Checks `req` and renders its prompt: what the model will run.
+    pub fn prompt(&self, req: &ChatCompletionRequest) -> Result<Prepared, RequestError> {
+        prepare(req, &self.template, &self.tokenizer)
+    }
+
+    /// The constraint `rule` compiles to; a schema that does not compile is the request's fault.
+    fn constraint(
         &self,
-        req: &ChatCompletionRequest,
-    ) -> Result<(GenerateRequest, bool), RequestError> {
-        let bad = |param: &'static str, reason: &str| RequestError::BadParam {
+        rule: &OutputRule,
+        param: &'static str,
+    ) -> Result<GrammarConstraint, RequestError> {
+        let grammars = self
+            .grammars
+            .get_or_init(|| Grammars::new(&self.tokenizer).map_err(|e| e.to_string()));
+        let grammars = grammars.as_ref().map_err(|e| RequestError::Unsupported {
             param,
-            reason: reason.into(),
-        };
-        if req.n.is_some_and(|n| n != 1) {
-            return Err(RequestError::Unsupported("n other than 1"));
-        }
-        if req.messages.is_empty() {
-            return Err(RequestError::NoMessages);
-        }
-        let mut messages = Vec::with_capacity(req.messages.len());
-        for (index, m) in req.messages.iter().enumerate() {
-            let role = match m.role.as_str() {
-                "developer" => "system",
-                r @ ("system" | "user" | "assistant" | "tool") => r,
-                other => {
-                    return Err(RequestError::BadRole {
-                        index,
-                        role: other.into(),
-                    })
-                }
-            };
-            messages.push(Message::new(role, &m.content.text()?));
-        }
-        let in_range = |v: Option<f32>, lo: f32, hi: f32| {
-            v.is_none_or(|v| v.is_finite() && v >= lo && v <= hi)
-        };
-        if !in_range(req.temperature, 0.0, 2.0) {
-            return Err(bad("temperature", "must be between 0 and 2"));
-        }
-        if !req.top_p.is_none_or(|p| p > 0.0 && p <= 1.0) {
-            return Err(bad("top_p", "must be greater than 0 and at most 1"));
-        }
-        if !in_range(req.frequency_penalty, -2.0, 2.0) {
-            return Err(bad("frequency_penalty", "must be between -2 and 2"));
-        }
-        if !in_range(req.presence_penalty, -2.0, 2.0) {
-            return Err(bad("presence_penalty", "must be between -2 and 2"));
-        }
-        if !in_range(req.min_p, 0.0, 1.0) {
-            return Err(bad("min_p", "must be between 0 and 1"));
-        }
-        if !in_range(req.repetition_penalty, 0.0, 10.0) || req.repetition_penalty == Some(0.0) {
-            return Err(bad(
-                "repetition_penalty",
-                "must be greater than 0 and at most 10",
-            ));
-        }
-        let max_tokens = match req.max_completion_tokens.or(req.max_tokens) {
-            Some(0) => return Err(bad("max_tokens", "must be at least 1")),
-            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-            None => usize::MAX,
-        };
-        let stop: Vec<String> = req.stop.clone().map(Stop::into_vec).unwrap_or_default();
-        if stop.len() > MAX_STOPS {
-            return Err(bad("stop", "holds more than 16 strings"));
-        }
-        let stop = stop.into_iter().filter(|s| !s.is_empty()).collect();
-
-        // A last assistant message marked `prefix` is the start of the answer: the prompt ends
-        // with its text, and generation continues it (how the router resumes a broken stream).
-        let prefix = match req.messages.last() {
-            Some(m) if m.role == "assistant" && m.prefix == Some(true) => {
-                messages.pop();
-                m.content.text()?
-            }
-            _ => String::new(),
-        };
-        let mut text =
-            self.template
-                .render(&messages, true)
-                .map_err(|e| RequestError::BadParam {
-                    param: "messages",
-                    reason: e.to_string(),
-                })?;
-        text.push_str(&prefix);
-        let in_think = text.trim_end().ends_with("<think>");
-        let bos_in_text = self
-            .tokenizer
-            .bos()
-            .and_then(|b| self.tokenizer.id_to_token(b))
-            .is_some_and(|b| text.starts_with(&b));
-        let prompt =
-            self.tokenizer
-                .encode(&text, !bos_in_text)
-                .map_err(|e| RequestError::BadParam {
-                    param: "messages",
-                    reason: e.to_string(),
-                })?;
-
-        let defaults = SamplingParams::default();
-        let sampling = SamplingParams {
-            temperature: req.temperature.unwrap_or(1.0),
-            top_p: req.top_p.unwrap_or(1.0),
-            top_k: req.top_k.map_or(defaults.top_k, |k| k as usize),
-            min_p: req.min_p.unwrap_or(defaults.min_p),
-            repetition_penalty: req.repetition_penalty.unwrap_or(1.0),
-            frequency_penalty: req.frequency_penalty.unwrap_or(0.0),
-            presence_penalty: req.presence_penalty.unwrap_or(0.0),
-            seed: req.seed.unwrap_or_else(fresh_seed),
-            ..defaults
-        };
-        Ok((
-            GenerateRequest {
-                prompt,
-                max_tokens,
-                sampling,
-                stop,
-                stop_tokens: Vec::new(),
-            },
-            in_think,
-        ))
+            reason: e.clone(),
+        })?;
+        grammars
+            .constraint(rule)
+            .map_err(|e| RequestError::BadParam {
+                param,
+                reason: e.to_string(),
+            })
     }
 
     /// Advances the answer by one token. Returns the chunks that step produced (often one,
@@ -273,20 +190,32 @@ impl LocalModel {
             let role = Delta {
                 role: Some("assistant".into()),
                 content: Some(String::new()),
-                reasoning_content: None,
+                ..Delta::default()
             };
             chunks.push(a.choice_chunk(role, None));
         }
-        let (split, done) = match self.session.step(&self.tokenizer).await? {
+        let (mut split, done) = match self.session.step(&self.tokenizer).await? {
             Some(piece) => (a.think.push(&piece), false),
             None => (a.think.finish(), true),
         };
+        let mut call_deltas = Vec::new();
+        if let Some(calls) = a.calls.as_mut() {
+            let text = std::mem::take(&mut split.content);
+            split.content = calls.push(&text, done, &a.id, &mut call_deltas);
+        }
         if !split.is_empty() {
             a.note(&split, self.session.tokens().len());
             let wire = Delta {
-                role: None,
                 content: (!split.content.is_empty()).then_some(split.content),
                 reasoning_content: (!split.reasoning.is_empty()).then_some(split.reasoning),
+                ..Delta::default()
+            };
+            chunks.push(a.choice_chunk(wire, None));
+        }
+        if !call_deltas.is_empty() {
+            let wire = Delta {
+                tool_calls: Some(call_deltas),
+                ..Delta::default()
             };
             chunks.push(a.choice_chunk(wire, None));
         }
@@ -295,7 +224,7 @@ impl LocalModel {
                 .session
                 .finish()
                 .ok_or_else(|| EngineError::Compute("the answer finished twice".into()))?;
-            let reason = finish_reason(generation.finish_reason);
+            let reason = a.finish_reason(generation.finish_reason);
             let mut last = a.choice_chunk(Delta::default(), Some(reason.into()));
             last.timings = Some(generation.timings);
             a.result = Some(generation);
@@ -335,8 +264,84 @@ impl LocalModel {
     }
 }
 
+/// The calls an answer made so far, parsed from its text.
+#[derive(Default)]
+struct Calls {
+    parser: ToolCallParser,
+    made: Vec<ToolCall>,
+}
+
+impl Calls {
+    /// Takes the answer's next `text` (`done`: its last); returns the part that is content and
+    /// adds the calls' pieces to `deltas`.
+    fn push(
+        &mut self,
+        text: &str,
+        done: bool,
+        answer_id: &str,
+        deltas: &mut Vec<ToolCallDelta>,
+    ) -> String {
+        let mut pieces = self.parser.push(text);
+        if done {
+            pieces.extend(self.parser.finish());
+        }
+        let mut content = String::new();
+        for piece in pieces {
+            match piece {
+                ToolCallPiece::Content(t) => content.push_str(&t),
+                ToolCallPiece::Call { index, name } => {
+                    let id = call_id(answer_id, index);
+                    self.made.push(ToolCall {
+                        id: id.clone(),
+                        kind: "function".into(),
+                        function: FunctionCall {
+                            name: name.clone(),
+                            arguments: String::new(),
+                        },
+                    });
+                    deltas.push(ToolCallDelta {
+                        index,
+                        id: Some(id),
+                        kind: Some("function".into()),
+                        function: FunctionCallDelta {
+                            name: Some(name),
+                            arguments: Some(String::new()),
+                        },
+                    });
+                }
+                ToolCallPiece::Arguments { index, text } => {
+                    if let Some(call) = self.made.get_mut(index) {
+                        call.function.arguments.push_str(&text);
+                    }
+                    deltas.push(ToolCallDelta {
+                        index,
+                        id: None,
+                        kind: None,
+                        function: FunctionCallDelta {
+                            name: None,
+                            arguments: Some(text),
+                        },
+                    });
+                }
+            }
+        }
+        content
+    }
+}
+
+/// A call's id, unique within the answer and across answers (the answer's id is).
+fn call_id(answer_id: &str, index: usize) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in answer_id.bytes().chain(index.to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    format!("call_{h:016x}")
+}
+
 /// The answer in progress: what the client has been sent, and the result once it is over.
 struct Answer {
+    /// Present when the answer may call tools.
+    calls: Option<Calls>,
     think: ThinkSplitter,
     in_think: bool,
     id: String,
@@ -397,11 +402,25 @@ impl Answer {
         }])
     }
 
+    /// OpenAI's reason: `tool_calls` when the answer ended after making calls.
+    fn finish_reason(&self, r: FinishReason) -> &'static str {
+        let called = self.calls.as_ref().is_some_and(|c| !c.made.is_empty());
+        match r {
+            FinishReason::Stop if called => "tool_calls",
+            other => finish_reason(other),
+        }
+    }
+
     /// The whole answer, once finished.
     fn response(&self) -> Option<ChatCompletion> {
         let g = self.result.as_ref()?;
         let reasoning =
             (self.in_think || !self.reasoning.is_empty()).then(|| self.reasoning.clone());
+        let tool_calls = self
+            .calls
+            .as_ref()
+            .filter(|c| !c.made.is_empty())
+            .map(|c| c.made.clone());
         Some(ChatCompletion {
             id: self.id.clone(),
             object: "chat.completion".into(),
@@ -411,10 +430,12 @@ impl Answer {
                 index: 0,
                 message: ResponseMessage {
                     role: "assistant".into(),
-                    content: self.content.clone(),
+                    content: (tool_calls.is_none() || !self.content.is_empty())
+                        .then(|| self.content.clone()),
                     reasoning_content: reasoning,
+                    tool_calls,
                 },
-                finish_reason: Some(finish_reason(g.finish_reason).into()),
+                finish_reason: Some(self.finish_reason(g.finish_reason).into()),
                 logprobs: None,
             }],
             usage: self.usage()?,
@@ -429,12 +450,4 @@ fn finish_reason(r: FinishReason) -> &'static str {
         FinishReason::Length => "length",
         FinishReason::Abort => "abort",
     }
-}
-
-/// A seed for requests that give none, so unseeded answers differ.
-fn fresh_seed() -> u64 {
-    let now = web_time::SystemTime::now()
-        .duration_since(web_time::UNIX_EPOCH)
-        .unwrap_or_default();
-    now.as_nanos() as u64 ^ 0x9E37_79B9_7F4A_7C15
 }

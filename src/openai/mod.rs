@@ -5,17 +5,20 @@
 pub mod conversation;
 mod error;
 mod local;
+mod request;
 mod shared;
 pub mod sse;
 mod wire;
 
 pub use error::{ApiError, Detail, ErrorCode};
 pub use local::{AnswerError, LocalModel, ModelText};
+pub use request::Prepared;
 pub use shared::{SharedModel, Turn, Waiting};
 pub use wire::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Choice, ChunkChoice,
-    Delta, ErrorBody, ErrorDetail, MessageContent, ResponseMessage, Stop, StreamOptions,
-    UsageReport,
+    Delta, ErrorBody, ErrorDetail, FunctionCall, FunctionCallDelta, FunctionDefinition,
+    FunctionName, JsonSchemaFormat, MessageContent, ResponseFormat, ResponseMessage, Stop,
+    StreamOptions, Tool, ToolCall, ToolCallDelta, ToolChoice, UsageReport,
 };
 
 /// A request the API refuses, before any work is done.
@@ -29,8 +32,9 @@ pub enum RequestError {
     BadRole { index: usize, role: String },
     #[error("{param} {reason}")]
     BadParam { param: &'static str, reason: String },
-    #[error("{0} is not supported by the local model")]
-    Unsupported(&'static str),
+    /// A feature the local model cannot give; another route may.
+    #[error("{param}: {reason}")]
+    Unsupported { param: &'static str, reason: String },
 }
 
 impl RequestError {
@@ -38,7 +42,9 @@ impl RequestError {
     pub fn param(&self) -> Option<&'static str> {
         match self {
             RequestError::NoMessages | RequestError::BadRole { .. } => Some("messages"),
-            RequestError::BadParam { param, .. } | RequestError::Unsupported(param) => Some(param),
+            RequestError::BadParam { param, .. } | RequestError::Unsupported { param, .. } => {
+                Some(param)
+            }
             RequestError::Malformed(_) => None,
         }
     }

@@ -2,8 +2,11 @@
 //! whole model), or from a `tokenizer.json` when one is given; both give a `tokenizers::Tokenizer`.
 
 mod bpe;
+mod bytes;
 mod pre;
 mod spm;
+
+pub use bytes::Spelling;
 
 use crate::gguf::{GgufError, GgufFile};
 
@@ -85,6 +88,7 @@ pub struct Tokenizer {
     add_bos: bool,
     eos: Option<u32>,
     stop_tokens: Vec<u32>,
+    spelling: Spelling,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -152,6 +156,11 @@ impl Tokenizer {
             scores,
             merges,
         };
+        let spelling = if model == "gpt2" {
+            Spelling::ByteLevel
+        } else {
+            Spelling::SentencePiece
+        };
         let inner = match model {
             "gpt2" => {
                 let pre = match file.get("tokenizer.ggml.pre") {
@@ -200,6 +209,7 @@ impl Tokenizer {
             add_bos,
             eos,
             stop_tokens,
+            spelling,
         })
     }
 
@@ -207,7 +217,13 @@ impl Tokenizer {
     pub fn from_json(json: &[u8]) -> Result<Self, TokenizerError> {
         let inner = tokenizers::Tokenizer::from_bytes(json)?;
         let eos = END_TOKENS.iter().find_map(|t| inner.token_to_id(t));
+        let spelling = if inner.token_to_id("\u{120}the").is_some() {
+            Spelling::ByteLevel
+        } else {
+            Spelling::SentencePiece
+        };
         Ok(Self {
+            spelling,
             stop_tokens: eos.into_iter().collect(),
             inner,
             bos: None,

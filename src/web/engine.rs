@@ -162,7 +162,12 @@ impl EngineCore {
         let req: ChatCompletionRequest =
             serde_wasm_bindgen::from_value(body).map_err(|e| ApiError::invalid(e.to_string()))?;
         let model = self.shared.model().ok_or_else(busy)?;
-        Ok(model.prompt(&req).map_err(ApiError::from)?.0.prompt.len())
+        Ok(model
+            .prompt(&req)
+            .map_err(ApiError::from)?
+            .generate
+            .prompt
+            .len())
     }
 
     /// Starts (`true`, from zero), stops (`false`) or reads (no argument) where a step's time

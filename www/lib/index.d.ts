@@ -3,7 +3,8 @@
 /** Stable codes of every failure. */
 export type ErrorCode =
   | 'quota_exceeded' | 'network' | 'integrity' | 'unsupported_model' | 'invalid_model' | 'aborted'
-  | 'context_overflow' | 'invalid_request' | 'storage' | 'not_loaded' | 'backend_unavailable'
+  | 'context_overflow' | 'invalid_request' | 'unsupported_feature' | 'storage' | 'not_loaded'
+  | 'backend_unavailable'
   | 'device_lost' | 'out_of_memory' | 'busy' | 'router' | 'internal';
 
 export class CandlelightError extends Error {
@@ -15,7 +16,8 @@ export class CandlelightError extends Error {
   needed?: number;
   available?: number;
   max?: number;
-  /** The request field at fault, for `invalid_request`. */
+  /** The request field at fault, for `invalid_request` and `unsupported_feature` (a valid
+   *  request the local model cannot answer: tools without a tool template, `n` above 1). */
   param?: string;
   /** The damaged chunk, for `integrity` errors found while reading. */
   chunk?: number;
