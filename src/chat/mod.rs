@@ -116,6 +116,14 @@ impl ChatTemplate {
             .get("tokenizer.chat_template")
             .and_then(|v| v.as_str())
             .unwrap_or(CHATML);
+        Self::for_tokenizer(source, tokenizer)
+    }
+
+    /// `source` with `tokenizer`'s BOS and EOS texts.
+    pub fn for_tokenizer(
+        source: &str,
+        tokenizer: &crate::tokenizer::Tokenizer,
+    ) -> Result<Self, ChatError> {
         let text = |id: Option<u32>| {
             id.and_then(|i| tokenizer.id_to_token(i))
                 .unwrap_or_default()

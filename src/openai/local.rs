@@ -32,10 +32,19 @@ pub struct ModelText {
 
 impl ModelText {
     pub fn from_gguf(file: &GgufFile) -> Result<Self, EngineError> {
+        Self::with_template(file, None)
+    }
+
+    /// As [`ModelText::from_gguf`], with `template` (Jinja) in place of the file's own chat
+    /// template when given: for a file whose template is wrong or lacks tools.
+    pub fn with_template(file: &GgufFile, template: Option<&str>) -> Result<Self, EngineError> {
         let tokenizer =
             Tokenizer::from_gguf(file).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
-        let template = ChatTemplate::from_gguf(file, &tokenizer)
-            .map_err(|e| EngineError::Template(e.to_string()))?;
+        let template = match template {
+            Some(source) => ChatTemplate::for_tokenizer(source, &tokenizer),
+            None => ChatTemplate::from_gguf(file, &tokenizer),
+        }
+        .map_err(|e| EngineError::Template(e.to_string()))?;
         Ok(Self {
             tokenizer,
             template,

@@ -47,6 +47,7 @@ fn outcome_name(v: &Verdict) -> &'static str {
         Verdict::KeyRejected { .. } => "key_rejected",
         Verdict::Failed => "failed",
         Verdict::ClientError => "client_error",
+        Verdict::Unsupported => "unsupported",
     }
 }
 
@@ -73,6 +74,8 @@ impl<S: AnswerStorage> Service<S> {
         let mut tried: Vec<Route> = Vec::new();
         let mut retries: HashMap<usize, u32> = HashMap::new();
         let mut stitch = Stitch::default();
+        // A route's "I cannot do this" (status and body), said when no route can answer.
+        let mut unsupported: Option<(u16, String)> = None;
         loop {
             if out.client.gone() {
                 return None;
@@ -85,6 +88,14 @@ impl<S: AnswerStorage> Service<S> {
                     continue;
                 }
                 Decision::Wait { ms } | Decision::Unavailable { retry_after_ms: ms } => {
+                    let no_remote = self.router.borrow().config().providers.is_empty();
+                    if let (Some((status, text)), false, true) =
+                        (&unsupported, out.started, no_remote)
+                    {
+                        let body = serde_json::from_str(text).unwrap_or(Value::Null);
+                        out.whole(*status, &body, "local", None);
+                        return None;
+                    }
                     return self.unanswered(&request, transport, out, key, ms).await;
                 }
             };
@@ -96,6 +107,8 @@ impl<S: AnswerStorage> Service<S> {
                 .try_route(&ticket, &request, &name, transport, out, &mut stitch)
                 .await;
             let broke = matches!(result, Tried::Broke(_));
+            // A stream that broke inside its tool calls cannot go on as text elsewhere.
+            let dead_end = broke && !stitch.resumable();
             let (verdict, failed_with) = match result {
                 Tried::Answered(whole) => {
                     let now = transport.now();
@@ -122,6 +135,9 @@ impl<S: AnswerStorage> Service<S> {
                     (v, None)
                 }
             };
+            if verdict == Verdict::Unsupported {
+                unsupported = failed_with.clone();
+            }
             let attempt = match ticket.route {
                 Route::Remote(i) => *retries.get(&i).unwrap_or(&0),
                 Route::Local => 0,
@@ -136,6 +152,9 @@ impl<S: AnswerStorage> Service<S> {
             self.metrics
                 .borrow_mut()
                 .tried(&name, outcome_name(&verdict));
+            if dead_end {
+                return self.unanswered(&request, transport, out, None, 0.0).await;
+            }
             match next {
                 Next::Done => return None,
                 // A broken stream continues on the next route, per the failover order.

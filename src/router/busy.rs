@@ -38,6 +38,9 @@ pub enum Verdict {
     Failed,
     /// The request itself is wrong (400, 404, 413, 422…): every route would say the same.
     ClientError,
+    /// A valid request this route cannot answer (the local model and `tools` without a tool
+    /// template, `n` above 1): another route may.
+    Unsupported,
 }
 
 /// Phrases of "server busy" and quota bodies: DeepSeek's, OpenAI's, and common proxies'.
@@ -62,6 +65,12 @@ fn mentions(body: &str, words: &[&str]) -> bool {
     words.iter().any(|w| lower.contains(w))
 }
 
+/// `error.code` of an OpenAI-shaped error body.
+fn error_code(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["error"]["code"].as_str().map(str::to_string)
+}
+
 pub fn classify(signal: &Signal) -> Verdict {
     match *signal {
         Signal::Http {
@@ -84,6 +93,9 @@ pub fn classify(signal: &Signal) -> Verdict {
             500..=599 if mentions(body, &BUSY_WORDS) => Verdict::Busy { retry_after_ms },
             500..=599 => Verdict::Failed,
             408 => Verdict::Busy { retry_after_ms },
+            400 if error_code(body).as_deref() == Some("unsupported_feature") => {
+                Verdict::Unsupported
+            }
             400..=499 => Verdict::ClientError,
             _ => Verdict::Failed,
         },

@@ -143,6 +143,15 @@ pub fn replay(completion: &Value, request: &Value) -> String {
             ));
         }
     }
+    // Each call whole in one piece, as it would open a stream: id, type, name, arguments.
+    let calls = message.get("tool_calls").and_then(Value::as_array);
+    for (index, call) in calls.into_iter().flatten().enumerate() {
+        let mut piece = call.clone();
+        piece["index"] = index.into();
+        send(head(
+            json!([{"index": 0, "delta": {"tool_calls": [piece]}, "finish_reason": null}]),
+        ));
+    }
     send(head(
         json!([{"index": 0, "delta": {}, "finish_reason": completion["choices"][0]["finish_reason"]}]),
     ));

@@ -26,10 +26,41 @@ pub fn key(body: &Value) -> Option<String> {
     for field in DELIVERY {
         canonical.remove(field);
     }
-    // serde_json's maps are ordered by key, so equal bodies serialize equally.
-    Some(crate::hex::encode(&Sha256::digest(
-        Value::Object(canonical).to_string().as_bytes(),
-    )))
+    let mut text = String::new();
+    write_sorted(&Value::Object(canonical), &mut text);
+    Some(crate::hex::encode(&Sha256::digest(text.as_bytes())))
+}
+
+/// `value` as JSON with every object's keys sorted, so equal bodies give equal text whatever
+/// order their fields came in (maps keep the order they were given).
+fn write_sorted(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::from(k.as_str()).to_string());
+                out.push(':');
+                write_sorted(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_sorted(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 /// What a leader hands its followers: the route that answered and the whole answer, or None

@@ -214,6 +214,7 @@ impl Router {
             return match verdict {
                 Verdict::Ok => Next::Done,
                 Verdict::ClientError => Next::Answer,
+                // Unsupported too: a remote may do what the local model cannot.
                 _ => Next::FailOver,
             };
         };
@@ -230,6 +231,10 @@ impl Router {
                 // The provider answered properly; the request was wrong.
                 p.breaker.success();
                 Next::Answer
+            }
+            Verdict::Unsupported => {
+                p.breaker.success();
+                Next::FailOver
             }
             Verdict::KeyRejected { quota } => {
                 if let Some(k) = ticket.key {

@@ -1,7 +1,8 @@
 //! One stream for the client across routes: when a stream breaks after some tokens and the next
 //! route continues it (see [`super::continuation`]), its chunks are rewritten to the first
 //! stream's id, creation time and model, its opening role chunk is dropped, and its usage counts
-//! the tokens sent before the break.
+//! the tokens sent before the break. Tool calls are gathered too (for the kept answer), but a
+//! stream that broke inside its calls cannot be continued as text.
 
 use serde_json::{json, Value};
 
@@ -12,6 +13,8 @@ pub struct Stitch {
     role_sent: bool,
     content: String,
     reasoning: String,
+    /// Calls so far, `{"id", "type", "function": {"name", "arguments"}}` by index.
+    tool_calls: Vec<Value>,
     /// Chunks that carried text, this route and before: the token count a stream without usage
     /// implies (one token a chunk, as servers stream).
     chunks_with_text: u64,
@@ -55,11 +58,19 @@ impl Stitch {
                         .to_string()
                 };
                 let (content, reasoning) = (text("content"), text("reasoning_content"));
-                if !content.is_empty() || !reasoning.is_empty() {
+                let calls = delta
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                if !content.is_empty() || !reasoning.is_empty() || !calls.is_empty() {
                     self.chunks_with_text += 1;
                 }
                 self.content.push_str(&content);
                 self.reasoning.push_str(&reasoning);
+                for call in calls {
+                    self.gather(&call);
+                }
                 if !c["finish_reason"].is_null() {
                     self.finish_reason = Some(c["finish_reason"].clone());
                 }
@@ -89,6 +100,35 @@ impl Stitch {
         Some(chunk)
     }
 
+    /// One streamed piece of a call, added to the calls so far.
+    fn gather(&mut self, piece: &Value) {
+        let Some(index) = piece["index"].as_u64().map(|i| i as usize) else {
+            return;
+        };
+        if index > self.tool_calls.len() || index > 127 {
+            return;
+        }
+        if index == self.tool_calls.len() {
+            self.tool_calls
+                .push(json!({"id": piece["id"], "type": "function",
+                "function": {"name": piece["function"]["name"], "arguments": ""}}));
+        }
+        let call = &mut self.tool_calls[index];
+        if let Some(args) = piece["function"]["arguments"].as_str() {
+            let so_far = call["function"]["arguments"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            call["function"]["arguments"] = (so_far + args).into();
+        }
+    }
+
+    /// Whether a break can be continued on another route: not once calls began (a
+    /// continuation carries text only).
+    pub fn resumable(&self) -> bool {
+        self.tool_calls.is_empty()
+    }
+
     /// The route broke: what came so far, for [`super::continuation`], and the tokens it took.
     pub fn broken(&mut self) -> (String, u64) {
         self.before_break = self.chunks_with_text;
@@ -103,6 +143,12 @@ impl Stitch {
         let mut message = json!({"role": "assistant", "content": self.content});
         if !self.reasoning.is_empty() {
             message["reasoning_content"] = self.reasoning.clone().into();
+        }
+        if !self.tool_calls.is_empty() {
+            message["tool_calls"] = self.tool_calls.clone().into();
+            if self.content.is_empty() {
+                message["content"] = Value::Null;
+            }
         }
         let mut out = json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,

@@ -8,6 +8,10 @@ use serde_json::Value;
 use super::{prepare_schema, OutputRule, StructuredError};
 
 const OPEN: &str = "<tool_call>";
+/// What switches a waiting call grammar on: the tag's stem. Small models write variants
+/// (`<tool_response>`, `<tools>`) when they mean to call; llama.cpp accepts such variants too.
+/// The grammar then finishes the tag as `<tool_call>`.
+const STEM: &str = "<tool_";
 const CLOSE: &str = "</tool_call>";
 const NAME: &str = "{\"name\": \"";
 const ARGUMENTS: &str = "\", \"arguments\": ";
@@ -80,7 +84,10 @@ impl ToolSyntax {
             String::new()
         };
         let (start, trigger) = match calls {
-            Calls::Auto => (format!("start: call {more}\n"), Some(OPEN.to_string())),
+            Calls::Auto => (
+                format!("start: {} call {more}\n", literal(&OPEN[STEM.len()..])),
+                Some(STEM.to_string()),
+            ),
             _ => (format!("start: {} call {more}\n", literal(OPEN)), None),
         };
         Ok(OutputRule {
@@ -203,12 +210,8 @@ impl ToolCallParser {
                         }
                         // Not a call after all (an unconstrained model): it was text.
                         None if end || !could_start(head) => {
-                            self.held.insert_str(0, OPEN);
+                            out.push(ToolCallPiece::Content(OPEN.into()));
                             self.mode = Mode::Text;
-                            if end {
-                                self.content(out, self.held.len());
-                                return;
-                            }
                         }
                         None => return,
                     }

@@ -40,6 +40,8 @@ struct JsLoadOptions {
     chunk_size: Option<u64>,
     retries: Option<u32>,
     model_id: Option<String>,
+    /// Jinja in place of the file's own chat template.
+    chat_template: Option<String>,
     /// Origins whose `resolve` URLs are read as Hugging Face's (mirrors, test hubs).
     hub_mirrors: Vec<String>,
 }
@@ -269,7 +271,10 @@ impl EngineCore {
                 &src,
                 load,
                 &mut |file| {
-                    text = Some(ModelText::from_gguf(file)?);
+                    text = Some(ModelText::with_template(
+                        file,
+                        opts.chat_template.as_deref(),
+                    )?);
                     Ok(())
                 },
                 &mut |p, done, total| progress(p, done, total),
@@ -294,7 +299,7 @@ impl EngineCore {
             let store = BlobChunks::new(blob);
             let size = store.len();
             let file = GgufFile::read(&store).await?;
-            let text = ModelText::from_gguf(&file)?;
+            let text = ModelText::with_template(&file, opts.chat_template.as_deref())?;
             let backend = load_backend(&file, store, load, &mut |p, done, total| {
                 progress(p, done, total)
             })

@@ -51,6 +51,10 @@ export interface LoadOptions {
   retries?: number;
   /** The model name reported in responses (default: the file name). */
   modelId?: string;
+  /** A Jinja chat template in place of the file's own (Hugging Face's dialect): for a file whose
+   *  template is wrong, or lacks tools. Tool calls need a template that takes `tools` and writes
+   *  Hermes `<tool_call>` calls (Qwen2.5 and Qwen3 templates do). */
+  chatTemplate?: string;
   /** Where the .wasm lives, for bundlers that move it. */
   wasmUrl?: string | URL;
   /** CPU threads for the engine in a `WorkerEngine` of a cross-origin isolated page (COOP and
@@ -149,6 +153,52 @@ export interface ChatMessage {
   content: MessageContent;
   reasoning_content?: string;
   name?: string;
+  /** The calls an assistant turn made. */
+  tool_calls?: ToolCall[];
+  /** On a `tool` message: the call it answers. */
+  tool_call_id?: string;
+}
+
+/** A function the model may call; `parameters` is the JSON schema of its arguments. */
+export interface Tool {
+  type: 'function';
+  function: {
+    name: string;
+    description?: string;
+    parameters?: JsonSchema;
+    /** Enforce the schema strictly: keywords the grammar compiler does not know are refused
+     *  (otherwise ignored). The arguments always follow the keywords it knows. */
+    strict?: boolean;
+  };
+}
+
+/** A JSON schema (draft 2020-12 keywords: type, properties, required, items, enum, const,
+ *  anyOf, minimum/maximum, minLength/maxLength, pattern, minItems/maxItems, $ref...). */
+export type JsonSchema = { [keyword: string]: unknown } | boolean;
+
+export type ToolChoice =
+  | 'none' | 'auto' | 'required'
+  | { type: 'function'; function: { name: string } };
+
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | { type: 'json_schema'; json_schema: { name: string; description?: string; schema?: JsonSchema; strict?: boolean } };
+
+/** A call the model made; `arguments` is JSON text. */
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** A streamed piece of a call: the first carries `id`, `type` and the name, the next ones more
+ *  of the arguments. */
+export interface ToolCallDelta {
+  index: number;
+  id?: string;
+  type?: 'function';
+  function: { name?: string; arguments?: string };
 }
 
 export interface ChatCompletionRequest {
@@ -170,6 +220,15 @@ export interface ChatCompletionRequest {
   repetition_penalty?: number;
   /** llama.cpp's flag: false runs the whole prompt instead of reusing the cached prefix. */
   cache_prompt?: boolean;
+  /** Functions the model may call. A model whose chat template takes no tools refuses them
+   *  (`unsupported_feature`, param `tools`); the router then asks a remote provider. */
+  tools?: Tool[];
+  /** `none` does not offer the tools; `required` and a named function force a call. */
+  tool_choice?: ToolChoice;
+  /** Whether one answer may make several calls (default true). */
+  parallel_tool_calls?: boolean;
+  /** JSON output: the answer always parses (and follows the schema), by constrained decoding. */
+  response_format?: ResponseFormat;
   signal?: AbortSignal;
 }
 
@@ -192,7 +251,7 @@ export interface Timings {
   decode_tokens_per_s: number;
 }
 
-export type FinishReason = 'stop' | 'length' | 'abort';
+export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'abort';
 
 export interface ChatCompletion {
   id: string;
@@ -201,7 +260,8 @@ export interface ChatCompletion {
   model: string;
   choices: Array<{
     index: number;
-    message: { role: 'assistant'; content: string; reasoning_content?: string };
+    /** `content` is null when the answer is only tool calls. */
+    message: { role: 'assistant'; content: string | null; reasoning_content?: string; tool_calls?: ToolCall[] };
     finish_reason: FinishReason;
     logprobs: null;
   }>;
@@ -216,7 +276,7 @@ export interface ChatCompletionChunk {
   model: string;
   choices: Array<{
     index: number;
-    delta: { role?: 'assistant'; content?: string; reasoning_content?: string };
+    delta: { role?: 'assistant'; content?: string; reasoning_content?: string; tool_calls?: ToolCallDelta[] };
     finish_reason: FinishReason | null;
     logprobs: null;
   }>;
