@@ -27,6 +27,13 @@ fn main() {
             }
         }
         specs.push(FixtureSpec::tiny_tools(Quant::Q4_0));
+        // The structured-output tests' schemas and the tool template, for the browser tests.
+        let schemas = serde_json::Value::from(candlelight_fixtures::schemas(0x5c4e_3a00, 200));
+        std::fs::write(out.join("schemas.json"), schemas.to_string()).expect("write schemas");
+        let hermes = candlelight_fixtures::Template::HermesTools
+            .source()
+            .unwrap_or_default();
+        std::fs::write(out.join("hermes_tools.jinja"), hermes).expect("write template");
     }
     if which == "gpu-bench" {
         specs.extend([Quant::Q4_0, Quant::Q8_0].map(FixtureSpec::qwen25_05b));

@@ -63,8 +63,30 @@ const server = createServer(async (req, res) => {
   if (fault === '429') return json(res, 429, { error: { message: 'Rate limit reached', type: 'rate_limit_error' } }, { 'Retry-After': '1' });
   if (fault === '503busy') return json(res, 503, { error: { message: 'Server busy, please try again later.', type: 'server_error' } });
   if (fault === 'hang') return; // never answers
-  // The answer: words w0 w1 … continuing any assistant prefix the request carries.
   const last = body.messages?.at(-1);
+  // Offered tools and not answering a tool's result: a call, as OpenAI makes one (id, type and
+  // name first, then the arguments in pieces; finish_reason tool_calls).
+  if (body.tools?.length && body.tool_choice !== 'none' && last?.role !== 'tool') {
+    const id = `${name}-${log.length}`;
+    const call = { id: `call_${name}_${log.length}`, type: 'function',
+      function: { name: body.tool_choice?.function?.name ?? body.tools[0].function.name, arguments: JSON.stringify({ from: name }) } };
+    if (!body.stream) {
+      return json(res, 200, { id, object: 'chat.completion', created: 1700000000, model: `${name}-model`,
+        choices: [{ index: 0, message: { role: 'assistant', content: null, tool_calls: [call] }, finish_reason: 'tool_calls' }],
+        usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 } });
+    }
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
+    const args = call.function.arguments;
+    const half = args.length >> 1;
+    for (const delta of [
+      { role: 'assistant', content: null, tool_calls: [{ index: 0, ...call, function: { name: call.function.name, arguments: '' } }] },
+      { tool_calls: [{ index: 0, function: { arguments: args.slice(0, half) } }] },
+      { tool_calls: [{ index: 0, function: { arguments: args.slice(half) } }] },
+    ]) res.write(`data: ${JSON.stringify(chunk(id, delta))}\n\n`);
+    res.write(`data: ${JSON.stringify(chunk(id, {}, 'tool_calls'))}\n\n`);
+    return res.end('data: [DONE]\n\n');
+  }
+  // The answer: words w0 w1 … continuing any assistant prefix the request carries.
   const prefix = last?.role === 'assistant' && last.prefix ? last.content : '';
   const start = prefix.split(' ').filter(Boolean).length;
   const budget = Math.min(body.max_tokens ?? words, words - start);

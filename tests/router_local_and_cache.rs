@@ -2,7 +2,8 @@
 //! a real model in this thread answering as a provider would (streamed, whole, refusing a bad
 //! request, taking requests one at a time), a page's engine that falls silent mid-answer,
 //! identical deterministic requests in flight going out once, and cached answers served when
-//! every route fails.
+//! every route fails; tool calls answered locally, kept and replayed, or by a provider when the
+//! local model cannot make them.
 
 mod common;
 mod routes;
@@ -22,10 +23,14 @@ use routes::{
 use serde_json::json;
 
 fn engine() -> Rc<SharedModel> {
-    let bytes = build(&FixtureSpec::tiny(Architecture::Qwen3, Quant::Q8_0)).to_bytes();
+    engine_of(FixtureSpec::tiny(Architecture::Qwen3, Quant::Q8_0))
+}
+
+fn engine_of(spec: FixtureSpec) -> Rc<SharedModel> {
+    let bytes = build(&spec).to_bytes();
     let (store, file) = common::store(&bytes);
     let cpu = block_on(CpuBackend::load(&file, &store, &mut |_, _| {})).unwrap();
-    SharedModel::new(LocalModel::new("tiny-qwen3-q8_0", &file, Box::new(cpu)).unwrap())
+    SharedModel::new(LocalModel::new(spec.name, &file, Box::new(cpu)).unwrap())
 }
 
 struct Setup {
@@ -131,10 +136,14 @@ fn the_engine_in_this_thread_answers_the_local_route_streamed_and_whole() {
     );
 
     // A request the model refuses is the client's error, answered with the model's status.
-    let bad = s.send(&service, &ask(json!({"n": 2})));
+    let bad = s.send(&service, &ask(json!({"temperature": 3})));
     assert_eq!((bad.status, bad.route()), (Some(400), "local"));
     assert_eq!(bad.json()["error"]["code"], "invalid_request");
+    assert_eq!(bad.json()["error"]["param"], "temperature");
     assert!(s.p1.seen().is_empty(), "a remote would refuse it too");
+    // One the model cannot do but a remote can goes on to the remote.
+    let two = s.send(&service, &ask(json!({"n": 2})));
+    assert_eq!((two.status, two.route()), (Some(200), "p1"));
 }
 
 #[test]
@@ -335,4 +344,134 @@ fn the_answer_cache_keeps_to_its_byte_cap_and_a_lowered_cap_applies_at_open() {
     let commits = s.answers.commits.get();
     s.send(&s.service(|c| c.cache_bytes = 0), &det(7));
     assert_eq!(s.answers.commits.get(), commits);
+}
+
+fn tools() -> serde_json::Value {
+    json!([{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object",
+        "properties": {"zone": {"type": "integer", "minimum": -12, "maximum": 14}},
+        "required": ["zone"], "additionalProperties": false}}}])
+}
+
+/// The calls of a stream as a client joins them: (id, name, arguments).
+fn calls_of(r: &Recorder) -> Vec<(String, String, String)> {
+    let mut calls: Vec<(String, String, String)> = Vec::new();
+    for chunk in r.events().0 {
+        for d in chunk["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let i = d["index"].as_u64().unwrap() as usize;
+            if i == calls.len() {
+                calls.push((
+                    d["id"].as_str().unwrap().into(),
+                    d["function"]["name"].as_str().unwrap().into(),
+                    String::new(),
+                ));
+            }
+            calls[i].2 += d["function"]["arguments"].as_str().unwrap_or("");
+        }
+    }
+    calls
+}
+
+#[test]
+fn tool_calls_are_answered_locally_kept_and_replayed() {
+    let s = Setup::new(LocalRoute::Engine(engine_of(FixtureSpec::tiny_tools(
+        Quant::Q4_0,
+    ))));
+    let service = s.service(|c| {
+        c.mode = Mode::LocalFirst;
+        c.cache_bytes = 1 << 20;
+    });
+    let body = ask(
+        json!({"tools": tools(), "tool_choice": "required", "temperature": 0, "max_tokens": 200}),
+    );
+    let r = s.send(&service, &body);
+    assert_eq!(r.route(), "local");
+    let calls = calls_of(&r);
+    assert!(
+        !calls.is_empty() && calls.iter().all(|c| c.1 == "get_time"),
+        "{calls:?}"
+    );
+    let finish = r.events().0.iter().rev().find_map(|c| {
+        c["choices"][0]["finish_reason"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert_eq!(finish.as_deref(), Some("tool_calls"));
+    assert!(s.p1.seen().is_empty());
+
+    // Every route down: the kept answer is replayed, calls and all, streamed and whole.
+    let down = s.service(|c| {
+        c.mode = Mode::RemoteOnly;
+        c.cache_bytes = 1 << 20;
+        gone(c);
+    });
+    let again = s.send(&down, &body);
+    assert_eq!(again.route(), "cache");
+    assert_eq!(calls_of(&again), calls);
+    let mut whole: serde_json::Value = serde_json::from_str(&body).unwrap();
+    whole["stream"] = json!(false);
+    let kept = s.send(&down, &whole.to_string()).json();
+    let message = &kept["choices"][0]["message"];
+    assert_eq!(kept["choices"][0]["finish_reason"], "tool_calls");
+    assert!(message["content"].is_null(), "{message}");
+    assert_eq!(message["tool_calls"][0]["id"], calls[0].0.as_str());
+    assert_eq!(
+        message["tool_calls"][0]["function"]["arguments"],
+        calls[0].2.as_str()
+    );
+}
+
+#[test]
+fn tools_the_local_model_cannot_call_go_to_a_provider_or_are_refused_naming_tools() {
+    let s = Setup::new(LocalRoute::Engine(engine()));
+    let body = ask(
+        json!({"tools": tools(), "tool_choice": {"type": "function", "function": {"name": "get_time"}},
+        "parallel_tool_calls": false, "response_format": {"type": "text"}}),
+    );
+    // Auto and local-first: the local template takes no tools, so the provider answers, and
+    // its call reaches the client unchanged; the request's fields reached it unchanged too.
+    for mode in [Mode::Auto, Mode::LocalFirst] {
+        let service = s.service(|c| c.mode = mode);
+        let r = s.send(&service, &body);
+        assert_eq!(r.route(), "p1", "{mode:?}");
+        let n = s.p1.seen().len();
+        let sent = &s.p1.seen()[n - 1].body;
+        let asked: serde_json::Value = serde_json::from_str(&body).unwrap();
+        for field in [
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+            "response_format",
+        ] {
+            assert_eq!(sent[field], asked[field], "{field} passed on unchanged");
+        }
+        assert_eq!(
+            calls_of(&r),
+            vec![(
+                format!("call_p1_{n}"),
+                "get_time".into(),
+                "{\"from\":\"p1\"}".into()
+            )]
+        );
+    }
+    // Local only: nothing else can answer, so the client learns why.
+    let service = s.service(|c| {
+        c.mode = Mode::LocalOnly;
+        c.providers.clear();
+    });
+    let r = s.send(&service, &body);
+    assert_eq!((r.status, r.route()), (Some(400), "local"));
+    let e = &r.json()["error"];
+    assert_eq!(
+        (e["code"].as_str(), e["param"].as_str(), e["type"].as_str()),
+        (
+            Some("unsupported_feature"),
+            Some("tools"),
+            Some("invalid_request_error")
+        ),
+        "{e}"
+    );
 }

@@ -1,6 +1,8 @@
 //! Structured output on the CPU: 200 generated JSON schemas answered by the random-weight
-//! fixtures (byte-level BPE and SentencePiece vocabularies) and by the real SmolLM2-135M, every
-//! answer parsed and validated by an independent validator (the `jsonschema` crate); JSON mode;
+//! fixtures (byte-level BPE and SentencePiece vocabularies) and by the real SmolLM2-135M, on the
+//! CPU and on the GPU (Mesa lavapipe here, `WGPU_BACKEND=vulkan`: a constrained step picks on the
+//! host), every answer parsed and validated by an independent validator (the `jsonschema`
+//! crate); JSON mode;
 //! a schema refused with the field named; the grammar's trigger after R1 reasoning.
 
 mod common;
@@ -85,6 +87,35 @@ fn two_hundred_schemas_validate_on_the_sentencepiece_fixture() {
     let mut m = tiny(FixtureSpec::tiny(Architecture::Llama, Quant::Q8_0));
     let tokens = all_validate(&mut m, "Describe a thing.");
     eprintln!("llama fixture: 200 answers, {tokens} tokens");
+}
+
+fn on_the_gpu(bytes: &[u8]) -> LocalModel {
+    use candlelight::engine::gpu::{GpuBackend, GpuOptions};
+    let (store, file) = common::store(bytes);
+    let gpu = block_on(GpuBackend::load(
+        &file,
+        &store,
+        GpuOptions::default(),
+        &mut |_, _, _| {},
+    ))
+    .expect("a GPU (natively: WGPU_BACKEND=vulkan on lavapipe)");
+    LocalModel::new("tiny-gpu", &file, Box::new(gpu)).unwrap()
+}
+
+#[test]
+fn two_hundred_schemas_validate_on_the_gpu() {
+    let bytes = build(&FixtureSpec::tiny(Architecture::Qwen3, Quant::Q8_0)).to_bytes();
+    let mut m = on_the_gpu(&bytes);
+    let tokens = all_validate(&mut m, "Describe a thing.");
+    eprintln!("qwen3 fixture on the GPU: 200 answers, {tokens} tokens");
+}
+
+#[test]
+fn two_hundred_schemas_validate_on_smollm2_on_the_gpu() {
+    let bytes = std::fs::read(SMOLLM2).expect("scripts/real_model.sh fetches it");
+    let mut m = on_the_gpu(&bytes);
+    let tokens = all_validate(&mut m, "Give me an example record as JSON.");
+    eprintln!("SmolLM2 on the GPU: 200 answers, {tokens} tokens");
 }
 
 #[test]

@@ -156,8 +156,14 @@ impl Provider {
             }
             _ => {}
         }
-        // The answer: words continuing any assistant prefix the request carries.
         let last = body["messages"].as_array().and_then(|m| m.last());
+        // Offered tools and not answering a tool's result: a call, as OpenAI makes one.
+        let offers = body["tools"].as_array().is_some_and(|t| !t.is_empty())
+            && body["tool_choice"] != "none";
+        if offers && last.is_some_and(|m| m["role"] != "tool") {
+            return self.tool_call(body);
+        }
+        // The answer: words continuing any assistant prefix the request carries.
         let prefix = match last {
             Some(m) if m["role"] == "assistant" && m["prefix"] == true => {
                 m["content"].as_str().unwrap_or("")
@@ -229,6 +235,56 @@ impl Provider {
         if fault != Some(Fault::NoDone) {
             out.push_back((0.0, Piece::Bytes(b"data: [DONE]\n\n".to_vec())));
         }
+        out.push_back((0.0, Piece::End));
+        self.stream(out)
+    }
+
+    /// A call to the named function (or the first), its arguments naming this provider; streamed
+    /// as OpenAI streams calls: id, type and name first, then the arguments in pieces.
+    fn tool_call(&self, body: &Value) -> Scripted {
+        let id = format!("{}-{}", self.name, self.log.borrow().len());
+        let name = body["tool_choice"]["function"]["name"]
+            .as_str()
+            .or_else(|| body["tools"][0]["function"]["name"].as_str())
+            .unwrap_or("f")
+            .to_string();
+        let call_id = format!("call_{}_{}", self.name, self.log.borrow().len());
+        let arguments = json!({"from": self.name}).to_string();
+        let finish = json!("tool_calls");
+        if body["stream"] != true {
+            let whole = json!({"id": id, "object": "chat.completion", "created": 1700000000,
+                "model": format!("{}-model", self.name),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                    "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]},
+                    "finish_reason": finish}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}});
+            return Scripted {
+                head: Some(Head {
+                    status: 200,
+                    retry_after: None,
+                    event_stream: false,
+                }),
+                pieces: VecDeque::from([
+                    (0.0, Piece::Bytes(whole.to_string().into_bytes())),
+                    (0.0, Piece::End),
+                ]),
+                cancelled: self.cancelled.clone(),
+            };
+        }
+        let sse = |v: &Value| Piece::Bytes(format!("data: {v}\n\n").into_bytes());
+        let (a, b) = arguments.split_at(arguments.len() / 2);
+        let deltas = [
+            json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": call_id,
+                "type": "function", "function": {"name": name, "arguments": ""}}]}),
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": a}}]}),
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}),
+        ];
+        let mut out: VecDeque<(f64, Piece)> = deltas
+            .iter()
+            .map(|d| (5.0, sse(&self.chunk(&id, d.clone(), Value::Null))))
+            .collect();
+        out.push_back((0.0, sse(&self.chunk(&id, json!({}), finish))));
+        out.push_back((0.0, Piece::Bytes(b"data: [DONE]\n\n".to_vec())));
         out.push_back((0.0, Piece::End));
         self.stream(out)
     }

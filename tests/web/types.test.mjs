@@ -63,6 +63,7 @@ import {
   CandlelightError, Conversations, Engine, WorkerEngine, assessDevice, chatThroughRouter, configureRouter,
   engineResponse, hostEngineInServiceWorker, initWasm, offerLocalEngine, probeDevice,
   type ChatCompletion, type ChatCompletionChunk, type ErrorCode, type ModelInfo, type UpdateCheck, type RouterConfig,
+  type Tool, type ToolCall, type ToolCallDelta, type ResponseFormat, type FinishReason,
 } from ${JSON.stringify(join(pkg, 'index.js'))};
 import { decidesIsolation, installRouter, isolationFetch, routerFetch, withCrossOriginIsolation } from ${JSON.stringify(join(pkg, 'service-worker.js'))};
 
@@ -78,6 +79,18 @@ export async function app(): Promise<void> {
   const whole: ChatCompletion = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
   const stream = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], stream: true, signal });
   for await (const chunk of stream) { const c: ChatCompletionChunk = chunk; console.log(c.choices[0]?.delta.content); }
+  const tools: Tool[] = [{ type: 'function', function: { name: 'f', description: 'd', parameters: { type: 'object' }, strict: true } }];
+  const called = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], tools, tool_choice: 'required', parallel_tool_calls: false });
+  const calls: ToolCall[] | undefined = called.choices[0].message.tool_calls;
+  const round = await engine.chat.completions.create({ messages: [
+    { role: 'assistant', content: null, tool_calls: calls },
+    { role: 'tool', tool_call_id: calls?.[0].id, content: '{}' }], tools, tool_choice: { type: 'function', function: { name: 'f' } }, stream: true });
+  for await (const chunk of round) { const d: ToolCallDelta[] | undefined = chunk.choices[0]?.delta.tool_calls; console.log(d?.[0].function.arguments); }
+  const format: ResponseFormat = { type: 'json_schema', json_schema: { name: 'n', schema: { type: 'object' }, strict: true } };
+  const json: string | null = (await engine.chat.completions.create({ messages: [], response_format: format })).choices[0].message.content;
+  const reason: FinishReason = called.choices[0].finish_reason;
+  await Engine.load('model.gguf', { chatTemplate: '{{ messages }}' });
+  console.log(json, reason);
   const n: number = engine.countTokens({ messages: [] });
   const bytes: number = engine.memoryBytes();
   const lost: boolean = engine.loseDevice();
