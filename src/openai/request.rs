@@ -98,10 +98,9 @@ pub fn prepare(
         }
         _ => String::new(),
     };
-    let tools_json = match &offered {
-        Some(_) => Some(serde_json::to_value(&req.tools).unwrap_or(Value::Null)),
-        None => None,
-    };
+    let tools_json = offered
+        .as_ref()
+        .map(|_| serde_json::to_value(&req.tools).unwrap_or(Value::Null));
     let mut text = template
         .render_with_tools(&messages, tools_json.as_ref(), true)
         .map_err(|e| bad("messages", e.to_string()))?;

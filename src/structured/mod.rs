@@ -178,18 +178,38 @@ impl Constraint for GrammarConstraint {
             .eos_tokens()
             .iter()
             .any(|&t| allowed.is_allowed(t));
-        let n = allowed.len();
+        // Word by word: most of a vocabulary is forbidden or allowed in runs of 32.
+        let n = allowed.len().min(logits.len());
         let mut any = false;
-        for (i, l) in logits.iter_mut().enumerate() {
-            let ok = if stop.contains(&(i as u32)) {
-                may_end
-            } else {
-                i < n && allowed.is_allowed(i as u32)
-            };
-            if ok {
-                any |= *l > f32::NEG_INFINITY;
-            } else {
-                *l = f32::NEG_INFINITY;
+        for (w, &bits) in allowed.as_slice().iter().enumerate() {
+            let start = w * 32;
+            if start >= n {
+                break;
+            }
+            let run = &mut logits[start..(start + 32).min(n)];
+            match bits {
+                0 => run.fill(f32::NEG_INFINITY),
+                u32::MAX => any |= run.iter().any(|l| *l > f32::NEG_INFINITY),
+                _ => {
+                    for (b, l) in run.iter_mut().enumerate() {
+                        if bits >> b & 1 == 0 {
+                            *l = f32::NEG_INFINITY;
+                        } else {
+                            any |= *l > f32::NEG_INFINITY;
+                        }
+                    }
+                }
+            }
+        }
+        // Rows past the vocabulary (padding) are never text.
+        logits[n..].fill(f32::NEG_INFINITY);
+        // A stop token ends the answer only where the grammar may end (the tokenizer's own are
+        // the grammar's end tokens already; a request's may be text).
+        if !may_end {
+            for &t in stop {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
             }
         }
         if any && self.digits >= MAX_DIGITS {
