@@ -190,10 +190,10 @@ impl<B: Backend> Session<B> {
         let pick = run.sampler.pick(&run.history);
         // A constrained step picks on the host from masked logits.
         let constrained = run.constraint.as_ref().is_some_and(|c| c.is_active());
-        let mut stop = tokenizer.stop_tokens().to_vec();
-        stop.extend_from_slice(&run.stop_tokens);
         let mut choose = |logits: &mut Vec<f32>| -> Result<Option<u32>, EngineError> {
             if let Some(c) = run.constraint.as_mut().filter(|_| constrained) {
+                // Built only on constrained steps: the plain path allocates nothing per token.
+                let stop = [tokenizer.stop_tokens(), &run.stop_tokens[..]].concat();
                 if !c.mask(logits, &stop).map_err(EngineError::Constraint)? {
                     return Ok(None);
                 }
@@ -232,7 +232,7 @@ impl<B: Backend> Session<B> {
         let Some(token) = token else {
             return Ok(Some(run.end(FinishReason::Stop)));
         };
-        if stop.contains(&token) {
+        if tokenizer.stop_tokens().contains(&token) || run.stop_tokens.contains(&token) {
             return Ok(Some(run.end(FinishReason::Stop)));
         }
         if let Some(c) = run.constraint.as_mut() {
