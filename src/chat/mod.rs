@@ -18,7 +18,32 @@ pub enum ChatError {
     BadTemplate(String),
     #[error("chat template failed: {0}")]
     Render(String),
+    /// The template passed one of the limits a hostile model file meets: the model is at fault,
+    /// not the request.
+    #[error("chat template {0}")]
+    Limit(String),
 }
+
+impl ChatError {
+    /// Whether the model file's template, not the request, is at fault.
+    pub fn is_limit(&self) -> bool {
+        matches!(self, ChatError::Limit(_))
+    }
+}
+
+/// Largest template source taken. Real templates are 1–20 KB; the cap keeps a hostile file's
+/// template from costing a parse of megabytes.
+pub const MAX_TEMPLATE_BYTES: usize = 256 << 10;
+
+/// Work a render may do before it is stopped, on top of what its input pays for (minijinja
+/// fuel: one an instruction, one per 64 bytes made). Rendering a long conversation with
+/// Qwen3's tool template costs ~1 % of it; nested `range(100000)` loops or a string doubled
+/// in a loop run out within milliseconds instead of hanging or allocating gigabytes.
+const BASE_FUEL: u64 = 2_000_000;
+
+/// Rendered prompts longer than this (plus twice the request's text) are refused: a prompt must
+/// fit a context window, which holds well under 4 MiB of text.
+const BASE_OUTPUT_BYTES: usize = 4 << 20;
 
 /// One chat message, as in the OpenAI API, as templates read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +84,12 @@ pub struct ChatTemplate {
 
 impl ChatTemplate {
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, ChatError> {
+        if source.len() > MAX_TEMPLATE_BYTES {
+            return Err(ChatError::Limit(format!(
+                "is {} bytes; at most {MAX_TEMPLATE_BYTES} are taken",
+                source.len()
+            )));
+        }
         let mut env = minijinja::Environment::new();
         // Hugging Face renders with these two on; templates are written for them.
         let syntax = minijinja::syntax::SyntaxConfig::builder()
@@ -148,18 +179,79 @@ impl ChatTemplate {
         tools: Option<&serde_json::Value>,
         add_generation_prompt: bool,
     ) -> Result<String, ChatError> {
-        let tmpl = self
-            .env
+        let input = input_bytes(messages, tools);
+        let mut env = self.env.clone();
+        env.set_fuel(Some(BASE_FUEL + input as u64 / 4));
+        let tmpl = env
             .get_template("chat")
             .map_err(|e| ChatError::BadTemplate(e.to_string()))?;
         let tools = tools.map(|t| minijinja::Value::from(minijinja::value::Serde(t)));
-        tmpl.render(minijinja::context! {
-            messages => minijinja::Value::from(minijinja::value::Serde(messages)),
-            tools => tools,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => &self.bos_token,
-            eos_token => &self.eos_token,
+        let mut out = CappedText::new(BASE_OUTPUT_BYTES + 2 * input);
+        let rendered = tmpl.render_captured_to(
+            minijinja::context! {
+                messages => minijinja::Value::from(minijinja::value::Serde(messages)),
+                tools => tools,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => &self.bos_token,
+                eos_token => &self.eos_token,
+            },
+            &mut out,
+        );
+        match rendered {
+            Ok(_) => String::from_utf8(out.text).map_err(|e| ChatError::Render(e.to_string())),
+            Err(_) if out.overflowed => Err(ChatError::Limit(format!(
+                "wrote more than {} bytes of prompt",
+                out.cap
+            ))),
+            Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => Err(ChatError::Limit(
+                "ran out of fuel (it loops or builds text without bound)".into(),
+            )),
+            Err(e) => Err(ChatError::Render(e.to_string())),
+        }
+    }
+}
+
+/// Bytes of text a request hands the template: what fuel and the output cap grow with.
+fn input_bytes(messages: &[Message], tools: Option<&serde_json::Value>) -> usize {
+    let text: usize = messages
+        .iter()
+        .map(|m| {
+            m.role.len()
+                + m.content.len()
+                + m.tool_calls.as_ref().map_or(0, |c| c.to_string().len())
         })
-        .map_err(|e| ChatError::Render(e.to_string()))
+        .sum();
+    text + tools.map_or(0, |t| t.to_string().len())
+}
+
+/// The rendered prompt, refused past `cap` bytes while it is written rather than after.
+struct CappedText {
+    text: Vec<u8>,
+    cap: usize,
+    overflowed: bool,
+}
+
+impl CappedText {
+    fn new(cap: usize) -> Self {
+        Self {
+            text: Vec::new(),
+            cap,
+            overflowed: false,
+        }
+    }
+}
+
+impl std::io::Write for CappedText {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + buf.len() > self.cap {
+            self.overflowed = true;
+            return Err(std::io::Error::other("prompt too long"));
+        }
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

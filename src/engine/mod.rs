@@ -42,6 +42,10 @@ pub enum EngineError {
     Tokenizer(String),
     #[error("chat template error: {0}")]
     Template(String),
+    /// The model file passed a limit set against hostile files (template size or work, token
+    /// length): the file is at fault.
+    #[error("model file refused: {0}")]
+    ModelLimit(String),
     #[error("output constraint failed: {0}")]
     Constraint(String),
     #[error("prompt is empty")]

@@ -215,6 +215,7 @@ impl From<EngineError> for ApiError {
                     .with_number("max", max as f64)
             }
             EngineError::BadParams(_) | EngineError::EmptyPrompt => ApiError::invalid(message),
+            EngineError::ModelLimit(_) => ApiError::new(ErrorCode::InvalidModel, message),
             EngineError::Tokenizer(_) | EngineError::Template(_) => {
                 ApiError::new(ErrorCode::UnsupportedModel, message)
             }
@@ -239,6 +240,7 @@ impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> Self {
         let code = match e {
             RequestError::Unsupported { .. } => ErrorCode::UnsupportedFeature,
+            RequestError::ModelLimit(_) => ErrorCode::InvalidModel,
             _ => ErrorCode::InvalidRequest,
         };
         let err = ApiError::new(code, e.to_string());

@@ -11,7 +11,7 @@ use crate::engine::gpu::Gpu;
 use crate::engine::{Backend, EngineError, FinishReason, Generation, Placement, Session};
 use crate::gguf::GgufFile;
 use crate::structured::{GrammarConstraint, Grammars, OutputRule, ToolCallParser, ToolCallPiece};
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::{Tokenizer, TokenizerError};
 
 /// Why a request could not be answered.
 #[derive(Debug, thiserror::Error)]
@@ -38,13 +38,18 @@ impl ModelText {
     /// As [`ModelText::from_gguf`], with `template` (Jinja) in place of the file's own chat
     /// template when given: for a file whose template is wrong or lacks tools.
     pub fn with_template(file: &GgufFile, template: Option<&str>) -> Result<Self, EngineError> {
-        let tokenizer =
-            Tokenizer::from_gguf(file).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        let tokenizer = Tokenizer::from_gguf(file).map_err(|e| match e {
+            TokenizerError::Limit(_) => EngineError::ModelLimit(e.to_string()),
+            _ => EngineError::Tokenizer(e.to_string()),
+        })?;
         let template = match template {
             Some(source) => ChatTemplate::for_tokenizer(source, &tokenizer),
             None => ChatTemplate::from_gguf(file, &tokenizer),
         }
-        .map_err(|e| EngineError::Template(e.to_string()))?;
+        .map_err(|e| match e.is_limit() {
+            true => EngineError::ModelLimit(e.to_string()),
+            false => EngineError::Template(e.to_string()),
+        })?;
         Ok(Self {
             tokenizer,
             template,

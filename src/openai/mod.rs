@@ -35,6 +35,10 @@ pub enum RequestError {
     /// A feature the local model cannot give; another route may.
     #[error("{param}: {reason}")]
     Unsupported { param: &'static str, reason: String },
+    /// The model's chat template passed a limit set against hostile files: the model is at
+    /// fault, not the request.
+    #[error("model file refused: {0}")]
+    ModelLimit(String),
 }
 
 impl RequestError {
@@ -45,7 +49,7 @@ impl RequestError {
             RequestError::BadParam { param, .. } | RequestError::Unsupported { param, .. } => {
                 Some(param)
             }
-            RequestError::Malformed(_) => None,
+            RequestError::Malformed(_) | RequestError::ModelLimit(_) => None,
         }
     }
 }

@@ -103,7 +103,10 @@ pub fn prepare(
         .map(|_| serde_json::to_value(&req.tools).unwrap_or(Value::Null));
     let mut text = template
         .render_with_tools(&messages, tools_json.as_ref(), true)
-        .map_err(|e| bad("messages", e.to_string()))?;
+        .map_err(|e| match e.is_limit() {
+            true => RequestError::ModelLimit(e.to_string()),
+            false => bad("messages", e.to_string()),
+        })?;
     text.push_str(&prefix);
     let in_think = text.trim_end().ends_with("<think>");
     let rule = match &offered {

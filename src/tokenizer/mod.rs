@@ -23,7 +23,14 @@ pub enum TokenizerError {
     BadVocab(String),
     #[error("tokenizer: {0}")]
     Library(String),
+    /// A limit set against hostile files.
+    #[error("{0}")]
+    Limit(String),
 }
+
+/// Longest special (added) token taken, in bytes. Real ones are under 40 (`<|reserved_special_
+/// token_250|>`, whitespace runs of 31); a 30 000-byte one made the matcher build for 52 s.
+pub const MAX_SPECIAL_TOKEN_BYTES: usize = 256;
 
 impl From<tokenizers::Error> for TokenizerError {
     fn from(e: tokenizers::Error) -> Self {
@@ -150,6 +157,7 @@ impl Tokenizer {
                 *ty = token_type::CONTROL;
             }
         }
+        check_special_lengths(tokens, &types)?;
         let vocab = GgufVocab {
             tokens,
             types,
@@ -296,6 +304,22 @@ fn added_tokens(vocab: &GgufVocab) -> Vec<tokenizers::AddedToken> {
             tokenizers::AddedToken::from(s.clone(), t != token_type::USER_DEFINED).normalized(false)
         })
         .collect()
+}
+
+/// Refuses special tokens past [`MAX_SPECIAL_TOKEN_BYTES`] before anything is built from them.
+fn check_special_lengths(tokens: &[String], types: &[i64]) -> Result<(), TokenizerError> {
+    let special = |t: &i64| t != &token_type::NORMAL && t != &token_type::UNUSED;
+    match tokens
+        .iter()
+        .zip(types)
+        .position(|(s, t)| special(t) && s.len() > MAX_SPECIAL_TOKEN_BYTES)
+    {
+        Some(i) => Err(TokenizerError::Limit(format!(
+            "special token {i} is {} bytes; at most {MAX_SPECIAL_TOKEN_BYTES} are taken",
+            tokens[i].len()
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn vocab_map(vocab: &GgufVocab) -> Result<ahash::AHashMap<String, u32>, TokenizerError> {
