@@ -14,6 +14,11 @@ use crate::store::{ChunkStore, MemoryStore, ModelReader, StoreError};
 /// Header bytes fetched at a time from an asynchronous store.
 const HEADER_STEP: u64 = 4 << 20;
 
+/// Most bytes a header (metadata and tensor directory) may span. Real headers are 1–20 MB (a
+/// 256k vocabulary with merges); counts that fit a 30 GB file but not this are refused before
+/// anything is fetched or allocated for them, since the browser holds the header whole.
+pub const MAX_HEADER_BYTES: u64 = 256 << 20;
+
 pub use config::{Architecture, ModelConfig};
 pub use tensor_type::TensorType;
 pub use value::{Array, Value};
@@ -35,6 +40,13 @@ pub enum GgufError {
         what: &'static str,
         count: u64,
         remaining: u64,
+    },
+    #[error("{what} would take the header past {budget} bytes (at byte {offset}, {needed} more)")]
+    HeaderTooLarge {
+        what: &'static str,
+        offset: u64,
+        needed: u64,
+        budget: u64,
     },
     #[error("unknown metadata value type {0}")]
     UnknownValueType(u32),
@@ -135,13 +147,21 @@ impl GgufFile {
             match read::parse(reader, len) {
                 Ok(file) => return Ok(file),
                 Err(e) => {
-                    let Some(index) = window.take_missing() else {
+                    let Some((first, last)) = window.take_missing() else {
                         return Err(e);
                     };
-                    let start = index * HEADER_STEP;
-                    let mut piece = vec![0u8; (len - start).min(HEADER_STEP) as usize];
-                    store.read_at(start, &mut piece).await?;
-                    window.insert(index, piece);
+                    // Every chunk the failed read wanted, so each is fetched once and the
+                    // parse is retried once per read that missed, not once per chunk.
+                    for index in first..=last {
+                        if window.holds(index) {
+                            continue;
+                        }
+                        let start = index * HEADER_STEP;
+                        let size = (len - start).min(HEADER_STEP);
+                        let mut piece = vec![0u8; usize::try_from(size).unwrap_or(0)];
+                        store.read_at(start, &mut piece).await?;
+                        window.insert(index, piece);
+                    }
                 }
             }
         }

@@ -6,10 +6,29 @@ use std::io::Read;
 
 use super::tensor_type::{unsupported_type_name, TensorType};
 use super::value::{type_id, Array, Value};
-use super::{GgufError, GgufFile, TensorInfo, MAX_DIMS};
+use super::{GgufError, GgufFile, TensorInfo, MAX_DIMS, MAX_HEADER_BYTES};
 
 const MAGIC: [u8; 4] = *b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
+/// Items reserved ahead of reading them: growth past this is paid for by items actually read,
+/// so a count in a header never sizes an allocation on its own.
+const PREALLOC_ITEMS: usize = 1 << 12;
+
+/// Capacity to reserve for `count` items read from the header.
+fn prealloc(count: u64) -> usize {
+    usize::try_from(count).map_or(PREALLOC_ITEMS, |c| c.min(PREALLOC_ITEMS))
+}
+
+/// `count` as a loop bound; `Parser::count` held it within the header budget.
+fn count_usize(count: u64) -> Result<usize, GgufError> {
+    usize::try_from(count).map_err(|_| GgufError::HeaderTooLarge {
+        what: "count",
+        offset: 0,
+        needed: count,
+        budget: MAX_HEADER_BYTES,
+    })
+}
+
 /// Arrays of arrays are legal GGUF; real files nest at most one level, we allow a little more.
 const MAX_ARRAY_DEPTH: usize = 4;
 
@@ -42,6 +61,19 @@ impl<R: Read> Parser<R> {
         Ok(b)
     }
 
+    /// Fails unless `needed` more bytes keep the header within [`MAX_HEADER_BYTES`].
+    fn budget(&self, what: &'static str, needed: u64) -> Result<(), GgufError> {
+        match self.pos.checked_add(needed) {
+            Some(end) if end <= MAX_HEADER_BYTES => Ok(()),
+            _ => Err(GgufError::HeaderTooLarge {
+                what,
+                offset: self.pos,
+                needed,
+                budget: MAX_HEADER_BYTES,
+            }),
+        }
+    }
+
     fn fill(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), GgufError> {
         if (buf.len() as u64) > self.remaining() {
             return Err(GgufError::Truncated {
@@ -49,6 +81,7 @@ impl<R: Read> Parser<R> {
                 offset: self.pos,
             });
         }
+        self.budget(what, buf.len() as u64)?;
         self.r.read_exact(buf).map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => GgufError::Truncated {
                 what,
@@ -73,7 +106,10 @@ impl<R: Read> Parser<R> {
         let count = self.u64(what)?;
         let needed = count.checked_mul(min_size);
         match needed {
-            Some(n) if n <= self.remaining() => Ok(count),
+            Some(n) if n <= self.remaining() => {
+                self.budget(what, n)?;
+                Ok(count)
+            }
             _ => Err(GgufError::CountTooLarge {
                 what,
                 count,
@@ -84,7 +120,14 @@ impl<R: Read> Parser<R> {
 
     fn string(&mut self, what: &'static str) -> Result<String, GgufError> {
         let len = self.count(what, 1)?;
-        let mut buf = vec![0u8; len as usize];
+        // `count` held it within the header budget, so it fits a usize even on wasm32.
+        let len = usize::try_from(len).map_err(|_| GgufError::HeaderTooLarge {
+            what,
+            offset: self.pos,
+            needed: len,
+            budget: MAX_HEADER_BYTES,
+        })?;
+        let mut buf = vec![0u8; len];
         self.fill(&mut buf, what)?;
         // Some converters store raw bytes in token strings; keep what can be kept.
         Ok(match String::from_utf8(buf) {
@@ -118,10 +161,10 @@ impl<R: Read> Parser<R> {
         }
         let elem = self.u32("array type")?;
         let min = min_encoded_size(elem).ok_or(GgufError::UnknownValueType(elem))?;
-        let n = self.count("array length", min)? as usize;
+        let n = self.count("array length", min)?;
         macro_rules! fixed {
             ($variant:ident, $t:ty) => {{
-                let mut v = Vec::with_capacity(n);
+                let mut v = Vec::with_capacity(prealloc(n));
                 for _ in 0..n {
                     v.push(<$t>::from_le_bytes(self.bytes("array element")?));
                 }
@@ -140,21 +183,21 @@ impl<R: Read> Parser<R> {
             type_id::I64 => fixed!(I64, i64),
             type_id::F64 => fixed!(F64, f64),
             type_id::BOOL => {
-                let mut v = Vec::with_capacity(n);
+                let mut v = Vec::with_capacity(prealloc(n));
                 for _ in 0..n {
                     v.push(self.bytes::<1>("array element")?[0] != 0);
                 }
                 Array::Bool(v)
             }
             type_id::STRING => {
-                let mut v = Vec::with_capacity(n);
+                let mut v = Vec::with_capacity(prealloc(n));
                 for _ in 0..n {
                     v.push(self.string("array string")?);
                 }
                 Array::String(v)
             }
             type_id::ARRAY => {
-                let mut v = Vec::with_capacity(n);
+                let mut v = Vec::with_capacity(prealloc(n));
                 for _ in 0..n {
                     v.push(self.array(depth + 1)?);
                 }
@@ -173,7 +216,7 @@ impl<R: Read> Parser<R> {
                 reason: format!("{n_dims} dimensions"),
             });
         }
-        let mut dims = Vec::with_capacity(n_dims as usize);
+        let mut dims = Vec::with_capacity(MAX_DIMS);
         for _ in 0..n_dims {
             dims.push(self.u64("tensor dimension")?);
         }
@@ -236,8 +279,8 @@ pub(super) fn parse<R: Read>(r: R, file_len: u64) -> Result<GgufFile, GgufError>
     // Smallest key/value: key length, value type, one byte of value.
     let kv_count = p.count("metadata count", 8 + 4 + 1)?;
 
-    let mut metadata = HashMap::with_capacity(kv_count as usize);
-    let mut keys = Vec::with_capacity(kv_count as usize);
+    let mut metadata = HashMap::with_capacity(prealloc(kv_count));
+    let mut keys = Vec::with_capacity(prealloc(kv_count));
     for _ in 0..kv_count {
         let key = p.string("metadata key")?;
         let ty = p.u32("metadata type")?;
@@ -256,9 +299,9 @@ pub(super) fn parse<R: Read>(r: R, file_len: u64) -> Result<GgufFile, GgufError>
         },
     };
 
-    let mut tensors = Vec::with_capacity(tensor_count as usize);
-    let mut by_name = HashMap::with_capacity(tensor_count as usize);
-    for i in 0..tensor_count as usize {
+    let mut tensors = Vec::with_capacity(prealloc(tensor_count));
+    let mut by_name = HashMap::with_capacity(prealloc(tensor_count));
+    for i in 0..count_usize(tensor_count)? {
         let info = p.tensor_info()?;
         if by_name.insert(info.name.clone(), i).is_some() {
             return Err(GgufError::DuplicateTensor(info.name));

@@ -11,7 +11,8 @@ pub struct MemoryStore {
     chunk_size: u64,
     chunks: BTreeMap<u64, Vec<u8>>,
     len: u64,
-    missing: Cell<Option<u64>>,
+    /// First and last chunk of the last failed read that are not held.
+    missing: Cell<Option<(u64, u64)>>,
 }
 
 impl MemoryStore {
@@ -45,8 +46,14 @@ impl MemoryStore {
         self.chunks.insert(index, bytes);
     }
 
-    /// The chunk the last failed read wanted, cleared by asking.
-    pub fn take_missing(&self) -> Option<u64> {
+    /// Whether chunk `index` is held.
+    pub fn holds(&self, index: u64) -> bool {
+        self.chunks.contains_key(&index)
+    }
+
+    /// The first and last chunk the last failed read wanted, cleared by asking: everything it
+    /// needs, so a caller fetches each range once rather than a chunk per retry.
+    pub fn take_missing(&self) -> Option<(u64, u64)> {
         self.missing.take()
     }
 }
@@ -61,7 +68,8 @@ impl MemoryStore {
             let index = pos / self.chunk_size;
             let start = (pos % self.chunk_size) as usize;
             let Some(chunk) = self.chunks.get(&index).filter(|c| start < c.len()) else {
-                self.missing.set(Some(index));
+                let last = (offset + buf.len() as u64 - 1) / self.chunk_size;
+                self.missing.set(Some((index, last)));
                 return Err(StoreError::MissingChunk { index });
             };
             let n = (chunk.len() - start).min(buf.len() - done);
