@@ -13,12 +13,17 @@ pub enum SseEvent {
 pub enum SseError {
     #[error("an event stream line is longer than {0} bytes")]
     LineTooLong(usize),
+    #[error("an event stream event holds more than {0} bytes of data")]
+    EventTooLong(usize),
     #[error("the event stream is not UTF-8")]
     NotUtf8,
 }
 
 /// The longest line kept: a chunk of a chat completion is a few hundred bytes.
 pub const MAX_LINE: usize = 1 << 20;
+
+/// The most data one event may gather over its `data:` lines.
+pub const MAX_EVENT: usize = 4 << 20;
 
 /// The SSE form of one JSON payload.
 pub fn encode(json: &str) -> String {
@@ -27,26 +32,45 @@ pub fn encode(json: &str) -> String {
 
 pub const DONE: &str = "data: [DONE]\n\n";
 
-/// Incremental decoder: `push` bytes, get the events they complete.
+/// Incremental decoder: `push` bytes, get the events they complete. Each byte is scanned once
+/// however the stream is split, so work is linear in what a server sends.
 #[derive(Debug, Default)]
 pub struct SseDecoder {
     pending: Vec<u8>,
+    /// Bytes at the start of `pending` already known to hold no newline.
+    scanned: usize,
+    event: Event,
+}
+
+/// The `data:` lines of the event being read.
+#[derive(Debug, Default)]
+struct Event {
     data: Vec<String>,
+    bytes: usize,
 }
 
 impl SseDecoder {
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, SseError> {
         self.pending.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
-            let mut line: Vec<u8> = self.pending.drain(..=end).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
+        let mut start = 0;
+        let mut from = self.scanned;
+        while let Some(i) = self.pending[from..].iter().position(|&b| b == b'\n') {
+            let end = from + i;
+            let mut line = &self.pending[start..end];
+            if line.len() > MAX_LINE {
+                return Err(SseError::LineTooLong(MAX_LINE));
             }
-            let line = String::from_utf8(line).map_err(|_| SseError::NotUtf8)?;
-            self.line(&line, &mut events);
+            if line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+            let line = std::str::from_utf8(line).map_err(|_| SseError::NotUtf8)?;
+            self.event.line(line, &mut events)?;
+            start = end + 1;
+            from = start;
         }
+        self.pending.drain(..start);
+        self.scanned = self.pending.len();
         if self.pending.len() > MAX_LINE {
             return Err(SseError::LineTooLong(MAX_LINE));
         }
@@ -56,30 +80,38 @@ impl SseDecoder {
     /// The stream ended: an event not closed by a blank line still counts.
     pub fn finish(&mut self) -> Result<Vec<SseEvent>, SseError> {
         let mut events = self.push(b"\n")?;
-        self.line("", &mut events);
+        self.event.line("", &mut events)?;
         Ok(events)
     }
+}
 
-    fn line(&mut self, line: &str, events: &mut Vec<SseEvent>) {
+impl Event {
+    fn line(&mut self, line: &str, events: &mut Vec<SseEvent>) -> Result<(), SseError> {
         if line.is_empty() {
             if !self.data.is_empty() {
                 let data = std::mem::take(&mut self.data).join("\n");
+                self.bytes = 0;
                 events.push(if data.trim() == "[DONE]" {
                     SseEvent::Done
                 } else {
                     SseEvent::Data(data)
                 });
             }
-            return;
+            return Ok(());
         }
         if line.starts_with(':') {
-            return;
+            return Ok(());
         }
         let (field, value) = line.split_once(':').unwrap_or((line, ""));
         if field == "data" {
-            self.data
-                .push(value.strip_prefix(' ').unwrap_or(value).to_string());
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            self.bytes += value.len() + 1;
+            if self.bytes > MAX_EVENT {
+                return Err(SseError::EventTooLong(MAX_EVENT));
+            }
+            self.data.push(value.to_string());
         }
+        Ok(())
     }
 }
 
@@ -120,5 +152,38 @@ mod tests {
         );
         let mut d = SseDecoder::default();
         assert_eq!(d.push(b"data: \xff\xfe\n"), Err(SseError::NotUtf8));
+        // A long line is refused even when its newline comes in the same push.
+        let mut long = vec![b'x'; MAX_LINE + 1];
+        long.push(b'\n');
+        assert_eq!(
+            SseDecoder::default().push(&long),
+            Err(SseError::LineTooLong(MAX_LINE))
+        );
+        // Many short data lines cannot build an event past MAX_EVENT.
+        let line = format!("data: {}\n", "y".repeat(1000));
+        let mut d = SseDecoder::default();
+        let mut r = Ok(vec![]);
+        for _ in 0..(MAX_EVENT / 1000 + 2) {
+            r = d.push(line.as_bytes());
+            if r.is_err() {
+                break;
+            }
+        }
+        assert_eq!(r, Err(SseError::EventTooLong(MAX_EVENT)));
+    }
+
+    #[test]
+    fn work_is_linear_in_the_bytes_sent() {
+        // 8 MiB of newlines in one push once took minutes (each line shifted all the rest);
+        // a 1 MiB line a byte at a time rescanned everything it held at each byte.
+        let mut d = SseDecoder::default();
+        assert_eq!(d.push(&vec![b'\n'; 8 << 20]), Ok(vec![]));
+        let mut d = SseDecoder::default();
+        d.push(b"data: ").unwrap();
+        for _ in 0..(MAX_LINE - 16) {
+            assert_eq!(d.push(b"z"), Ok(vec![]));
+        }
+        let events = d.push(b"\n\n").unwrap();
+        assert!(matches!(&events[..], [SseEvent::Data(t)] if t.len() == MAX_LINE - 16));
     }
 }
