@@ -100,15 +100,25 @@ fn every_busy_signal_is_busy_and_the_rest_are_not() {
             retry_after_ms: Some(7000.0)
         }
     );
-    assert_eq!(http(401, ""), Verdict::KeyRejected { quota: false });
-    assert_eq!(http(403, ""), Verdict::KeyRejected { quota: false });
+    assert_eq!(
+        http(401, ""),
+        Verdict::KeyRejected {
+            why: Refusal::Invalid
+        }
+    );
+    assert_eq!(
+        http(403, ""),
+        Verdict::KeyRejected {
+            why: Refusal::Forbidden
+        }
+    );
     assert_eq!(
         http(402, r#"{"error":{"message":"Insufficient Balance"}}"#),
-        Verdict::KeyRejected { quota: true }
+        Verdict::KeyRejected { why: Refusal::Quota }
     );
     assert_eq!(
         http(429, r#"{"error":{"code":"insufficient_quota"}}"#),
-        Verdict::KeyRejected { quota: true }
+        Verdict::KeyRejected { why: Refusal::Quota }
     );
     for status in [400, 404, 413, 422] {
         assert_eq!(http(status, ""), Verdict::ClientError, "{status}");
@@ -328,7 +338,7 @@ fn refused_keys_rotate_and_old_keys_are_flagged() {
     };
     assert_eq!(r.api_key(&t), Some("k1"));
     assert_eq!(
-        r.report(t, Verdict::KeyRejected { quota: false }, 0, 0.0, 0.0),
+        r.report(t, Verdict::KeyRejected { why: Refusal::Invalid }, 0, 0.0, 0.0),
         Next::Retry { after_ms: 0.0 },
         "401: the next key, at once"
     );
@@ -337,7 +347,7 @@ fn refused_keys_rotate_and_old_keys_are_flagged() {
     };
     assert_eq!(r.api_key(&t), Some("k2"));
     assert_eq!(
-        r.report(t, Verdict::KeyRejected { quota: true }, 0, 0.0, 0.0),
+        r.report(t, Verdict::KeyRejected { why: Refusal::Quota }, 0, 0.0, 0.0),
         Next::Retry { after_ms: 0.0 }
     );
     let Decision::Go(t) = r.choose(0.0, &[]) else {
@@ -345,7 +355,7 @@ fn refused_keys_rotate_and_old_keys_are_flagged() {
     };
     assert_eq!(r.api_key(&t), Some("k3"));
     assert_eq!(
-        r.report(t, Verdict::KeyRejected { quota: false }, 0, 0.0, 0.0),
+        r.report(t, Verdict::KeyRejected { why: Refusal::Invalid }, 0, 0.0, 0.0),
         Next::FailOver,
         "no key left"
     );
@@ -506,4 +516,36 @@ fn health_falls_from_healthy_to_down() {
         Health::Healthy,
         "the breakers reopen for a probe"
     );
+}
+
+#[test]
+fn a_key_refused_with_403_comes_back_after_a_cool_down_and_one_refused_with_401_does_not() {
+    use candlelight::router::FORBIDDEN_BENCH_MS;
+    for (why, back) in [(Refusal::Forbidden, true), (Refusal::Invalid, false)] {
+        let mut r = router(
+            Mode::RemoteOnly,
+            Local::default(),
+            vec![provider("main", &["k1"]), provider("backup", &[])],
+        );
+        let Decision::Go(t) = r.choose(0.0, &[]) else {
+            panic!()
+        };
+        assert_eq!(r.api_key(&t), Some("k1"));
+        assert_eq!(
+            r.report(t, Verdict::KeyRejected { why }, 0, 0.0, 0.0),
+            Next::FailOver
+        );
+        let Decision::Go(t) = r.choose(FORBIDDEN_BENCH_MS - 1.0, &[]) else {
+            panic!()
+        };
+        assert_eq!(t.route, Route::Remote(1), "{why:?}: still sitting out");
+        r.report(t, Verdict::Ok, 0, 0.0, 0.0);
+        let Decision::Go(t) = r.choose(FORBIDDEN_BENCH_MS + 1.0, &[]) else {
+            panic!()
+        };
+        match back {
+            true => assert_eq!(r.api_key(&t), Some("k1"), "{why:?}: back after the cool-down"),
+            false => assert_eq!(t.route, Route::Remote(1), "{why:?}: out for good"),
+        }
+    }
 }

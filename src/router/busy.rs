@@ -30,9 +30,9 @@ pub enum Verdict {
     Busy {
         retry_after_ms: Option<f64>,
     },
-    /// The key was refused (401/403) or is out of quota: the next key, then the next provider.
+    /// The key was refused or is out of quota: the next key, then the next provider.
     KeyRejected {
-        quota: bool,
+        why: Refusal,
     },
     /// The route failed without being busy: fail over, and count it against the provider.
     Failed,
@@ -41,6 +41,18 @@ pub enum Verdict {
     /// A valid request this route cannot answer (the local model and `tools` without a tool
     /// template, `n` above 1): another route may.
     Unsupported,
+}
+
+/// Why a key was refused, which decides how long it sits out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 401: the key is wrong or revoked; it stays out.
+    Invalid,
+    /// 403: forbidden for now (a region, a model, an organisation setting); back after a
+    /// cool-down, since such refusals lift.
+    Forbidden,
+    /// Out of balance or quota (402, a 429 that says so); back after an hour.
+    Quota,
 }
 
 /// Phrases of "server busy" and quota bodies: DeepSeek's, OpenAI's, and common proxies'.
@@ -84,10 +96,19 @@ pub fn classify(signal: &Signal) -> Verdict {
                 Verdict::Busy { retry_after_ms }
             }
             200..=299 => Verdict::Ok,
-            401 | 403 => Verdict::KeyRejected { quota: false },
+            401 => Verdict::KeyRejected {
+                why: Refusal::Invalid,
+            },
+            403 => Verdict::KeyRejected {
+                why: Refusal::Forbidden,
+            },
             // DeepSeek: 402 Insufficient Balance.
-            402 => Verdict::KeyRejected { quota: true },
-            429 if mentions(body, &QUOTA_WORDS) => Verdict::KeyRejected { quota: true },
+            402 => Verdict::KeyRejected {
+                why: Refusal::Quota,
+            },
+            429 if mentions(body, &QUOTA_WORDS) => Verdict::KeyRejected {
+                why: Refusal::Quota,
+            },
             429 | 500 | 502 | 503 | 504 => Verdict::Busy { retry_after_ms },
             // Anthropic-style "overloaded" and other 5xx that say so.
             500..=599 if mentions(body, &BUSY_WORDS) => Verdict::Busy { retry_after_ms },

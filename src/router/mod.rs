@@ -19,7 +19,7 @@ mod service;
 mod stitch;
 mod transport;
 
-pub use busy::{classify, Signal, Verdict};
+pub use busy::{classify, Refusal, Signal, Verdict};
 pub use cache::{AnswerCache, AnswerStorage, Entry};
 pub use coalesce::{key as coalesce_key, Coalescer, Follow, Role, Shared};
 pub use config::{
@@ -29,7 +29,7 @@ pub use config::{
 pub use local::EngineReply;
 pub use metrics::Metrics;
 pub use profile::{assess, Capability, DeviceProfile, GpuProfile, ModelNeeds};
-pub use provider::{Admission, Breaker, KeyRing, Limiter};
+pub use provider::{Admission, Breaker, KeyRing, Limiter, FORBIDDEN_BENCH_MS};
 pub use routes::{
     continuation, provider_model, unavailable, Decision, Health, Local, Next, Route, Router, Ticket,
 };

@@ -1,6 +1,7 @@
 //! Per-provider state: a circuit breaker, a token bucket with a cap on requests in flight, and
 //! the key ring. All of it takes the time as an argument, so the policy is testable to the ms.
 
+use super::busy::Refusal;
 use super::config::{ApiKey, BreakerPolicy, ProviderConfig, RateLimit};
 
 /// What the router knows of one provider now.
@@ -154,13 +155,18 @@ impl Limiter {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyRing {
     keys: Vec<ApiKey>,
-    /// Per key: set aside until this time (refused keys for good, quota for an hour).
+    /// Per key: set aside until this time (401 for good, 403 for a cool-down, quota for an
+    /// hour).
     benched_until: Vec<f64>,
     current: usize,
 }
 
 /// How long a key out of quota sits out.
 const QUOTA_BENCH_MS: f64 = 3_600_000.0;
+
+/// How long a key refused with 403 sits out: a region or permission refusal may lift, and a
+/// key set aside for good would stay dead until the app reconfigures.
+pub const FORBIDDEN_BENCH_MS: f64 = 600_000.0;
 
 impl KeyRing {
     pub fn new(keys: Vec<ApiKey>) -> Self {
@@ -200,13 +206,13 @@ impl KeyRing {
         !self.keys.is_empty()
     }
 
-    /// Key `index` was refused (`quota`: out of quota, back in an hour; else for good).
-    pub fn reject(&mut self, index: usize, quota: bool, now_ms: f64) {
+    /// Key `index` was refused, and sits out for as long as `why` says.
+    pub fn reject(&mut self, index: usize, why: Refusal, now_ms: f64) {
         if let Some(b) = self.benched_until.get_mut(index) {
-            *b = if quota {
-                now_ms + QUOTA_BENCH_MS
-            } else {
-                f64::INFINITY
+            *b = match why {
+                Refusal::Invalid => f64::INFINITY,
+                Refusal::Forbidden => now_ms + FORBIDDEN_BENCH_MS,
+                Refusal::Quota => now_ms + QUOTA_BENCH_MS,
             };
         }
         if !self.keys.is_empty() {

@@ -236,9 +236,9 @@ impl Router {
                 p.breaker.success();
                 Next::FailOver
             }
-            Verdict::KeyRejected { quota } => {
+            Verdict::KeyRejected { why } => {
                 if let Some(k) = ticket.key {
-                    p.keys.reject(k, quota, now_ms);
+                    p.keys.reject(k, why, now_ms);
                 }
                 if ticket.probe {
                     p.breaker.abandon_probe();
