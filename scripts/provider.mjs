@@ -4,7 +4,7 @@
 //
 //   node scripts/provider.mjs --port 0 --name p1 [--keys sk-a,sk-b] [--words 8]
 //
-// POST /__faults {"faults": ["429", "503busy", "hang", "stall:2", "cut:2", "malformed", "401"]}
+// POST /__faults {"faults": ["429", "503busy", "hang", "stall:2", "cut:2", "malformed", "401", "400echo"]}
 // queues faults; each request takes the next one. GET /__log lists the requests seen.
 import { createServer } from 'node:http';
 
@@ -63,6 +63,8 @@ const server = createServer(async (req, res) => {
   if (fault === '429') return json(res, 429, { error: { message: 'Rate limit reached', type: 'rate_limit_error' } }, { 'Retry-After': '1' });
   if (fault === '503busy') return json(res, 503, { error: { message: 'Server busy, please try again later.', type: 'server_error' } });
   if (fault === 'hang') return; // never answers
+  // A proxy that echoes the Authorization header in its error: the router must not pass it on.
+  if (fault === '400echo') return json(res, 400, { error: { message: `Bad request with Authorization ${req.headers.authorization}`, type: 'invalid_request_error', param: 'messages' } });
   const last = body.messages?.at(-1);
   // Offered tools and not answering a tool's result: a call, as OpenAI makes one (id, type and
   // name first, then the arguments in pieces; finish_reason tool_calls).

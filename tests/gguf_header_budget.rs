@@ -118,7 +118,10 @@ fn a_long_header_is_fetched_once_and_parsed_twice() {
     };
     let (r, _, huge) = parse(&file);
     let parsed = r.expect("parses");
-    assert_eq!(parsed.get("big").unwrap().as_str().unwrap().len() as u64, len);
+    assert_eq!(
+        parsed.get("big").unwrap().as_str().unwrap().len() as u64,
+        len
+    );
     let reads = file.reads.borrow();
     let mut offsets: Vec<u64> = reads.iter().map(|r| r.0).collect();
     offsets.sort_unstable();

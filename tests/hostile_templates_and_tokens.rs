@@ -136,14 +136,18 @@ fn code(e: impl Into<ApiError>) -> &'static str {
 fn a_file_whose_template_never_ends_gives_invalid_model_per_request() {
     let bytes = file_with(|s| {
         s.template = Template::None;
-        Some("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}".into())
+        Some(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+                .into(),
+        )
     });
     let (store, file) = common::store(&bytes);
     let backend = block_on(CpuBackend::load(&file, &store, &mut |_, _| {})).unwrap();
     let m = LocalModel::new("hostile", &file, Box::new(backend)).unwrap();
-    let req: ChatCompletionRequest =
-        serde_json::from_value(serde_json::json!({"messages": [{"role": "user", "content": "Hi"}]}))
-            .unwrap();
+    let req: ChatCompletionRequest = serde_json::from_value(
+        serde_json::json!({"messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    .unwrap();
     let e = m.prompt(&req).err().expect("refused");
     assert_eq!(code(e), "invalid_model");
 }

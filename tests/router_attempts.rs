@@ -397,3 +397,31 @@ fn metrics_count_tries_failovers_and_tokens() {
     let models = s.service.models(Some("tiny"));
     assert_eq!(models["data"][0]["owned_by"], "local");
 }
+
+#[test]
+fn hostile_sizes_and_echoed_keys_stop_at_the_router() {
+    use candlelight::router::{MAX_ANSWER_BYTES, MAX_REQUEST_BYTES, REDACTED};
+    let s = setup(|_| {});
+    // A proxy echoing the Authorization header: the app gets the error without the key.
+    s.p1.faults(&[Fault::EchoKey]);
+    let r = s.send(&ask(json!({"stream": false})));
+    assert_eq!((r.status, r.route()), (Some(400), "p1"));
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(!message.contains("sk-a"), "{message}");
+    assert!(message.contains(REDACTED), "{message}");
+    // A whole answer that never ends is read up to MAX_ANSWER_BYTES, cancelled, and p2 answers.
+    s.p1.faults(&[Fault::Flood]);
+    let cancelled = s.p1.cancelled.get();
+    let r = s.send(&ask(json!({"stream": false})));
+    assert_eq!((r.status, r.route()), (Some(200), "p2"));
+    assert_eq!(r.json()["choices"][0]["message"]["content"], words(8));
+    assert_eq!(s.p1.cancelled.get(), cancelled + 1, "the flood was cut off");
+    assert!(MAX_ANSWER_BYTES < 20 << 20);
+    // A request body past MAX_REQUEST_BYTES is refused before it is parsed or sent anywhere.
+    let seen = (s.p1.seen().len(), s.p2.seen().len());
+    let huge = ask(json!({"stream": false, "user": "u".repeat(MAX_REQUEST_BYTES)}));
+    let r = s.send(&huge);
+    assert_eq!((r.status, r.route()), (Some(413), "router"));
+    assert_eq!(r.json()["error"]["code"], "request_too_large");
+    assert_eq!((s.p1.seen().len(), s.p2.seen().len()), seen);
+}

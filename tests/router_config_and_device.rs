@@ -184,3 +184,64 @@ fn metrics_render_in_the_prometheus_text_format() {
         assert!(value.parse::<f64>().is_ok(), "{l}");
     }
 }
+
+#[test]
+fn keys_go_to_https_or_this_machine_only() {
+    let with_url = |url: &str| {
+        let mut c: RouterConfig = serde_json::from_value(serde_json::json!({
+            "providers": [{"name": "p", "baseUrl": url, "keys": [{"key": "sk-1"}]}]
+        }))
+        .unwrap();
+        c.providers[0].base_url = url.into();
+        c.validate()
+    };
+    for ok in [
+        "https://api.deepseek.com/v1",
+        "http://127.0.0.1:8080/v1",
+        "http://127.8.9.10/v1",
+        "http://localhost:11434/v1",
+        "HTTP://LOCALHOST/v1",
+        "http://ollama.localhost/v1",
+        "http://[::1]:8080/v1",
+    ] {
+        assert_eq!(with_url(ok), Ok(()), "{ok}");
+    }
+    for insecure in [
+        "http://api.deepseek.com/v1",
+        "http://192.168.1.10:8080/v1",
+        "http://127.0.0.1.evil.example/v1",
+        "http://localhost.evil.example/v1",
+        "http://[::2]/v1",
+        "https://user:pass@api.example/v1",
+        "http://evil.example/?host=127.0.0.1",
+    ] {
+        assert!(
+            matches!(with_url(insecure), Err(ConfigError::InsecureUrl { .. })),
+            "{insecure}: {:?}",
+            with_url(insecure)
+        );
+    }
+    assert!(matches!(
+        with_url("https:///v1"),
+        Err(ConfigError::BadUrl { .. })
+    ));
+}
+
+#[test]
+fn a_provider_named_beyond_latin_1_gives_headers_a_response_takes() {
+    let start = Start {
+        status: 200,
+        stream: true,
+        route: "Zhipu 智谱 100%",
+        retry_after_s: None,
+    };
+    let route = start
+        .headers()
+        .into_iter()
+        .find(|(k, _)| *k == "x-candlelight-route")
+        .unwrap()
+        .1;
+    assert!(route.bytes().all(|b| (0x20..=0x7e).contains(&b)), "{route}");
+    assert_eq!(route, "Zhipu %E6%99%BA%E8%B0%B1 100%25");
+    assert_eq!(header_text("deepseek"), "deepseek");
+}

@@ -114,11 +114,15 @@ fn every_busy_signal_is_busy_and_the_rest_are_not() {
     );
     assert_eq!(
         http(402, r#"{"error":{"message":"Insufficient Balance"}}"#),
-        Verdict::KeyRejected { why: Refusal::Quota }
+        Verdict::KeyRejected {
+            why: Refusal::Quota
+        }
     );
     assert_eq!(
         http(429, r#"{"error":{"code":"insufficient_quota"}}"#),
-        Verdict::KeyRejected { why: Refusal::Quota }
+        Verdict::KeyRejected {
+            why: Refusal::Quota
+        }
     );
     for status in [400, 404, 413, 422] {
         assert_eq!(http(status, ""), Verdict::ClientError, "{status}");
@@ -338,7 +342,15 @@ fn refused_keys_rotate_and_old_keys_are_flagged() {
     };
     assert_eq!(r.api_key(&t), Some("k1"));
     assert_eq!(
-        r.report(t, Verdict::KeyRejected { why: Refusal::Invalid }, 0, 0.0, 0.0),
+        r.report(
+            t,
+            Verdict::KeyRejected {
+                why: Refusal::Invalid
+            },
+            0,
+            0.0,
+            0.0
+        ),
         Next::Retry { after_ms: 0.0 },
         "401: the next key, at once"
     );
@@ -347,7 +359,15 @@ fn refused_keys_rotate_and_old_keys_are_flagged() {
     };
     assert_eq!(r.api_key(&t), Some("k2"));
     assert_eq!(
-        r.report(t, Verdict::KeyRejected { why: Refusal::Quota }, 0, 0.0, 0.0),
+        r.report(
+            t,
+            Verdict::KeyRejected {
+                why: Refusal::Quota
+            },
+            0,
+            0.0,
+            0.0
+        ),
         Next::Retry { after_ms: 0.0 }
     );
     let Decision::Go(t) = r.choose(0.0, &[]) else {
@@ -355,7 +375,15 @@ fn refused_keys_rotate_and_old_keys_are_flagged() {
     };
     assert_eq!(r.api_key(&t), Some("k3"));
     assert_eq!(
-        r.report(t, Verdict::KeyRejected { why: Refusal::Invalid }, 0, 0.0, 0.0),
+        r.report(
+            t,
+            Verdict::KeyRejected {
+                why: Refusal::Invalid
+            },
+            0,
+            0.0,
+            0.0
+        ),
         Next::FailOver,
         "no key left"
     );
@@ -544,7 +572,11 @@ fn a_key_refused_with_403_comes_back_after_a_cool_down_and_one_refused_with_401_
             panic!()
         };
         match back {
-            true => assert_eq!(r.api_key(&t), Some("k1"), "{why:?}: back after the cool-down"),
+            true => assert_eq!(
+                r.api_key(&t),
+                Some("k1"),
+                "{why:?}: back after the cool-down"
+            ),
             false => assert_eq!(t.route, Route::Remote(1), "{why:?}: out for good"),
         }
     }

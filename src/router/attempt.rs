@@ -20,6 +20,9 @@ use crate::retry::retry_after_ms;
 const MAX_WAIT_MS: f64 = 60_000.0;
 /// How much of an error body is read to classify it.
 const ERROR_BODY_BYTES: usize = 16 << 10;
+/// The most of a whole (not streamed) answer read: a chat completion is kilobytes; a provider
+/// sending more is broken or hostile, and its answer fails over cut short (invalid JSON).
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 /// How one try ended.
 enum Tried {
@@ -281,12 +284,22 @@ impl<S: AnswerStorage> Service<S> {
         let ok = (200..300).contains(&head.status);
         if !ok || !streaming || !head.event_stream {
             // A whole body: an error to classify, or an answer that is not streamed.
-            let limit = if ok { usize::MAX } else { ERROR_BODY_BYTES };
+            let limit = if ok {
+                MAX_ANSWER_BYTES
+            } else {
+                ERROR_BODY_BYTES
+            };
             let Some(whole) = read_all(&mut reply, limit, deadlines.stall_ms).await else {
                 reply.cancel();
                 return Tried::Failed(classify(&Signal::Stalled), None);
             };
             let (text, parsed) = match whole {
+                Body::Text(text) if !ok => {
+                    // An error text goes on to the app: without the keys some echo.
+                    let text = self.router.borrow().config().redact(&text);
+                    let parsed = serde_json::from_str::<Value>(&text).ok();
+                    (text, parsed)
+                }
                 Body::Text(text) => {
                     let parsed = serde_json::from_str::<Value>(&text).ok();
                     (text, parsed)

@@ -184,6 +184,13 @@ pub enum ConfigError {
     Unnamed { index: usize },
     #[error("provider {name:?}: base URL {url:?} is not http(s)")]
     BadUrl { name: String, url: String },
+    /// Keys would travel in clear text, or the URL carries credentials of its own.
+    #[error("provider {name:?}: base URL {url:?} {reason}")]
+    InsecureUrl {
+        name: String,
+        url: String,
+        reason: &'static str,
+    },
     #[error("provider {name:?}: {field} must be a positive number")]
     NotPositive { name: String, field: &'static str },
     #[error("two providers are named {0:?}")]
@@ -192,7 +199,78 @@ pub enum ConfigError {
     BadPolicy { field: &'static str },
 }
 
+/// A provider URL the router will send keys to: https, or http to this machine only (a local
+/// llama.cpp server or Ollama), and no `user:password@`.
+fn check_url(name: &str, url: &str) -> Result<(), ConfigError> {
+    let insecure = |reason| ConfigError::InsecureUrl {
+        name: name.into(),
+        url: url.into(),
+        reason,
+    };
+    let lower = url.to_ascii_lowercase();
+    let (https, rest) = match (
+        lower.strip_prefix("https://"),
+        lower.strip_prefix("http://"),
+    ) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        _ => {
+            return Err(ConfigError::BadUrl {
+                name: name.into(),
+                url: url.into(),
+            })
+        }
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(insecure("carries credentials; give keys in `keys`"));
+    }
+    if authority.is_empty() {
+        return Err(ConfigError::BadUrl {
+            name: name.into(),
+            url: url.into(),
+        });
+    }
+    if !https && !is_loopback(authority) {
+        return Err(insecure(
+            "is http and not this machine: keys and prompts would travel in clear text",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `authority` (`host[:port]`) names this machine.
+fn is_loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    if host == "localhost" || host.ends_with(".localhost") || host == "::1" {
+        return true;
+    }
+    match host.parse::<std::net::Ipv4Addr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => false,
+    }
+}
+
+/// What a key is replaced with in texts that leave the router.
+pub const REDACTED: &str = "[redacted key]";
+
 impl RouterConfig {
+    /// `text` with every configured key replaced by [`REDACTED`]: provider error texts go on to
+    /// the app, and some providers and proxies echo the key they were sent.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for key in self.providers.iter().flat_map(|p| &p.keys) {
+            // Shorter "keys" are placeholders; replacing them would garble the text.
+            if key.key.len() >= 4 && out.contains(key.key.as_str()) {
+                out = out.replace(key.key.as_str(), REDACTED);
+            }
+        }
+        out
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.providers.is_empty() && self.mode == Mode::RemoteOnly {
             return Err(ConfigError::NoProviders(self.mode));
@@ -220,12 +298,7 @@ impl RouterConfig {
             if !names.insert(p.name.as_str()) {
                 return Err(ConfigError::Duplicate(p.name.clone()));
             }
-            if !(p.base_url.starts_with("https://") || p.base_url.starts_with("http://")) {
-                return Err(ConfigError::BadUrl {
-                    name: p.name.clone(),
-                    url: p.base_url.clone(),
-                });
-            }
+            check_url(&p.name, &p.base_url)?;
             let d = &p.deadlines;
             for (field, v) in [
                 ("rate.requestsPerS", p.rate.requests_per_s),

@@ -19,12 +19,13 @@ mod service;
 mod stitch;
 mod transport;
 
+pub use attempt::MAX_ANSWER_BYTES;
 pub use busy::{classify, Refusal, Signal, Verdict};
 pub use cache::{AnswerCache, AnswerStorage, Entry};
 pub use coalesce::{key as coalesce_key, Coalescer, Follow, Role, Shared};
 pub use config::{
     ApiKey, BreakerPolicy, ConfigError, Deadlines, Mode, ProviderConfig, RateLimit, RetryPolicy,
-    RouterConfig,
+    RouterConfig, REDACTED,
 };
 pub use local::EngineReply;
 pub use metrics::Metrics;
@@ -34,5 +35,8 @@ pub use routes::{
     continuation, provider_model, unavailable, Decision, Health, Local, Next, Route, Router, Ticket,
 };
 pub use service::Service;
+pub use service::MAX_REQUEST_BYTES;
 pub use stitch::Stitch;
-pub use transport::{Client, Head, Outgoing, Piece, Reply, SendError, Start, Transport};
+pub use transport::{
+    header_text, Client, Head, Outgoing, Piece, Reply, SendError, Start, Transport,
+};

@@ -16,6 +16,10 @@ use super::routes::{Health, Local, Router};
 use super::transport::{Client, Start, Transport};
 use crate::openai::sse;
 
+/// The largest request body taken: a long conversation with tools is well under 1 MiB. The
+/// service worker stops reading a body at this size too, so a page cannot make it hold more.
+pub const MAX_REQUEST_BYTES: usize = 8 << 20;
+
 /// The router for one configuration.
 pub struct Service<S> {
     pub(super) router: RefCell<Router>,
@@ -141,6 +145,10 @@ impl<S: AnswerStorage> Service<S> {
             client,
             started: false,
         };
+        if body.len() > MAX_REQUEST_BYTES {
+            let e = json!({"error": {"message": format!("the request body is over {MAX_REQUEST_BYTES} bytes"), "type": "invalid_request_error", "param": null, "code": "request_too_large"}});
+            return out.whole(413, &e, "router", None);
+        }
         let request: Value = match serde_json::from_str(body) {
             Ok(v @ Value::Object(_)) => v,
             _ => {

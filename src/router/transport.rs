@@ -102,12 +102,27 @@ impl Start<'_> {
             }
             false => h.push(("content-type", "application/json".into())),
         }
-        h.push(("x-candlelight-route", self.route.into()));
+        h.push(("x-candlelight-route", header_text(self.route)));
         if let Some(s) = self.retry_after_s {
             h.push(("retry-after", s.to_string()));
         }
         h
     }
+}
+
+/// `text` as a header value: visible ASCII kept, every other byte of its UTF-8 written `%XX`.
+/// A provider may be named "Zhipu 智谱"; headers carry bytes up to 0xFF only, and a `Response`
+/// given more throws, which would leave the app's fetch unsettled.
+pub fn header_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'%' => out.push_str("%25"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// The app's end of one request.

@@ -21,6 +21,10 @@ pub enum Fault {
     Busy,
     /// 400: the request is wrong.
     BadRequest,
+    /// 200 and a whole answer that never ends: 64 KiB pieces of an unclosed JSON string.
+    Flood,
+    /// 400 from a proxy that echoes the `Authorization` header in its message.
+    EchoKey,
     /// Never answers.
     Hang,
     /// Streams this many words, then falls silent.
@@ -139,6 +143,34 @@ impl Provider {
                     json!({"error": {"message": "Insufficient Balance", "type": "unknown_error"}}),
                     None,
                 )
+            }
+            Some(Fault::Flood) => {
+                let mut pieces = VecDeque::from([(0.0, Piece::Bytes(b"{\"id\": \"".to_vec()))]);
+                let piece = vec![b'x'; 64 << 10];
+                for _ in 0..(20 << 20) / piece.len() {
+                    pieces.push_back((1.0, Piece::Bytes(piece.clone())));
+                }
+                pieces.push_back((0.0, Piece::End));
+                return Scripted {
+                    head: Some(Head {
+                        status: 200,
+                        retry_after: None,
+                        event_stream: false,
+                    }),
+                    pieces,
+                    cancelled: self.cancelled.clone(),
+                };
+            }
+            Some(Fault::EchoKey) => {
+                let message = format!(
+                    "Bad request with Authorization Bearer {}",
+                    auth.unwrap_or_default()
+                );
+                return json_reply(
+                    400,
+                    json!({"error": {"message": message, "type": "invalid_request_error", "param": "messages"}}),
+                    None,
+                );
             }
             Some(Fault::BadRequest) => {
                 return json_reply(

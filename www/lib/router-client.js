@@ -101,5 +101,7 @@ export async function chatThroughRouter(body, { signal, url = '/v1/chat/completi
       decoder.free();
     }
   }
-  return Object.assign(chunks(), { route: res.headers.get('x-candlelight-route') });
+  // The router writes non-ASCII provider names %-encoded (headers carry Latin-1 only).
+  const route = res.headers.get('x-candlelight-route');
+  return Object.assign(chunks(), { route: route && decodeURIComponent(route) });
 }
