@@ -37,6 +37,9 @@ pub struct RouterConfig {
     /// The byte cap of the answer cache: answers to deterministic requests (served when every route
     /// fails); 0 keeps none.
     pub cache_bytes: u64,
+    /// Other origins whose pages may call the router's `/v1/` (as `https://app.example`); by
+    /// default only the router's own origin may.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for RouterConfig {
@@ -54,6 +57,7 @@ impl Default for RouterConfig {
             breaker: BreakerPolicy::default(),
             key_max_age_days: 90.0,
             cache_bytes: 500_000_000,
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -8,6 +8,7 @@
 mod attempt;
 mod busy;
 pub mod cache;
+mod caller;
 mod coalesce;
 mod config;
 mod local;
@@ -22,6 +23,7 @@ mod transport;
 pub use attempt::MAX_ANSWER_BYTES;
 pub use busy::{classify, Refusal, Signal, Verdict};
 pub use cache::{AnswerCache, AnswerStorage, Entry};
+pub use caller::{check_caller, Caller, Refused};
 pub use coalesce::{key as coalesce_key, Coalescer, Follow, Role, Shared};
 pub use config::{
     ApiKey, BreakerPolicy, ConfigError, Deadlines, Mode, ProviderConfig, RateLimit, RetryPolicy,

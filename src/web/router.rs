@@ -20,8 +20,8 @@ use super::engine::EngineCore;
 use crate::download::fetch::{fetch_request, sleep};
 use crate::openai::{ApiError, SharedModel};
 use crate::router::{
-    Client, EngineReply, Head, Local, Outgoing, Piece, Reply, Route, RouterConfig, SendError,
-    Service, Start, Transport,
+    check_caller, Caller, Client, EngineReply, Head, Local, Outgoing, Piece, Reply, Route,
+    RouterConfig, SendError, Service, Start, Transport, MAX_REQUEST_BYTES,
 };
 
 #[wasm_bindgen]
@@ -92,6 +92,42 @@ impl RouterCore {
         self.service
             .models(local_id.or(hosted).as_deref())
             .to_string()
+    }
+
+    /// Why the router turns away a request, as `{status, body}` (an OpenAI-shaped error JSON
+    /// text), or undefined when it takes it: page loads and form posts, bodies that are not
+    /// JSON, and other sites' requests unless `allowedOrigins` names them.
+    #[wasm_bindgen(js_name = checkCaller)]
+    pub fn check_caller(
+        &self,
+        mode: &str,
+        content_type: Option<String>,
+        fetch_site: Option<String>,
+        origin: Option<String>,
+        own_origin: &str,
+    ) -> JsValue {
+        let caller = Caller {
+            mode,
+            content_type: content_type.as_deref(),
+            fetch_site: fetch_site.as_deref(),
+            origin: origin.as_deref(),
+            own_origin,
+        };
+        match check_caller(&caller, &self.service.config().allowed_origins) {
+            Ok(()) => JsValue::UNDEFINED,
+            Err(refused) => {
+                let out = Object::new();
+                let _ = Reflect::set(&out, &"status".into(), &refused.status.into());
+                let _ = Reflect::set(&out, &"body".into(), &refused.body().to_string().into());
+                out.into()
+            }
+        }
+    }
+
+    /// The largest request body the router takes; the service worker stops reading there.
+    #[wasm_bindgen(js_name = maxRequestBytes)]
+    pub fn max_request_bytes(&self) -> usize {
+        MAX_REQUEST_BYTES
     }
 
     /// `/v1/metrics`: Prometheus text format.

@@ -110,8 +110,42 @@ test('a whole (non-streamed) answer and a client error pass through', async () =
   const r = await complete(ask({ stream: false }));
   assert.equal(r.status, 200);
   assert.equal(r.json.choices[0].message.content, words(8));
-  const bad = await page.evaluate(async () => (await fetch('/v1/chat/completions', { method: 'POST', body: 'not json' })).status);
+  const bad = await page.evaluate(async () => (await fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'not json' })).status);
   assert.equal(bad, 400);
+});
+
+test('another site\'s form post, a body that is not JSON and an oversized body are refused before any provider sees them', async () => {
+  await configure(config());
+  const seen = async () => (await providers.p1.log()).length + (await providers.p2.log()).length;
+  const before = await seen();
+  // Another origin (localhost is not 127.0.0.1) posts a text/plain form to the router: the
+  // navigation reaches the service worker, which must not spend the key on it.
+  const evil = await startServer();
+  const other = await (await browser.newContext()).newPage();
+  try {
+    await openWithRouter(other, app.origin);
+    await configureRouter(other, config());
+    await other.goto(`http://localhost:${evil.port}/`);
+    await other.setContent(`<form method="post" enctype="text/plain" action="${app.origin}/v1/chat/completions">
+      <input name='{"model":"deepseek-chat","messages":[{"role":"user","content":"spend","x":"' value='"}]}'></form>`);
+    const [response] = await Promise.all([other.waitForNavigation(), other.evaluate(() => document.forms[0].submit())]);
+    assert.equal(response.status(), 403);
+    assert.equal(JSON.parse(await response.text()).error.code, 'navigation_refused');
+  } finally {
+    await other.context().close();
+    await evil.stop();
+  }
+  const statuses = await page.evaluate(async () => {
+    const post = (init) => fetch('/v1/chat/completions', { method: 'POST', ...init }).then(async (r) => [r.status, (await r.json()).error?.code]);
+    const body = JSON.stringify({ model: 'deepseek-chat', messages: [{ role: 'user', content: 'x' }] });
+    return [
+      await post({ body }),
+      await post({ headers: { 'content-type': 'text/plain' }, body }),
+      await post({ headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'deepseek-chat', messages: [{ role: 'user', content: 'x'.repeat(9 << 20) }] }) }),
+    ];
+  });
+  assert.deepEqual(statuses, [[415, 'unsupported_media_type'], [415, 'unsupported_media_type'], [413, 'request_too_large']]);
+  assert.equal(await seen(), before, 'no provider saw any of them');
 });
 
 test('identical deterministic requests in flight go out once; cached answers are served when every route fails', async () => {

@@ -130,10 +130,35 @@ async function announceHealth(r) {
   for (const client of await self.clients.matchAll()) client.postMessage({ type: Msg.health, level });
 }
 
+const jsonResponse = (status, text) => new Response(text, { status, headers: { 'content-type': 'application/json' } });
+
+/** The body's text, read no further than `max` + 1 bytes: the router refuses what is longer,
+ *  and a page cannot make this worker hold more. */
+async function readCapped(request, max) {
+  const reader = request.body?.getReader();
+  if (!reader) return '';
+  const parts = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    size += value.byteLength;
+    if (size > max) {
+      reader.cancel().catch(() => {});
+      break;
+    }
+  }
+  return new TextDecoder().decode(await new Blob(parts).arrayBuffer());
+}
+
 async function answer(request) {
   const r = await router();
+  const h = request.headers;
+  const refused = r.checkCaller(request.mode, h.get('content-type'), h.get('sec-fetch-site'), h.get('origin'), self.location.origin);
+  if (refused) return jsonResponse(refused.status, refused.body);
   await findLocal();
-  const body = await request.text();
+  const body = await readCapped(request, r.maxRequestBytes());
   const stop = new AbortController();
   request.signal?.addEventListener('abort', () => stop.abort());
   const enc = new TextEncoder();
@@ -141,7 +166,15 @@ async function answer(request) {
     let controller;
     const stream = new ReadableStream({ start(c) { controller = c; }, cancel() { stop.abort(); } });
     const sink = {
-      start: (status, headers) => resolve(new Response(stream, { status, headers })),
+      start: (status, headers) => {
+        try {
+          resolve(new Response(stream, { status, headers }));
+        } catch (err) {
+          // A header the browser refuses must not leave the app's fetch unsettled.
+          resolve(jsonResponse(500, JSON.stringify({ error: { message: String(err?.message ?? err), type: 'server_error', code: 'router' } })));
+          stop.abort();
+        }
+      },
       write: (text) => { try { controller.enqueue(enc.encode(text)); } catch { stop.abort(); } },
       close: () => { try { controller.close(); } catch {} },
     };
