@@ -425,3 +425,24 @@ fn hostile_sizes_and_echoed_keys_stop_at_the_router() {
     assert_eq!(r.json()["error"]["code"], "request_too_large");
     assert_eq!((s.p1.seen().len(), s.p2.seen().len()), seen);
 }
+
+#[test]
+fn a_stream_that_breaks_twice_continues_from_the_original_request() {
+    let p3 = Provider::new("p3", &[]);
+    let mut s = setup(|c| {
+        c.providers.push(provider_config(&p3, &[], 0));
+    });
+    s.routes.providers.push(p3.clone());
+    s.p1.faults(&[Fault::Cut(3)]);
+    s.p2.faults(&[Fault::Cut(2)]);
+    let r = s.send(&ask(json!({"max_tokens": 100})));
+    assert_eq!(r.status, Some(200));
+    assert!(r.events().1, "the stream ends with [DONE]");
+    assert_eq!(r.content(), words(8), "nothing lost, nothing twice");
+    let last = p3.seen().pop().expect("p3 finished the answer").body;
+    let messages = last["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "one prefix message: {messages:?}");
+    assert_eq!(messages[1]["content"], words(5));
+    assert_eq!(messages[1]["prefix"], true);
+    assert_eq!(last["max_tokens"], 95, "100 less the 5 words sent");
+}

@@ -74,6 +74,9 @@ impl<S: AnswerStorage> Service<S> {
         key: Option<&str>,
     ) -> Option<Answered> {
         let started_at = transport.now();
+        // Each continuation is built from this, not from the last continuation: a second break
+        // would otherwise stack two prefixes and take the first part off max_tokens twice.
+        let original = request.clone();
         let mut tried: Vec<Route> = Vec::new();
         let mut retries: HashMap<usize, u32> = HashMap::new();
         let mut stitch = Stitch::default();
@@ -134,7 +137,7 @@ impl<S: AnswerStorage> Service<S> {
                 Tried::Failed(v, failed_with) => (v, failed_with),
                 Tried::Broke(v) => {
                     let (partial, emitted) = stitch.broken();
-                    request = continuation(&request, &partial, emitted);
+                    request = continuation(&original, &partial, emitted);
                     (v, None)
                 }
             };
