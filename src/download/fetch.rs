@@ -384,7 +384,10 @@ async fn fetch_run(
             .as_deref()
             .and_then(parse_content_range)
         {
-            Some((s, _, t)) => (s, t),
+            Some((s, _, t)) => {
+                check_range_start(url, first, s)?;
+                (s, t)
+            }
             None => {
                 return Err(DownloadError::Network {
                     url: url.into(),
@@ -408,10 +411,9 @@ async fn fetch_run(
     // hex digits that are not the SHA-256. Only `X-Linked-Etag` is defined as the LFS SHA-256.
     let linked = header(&resp, "x-linked-etag");
     let etag = linked.clone().or_else(|| header(&resp, "etag"));
-    let changed = p
-        .record
-        .as_ref()
-        .is_some_and(|r| r.size != total || (r.etag.is_some() && etag.is_some() && r.etag != etag));
+    let changed = p.record.as_ref().is_some_and(|r| {
+        version_changed((r.size, r.etag.as_deref()), (total, etag.as_deref()))
+    });
     if changed {
         p.db.clear_chunks(url).await.map_err(storage)?;
         p.present.clear();

@@ -31,6 +31,8 @@ pub enum DownloadError {
         expected: u64,
         got: u64,
     },
+    #[error("{url} answered bytes from {got} where bytes from {asked} were asked for")]
+    WrongRange { url: String, asked: u64, got: u64 },
     #[error("not enough storage: {needed} bytes needed, {available} available")]
     Quota { needed: u64, available: u64 },
     #[error("the browser refused to store more: {0}")]
@@ -95,6 +97,35 @@ pub fn sha256_from_linked_etag(value: &str) -> Option<String> {
     (v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())).then(|| v.to_ascii_lowercase())
 }
 
+/// Whether two `ETag` values name the same version, by HTTP's weak comparison: `W/"x"` and
+/// `"x"` are the same, surrounding blanks do not count, and the tag itself must match exactly.
+pub fn same_etag(a: &str, b: &str) -> bool {
+    let opaque = |v: &str| v.trim().trim_start_matches("W/").trim().to_string();
+    opaque(a) == opaque(b)
+}
+
+/// Whether the file changed between two versions seen: a different size, or ETags both known
+/// and not the same by [`same_etag`].
+pub fn version_changed(
+    (size_a, etag_a): (u64, Option<&str>),
+    (size_b, etag_b): (u64, Option<&str>),
+) -> bool {
+    size_a != size_b || matches!((etag_a, etag_b), (Some(a), Some(b)) if !same_etag(a, b))
+}
+
+/// A 206 must start where it was asked to: one that starts elsewhere would be stored at the
+/// wrong offset and reported as progress.
+pub fn check_range_start(url: &str, asked: u64, got: u64) -> Result<(), DownloadError> {
+    match asked == got {
+        true => Ok(()),
+        false => Err(DownloadError::WrongRange {
+            url: url.into(),
+            asked,
+            got,
+        }),
+    }
+}
+
 pub use crate::retry::backoff_ms;
 
 #[cfg(test)]
@@ -132,5 +163,27 @@ mod tests {
             Some(h)
         );
         assert_eq!(sha256_from_linked_etag("\"abc-123\""), None);
+    }
+
+    #[test]
+    fn etags_compare_weakly_and_ranges_must_start_where_asked() {
+        assert!(same_etag("W/\"abc\"", "\"abc\""));
+        assert!(same_etag(" \"abc\"", "\"abc\" "));
+        assert!(!same_etag("\"abc\"", "\"abd\""));
+        assert!(!same_etag("\"abc\"", "\"ABC\""));
+        // A CDN that answers the resume with a weak ETag is the same file, not a new one.
+        assert!(!version_changed((10, Some("\"v1\"")), (10, Some("W/\"v1\""))));
+        assert!(version_changed((10, Some("\"v1\"")), (10, Some("\"v2\""))));
+        assert!(version_changed((10, None), (11, None)));
+        assert!(!version_changed((10, Some("\"v1\"")), (10, None)));
+        assert_eq!(check_range_start("u", 1 << 20, 1 << 20), Ok(()));
+        assert_eq!(
+            check_range_start("u", 1 << 20, 0),
+            Err(DownloadError::WrongRange {
+                url: "u".into(),
+                asked: 1 << 20,
+                got: 0
+            })
+        );
     }
 }

@@ -7,7 +7,7 @@ use web_sys::{ReadableStreamDefaultReader, Response};
 
 use super::fetch::{next_piece, send, Options};
 use super::hub::{parse_lfs_pointer, parse_paths_info, HubFacts, HubFile};
-use super::DownloadError;
+use super::{version_changed, DownloadError};
 use crate::store::indexed_db::ModelDb;
 
 /// Answers larger than this are not a `paths-info` entry or a pointer file: not read.
@@ -155,10 +155,12 @@ pub async fn check_for_update(
     let update_available = match &stored {
         None => false,
         Some(s) if by_hash => s.sha256 != current.sha256,
-        Some(s) => {
-            (s.etag.is_some() && current.etag.is_some() && s.etag != current.etag)
-                || (current.size.is_some() && s.size != current.size)
-        }
+        Some(s) => match (s.size, current.size) {
+            (Some(a), Some(b)) => {
+                version_changed((a, s.etag.as_deref()), (b, current.etag.as_deref()))
+            }
+            _ => version_changed((0, s.etag.as_deref()), (0, current.etag.as_deref())),
+        },
     };
     Ok(UpdateCheck {
         url: url.into(),

@@ -266,7 +266,8 @@ impl From<DownloadError> for ApiError {
         match e {
             DownloadError::Network { .. }
             | DownloadError::UnknownLength { .. }
-            | DownloadError::WrongLength { .. } => ApiError::new(ErrorCode::Network, message),
+            | DownloadError::WrongLength { .. }
+            | DownloadError::WrongRange { .. } => ApiError::new(ErrorCode::Network, message),
             DownloadError::HttpStatus { status, .. } => {
                 ApiError::new(ErrorCode::Network, message).with_number("status", status as f64)
             }
