@@ -30,7 +30,8 @@ const types = {
 // Faults, set by tests: cut the connection once a response reaches a byte offset; ignore Range;
 // answer every model request with 503 (the model server is "down"). Set for all requests with
 // /__control, or for one model URL by its query (?cut=N,M&noRange=1&down=1), so concurrent tests
-// do not share them. Each cut fires once.
+// do not share them. Each cut fires once. Per URL only: weakEtag=1 sends a resumed (ranged from
+// past byte 0) response's ETag weak, as CDNs do; wrongStart=1 answers such a Range from byte 0.
 const state = { cuts: [], noRange: false, down: false, log: [], fired: new Set() };
 const hashes = new Map();
 const sha256 = (path) => {
@@ -83,7 +84,8 @@ function serveModel(req, res, path) {
   let start = 0;
   let end = size - 1;
   const m = !noRange && /^bytes=(\d+)-(\d*)$/.exec(req.headers.range || '');
-  if (m) {
+  const wrongStart = m && Number(m[1]) > 0 && q.get('wrongStart') === '1';
+  if (m && !wrongStart) {
     start = Number(m[1]);
     end = m[2] ? Math.min(Number(m[2]), size - 1) : size - 1;
     if (start >= size || end < start) {
@@ -92,7 +94,8 @@ function serveModel(req, res, path) {
       return res.end();
     }
   }
-  const headers = { 'Content-Type': 'application/octet-stream', 'Content-Length': end - start + 1, 'Accept-Ranges': noRange ? 'none' : 'bytes', ETag: `"${sha256(path)}"`, 'Cache-Control': 'no-cache' };
+  const weak = m && Number(m[1]) > 0 && q.get('weakEtag') === '1' ? 'W/' : '';
+  const headers = { 'Content-Type': 'application/octet-stream', 'Content-Length': end - start + 1, 'Accept-Ranges': noRange ? 'none' : 'bytes', ETag: `${weak}"${sha256(path)}"`, 'Cache-Control': 'no-cache' };
   if (m) headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
   entry.status = m ? 206 : 200;
   entry.start = start;

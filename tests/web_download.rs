@@ -216,3 +216,58 @@ async fn errors_reach_javascript_with_stable_codes() {
     .unwrap();
     assert_eq!(code_of(&err), "invalid_request");
 }
+
+#[wasm_bindgen_test]
+async fn a_resume_answered_with_a_weak_etag_continues_the_same_file() {
+    let db = ModelDb::open().await.unwrap();
+    let cut = 3 * CHUNK + 77;
+    let url = format!(
+        "{SERVER}/models/{MODEL}?t=weak&weakEtag=1&cut={cut}&run={}",
+        run_id()
+    );
+    db.delete_file(&url).await.unwrap();
+    fetch::ensure(&db, &url, &options(CHUNK, 0))
+        .await
+        .expect_err("cut");
+    let record = fetch::ensure(&db, &url, &options(CHUNK, 0)).await.unwrap();
+    let log = model_requests(&url).await;
+    assert_eq!(log.len(), 2, "W/\"x\" is \"x\": no start over: {log:?}");
+    assert_eq!(
+        log[1]["range"],
+        format!("bytes={}-{}", 3 * CHUNK, record.size - 1)
+    );
+    assert_eq!(stored(&db, &url).await, model_bytes().await);
+}
+
+#[wasm_bindgen_test]
+async fn a_206_from_the_wrong_offset_is_an_error_and_stores_nothing() {
+    let db = ModelDb::open().await.unwrap();
+    let cut = 3 * CHUNK + 77;
+    let url = format!(
+        "{SERVER}/models/{MODEL}?t=wrongstart&wrongStart=1&cut={cut}&run={}",
+        run_id()
+    );
+    db.delete_file(&url).await.unwrap();
+    fetch::ensure(&db, &url, &options(CHUNK, 0))
+        .await
+        .expect_err("cut");
+    let err = fetch::ensure(&db, &url, &options(CHUNK, 0))
+        .await
+        .expect_err("a 206 from byte 0 for a resume from chunk 3");
+    assert!(
+        matches!(
+            err,
+            candlelight::download::DownloadError::WrongRange { asked, got: 0, .. } if asked == 3 * CHUNK
+        ),
+        "{err:?}"
+    );
+    let mut have = db.chunk_indices(&url).await.unwrap();
+    have.sort();
+    assert_eq!(have, vec![0, 1, 2], "nothing more was stored");
+    let bytes = model_bytes().await;
+    for i in 0..3u64 {
+        let chunk = db.read_chunk(&url, i).await.unwrap().to_vec();
+        let at = (i * CHUNK) as usize;
+        assert_eq!(chunk, bytes[at..at + CHUNK as usize], "chunk {i}");
+    }
+}
