@@ -73,15 +73,15 @@ fn text_doubled_through_a_namespace_stops_before_it_grows() {
          {% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
     );
     assert!(e.is_limit(), "{e}");
-    // Fuel pays for 64 bytes each; the whole budget is 128 MiB of text.
-    assert!(largest < 160 << 20, "largest allocation {largest} bytes");
+    // Fuel pays for 64 bytes each; the whole budget is 32 MiB of text.
+    assert!(largest < 40 << 20, "largest allocation {largest} bytes");
     // The same through a macro calling itself.
     let (e, largest) = render_watched(
         "{% macro d(s, n) %}{% if n %}{{ d(s ~ s, n - 1) }}{% else %}{{ s | length }}{% endif %}\
          {% endmacro %}{{ d('xxxxxxxx', 40) }}",
     );
     assert!(e.is_limit(), "{e}");
-    assert!(largest < 160 << 20, "largest allocation {largest} bytes");
+    assert!(largest < 40 << 20, "largest allocation {largest} bytes");
 }
 
 #[test]

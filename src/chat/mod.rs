@@ -36,10 +36,11 @@ impl ChatError {
 pub const MAX_TEMPLATE_BYTES: usize = 256 << 10;
 
 /// Work a render may do before it is stopped, on top of what its input pays for (minijinja
-/// fuel: one an instruction, one per 64 bytes made). Rendering a long conversation with
-/// Qwen3's tool template costs ~1 % of it; nested `range(100000)` loops or a string doubled
-/// in a loop run out within milliseconds instead of hanging or allocating gigabytes.
-const BASE_FUEL: u64 = 2_000_000;
+/// fuel: one an instruction, one per 64 bytes made, checked before a sized allocation). That
+/// is 500 000 instructions or 32 MiB of text made: a long conversation with Qwen2.5's tool
+/// block renders well inside it; nested `range(100000)` loops or a string doubled in a loop
+/// run out within milliseconds instead of hanging or allocating gigabytes.
+const BASE_FUEL: u64 = 500_000;
 
 /// Rendered prompts longer than this (plus twice the request's text) are refused: a prompt must
 /// fit a context window, which holds well under 4 MiB of text.

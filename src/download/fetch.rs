@@ -411,9 +411,10 @@ async fn fetch_run(
     // hex digits that are not the SHA-256. Only `X-Linked-Etag` is defined as the LFS SHA-256.
     let linked = header(&resp, "x-linked-etag");
     let etag = linked.clone().or_else(|| header(&resp, "etag"));
-    let changed = p.record.as_ref().is_some_and(|r| {
-        version_changed((r.size, r.etag.as_deref()), (total, etag.as_deref()))
-    });
+    let changed = p
+        .record
+        .as_ref()
+        .is_some_and(|r| version_changed((r.size, r.etag.as_deref()), (total, etag.as_deref())));
     if changed {
         p.db.clear_chunks(url).await.map_err(storage)?;
         p.present.clear();

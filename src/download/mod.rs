@@ -172,7 +172,10 @@ mod tests {
         assert!(!same_etag("\"abc\"", "\"abd\""));
         assert!(!same_etag("\"abc\"", "\"ABC\""));
         // A CDN that answers the resume with a weak ETag is the same file, not a new one.
-        assert!(!version_changed((10, Some("\"v1\"")), (10, Some("W/\"v1\""))));
+        assert!(!version_changed(
+            (10, Some("\"v1\"")),
+            (10, Some("W/\"v1\""))
+        ));
         assert!(version_changed((10, Some("\"v1\"")), (10, Some("\"v2\""))));
         assert!(version_changed((10, None), (11, None)));
         assert!(!version_changed((10, Some("\"v1\"")), (10, None)));
