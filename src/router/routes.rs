@@ -193,7 +193,10 @@ impl Router {
             }
         }
         match wait {
-            Some(ms) => Decision::Wait { ms },
+            // At least a millisecond: a bucket a hair short of a token asks for a wait of
+            // 1e-13 ms, which a clock at Unix-epoch milliseconds cannot even represent, and the
+            // caller would spin without time passing.
+            Some(ms) => Decision::Wait { ms: ms.max(1.0) },
             None => Decision::Unavailable {
                 retry_after_ms: reopen.unwrap_or(DEFAULT_RETRY_AFTER_MS),
             },

@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 /// What a provider does with the next request, as scripts/provider.mjs names it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fault {
+    /// Answers as usual: a place in a queue of faults.
+    Fine,
     /// 401: the key is refused.
     Unauthorized,
     /// 402: DeepSeek's Insufficient Balance.
