@@ -115,18 +115,26 @@ async function offerEngine() {
     : `This device is too weak for this model (${verdict.reason}); the provider answers first`;
 }
 
+// The key goes to the service worker, which keeps it sealed; this page keeps only whether
+// there is one, and an empty key field means "keep it".
 async function saveRouter() {
-  const settings = { use: ui.useRouter.checked, mode: ui.mode.value, url: ui.providerUrl.value.trim(), key: ui.providerKey.value, model: ui.providerModel.value.trim() };
-  localStorage.setItem(ROUTER_SETTINGS, JSON.stringify(settings));
-  const providers = settings.url
-    ? [{ name: new URL(settings.url).hostname, baseUrl: settings.url, keys: settings.key ? [{ key: settings.key }] : [], models: { local: settings.model || 'deepseek-chat' } }]
-    : [];
+  const typed = ui.providerKey.value;
+  const before = JSON.parse(localStorage.getItem(ROUTER_SETTINGS) ?? '{}');
+  const settings = { use: ui.useRouter.checked, mode: ui.mode.value, url: ui.providerUrl.value.trim(), model: ui.providerModel.value.trim() };
+  const name = settings.url && new URL(settings.url).hostname;
+  const keys = typed ? { keys: [{ key: typed }] } : before.hasKey && before.url === settings.url ? { keepKeys: true } : { keys: [] };
+  const providers = settings.url ? [{ name, baseUrl: settings.url, ...keys, models: { local: settings.model || 'deepseek-chat' } }] : [];
+  let held;
   try {
-    await configureRouter({ mode: settings.mode, providers });
+    held = await configureRouter({ mode: settings.mode, providers });
   } catch (e) {
     ui.routerStatus.textContent = e.message;
     return;
   }
+  settings.hasKey = (held?.providers?.[0]?.keys ?? 0) > 0;
+  localStorage.setItem(ROUTER_SETTINGS, JSON.stringify(settings));
+  ui.providerKey.value = '';
+  ui.providerKey.placeholder = settings.hasKey ? 'kept by the router; type to replace' : 'sk-…';
   ui.routerStatus.textContent = 'Saved.';
   if (settings.use) await offerEngine();
   document.body.dataset.router = settings.use ? 'on' : 'off';
@@ -138,7 +146,7 @@ function restoreRouter() {
   ui.useRouter.checked = s.use;
   ui.mode.value = s.mode;
   ui.providerUrl.value = s.url;
-  ui.providerKey.value = s.key;
+  ui.providerKey.placeholder = s.hasKey ? 'kept by the router; type to replace' : 'sk-…';
   ui.providerModel.value = s.model;
 }
 

@@ -129,6 +129,16 @@ test('with a provider saved in the popup and remote-first, the answer comes from
   const [seen] = await provider.log();
   assert.equal(seen.body.model, 'deepseek-chat', 'the popup model name is mapped to the provider model');
   assert.equal(seen.auth, 'sk-test');
+  // The key lives sealed in the background worker; the popup's storage knows only that it is there.
+  const kept = await page.evaluate(() => chrome.storage.local.get(null));
+  assert.ok(!JSON.stringify(kept).includes('sk-test'), 'no key in chrome.storage');
+  assert.equal(await page.inputValue('#provider-key'), '');
+  // Saving again without typing it keeps it.
+  await page.evaluate(() => { document.querySelector('#saved').textContent = ''; });
+  await page.click('#save');
+  await page.waitForFunction(() => document.querySelector('#saved').textContent === 'Saved.');
+  await askFrom(page, 'Hello once more');
+  assert.equal((await provider.log()).at(-1).auth, 'sk-test', 'the kept key is still sent');
   await page.close();
 
   // The provider is busy: remote-first falls back to the local engine, and the popup still answers.

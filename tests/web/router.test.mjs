@@ -252,6 +252,111 @@ test('the local route: the page offers its engine; local-first answers on the de
   await configure(config());
 });
 
+test('offering again swaps the engine rather than answering twice, and unoffering hands the route back', async () => {
+  await configure(config({ mode: 'local-first' }));
+  const out = await page.evaluate(async () => {
+    const { offerLocalEngine, unofferLocalEngine } = await import('/pkg/index.js');
+    const calls = [];
+    const fake = (name) => ({
+      info: { id: name, size: 1 },
+      respond: async () => {
+        calls.push(name);
+        return new Response(JSON.stringify({ id: name, object: 'chat.completion', created: 1, model: name,
+          choices: [{ index: 0, message: { role: 'assistant', content: `from ${name}` }, finish_reason: 'stop' }] }), { headers: { 'content-type': 'application/json' } });
+      },
+    });
+    for (const name of ['a', 'b', 'c']) await offerLocalEngine(fake(name), { capable: true });
+    const ask = async () => {
+      const r = await fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'deepseek-chat', messages: [{ role: 'user', content: 'hi' }] }) });
+      return [r.headers.get('x-candlelight-route'), (await r.json()).choices[0].message.content];
+    };
+    const first = await ask();
+    const answered = [...calls];
+    await unofferLocalEngine();
+    const second = await ask();
+    return { first, answered, second, calls: calls.length };
+  });
+  assert.deepEqual(out.first, ['local', 'from c']);
+  assert.deepEqual(out.answered, ['c'], 'one answer, from the engine offered last');
+  assert.equal(out.second[0], 'p1', 'withdrawn: the provider answers');
+  assert.equal(out.calls, 1);
+});
+
+test('a page answering for a service worker that went away stops within seconds; a live one goes on', async () => {
+  const out = await page.evaluate(async () => {
+    const { sendResponse, receiveResponse, HEARTBEAT_MS } = await import('/pkg/protocol.js');
+    // An endless answer, as an engine generating into a port; it ends when aborted.
+    const answer = (controller) => new Response(new ReadableStream({
+      pull: (c) => new Promise((r) => setTimeout(() => {
+        if (controller.signal.aborted) c.close(); else c.enqueue(new TextEncoder().encode('x'));
+        r();
+      }, 50)),
+    }));
+    const dead = new MessageChannel();
+    const live = new MessageChannel();
+    const deadStop = new AbortController();
+    const liveStop = new AbortController();
+    const started = Date.now();
+    sendResponse(dead.port1, answer(deadStop), deadStop);
+    sendResponse(live.port1, answer(liveStop), liveStop);
+    const received = await receiveResponse(live.port2);
+    const reader = received.body.getReader();
+    await new Promise((r) => deadStop.signal.addEventListener('abort', r));
+    const stoppedAfter = Date.now() - started;
+    await new Promise((r) => setTimeout(r, 2 * HEARTBEAT_MS));
+    const liveGoesOn = !liveStop.signal.aborted && !(await reader.read()).done;
+    reader.cancel();
+    return { stoppedAfter, liveGoesOn, beat: HEARTBEAT_MS };
+  });
+  assert.ok(out.stoppedAfter >= 5 * out.beat && out.stoppedAfter < 10 * out.beat, `stopped after ${out.stoppedAfter} ms`);
+  assert.ok(out.liveGoesOn, 'the answer with a live reader was not stopped');
+});
+
+test('provider keys are sealed at rest: no cache, IndexedDB record or page storage holds them, and a restarted worker still sends them', async () => {
+  await configure(config());
+  const found = await page.evaluate(async () => {
+    const text = (v) => {
+      if (v instanceof ArrayBuffer || ArrayBuffer.isView(v)) return new TextDecoder().decode(v);
+      if (v && typeof v === 'object' && !(v instanceof CryptoKey)) return Object.values(v).map(text).join(' ');
+      return String(v);
+    };
+    const places = [];
+    for (const name of await caches.keys()) {
+      const cache = await caches.open(name);
+      for (const req of await cache.keys()) if ((await (await cache.match(req)).text()).includes('sk-a')) places.push(`cache ${req.url}`);
+    }
+    for (const { name } of await indexedDB.databases()) {
+      const db = await new Promise((resolve, reject) => { const r = indexedDB.open(name); r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error); });
+      for (const store of db.objectStoreNames) {
+        const all = await new Promise((resolve) => { const r = db.transaction(store).objectStore(store).getAll(); r.onsuccess = () => resolve(r.result); });
+        if (all.some((v) => text(v).includes('sk-a'))) places.push(`indexedDB ${name}/${store}`);
+      }
+      db.close();
+    }
+    if (JSON.stringify(localStorage).includes('sk-a')) places.push('localStorage');
+    return places;
+  });
+  assert.deepEqual(found, []);
+  // A restarted worker opens the sealed configuration and sends the key.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('ServiceWorker.enable');
+  await cdp.send('ServiceWorker.stopAllWorkers');
+  const before = (await providers.p1.log()).length;
+  const r = await complete(ask());
+  assert.equal(r.route, 'p1');
+  assert.deepEqual((await providers.p1.log()).slice(before).map((l) => l.auth), ['sk-bad', 'sk-a']);
+  // keepKeys: a new configuration that does not carry the keys keeps them.
+  const held = await page.evaluate(async (c) => {
+    const { configureRouter } = await import('/pkg/index.js');
+    return configureRouter(c);
+  }, config({ providers: config().providers.map(({ keys, ...p }) => ({ ...p, keepKeys: true })) }));
+  assert.deepEqual(held.providers.map((p) => p.keys), [2, 0]);
+  const again = await complete(ask());
+  assert.equal(again.route, 'p1');
+  assert.equal((await providers.p1.log()).at(-1).auth, 'sk-a');
+});
+
 test('the official openai client works through the service worker, streaming and not', async () => {
   await configure(config());
   const r = await page.evaluate(async () => {

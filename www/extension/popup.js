@@ -47,21 +47,30 @@ async function useModel() {
   if (r?.error) $('engine').textContent = r.error;
 }
 
+// The key goes to the background worker's router, which keeps it sealed; chrome.storage keeps
+// only whether there is one, and an empty key field means "keep it".
 async function save() {
-  const settings = { mode: $('mode').value, url: $('provider-url').value.trim(), key: $('provider-key').value, model: $('provider-model').value.trim() };
+  const typed = $('provider-key').value;
+  const before = (await chrome.storage.local.get(SETTINGS))[SETTINGS] ?? {};
+  const settings = { mode: $('mode').value, url: $('provider-url').value.trim(), model: $('provider-model').value.trim() };
   if (settings.url && !(await allow(settings.url))) return void ($('saved').textContent = 'No permission to reach that provider.');
+  const keys = typed ? { keys: [{ key: typed }] } : before.hasKey && before.url === settings.url ? { keepKeys: true } : { keys: [] };
   const providers = settings.url ? [{
     name: new URL(settings.url).hostname,
     baseUrl: settings.url,
-    keys: settings.key ? [{ key: settings.key }] : [],
+    ...keys,
     models: settings.model ? { default: settings.model } : {},
   }] : [];
+  let held;
   try {
-    await configureRouter({ mode: settings.mode, providers });
+    held = await configureRouter({ mode: settings.mode, providers });
   } catch (e) {
     return void ($('saved').textContent = e.message);
   }
+  settings.hasKey = (held?.providers?.[0]?.keys ?? 0) > 0;
   await chrome.storage.local.set({ [SETTINGS]: settings });
+  $('provider-key').value = '';
+  $('provider-key').placeholder = settings.hasKey ? 'kept by the router; type to replace' : 'sk-…';
   $('saved').textContent = 'Saved.';
 }
 
@@ -80,7 +89,7 @@ const stored = await chrome.storage.local.get([SETTINGS, 'engine']);
 const s = stored[SETTINGS] ?? {};
 $('mode').value = s.mode ?? 'auto';
 $('provider-url').value = s.url ?? '';
-$('provider-key').value = s.key ?? '';
+$('provider-key').placeholder = s.hasKey ? 'kept by the router; type to replace' : 'sk-…';
 $('provider-model').value = s.model ?? '';
 showEngine(stored.engine);
 // Nothing chosen yet: the settings are the first thing to see.

@@ -369,6 +369,9 @@ export interface ProviderConfig {
   models?: Record<string, string>;
   /** Used in order; the next takes over when one is refused or out of quota. */
   keys?: Array<{ key: string; createdMs?: number }>;
+  /** Keep the keys the router already holds for the provider of this name (a settings page
+   *  cannot read them back, and saves without them). */
+  keepKeys?: boolean;
   /** Tries after the first on busy answers, before failing over (default 2). */
   maxRetries?: number;
   rate?: { requestsPerS?: number; burst?: number; maxConcurrent?: number };
@@ -390,15 +393,22 @@ export interface RouterConfig {
   /** Byte cap of the answer cache (answers to deterministic requests, served when every route
    *  fails); 0 caches none. Default 500 000 000. */
   cacheBytes?: number;
+  /** Other origins whose pages may call the router's `/v1/` (as `https://app.example`); only
+   *  the router's own origin may by default. Page loads and form posts are refused always. */
+  allowedOrigins?: string[];
 }
 
 /** Gives the service worker's router its configuration; rejects with `invalid_request` when
  *  the router refuses it (the old one stays). */
-export function configureRouter(config: RouterConfig): Promise<void>;
+export function configureRouter(config: RouterConfig): Promise<{ providers: Array<{ name: string; keys: number }> }>;
 
-/** Offers an engine to the service worker's router (www/sw.js) as the local route. Without
- *  `capable`, probes the device and judges it against `minTokensPerS` (default 8). */
+/** Offers an engine to the service worker's router (www/sw.js) as the local route, in place of
+ *  any this page offered before. Without `capable`, probes the device and judges it against
+ *  `minTokensPerS` (default 8). */
 export function offerLocalEngine(engine: Engine | WorkerEngine, options?: { capable?: boolean; minTokensPerS?: number }): Promise<Capability | { verdict: string; reason: string }>;
+
+/** Withdraws this page's engine from the router's local route. */
+export function unofferLocalEngine(): Promise<void>;
 
 export interface Conversation {
   id: string;

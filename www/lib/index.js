@@ -10,4 +10,5 @@ export { probeDevice, assessDevice } from './device.js';
 export { Conversations } from './conversations.js';
 export {
   chatThroughRouter, configureRouter, engineResponse, hostEngineInServiceWorker, offerLocalEngine,
+  unofferLocalEngine,
 } from './router-client.js';

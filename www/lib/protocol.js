@@ -56,11 +56,32 @@ export async function serve(port, message, handle) {
   }
 }
 
+/** How often the receiving end of a Response says it is still there, and how many beats may
+ *  be missed before the sender stops: a service worker restarted mid-answer leaves a dead port,
+ *  and the page would otherwise generate into it to the end. */
+export const HEARTBEAT_MS = 1000;
+const MISSED_BEATS = 5;
+
 /** Sends `response` over `port`: its head, its body as text pieces, then the end. An
- *  `{abort}` from the other side aborts `controller`. A body that breaks off just ends: the
- *  reader sees a stream without its `[DONE]`. */
+ *  `{abort}` from the other side, or its heartbeat stopping, aborts `controller`. A body that
+ *  breaks off just ends: the reader sees a stream without its `[DONE]`. */
 export async function sendResponse(port, response, controller) {
-  port.onmessage = ({ data }) => data?.abort && controller?.abort();
+  let beat = Date.now();
+  port.onmessage = ({ data }) => {
+    if (data?.beat) beat = Date.now();
+    if (data?.abort) controller?.abort();
+  };
+  const watch = setInterval(() => {
+    if (Date.now() - beat > MISSED_BEATS * HEARTBEAT_MS) controller?.abort();
+  }, HEARTBEAT_MS);
+  try {
+    await sendBody(port, response);
+  } finally {
+    clearInterval(watch);
+  }
+}
+
+async function sendBody(port, response) {
   port.postMessage({ start: { status: response.status, headers: Object.fromEntries(response.headers) } });
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   try {
@@ -78,7 +99,11 @@ export async function sendResponse(port, response, controller) {
 /** The other end of `sendResponse`: a Response built from what arrives on `port`; `signal`
  *  (and cancelling the body) sends `{abort}` back. */
 export function receiveResponse(port, signal) {
-  const abort = () => port.postMessage({ abort: true });
+  const beats = setInterval(() => port.postMessage({ beat: true }), HEARTBEAT_MS);
+  const abort = () => {
+    clearInterval(beats);
+    port.postMessage({ abort: true });
+  };
   signal?.addEventListener('abort', abort, { once: true });
   return new Promise((resolve) => {
     let body;
@@ -87,7 +112,10 @@ export function receiveResponse(port, signal) {
     port.onmessage = ({ data }) => {
       if (data.start) resolve(new Response(stream, data.start));
       else if ('text' in data) body.enqueue(enc.encode(data.text));
-      else if (data.end) body.close();
+      else if (data.end) {
+        clearInterval(beats);
+        body.close();
+      }
     };
   });
 }

@@ -20,10 +20,32 @@ export function engineResponse(engine, body, signal) {
   return engine.respond(body, signal);
 }
 
-/** Offers `engine` (Engine or WorkerEngine) to the service worker's router as the local route.
- *  Without `capable`, the device is probed (once, then cached) and judged against
- *  `minTokensPerS` (default 8): too weak, and `auto` mode prefers remote providers. Resolves to
- *  the verdict. */
+// The engine this page offers as the local route, and the one listener that answers for it:
+// offering again swaps the engine, it never adds a listener (each would answer every request).
+let offered = null;
+let listening = false;
+
+const offerMessage = () => ({ type: Msg.offerEngine, ready: !!offered, capable: !!offered?.capable, model: offered?.id ?? null });
+
+function listen() {
+  if (listening) return;
+  listening = true;
+  navigator.serviceWorker.addEventListener('message', async (e) => {
+    // A restarted service worker has forgotten the offer: make it again.
+    if (e.data?.type === Msg.engineWanted && offered) return request(await worker(), offerMessage());
+    if (e.data?.type !== Msg.localAnswer || !e.ports[0]) return;
+    const controller = new AbortController();
+    const response = offered
+      ? await engineResponse(offered.engine, JSON.parse(e.data.body), controller.signal)
+      : new Response(JSON.stringify({ error: { message: 'this page no longer offers an engine', type: 'server_error', code: 'no_route_available' } }), { status: 503, headers: { 'content-type': 'application/json' } });
+    sendResponse(e.ports[0], response, controller);
+  });
+}
+
+/** Offers `engine` (Engine or WorkerEngine) to the service worker's router as the local route,
+ *  in place of any engine this page offered before. Without `capable`, the device is probed
+ *  (once, then cached) and judged against `minTokensPerS` (default 8): too weak, and `auto`
+ *  mode prefers remote providers. Resolves to the verdict. */
 export async function offerLocalEngine(engine, { capable, minTokensPerS = 8 } = {}) {
   let verdict = capable === undefined ? null : { verdict: capable ? 'capable' : 'tooWeak', reason: 'set by the app' };
   if (!verdict) {
@@ -31,17 +53,17 @@ export async function offerLocalEngine(engine, { capable, minTokensPerS = 8 } = 
     const size = engine.info.size;
     verdict = { ...(await assessDevice(profile, { fileBytes: size, bytesPerToken: size, stored: true }, minTokensPerS)), profile };
   }
-  const offer = async () => request(await worker(), { type: Msg.offerEngine, ready: true, capable: verdict.verdict === 'capable', model: engine.info.id });
-  navigator.serviceWorker.addEventListener('message', async (e) => {
-    // A restarted service worker has forgotten the offer: make it again.
-    if (e.data?.type === Msg.engineWanted) return offer();
-    if (e.data?.type !== Msg.localAnswer) return;
-    const controller = new AbortController();
-    const response = await engineResponse(engine, JSON.parse(e.data.body), controller.signal);
-    sendResponse(e.ports[0], response, controller);
-  });
-  await offer();
+  offered = { engine, capable: verdict.verdict === 'capable', id: engine.info.id };
+  listen();
+  await request(await worker(), offerMessage());
   return verdict;
+}
+
+/** Withdraws this page's engine from the router: requests go to other routes from now on, and
+ *  one already on its way here is answered with a 503 the router fails over from. */
+export async function unofferLocalEngine() {
+  offered = null;
+  await request(await worker(), offerMessage());
 }
 
 /** Asks the service worker to run a model itself, on WebGPU, so the local route needs no page

@@ -5,15 +5,20 @@
 // asked for with hostEngineInServiceWorker, answering inside the wasm module).
 import { CandlelightError } from './errors.js';
 import { Msg, receiveResponse, serve } from './protocol.js';
+import { loadConfig, saveConfig } from './sealed-config.js';
 import { glue, initWasm } from './wasm.js';
 
-// The Cache API takes http(s) keys only, and an extension's origin is chrome-extension://: the
-// saved configuration lives under a reserved name (.invalid never resolves).
+// The Cache API takes http(s) keys only, and an extension's origin is chrome-extension://: what
+// this worker remembers lives under a reserved name (.invalid never resolves). The router's
+// configuration, keys included, is sealed in IndexedDB instead (sealed-config.js); CONFIG is
+// where older versions kept it in clear text, read once and removed.
 const CONFIG = 'https://candlelight.invalid/router-config';
 const HOSTED = 'https://candlelight.invalid/hosted-engine';
 const OFFERED = 'https://candlelight.invalid/page-engine-offered';
 const saved = () => caches.open('candlelight-router');
 let core = null;
+// The configuration `core` runs, keys included: what a new configuration's `keepKeys` keeps.
+let current = null;
 let local = { ready: false, capable: false, client: null, model: null };
 
 // An engine in this worker, where it has WebGPU (a CPU engine here would block every request):
@@ -32,19 +37,43 @@ function routerFor(config) {
 async function router() {
   await initWasm();
   if (!core) {
-    const kept = await (await saved()).match(CONFIG);
-    core = routerFor(kept ? await kept.json() : { mode: 'auto', providers: [] });
+    let config = await loadConfig();
+    const cache = await saved();
+    const clear = await cache.match(CONFIG);
+    if (clear) {
+      config ??= await clear.json();
+      await saveConfig(config);
+      await cache.delete(CONFIG);
+    }
+    current = config ?? { mode: 'auto', providers: [] };
+    core = routerFor(current);
   }
   return core;
 }
 
-async function configure(config) {
+/** `config` with the keys of any provider marked `keepKeys` taken from the configuration in
+ *  use: a settings page shows no key it cannot read, and saving it keeps the key. */
+function withKeptKeys(config) {
+  const providers = (config.providers ?? []).map(({ keepKeys, ...p }) => {
+    if (!keepKeys) return p;
+    const before = current?.providers?.find((q) => q.name === p.name);
+    return { ...p, keys: before?.keys ?? [] };
+  });
+  return { ...config, providers };
+}
+
+async function configure(asked) {
   await initWasm();
+  await router();
+  const config = withKeptKeys(asked);
   const next = routerFor(config); // keeps the old one when this throws
-  await (await saved()).put(CONFIG, new Response(JSON.stringify(config)));
+  await saveConfig(config);
+  current = config;
   core = next;
   // A new configuration starts with fresh provider health: the pages hear it.
   await announceHealth(core);
+  // What a settings page may know: how many keys each provider holds, never the keys.
+  return { providers: config.providers.map((p) => ({ name: p.name, keys: p.keys?.length ?? 0 })) };
 }
 
 async function host(url, capable) {
@@ -93,7 +122,11 @@ function findLocal() {
 }
 
 async function offer(m, source) {
-  local = { ready: m.ready, capable: m.capable, client: source?.id ?? null, model: m.model ?? null };
+  // A page withdrawing its engine clears the route only if it is the page that holds it.
+  if (!m.ready && local.client && local.client !== source?.id) return;
+  local = m.ready
+    ? { ready: true, capable: m.capable, client: source?.id ?? null, model: m.model ?? null }
+    : { ready: !!hosted?.loaded, capable: !!hosted?.capable, client: null, model: hosted?.loaded?.info().id ?? null };
   (await router()).setLocal(local.ready, local.capable);
   offered();
   await (await saved()).put(OFFERED, new Response('1'));
