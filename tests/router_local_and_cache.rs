@@ -100,14 +100,12 @@ impl Setup {
     }
 }
 
+/// The same providers (names and models), unreachable: the network is down.
 fn gone(c: &mut RouterConfig) {
-    c.providers = vec![ProviderConfig {
-        name: "gone".into(),
-        base_url: "https://gone.example/v1".into(),
-        max_retries: 0,
-        deadlines: FAST,
-        ..ProviderConfig::default()
-    }];
+    for p in &mut c.providers {
+        p.base_url = format!("https://gone.example/{}/v1", p.name);
+        p.max_retries = 0;
+    }
 }
 
 #[test]
@@ -297,6 +295,19 @@ fn cached_answers_are_served_when_every_route_fails() {
     assert!(down
         .metrics()
         .contains("candlelight_cache_total{event=\"served\"} 2"));
+    // Another configuration's models never get this answer: p1 now asks another model.
+    let other_model = s.service(|c| {
+        c.providers[0]
+            .models
+            .insert("deepseek-chat".into(), "deepseek-reasoner".into());
+        gone(c);
+    });
+    assert_eq!(s.send(&other_model, &det).status, Some(503));
+    let renamed = s.service(|c| {
+        c.providers[1].name = "p3".into();
+        gone(c);
+    });
+    assert_eq!(s.send(&renamed, &det).status, Some(503));
 }
 
 #[test]
@@ -474,4 +485,32 @@ fn tools_the_local_model_cannot_call_go_to_a_provider_or_are_refused_naming_tool
         ),
         "{e}"
     );
+}
+
+#[test]
+fn a_cache_write_that_fails_leaves_the_cache_as_it_was() {
+    use candlelight::router::AnswerCache;
+    let answers = Rc::new(MemoryAnswers::default());
+    let answer =
+        |t: &str| json!({"choices": [{"message": {"content": t}, "finish_reason": "stop"}]});
+    let size = answer("aaaa").to_string().len() as u64;
+    let sim = Sim::new();
+    sim.block_on(async {
+        let cache = AnswerCache::open(answers.clone(), size + 1).await.unwrap();
+        cache.put("a", &answer("aaaa"), 1.0).await.unwrap();
+        // b would push a out, but the write fails (quota): a stays, b is not claimed.
+        answers.fail_next.set(true);
+        assert!(cache.put("b", &answer("bbbb"), 2.0).await.is_err());
+        assert_eq!(
+            cache.get("a", 3.0).await,
+            Some(answer("aaaa")),
+            "a is still served"
+        );
+        assert_eq!(cache.get("b", 3.0).await, None);
+        // The next try succeeds and pushes a out as it should.
+        assert_eq!(cache.put("b", &answer("bbbb"), 4.0).await, Ok(1));
+        assert_eq!(cache.get("a", 5.0).await, None);
+        assert_eq!(cache.get("b", 5.0).await, Some(answer("bbbb")));
+    });
+    assert_eq!(answers.entries.borrow().len(), 1);
 }

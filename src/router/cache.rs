@@ -93,9 +93,12 @@ impl<S: AnswerStorage> AnswerCache<S> {
         serde_json::from_str(&text).ok()
     }
 
-    /// Caches `answer` under `key`; returns how many older answers made room for it.
+    /// Caches `answer` under `key`; returns how many older answers made room for it. When the
+    /// write fails, storage is as it was, and so is the bookkeeping of this answer and of those
+    /// it would have pushed out.
     pub async fn put(&self, key: &str, answer: &Value, now: f64) -> Result<usize, String> {
         let text = answer.to_string();
+        let before = self.lru.borrow().clone();
         let evicted = self
             .lru
             .borrow_mut()
@@ -109,7 +112,17 @@ impl<S: AnswerStorage> AnswerCache<S> {
             };
             puts.push((entry, Some(text)));
         }
-        self.storage.commit(&puts, &evicted).await?;
+        if let Err(e) = self.storage.commit(&puts, &evicted).await {
+            // Undo this put only: other puts may have landed while this one waited.
+            let mut lru = self.lru.borrow_mut();
+            lru.remove(key);
+            for k in std::iter::once(key).chain(evicted.iter().map(String::as_str)) {
+                if let Some(&(bytes, used)) = before.entries.get(k) {
+                    lru.restore(k.to_string(), bytes, used);
+                }
+            }
+            return Err(e);
+        }
         Ok(evicted.iter().filter(|k| k.as_str() != key).count())
     }
 }

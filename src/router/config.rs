@@ -262,6 +262,19 @@ fn is_loopback(authority: &str) -> bool {
 pub const REDACTED: &str = "[redacted key]";
 
 impl RouterConfig {
+    /// What decides which model answers a request: each provider's name and model mapping
+    /// (not its URL, keys or policies), so answers cached under one configuration are not
+    /// served under another that would ask other models.
+    pub fn fingerprint(&self) -> String {
+        let mut models: Vec<(&str, &BTreeMap<String, String>)> = self
+            .providers
+            .iter()
+            .map(|p| (p.name.as_str(), &p.models))
+            .collect();
+        models.sort();
+        serde_json::to_string(&models).unwrap_or_default()
+    }
+
     /// `text` with every configured key replaced by [`REDACTED`]: provider error texts go on to
     /// the app, and some providers and proxies echo the key they were sent.
     pub fn redact(&self, text: &str) -> String {

@@ -219,8 +219,22 @@ impl<S: AnswerStorage> Service<S> {
         opened
     }
 
+    /// Where the answer to the request under coalescing `key` is cached: the key within this
+    /// configuration's models (see [`RouterConfig::fingerprint`]).
+    fn cache_key(&self, key: &str) -> String {
+        use sha2::Digest;
+        let fingerprint = self.router.borrow().config().fingerprint();
+        let digest = sha2::Sha256::new()
+            .chain_update(fingerprint.as_bytes())
+            .chain_update([0])
+            .chain_update(key.as_bytes())
+            .finalize();
+        crate::hex::encode(&digest)
+    }
+
     /// Caches a finished deterministic answer for the day nothing can answer.
     async fn cache_answer(&self, key: &str, answer: &Value, now: f64) {
+        let key = &self.cache_key(key);
         if answer
             .pointer("/choices/0/finish_reason")
             .is_none_or(Value::is_null)
@@ -238,7 +252,8 @@ impl<S: AnswerStorage> Service<S> {
 
     /// The cached answer to the request under `key`, if any.
     pub(super) async fn cached_answer(&self, key: &str, now: f64) -> Option<Value> {
-        self.answer_cache().await?.get(key, now).await
+        let key = self.cache_key(key);
+        self.answer_cache().await?.get(&key, now).await
     }
 
     /// The router's configuration.

@@ -276,6 +276,8 @@ pub struct MemoryAnswers {
     pub entries: RefCell<Vec<Entry>>,
     pub texts: RefCell<std::collections::HashMap<String, String>>,
     pub commits: Cell<usize>,
+    /// The next commit fails (quota), changing nothing, as an aborted transaction does.
+    pub fail_next: Cell<bool>,
 }
 
 impl AnswerStorage for MemoryAnswers {
@@ -293,6 +295,9 @@ impl AnswerStorage for MemoryAnswers {
         deletes: &[String],
     ) -> Result<(), String> {
         self.commits.set(self.commits.get() + 1);
+        if self.fail_next.replace(false) {
+            return Err("QuotaExceededError".into());
+        }
         let mut entries = self.entries.borrow_mut();
         let mut texts = self.texts.borrow_mut();
         for k in deletes {

@@ -168,7 +168,8 @@ test('identical deterministic requests in flight go out once; cached answers are
   assert.deepEqual(trio.map((r) => r.route), ['p1', 'p1', 'p1']);
 
   // Nothing can answer now: the cached answer comes back, streamed or whole; a sampled request gets the 503.
-  await configure(config({ providers: [{ name: 'gone', baseUrl: 'http://127.0.0.1:9/v1', maxRetries: 0, deadlines: fast }] }));
+  // The same providers and models, unreachable (answers cached under other models are not served).
+  await configure(config({ providers: config().providers.map((p) => ({ ...p, baseUrl: `http://127.0.0.1:9/${p.name}/v1`, maxRetries: 0 })) }));
   const kept = await complete(det);
   assert.equal(kept.status, 200);
   assert.equal(kept.route, 'cache');
