@@ -33,12 +33,16 @@ pub enum ErrorCode {
     OutOfMemory,
     Busy,
     Router,
+    /// A caller the router does not take configuration from (a frame, a page outside its scope).
+    Forbidden,
+    /// An encrypted model file did not open with the key given.
+    DecryptionFailed,
     Internal,
 }
 
 impl ErrorCode {
     /// Every code; `index.d.ts`'s `ErrorCode` lists exactly these (tests/api_types.rs).
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::QuotaExceeded,
         Self::Network,
         Self::Integrity,
@@ -55,6 +59,8 @@ impl ErrorCode {
         Self::OutOfMemory,
         Self::Busy,
         Self::Router,
+        Self::Forbidden,
+        Self::DecryptionFailed,
         Self::Internal,
     ];
 
@@ -76,6 +82,8 @@ impl ErrorCode {
             Self::OutOfMemory => "out_of_memory",
             Self::Busy => "busy",
             Self::Router => "router",
+            Self::Forbidden => "forbidden",
+            Self::DecryptionFailed => "decryption_failed",
             Self::Internal => "internal",
         }
     }

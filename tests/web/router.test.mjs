@@ -358,6 +358,32 @@ test('provider keys are sealed at rest: no cache, IndexedDB record or page stora
   assert.equal((await providers.p1.log()).at(-1).auth, 'sk-a');
 });
 
+test('a frame of the origin cannot reconfigure the router or claim the local route', async () => {
+  await configure(config());
+  const replies = await page.evaluate(async () => {
+    const frame = document.createElement('iframe');
+    frame.src = '/?framed';
+    document.body.append(frame);
+    await new Promise((r) => { frame.onload = r; });
+    const w = frame.contentWindow;
+    const sw = (await w.navigator.serviceWorker.ready).active;
+    const ask = (message) => new Promise((resolve) => {
+      const { port1, port2 } = new w.MessageChannel();
+      port1.onmessage = (e) => resolve(e.data.error?.code ?? 'accepted');
+      sw.postMessage(message, [port2]);
+    });
+    const out = [
+      await ask({ type: 'router-config', config: { mode: 'remote-only', providers: [{ name: 'evil', baseUrl: 'https://evil.example/v1' }] } }),
+      await ask({ type: 'local-engine', ready: true, capable: true, model: 'evil' }),
+    ];
+    frame.remove();
+    return out;
+  });
+  assert.deepEqual(replies, ['forbidden', 'forbidden']);
+  const r = await complete(ask());
+  assert.equal(r.route, 'p1', 'the configuration stands');
+});
+
 test('the official openai client works through the service worker, streaming and not', async () => {
   await configure(config());
   const r = await page.evaluate(async () => {

@@ -5,7 +5,8 @@ export type ErrorCode =
   | 'quota_exceeded' | 'network' | 'integrity' | 'unsupported_model' | 'invalid_model' | 'aborted'
   | 'context_overflow' | 'invalid_request' | 'unsupported_feature' | 'storage' | 'not_loaded'
   | 'backend_unavailable'
-  | 'device_lost' | 'out_of_memory' | 'busy' | 'router' | 'internal';
+  | 'device_lost' | 'out_of_memory' | 'busy' | 'router' | 'forbidden' | 'decryption_failed'
+  | 'internal';
 
 export class CandlelightError extends Error {
   name: 'CandlelightError';

@@ -132,6 +132,14 @@ async function offer(m, source) {
   await (await saved()).put(OFFERED, new Response('1'));
 }
 
+/** Whether `source` may change the router: a top-level page (not a frame, not a worker)
+ *  inside this worker's scope. A frame of the origin may show anyone's content, and a page
+ *  outside the scope belongs to another app on the same host; neither may swap the providers
+ *  (and with them receive every prompt) or claim the local route (and receive other tabs'). */
+function mayConfigure(source) {
+  return source?.type === 'window' && source.frameType !== 'nested' && source.url.startsWith(self.registration.scope);
+}
+
 function onMessage(e) {
   const m = e.data ?? {};
   const port = e.ports[0];
@@ -140,7 +148,12 @@ function onMessage(e) {
     [Msg.hostEngine]: () => host(m.url, m.capable !== false),
     [Msg.offerEngine]: () => offer(m, e.source),
   }[m.type];
-  if (handle && port) e.waitUntil(serve(port, m, handle));
+  if (!handle || !port) return;
+  if (!mayConfigure(e.source)) {
+    const refused = () => { throw new CandlelightError('forbidden', `${m.type} is taken only from a top-level page in ${self.registration.scope}`); };
+    return e.waitUntil(serve(port, m, refused));
+  }
+  e.waitUntil(serve(port, m, handle));
 }
 
 // The local route's page engine: the page that offered it answers over a port, as a Response
