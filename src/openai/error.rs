@@ -187,7 +187,8 @@ impl From<StoreError> for ApiError {
         let code = match e {
             StoreError::Quota(_) => ErrorCode::QuotaExceeded,
             StoreError::CorruptChunk { .. } => ErrorCode::Integrity,
-            StoreError::OutOfRange { .. } => ErrorCode::InvalidModel,
+            StoreError::OutOfRange { .. } | StoreError::NotSealed(_) => ErrorCode::InvalidModel,
+            StoreError::Decryption { .. } => ErrorCode::DecryptionFailed,
             _ => ErrorCode::Storage,
         };
         let err = ApiError::new(code, e.to_string());

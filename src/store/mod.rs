@@ -7,6 +7,7 @@ mod file;
 pub mod indexed_db;
 mod memory;
 mod reader;
+pub mod sealed;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
@@ -31,6 +32,12 @@ pub enum StoreError {
     Quota(String),
     #[error("storage error: {0}")]
     Backend(String),
+    #[error(
+        "chunk {index} of the sealed model does not open with this key (a wrong key, or damage)"
+    )]
+    Decryption { index: u64 },
+    #[error("not a sealed model file: {0}")]
+    NotSealed(String),
 }
 
 impl StoreError {
