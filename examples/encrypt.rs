@@ -7,8 +7,6 @@
 //! key is made and written there (raw). Load with `Engine.load(url, { decryptionKey })`, the key
 //! as a `CryptoKey` (AES-GCM) or its 32 bytes.
 
-use aes_gcm::aead::rand_core::RngCore;
-use aes_gcm::aead::OsRng;
 use candlelight::store::sealed::{AesKey, DEFAULT_CHUNK};
 
 fn main() {
@@ -25,7 +23,7 @@ fn main() {
         Ok(bytes) => parse_key(&bytes).expect("KEYFILE holds 32 bytes or 64 hex digits"),
         Err(_) => {
             let mut key = [0u8; 32];
-            OsRng.fill_bytes(&mut key);
+            getrandom::fill(&mut key).expect("the OS gives random bytes");
             std::fs::write(keyfile, key).expect("write KEYFILE");
             eprintln!("made a new key in {keyfile}");
             key.to_vec()
@@ -33,7 +31,7 @@ fn main() {
     };
     let plain = std::fs::read(input).expect("read IN.gguf");
     let mut nonce = [0u8; 8];
-    OsRng.fill_bytes(&mut nonce);
+    getrandom::fill(&mut nonce).expect("the OS gives random bytes");
     let sealed = AesKey::new(&key)
         .expect("a 32-byte key")
         .seal(&plain, chunk, nonce);

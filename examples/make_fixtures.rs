@@ -34,6 +34,12 @@ fn main() {
             .source()
             .unwrap_or_default();
         std::fs::write(out.join("hermes_tools.jinja"), hermes).expect("write template");
+        // A sealed model for the browser tests: the tiny Qwen3 under the test key (32 bytes of
+        // 7), in 64 KiB chunks.
+        let plain = build(&FixtureSpec::tiny(Architecture::Qwen3, Quant::Q4_0)).to_bytes();
+        let key = candlelight::store::sealed::AesKey::new(&[7; 32]).expect("a 32-byte key");
+        let sealed = key.seal(&plain, 64 << 10, *b"fixture!");
+        std::fs::write(out.join("tiny-qwen3-q4_0.cgguf"), sealed).expect("write sealed fixture");
     }
     if which == "gpu-bench" {
         specs.extend([Quant::Q4_0, Quant::Q8_0].map(FixtureSpec::qwen25_05b));

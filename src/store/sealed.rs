@@ -226,3 +226,9 @@ impl<S: ChunkStore, C: ChunkCipher> ChunkStore for SealedStore<S, C> {
         Ok(())
     }
 }
+
+impl<C: ChunkCipher> ChunkCipher for std::rc::Rc<C> {
+    async fn open(&self, nonce: &[u8; 12], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        (**self).open(nonce, aad, sealed).await
+    }
+}

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
+use super::sealed::WebCryptoKey;
 use super::{get, to_js};
 use crate::download::{self, fetch, DownloadError};
 use crate::engine::gpu::GpuOptions;
@@ -22,7 +23,8 @@ use crate::openai::{
     SharedModel, Turn,
 };
 use crate::store::indexed_db::{BlobChunks, FileRecord, IdbChunks, ModelDb};
-use crate::store::ChunkStore;
+use crate::store::sealed::SealedStore;
+use crate::store::{ChunkStore, StoreError};
 
 /// Context positions when the caller names none: the KV cache grows up to this.
 const DEFAULT_CONTEXT: usize = 4096;
@@ -88,22 +90,58 @@ pub(super) fn absolute_url(source: &str) -> String {
 }
 
 /// A model file at a URL, kept in IndexedDB: `open` downloads what is missing and verifies it,
-/// `forget` drops a chunk that failed its check so the next `open` fetches it again.
+/// `forget` drops a chunk that failed its check so the next `open` fetches it again. With a
+/// key, the file is sealed (store/sealed.rs) and read through it.
 struct IdbSource<'a> {
     db: ModelDb,
     url: String,
     options: fetch::Options<'a>,
     record: RefCell<Option<FileRecord>>,
+    key: Option<Rc<WebCryptoKey>>,
+}
+
+/// The stored model file, plain or opened through its key.
+enum ModelStore {
+    Plain(IdbChunks),
+    Sealed(SealedStore<IdbChunks, Rc<WebCryptoKey>>),
+}
+
+impl ChunkStore for ModelStore {
+    fn len(&self) -> u64 {
+        match self {
+            ModelStore::Plain(s) => s.len(),
+            ModelStore::Sealed(s) => s.len(),
+        }
+    }
+
+    async fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        match self {
+            ModelStore::Plain(s) => s.read_at(offset, buf).await,
+            ModelStore::Sealed(s) => s.read_at(offset, buf).await,
+        }
+    }
 }
 
 impl ChunkSource for IdbSource<'_> {
-    type Store = IdbChunks;
+    type Store = ModelStore;
     type Error = ApiError;
 
-    async fn open(&self) -> Result<IdbChunks, ApiError> {
+    async fn open(&self) -> Result<ModelStore, ApiError> {
         let record = fetch::ensure(&self.db, &self.url, &self.options).await?;
         *self.record.borrow_mut() = Some(record.clone());
-        Ok(IdbChunks::new(self.db.clone(), record))
+        let chunks = IdbChunks::new(self.db.clone(), record);
+        let Some(key) = &self.key else {
+            return Ok(ModelStore::Plain(chunks));
+        };
+        match SealedStore::open(chunks, key.clone()).await {
+            Ok(sealed) => Ok(ModelStore::Sealed(sealed)),
+            Err(e @ StoreError::Decryption { .. }) => {
+                // Nothing is kept of a file this app cannot open.
+                let _ = self.db.delete_file(&self.url).await;
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn forget(&self, index: u64) -> Result<(), ApiError> {
@@ -250,6 +288,10 @@ impl EngineCore {
                 ..GpuOptions::default()
             },
         };
+        let key = match get(&options, "decryptionKey") {
+            k if k.is_undefined() || k.is_null() => None,
+            k => Some(Rc::new(WebCryptoKey::from_js(&k).await?)),
+        };
         let (file, text, backend, mut facts) = if let Some(url) = source.as_string() {
             let url = absolute_url(&url);
             let src = IdbSource {
@@ -264,6 +306,7 @@ impl EngineCore {
                     on_progress: &progress,
                 },
                 record: RefCell::new(None),
+                key,
             };
             // The tokenizer is built while the first weight chunks are read.
             let mut text = None;
@@ -292,6 +335,10 @@ impl EngineCore {
                 verified: record.verified,
             };
             (file, text, backend, facts)
+        } else if key.is_some() {
+            return Err(ApiError::invalid(
+                "decryptionKey opens sealed files loaded by URL, not Files or Blobs",
+            ));
         } else if let Ok(blob) = source.clone().dyn_into::<web_sys::Blob>() {
             let name = get(&source, "name")
                 .as_string()

@@ -10,6 +10,7 @@ mod error;
 mod idb;
 mod probe;
 mod router;
+mod sealed;
 mod sse;
 #[cfg(feature = "threads")]
 mod threads;

@@ -56,6 +56,9 @@ export interface LoadOptions {
    *  template is wrong, or lacks tools. Tool calls need a template that takes `tools` and writes
    *  Hermes `<tool_call>` calls (Qwen2.5 and Qwen3 templates do). */
   chatTemplate?: string;
+  /** The key of a sealed model file (`examples/encrypt`): an AES-GCM `CryptoKey`, which may be
+   *  non-extractable, or its 32 bytes. A wrong key fails with `decryption_failed`. */
+  decryptionKey?: CryptoKey | Uint8Array | ArrayBuffer;
   /** Where the .wasm lives, for bundlers that move it. */
   wasmUrl?: string | URL;
   /** CPU threads for the engine in a `WorkerEngine` of a cross-origin isolated page (COOP and
