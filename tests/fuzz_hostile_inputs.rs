@@ -161,7 +161,11 @@ fn mutate(rng: &mut SeededRng, base: &[u8], limit: usize) -> Vec<u8> {
             1 => b[at] = rng.next_u64() as u8,
             2 | 3 => {
                 let v = EDGES[(rng.next_u64() % EDGES.len() as u64) as usize];
-                let width = if rng.next_u64() % 2 == 0 { 4 } else { 8 };
+                let width = if rng.next_u64().is_multiple_of(2) {
+                    4
+                } else {
+                    8
+                };
                 let bytes = v.to_le_bytes();
                 for (i, byte) in bytes[..width].iter().enumerate() {
                     if let Some(x) = b.get_mut(at + i) {

@@ -173,7 +173,7 @@ fn a_special_token_of_thousands_of_bytes_is_refused_before_the_tokenizer_is_buil
         None
     });
     let (_, file) = common::store(&bytes);
-    let e = Tokenizer::from_gguf(&file).err().expect("refused");
+    let e = Tokenizer::from_gguf(&file).expect_err("refused");
     assert!(matches!(e, TokenizerError::Limit(_)), "{e}");
     assert!(e.to_string().contains("30000 bytes"), "{e}");
     let e = ModelText::from_gguf(&file).err().expect("refused");

@@ -410,13 +410,14 @@ fn hostile_sizes_and_echoed_keys_stop_at_the_router() {
     assert!(!message.contains("sk-a"), "{message}");
     assert!(message.contains(REDACTED), "{message}");
     // A whole answer that never ends is read up to MAX_ANSWER_BYTES, cancelled, and p2 answers.
+    // (The flood is 20 MiB: past the cap.)
+    const _: () = assert!(MAX_ANSWER_BYTES < 20 << 20);
     s.p1.faults(&[Fault::Flood]);
     let cancelled = s.p1.cancelled.get();
     let r = s.send(&ask(json!({"stream": false})));
     assert_eq!((r.status, r.route()), (Some(200), "p2"));
     assert_eq!(r.json()["choices"][0]["message"]["content"], words(8));
     assert_eq!(s.p1.cancelled.get(), cancelled + 1, "the flood was cut off");
-    assert!(MAX_ANSWER_BYTES < 20 << 20);
     // A request body past MAX_REQUEST_BYTES is refused before it is parsed or sent anywhere.
     let seen = (s.p1.seen().len(), s.p2.seen().len());
     let huge = ask(json!({"stream": false, "user": "u".repeat(MAX_REQUEST_BYTES)}));

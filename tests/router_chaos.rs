@@ -89,7 +89,7 @@ fn a_thousand_requests_under_random_faults_are_each_answered_once() {
         let bodies: Vec<String> = (0..AT_ONCE)
             .map(|i| {
                 let n = batch * AT_ONCE + i;
-                ask(json!({"stream": n % 3 != 0, "temperature": 0.7, "user": format!("u{n}")}))
+                ask(json!({"stream": !n.is_multiple_of(3), "temperature": 0.7, "user": format!("u{n}")}))
             })
             .collect();
         let tasks: Vec<Task<Recorder>> = bodies
@@ -105,7 +105,7 @@ fn a_thousand_requests_under_random_faults_are_each_answered_once() {
             .collect();
         for (i, r) in sim.run(tasks).into_iter().enumerate() {
             let n = batch * AT_ONCE + i;
-            let streamed = n % 3 != 0;
+            let streamed = !n.is_multiple_of(3);
             check(n, streamed, &r, &mut counts);
         }
     }

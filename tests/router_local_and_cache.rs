@@ -14,11 +14,11 @@ use candlelight::block_on;
 use candlelight::engine::cpu::CpuBackend;
 use candlelight::gguf::Architecture;
 use candlelight::openai::{LocalModel, SharedModel};
-use candlelight::router::{Deadlines, Local, Mode, ProviderConfig, RouterConfig, Service};
+use candlelight::router::{Deadlines, Local, Mode, RouterConfig, Service};
 use candlelight_fixtures::{build, FixtureSpec, Quant};
 use routes::{
     ask, provider_config, words, Fault, LocalRoute, MemoryAnswers, Provider, Recorder, Routes, Sim,
-    Task, FAST,
+    Task,
 };
 use serde_json::json;
 
