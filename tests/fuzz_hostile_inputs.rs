@@ -8,8 +8,8 @@
 //! A longer run for the numbers in a note:
 //! `FUZZ_SECONDS=600 cargo test --release --test fuzz_hostile_inputs -- --nocapture`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -21,33 +21,10 @@ use candlelight::rng::SeededRng;
 use candlelight::store::MemoryStore;
 use candlelight::tokenizer::Tokenizer;
 use candlelight_fixtures::{build, FixtureSpec, GgufWriter, Quant, Template, TensorData};
-
-/// Records each thread's largest single allocation.
-struct Tracking;
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-}
-
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use common::alloc_watch::{watched, Watch};
 
 #[global_allocator]
-static ALLOC: Tracking = Tracking;
+static ALLOC: Watch = Watch;
 
 /// What one target's run found.
 #[derive(Default)]
@@ -100,11 +77,9 @@ fn run(
         let until = Instant::now() + Duration::from_secs(seconds()) / all.len() as u32;
         while Instant::now() < until {
             let input = make(&mut rng);
-            LARGEST.with(|l| l.set(0));
             let started = Instant::now();
-            let outcome = catch_unwind(AssertUnwindSafe(|| one(&input)));
+            let (outcome, largest, _) = watched(|| catch_unwind(AssertUnwindSafe(|| one(&input))));
             let took = started.elapsed();
-            let largest = LARGEST.with(Cell::get);
             let n = tally.inputs;
             let ok = match outcome {
                 Ok(Ok(ok)) => ok,

@@ -3,43 +3,17 @@
 //! byte of them is fetched; counts never size an allocation on their own; and a long header is
 //! fetched once, each chunk once, not re-parsed for every chunk it spans.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::{Cell, RefCell};
+mod common;
+
+use std::cell::RefCell;
 
 use candlelight::block_on;
 use candlelight::gguf::{GgufError, GgufFile, MAX_HEADER_BYTES};
 use candlelight::store::{ChunkStore, StoreError};
-
-/// Counts, per thread, allocations of 64 MiB and more, and the largest one.
-struct Tracking;
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-    static HUGE: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-    if size >= 64 << 20 {
-        let _ = HUGE.try_with(|h| h.set(h.get() + 1));
-    }
-}
-
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use common::alloc_watch::{watched, Watch};
 
 #[global_allocator]
-static ALLOC: Tracking = Tracking;
+static ALLOC: Watch = Watch;
 
 /// A file of `len` bytes that holds `head` and then `fill` bytes, made up as they are read, with
 /// every read recorded: a many-GB model file without the memory.
@@ -79,10 +53,7 @@ fn header(tensors: u64, len: u64) -> Vec<u8> {
 }
 
 fn parse(file: &SparseFile) -> (Result<GgufFile, GgufError>, usize, usize) {
-    LARGEST.with(|l| l.set(0));
-    HUGE.with(|h| h.set(0));
-    let r = block_on(GgufFile::read(file));
-    (r, LARGEST.with(Cell::get), HUGE.with(Cell::get))
+    watched(|| block_on(GgufFile::read(file)))
 }
 
 #[test]

@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use candlelight::block_on;
 use candlelight::engine::cpu::CpuBackend;
 use candlelight::engine::EngineError;
@@ -14,34 +11,10 @@ use candlelight::store::ChunkStore;
 use candlelight::store::MemoryStore;
 use candlelight::tokenizer::{Tokenizer, TokenizerError};
 use candlelight_fixtures::{build, FixtureSpec, GgufWriter, Quant, TensorData};
-
-/// Records the largest single allocation of each thread, so a test can bound what parsing asked
-/// for while other tests run beside it.
-struct Tracking;
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-}
-
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use common::alloc_watch::{watched, Watch};
 
 #[global_allocator]
-static ALLOC: Tracking = Tracking;
+static ALLOC: Watch = Watch;
 
 fn parse(bytes: &[u8]) -> Result<GgufFile, GgufError> {
     block_on(GgufFile::read(&MemoryStore::from_bytes(bytes, 4096)))
@@ -50,9 +23,8 @@ fn parse(bytes: &[u8]) -> Result<GgufFile, GgufError> {
 /// Parses with the allocation watch on; returns the error and the largest allocation made.
 fn parse_watched(bytes: &[u8]) -> (Result<GgufFile, GgufError>, usize) {
     let store = MemoryStore::from_bytes(bytes, 4096);
-    LARGEST.with(|l| l.set(0));
-    let r = block_on(GgufFile::read(&store));
-    (r, LARGEST.with(Cell::get))
+    let (r, largest, _) = watched(|| block_on(GgufFile::read(&store)));
+    (r, largest)
 }
 
 /// A small valid file: a few keys and one 32×2 F32 tensor.

@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use candlelight::block_on;
 use candlelight::chat::{ChatError, ChatTemplate, Message, MAX_TEMPLATE_BYTES};
 use candlelight::engine::cpu::CpuBackend;
@@ -16,33 +13,10 @@ use candlelight::gguf::{Architecture, Value};
 use candlelight::openai::{ApiError, ChatCompletionRequest, LocalModel, ModelText};
 use candlelight::tokenizer::{Tokenizer, TokenizerError, MAX_SPECIAL_TOKEN_BYTES};
 use candlelight_fixtures::{build, FixtureSpec, Quant, Template};
-
-/// Records the largest single allocation of each thread.
-struct Tracking;
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-}
-
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use common::alloc_watch::{watched, Watch};
 
 #[global_allocator]
-static ALLOC: Tracking = Tracking;
+static ALLOC: Watch = Watch;
 
 fn hi() -> Vec<Message> {
     vec![Message::new("user", "Hi")]
@@ -51,9 +25,7 @@ fn hi() -> Vec<Message> {
 /// Renders `source` and returns the error with the largest allocation made meanwhile.
 fn render_watched(source: &str) -> (ChatError, usize) {
     let t = ChatTemplate::new(source, "", "").expect("template parses");
-    LARGEST.with(|l| l.set(0));
-    let r = t.render(&hi(), true);
-    let largest = LARGEST.with(Cell::get);
+    let (r, largest, _) = watched(|| t.render(&hi(), true));
     (r.expect_err("the template is stopped"), largest)
 }
 

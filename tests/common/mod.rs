@@ -1,6 +1,8 @@
 //! Shared by the integration tests: generated fixtures, the committed llama.cpp references.
 #![allow(dead_code)]
 
+pub mod alloc_watch;
+
 use std::path::PathBuf;
 
 use candlelight::block_on;
