@@ -63,6 +63,11 @@ const server = createServer(async (req, res) => {
   if (fault === '429') return json(res, 429, { error: { message: 'Rate limit reached', type: 'rate_limit_error' } }, { 'Retry-After': '1' });
   if (fault === '503busy') return json(res, 503, { error: { message: 'Server busy, please try again later.', type: 'server_error' } });
   if (fault === 'hang') return; // never answers
+  // A redirect elsewhere (?to=URL): the router must not follow it with the key.
+  if (fault?.startsWith('redirect=')) {
+    res.writeHead(307, { location: fault.slice('redirect='.length) });
+    return res.end();
+  }
   // A proxy that echoes the Authorization header in its error: the router must not pass it on.
   if (fault === '400echo') return json(res, 400, { error: { message: `Bad request with Authorization ${req.headers.authorization}`, type: 'invalid_request_error', param: 'messages' } });
   const last = body.messages?.at(-1);

@@ -15,7 +15,7 @@ use web_sys::{AbortSignal, ReadableStreamDefaultReader, Request, RequestInit, Re
 use super::hub::HubFile;
 use super::remote::hub_facts;
 use super::*;
-use crate::store::indexed_db::{feed, FileRecord, ModelDb};
+use crate::store::indexed_db::{feed, new_generation, with_lock, FileRecord, ModelDb};
 use crate::store::StoreError;
 
 #[wasm_bindgen]
@@ -78,8 +78,20 @@ pub(crate) async fn sleep(ms: f64) {
 }
 
 /// Makes sure every chunk of `url` is stored, and the whole file verified when its SHA-256 is
-/// known; resumes whatever an earlier try left. Returns the file's record.
+/// known; resumes whatever an earlier try left. Returns the file's record. Tabs and workers of
+/// the origin take turns on one file (a Web Lock): the second finds what the first stored.
 pub async fn ensure(
+    db: &ModelDb,
+    url: &str,
+    opts: &Options<'_>,
+) -> Result<FileRecord, DownloadError> {
+    let name = format!("candlelight-model {url}");
+    with_lock(&name, opts.signal.as_ref(), ensure_locked(db, url, opts))
+        .await
+        .map_err(|e| opts.network(url, e))?
+}
+
+async fn ensure_locked(
     db: &ModelDb,
     url: &str,
     opts: &Options<'_>,
@@ -150,7 +162,7 @@ async fn verify(
     let n = chunk_count(r.size, r.chunk_size);
     for i in 0..n {
         opts.check_abort().map_err(VerifyError::Download)?;
-        let bytes = match db.read_chunk(&r.url, i).await {
+        let bytes = match db.read_record_chunk(r, i).await {
             Ok(b) => b,
             Err(StoreError::CorruptChunk { index } | StoreError::MissingChunk { index }) => {
                 return Err(VerifyError::Chunk(index))
@@ -213,8 +225,8 @@ async fn fetch_missing(
     opts: &Options<'_>,
 ) -> Result<FileRecord, DownloadError> {
     let present = match &record {
-        Some(_) => db
-            .chunk_indices(url)
+        Some(r) => db
+            .record_chunks(r)
             .await
             .map_err(storage)?
             .into_iter()
@@ -231,6 +243,7 @@ async fn fetch_missing(
     };
     p.report(opts, 0);
     let mut failures = 0u32;
+    let mut rechecks = 0;
     loop {
         opts.check_abort()?;
         // The first missing run by Range; a server that ignores Range streams everything, and
@@ -243,7 +256,20 @@ async fn fetch_missing(
                     &p.present.iter().copied().collect::<Vec<_>>(),
                 );
                 let (Some(run), Some(end)) = (runs.first(), runs.last()) else {
-                    break;
+                    // Complete by this download's count: the store decides (a chunk may have
+                    // been deleted or replaced meanwhile).
+                    let stored = db.record_chunks(r).await.map_err(storage)?;
+                    if stored.len() as u64 == chunk_count(r.size, r.chunk_size) {
+                        break;
+                    }
+                    if rechecks >= 3 {
+                        return Err(DownloadError::Storage(
+                            "chunks written do not stay stored".into(),
+                        ));
+                    }
+                    rechecks += 1;
+                    p.present = stored.into_iter().collect();
+                    continue;
                 };
                 let (a, b) = byte_range(run, r.chunk_size, r.size);
                 (a, Some(b), Some(byte_range(end, r.chunk_size, r.size).1))
@@ -434,6 +460,7 @@ async fn fetch_run(
             complete: false,
             verified: false,
             stored_at_ms: js_sys::Date::now(),
+            generation: new_generation(),
         };
         p.db.put_file(&r).await.map_err(storage)?;
         p.record = Some(r);
@@ -485,7 +512,10 @@ async fn fetch_run(
                     bytes.set(&piece.subarray(at, at + n), within as u32);
                     *filled += n as u64;
                     if *filled == chunk_len {
-                        p.db.put_chunk(url, *i, bytes).await.map_err(storage)?;
+                        let record = p.record.as_ref().expect("a record before any chunk");
+                        p.db.put_record_chunk(record, *i, bytes)
+                            .await
+                            .map_err(storage)?;
                         p.present.insert(*i);
                         buf = None;
                         p.report(opts, 0);

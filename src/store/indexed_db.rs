@@ -70,6 +70,30 @@ export function read_checked(db, key) {
     return { value, data, actual: await subtle_sha256(data) };
   }).catch((error) => ({ error }));
 }
+export function chunk_metas(db, range) {
+  // Every stored chunk's key and the geometry it was written with (not its bytes: a Blob handle).
+  return new Promise((resolve, reject) => {
+    const store = db.transaction('chunks', 'readonly').objectStore('chunks');
+    const out = [];
+    const req = store.openCursor(range);
+    req.onsuccess = () => {
+      const c = req.result;
+      if (!c) return resolve(out);
+      const v = c.value ?? {};
+      out.push([c.key[1], v.len ?? -1, v.chunkSize ?? -1, v.generation ?? '']);
+      c.continue();
+    };
+    req.onerror = () => reject(req.error);
+  });
+}
+export function acquire_lock(name, signal) {
+  // A Web Lock held until the returned function is called; null where there are none.
+  const locks = globalThis.navigator && globalThis.navigator.locks;
+  if (!locks) return Promise.resolve(null);
+  return new Promise((acquired, failed) => {
+    locks.request(name, signal ? { signal } : {}, () => new Promise((release) => acquired(release))).catch(failed);
+  });
+}
 export async function subtle_sha256(bytes) {
   const subtle = globalThis.crypto && globalThis.crypto.subtle;
   if (!subtle) return undefined;
@@ -87,6 +111,27 @@ extern "C" {
     #[wasm_bindgen(catch)]
     async fn subtle_sha256(bytes: &Uint8Array) -> Result<JsValue, JsValue>;
     fn read_checked(db: &web_sys::IdbDatabase, key: &JsValue) -> js_sys::Promise;
+    #[wasm_bindgen(catch)]
+    async fn chunk_metas(db: &web_sys::IdbDatabase, range: &JsValue) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(catch)]
+    async fn acquire_lock(name: &str, signal: &JsValue) -> Result<JsValue, JsValue>;
+}
+
+/// Runs `work` holding the Web Lock `name` (`navigator.locks`), so tabs and workers of the
+/// origin take turns; where there are no Web Locks it runs at once. An abort of `signal` while
+/// waiting ends the wait.
+pub async fn with_lock<T>(
+    name: &str,
+    signal: Option<&web_sys::AbortSignal>,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, JsValue> {
+    let signal = signal.map_or(JsValue::UNDEFINED, |s| s.clone().into());
+    let release = acquire_lock(name, &signal).await?;
+    let out = work.await;
+    if let Some(release) = release.dyn_ref::<js_sys::Function>() {
+        let _ = release.call0(&JsValue::NULL);
+    }
+    Ok(out)
 }
 
 /// Chunks read ahead of the one asked for: their reads and hashes run while the model loader
@@ -114,6 +159,26 @@ pub struct FileRecord {
     /// The whole file was hashed and matched `sha256`.
     pub verified: bool,
     pub stored_at_ms: f64,
+    /// Names this download of the file: chunks written for another (another chunk size from
+    /// another tab, a version the server has since replaced) are not this file's.
+    pub generation: String,
+}
+
+impl FileRecord {
+    /// The bytes chunk `index` holds.
+    pub fn chunk_len(&self, index: u64) -> u64 {
+        let cs = self.chunk_size.max(1);
+        self.size.saturating_sub(index * cs).min(cs)
+    }
+}
+
+/// A fresh generation name.
+pub fn new_generation() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes.copy_from_slice(&js_sys::Math::random().to_bits().to_le_bytes());
+    }
+    crate::hex::encode(&bytes)
 }
 
 pub(crate) fn js_error(e: JsValue) -> StoreError {
@@ -272,9 +337,34 @@ impl ModelDb {
         index: u64,
         bytes: &Uint8Array,
     ) -> Result<(), StoreError> {
+        self.put_chunk_with(url, index, bytes, &Object::new()).await
+    }
+
+    /// Stores chunk `index` of `record`'s file with the geometry it was cut with (length, chunk
+    /// size, generation), which every read checks.
+    pub async fn put_record_chunk(
+        &self,
+        record: &FileRecord,
+        index: u64,
+        bytes: &Uint8Array,
+    ) -> Result<(), StoreError> {
+        let meta = Object::new();
+        let set = |k: &str, v: JsValue| Reflect::set(&meta, &k.into(), &v).map_err(js_error);
+        set("len", (bytes.length() as f64).into())?;
+        set("chunkSize", (record.chunk_size as f64).into())?;
+        set("generation", record.generation.as_str().into())?;
+        self.put_chunk_with(&record.url, index, bytes, &meta).await
+    }
+
+    async fn put_chunk_with(
+        &self,
+        url: &str,
+        index: u64,
+        bytes: &Uint8Array,
+        value: &Object,
+    ) -> Result<(), StoreError> {
         let sha = sha256_hex(bytes).await?;
-        let value = Object::new();
-        let set = |k: &str, v: &JsValue| Reflect::set(&value, &k.into(), v).map_err(js_error);
+        let set = |k: &str, v: &JsValue| Reflect::set(value, &k.into(), v).map_err(js_error);
         set("sha256", &sha.as_str().into())?;
         set("xxh3", &xxh3_hex(bytes).into())?;
         // As a Blob: Chromium reads a 281 MB model stored as Blobs back in 200–250 ms here, and
@@ -284,7 +374,7 @@ impl ModelDb {
         set("data", &blob)?;
         let (tx, store) = self.store(CHUNKS, true)?;
         store
-            .put_with_key(&value, &chunk_key(url, index))
+            .put_with_key(value, &chunk_key(url, index))
             .map_err(js_error)?;
         transaction_done(&tx).await.map_err(js_error)?;
         Ok(())
@@ -292,7 +382,40 @@ impl ModelDb {
 
     /// Chunk `index` of `url`, checked against the hash stored with it.
     pub async fn read_chunk(&self, url: &str, index: u64) -> Result<Uint8Array, StoreError> {
-        checked(self.start_read(url, index), index).await
+        checked(self.start_read(url, index), index, None).await
+    }
+
+    /// Chunk `index` of `record`'s file, checked against its hash and against the record: a
+    /// chunk of another generation or of the wrong length is damaged, never read back.
+    pub async fn read_record_chunk(
+        &self,
+        record: &FileRecord,
+        index: u64,
+    ) -> Result<Uint8Array, StoreError> {
+        checked(self.start_read(&record.url, index), index, Some(record)).await
+    }
+
+    /// Indices of the chunks of `record`'s file that belong to it: its generation, the length
+    /// its chunk size gives (chunks from before chunks kept their geometry: length only).
+    pub async fn record_chunks(&self, record: &FileRecord) -> Result<Vec<u64>, StoreError> {
+        let metas: Array = chunk_metas(&self.db, &Self::chunk_range(&record.url)?)
+            .await
+            .map_err(js_error)?
+            .unchecked_into();
+        Ok(metas
+            .iter()
+            .filter_map(|m| {
+                let m = Array::from(&m);
+                let index = m.get(0).as_f64()? as u64;
+                let len = m.get(1).as_f64().unwrap_or(-1.0);
+                let generation = m.get(3).as_string().unwrap_or_default();
+                let legacy = len < 0.0 && record.generation.is_empty();
+                let fits = len == record.chunk_len(index) as f64
+                    && m.get(2).as_f64() == Some(record.chunk_size as f64)
+                    && generation == record.generation;
+                (legacy || fits).then_some(index)
+            })
+            .collect())
     }
 
     /// Starts reading and hashing chunk `index`; `checked` finishes it.
@@ -339,7 +462,11 @@ impl ModelDb {
 
 /// A chunk read by `read_checked`, checked against its stored XXH3 (`xxh3_hex`), or for chunks
 /// stored before that existed its SHA-256 (hashed here where the page has no SubtleCrypto).
-async fn checked(read: js_sys::Promise, index: u64) -> Result<Uint8Array, StoreError> {
+async fn checked(
+    read: js_sys::Promise,
+    index: u64,
+    record: Option<&FileRecord>,
+) -> Result<Uint8Array, StoreError> {
     let out = JsFuture::from(read).await.map_err(js_error)?;
     let error = Reflect::get(&out, &"error".into()).map_err(js_error)?;
     if !error.is_undefined() {
@@ -355,6 +482,16 @@ async fn checked(read: js_sys::Promise, index: u64) -> Result<Uint8Array, StoreE
         .map_err(js_error)?
         .dyn_into()
         .map_err(|_| StoreError::CorruptChunk { index })?;
+    if let Some(r) = record {
+        // Another tab's chunk size, or a replaced version: not this file's chunk.
+        let generation = Reflect::get(&value, &"generation".into())
+            .map_err(js_error)?
+            .as_string()
+            .unwrap_or_default();
+        if u64::from(data.length()) != r.chunk_len(index) || generation != r.generation {
+            return Err(StoreError::CorruptChunk { index });
+        }
+    }
     // Chunks stored since XXH3 was added are checked by it; older ones by their SHA-256.
     if let Some(stored) = Reflect::get(&value, &"xxh3".into())
         .map_err(js_error)?
@@ -424,7 +561,7 @@ impl IdbChunks {
             }
             read
         };
-        let bytes = checked(read, index).await?;
+        let bytes = checked(read, index, Some(&self.record)).await?;
         *self.cache.borrow_mut() = Some((index, bytes.clone()));
         Ok(bytes)
     }

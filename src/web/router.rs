@@ -350,6 +350,9 @@ impl Transport for WebTransport {
                     let _ = headers.set("authorization", &format!("Bearer {k}"));
                 }
                 init.set_headers(&headers);
+                // A redirect would carry the key to wherever it points: a provider that
+                // redirects counts as refused, and the next route answers.
+                init.set_redirect(web_sys::RequestRedirect::Error);
                 init.set_body(&JsValue::from_str(&out.body.to_string()));
                 if let Some(s) = &signal {
                     init.set_signal(Some(s));

@@ -384,6 +384,16 @@ test('a frame of the origin cannot reconfigure the router or claim the local rou
   assert.equal(r.route, 'p1', 'the configuration stands');
 });
 
+test('a provider that redirects is not followed: the key stays with the provider it belongs to', async () => {
+  await configure(config());
+  await providers.p1.faults([`redirect=${providers.p2.origin}/v1/chat/completions`]);
+  const before = (await providers.p2.log()).length;
+  const r = await complete(ask());
+  assert.equal(r.status, 200);
+  assert.equal(r.route, 'p1', 'a retry on p1 answers');
+  assert.equal((await providers.p2.log()).length, before, 'nothing reached the redirect target');
+});
+
 test('the official openai client works through the service worker, streaming and not', async () => {
   await configure(config());
   const r = await page.evaluate(async () => {
