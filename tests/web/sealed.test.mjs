@@ -14,7 +14,8 @@ before(async () => {
   app = await startServer();
   browser = await launch({ webgpu: false });
   page = await (await browser.newContext()).newPage();
-  await page.goto(`${app.origin}/`);
+  // A page of the origin that runs nothing of its own (the demo registers a service worker).
+  await page.goto(`${app.origin}/pkg/package.json`);
 });
 
 after(async () => {

@@ -28,7 +28,8 @@ after(async () => {
 test('two tabs, two chunk sizes and a cut: one verified file, no chunk of the wrong size', async () => {
   const context = await browser.newContext();
   const [a, b] = [await context.newPage(), await context.newPage()];
-  for (const page of [a, b]) await page.goto(`${app.origin}/`);
+  // A page of the origin that runs nothing of its own (the demo registers a service worker).
+  for (const page of [a, b]) await page.goto(`${app.origin}/pkg/package.json`);
   const url = `${app.origin}/models/${MODEL}?t=two-tabs&cut=300000`;
   const load = (page, chunkSize) => page.evaluate(async ({ url, chunkSize, sha256 }) => {
     const { Engine } = await import('/pkg/index.js');
