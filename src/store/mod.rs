@@ -4,6 +4,8 @@
 
 mod file;
 #[cfg(target_arch = "wasm32")]
+mod idb_chunks;
+#[cfg(target_arch = "wasm32")]
 pub mod indexed_db;
 mod memory;
 mod reader;
