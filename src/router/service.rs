@@ -26,6 +26,8 @@ pub struct Service<S> {
     pub(super) metrics: RefCell<Metrics>,
     coalescer: RefCell<Coalescer>,
     cache: RefCell<CacheState<S>>,
+    /// The configuration's model fingerprint, hashed once: every cache key starts from it.
+    fingerprint: sha2::Sha256,
 }
 
 /// The answer cache, opened at first use.
@@ -101,7 +103,12 @@ impl<S: AnswerStorage> Service<S> {
             0 => CacheState::Off,
             _ => CacheState::Closed(storage),
         };
+        use sha2::Digest;
+        let fingerprint = sha2::Sha256::new()
+            .chain_update(config.fingerprint().as_bytes())
+            .chain_update([0]);
         Ok(Self {
+            fingerprint,
             router: RefCell::new(Router::new(config, now_ms)?),
             metrics: RefCell::new(Metrics::new()),
             coalescer: RefCell::new(Coalescer::default()),
@@ -223,10 +230,9 @@ impl<S: AnswerStorage> Service<S> {
     /// configuration's models (see [`RouterConfig::fingerprint`]).
     fn cache_key(&self, key: &str) -> String {
         use sha2::Digest;
-        let fingerprint = self.router.borrow().config().fingerprint();
-        let digest = sha2::Sha256::new()
-            .chain_update(fingerprint.as_bytes())
-            .chain_update([0])
+        let digest = self
+            .fingerprint
+            .clone()
             .chain_update(key.as_bytes())
             .finalize();
         crate::hex::encode(&digest)

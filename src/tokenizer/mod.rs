@@ -294,25 +294,27 @@ fn added_tokens(vocab: &GgufVocab) -> Vec<tokenizers::AddedToken> {
         .tokens
         .iter()
         .zip(&vocab.types)
-        .filter(|(_, &t)| {
-            matches!(
-                t,
-                token_type::CONTROL | token_type::USER_DEFINED | token_type::UNKNOWN
-            )
-        })
+        .filter(|(_, &t)| is_added(t))
         .map(|(s, &t)| {
             tokenizers::AddedToken::from(s.clone(), t != token_type::USER_DEFINED).normalized(false)
         })
         .collect()
 }
 
-/// Refuses special tokens past [`MAX_SPECIAL_TOKEN_BYTES`] before anything is built from them.
+/// Whether a token of GGUF type `t` is matched in text before anything else (`added_tokens`).
+fn is_added(t: i64) -> bool {
+    matches!(
+        t,
+        token_type::CONTROL | token_type::USER_DEFINED | token_type::UNKNOWN
+    )
+}
+
+/// Refuses added tokens past [`MAX_SPECIAL_TOKEN_BYTES`] before anything is built from them.
 fn check_special_lengths(tokens: &[String], types: &[i64]) -> Result<(), TokenizerError> {
-    let special = |t: &i64| t != &token_type::NORMAL && t != &token_type::UNUSED;
     match tokens
         .iter()
         .zip(types)
-        .position(|(s, t)| special(t) && s.len() > MAX_SPECIAL_TOKEN_BYTES)
+        .position(|(s, &t)| is_added(t) && s.len() > MAX_SPECIAL_TOKEN_BYTES)
     {
         Some(i) => Err(TokenizerError::Limit(format!(
             "special token {i} is {} bytes; at most {MAX_SPECIAL_TOKEN_BYTES} are taken",
