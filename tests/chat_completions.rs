@@ -303,13 +303,14 @@ fn a_saved_conversation_gets_an_id_a_title_and_times() {
         {"role": "user", "content": "  What is\nthe   tallest mountain on Earth, and how was its height measured over the years?"},
         {"role": "assistant", "content": "Everest.", "reasoning_content": "easy"}
     ]}));
-    c.prepare(1000.0, || "id-1".into()).unwrap();
+    c.prepare(|| "id-1".into()).unwrap();
+    c.revise(None, 1000.0).unwrap();
     assert_eq!(c.id, "id-1");
     assert_eq!(
         c.title,
         "What is the tallest mountain on Earth, and how was its…"
     );
-    assert_eq!((c.created, c.updated), (1000.0, 1000.0));
+    assert_eq!((c.created, c.updated, c.revision), (1000.0, 1000.0, 1));
     assert_eq!(c.summary().messages, 3);
     let saved = serde_json::to_value(&c).unwrap();
     assert_eq!(
@@ -317,27 +318,87 @@ fn a_saved_conversation_gets_an_id_a_title_and_times() {
         "reasoning is kept"
     );
 
-    // Saved again later: the same id and title, a new update time.
+    // Saved again later: the same id and title, a new update time, the next revision.
     let mut again = parse(saved);
-    again
-        .prepare(2000.0, || unreachable!("it has an id"))
-        .unwrap();
+    again.prepare(|| unreachable!("it has an id")).unwrap();
+    again.revise(Some(&c), 2000.0).unwrap();
     assert_eq!(
-        (again.id.as_str(), again.created, again.updated),
-        ("id-1", 1000.0, 2000.0)
+        (
+            again.id.as_str(),
+            again.created,
+            again.updated,
+            again.revision
+        ),
+        ("id-1", 1000.0, 2000.0, 2)
     );
 
     let mut empty = Conversation::default();
-    empty.prepare(1.0, || "e".into()).unwrap();
+    empty.prepare(|| "e".into()).unwrap();
     assert_eq!(empty.title, "New chat");
     let mut odd = parse(json!({"messages": [{"role": "robot", "content": "beep"}]}));
     assert_eq!(
-        odd.prepare(1.0, || "x".into()),
+        odd.prepare(|| "x".into()),
         Err(ConversationError::Role("robot".into()))
     );
     let mut huge = parse(json!({"messages": [{"role": "user", "content": "x".repeat(MAX_BYTES)}]}));
     assert!(matches!(
-        huge.prepare(1.0, || "x".into()),
+        huge.prepare(|| "x".into()),
         Err(ConversationError::TooLarge(_))
     ));
+}
+
+/// A save names the revision it was made from. One made from a copy the store no longer holds
+/// (another tab saved, or deleted, since) is refused with the revision the store holds, and a
+/// record from before revisions counts as revision 0.
+#[test]
+fn a_save_from_a_stale_revision_is_a_conflict() {
+    use candlelight::openai::conversation::{check_revision, Conversation, ConversationError};
+    let parse = |v: serde_json::Value| serde_json::from_value::<Conversation>(v).unwrap();
+    let mut first = parse(json!({"id": "c", "messages": [{"role": "user", "content": "hi"}]}));
+    first.revise(None, 10.0).unwrap();
+    assert_eq!(first.revision, 1);
+
+    // Two tabs load revision 1; the first to save makes revision 2.
+    let mut tab_a = first.clone();
+    let mut tab_b = first.clone();
+    tab_a.revise(Some(&first), 20.0).unwrap();
+    assert_eq!((tab_a.revision, tab_a.created), (2, 10.0));
+    let err = tab_b.revise(Some(&tab_a), 30.0).unwrap_err();
+    assert_eq!(
+        err,
+        ConversationError::Conflict {
+            id: "c".into(),
+            read: 1,
+            stored: Some(2)
+        }
+    );
+    assert_eq!(err.stored_revision(), Some(2));
+    assert!(err.to_string().contains("revision 2"), "{err}");
+    assert_eq!(tab_b.revision, 1, "a refused save is left as it was");
+
+    // Saving without a revision over a stored conversation is refused too.
+    let mut blind = parse(json!({"id": "c", "messages": []}));
+    assert!(blind.revise(Some(&tab_a), 40.0).is_err());
+    // So is saving from a revision of one deleted since; with none named, it starts over.
+    let mut after_delete = tab_a.clone();
+    assert_eq!(
+        after_delete
+            .revise(None, 50.0)
+            .unwrap_err()
+            .stored_revision(),
+        Some(0)
+    );
+    let mut anew = parse(json!({"id": "c", "messages": []}));
+    anew.revise(None, 50.0).unwrap();
+    assert_eq!(anew.revision, 1);
+
+    // A record from before revisions (none in its JSON) is revision 0.
+    let old = parse(json!({"id": "c", "messages": [], "created": 5.0, "updated": 5.0}));
+    let mut resaved = old.clone();
+    resaved.revise(Some(&old), 60.0).unwrap();
+    assert_eq!((resaved.revision, resaved.created), (1, 5.0));
+
+    assert!(check_revision("c", 2, Some(&tab_a)).is_ok());
+    assert!(check_revision("c", 0, None).is_ok());
+    assert!(check_revision("c", 1, Some(&tab_a)).is_err());
 }

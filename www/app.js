@@ -18,8 +18,10 @@ const ROUTER_SETTINGS = 'candlelight-demo-router';
 const params = new URLSearchParams(location.search);
 let engine = null;
 let history = [];
-// The conversation on screen, kept in IndexedDB after every answer (null until the first).
+// The conversation on screen, kept in IndexedDB after every answer (null until the first), and
+// the revision this tab last loaded or saved of it.
 let conversation = null;
+let revision = 0;
 let controller = null;
 // What happened, for anyone inspecting the page (the Playwright tests read it).
 window.candlelightDemo = { progress: [] };
@@ -188,11 +190,28 @@ async function showConversations() {
 async function openConversation(id) {
   const kept = id ? await Conversations.load(id) : null;
   conversation = kept?.id ?? null;
+  revision = kept?.revision ?? 0;
   history = kept?.messages ?? [];
   ui.messages.replaceChildren();
   history.forEach(showMessage);
   document.body.dataset.conversation = conversation ?? '';
   await showConversations();
+}
+
+/** Saves the conversation on screen. When another tab has saved it since this one loaded it,
+ *  this tab's version is kept as a new conversation rather than written over the other. */
+async function keep() {
+  const save = (id, rev) => Conversations.save({ id, revision: rev, messages: history, model: engine?.info.id });
+  try {
+    ({ id: conversation, revision } = await save(conversation ?? undefined, revision).catch((e) => {
+      if (e.code !== 'conflict') throw e;
+      say('Another tab changed this conversation; this one is kept as a new conversation.');
+      return save(undefined, 0);
+    }));
+  } catch (e) {
+    say(`${e.code}: ${e.message}`, true);
+  }
+  document.body.dataset.conversation = conversation ?? '';
 }
 
 async function send(text) {
@@ -255,9 +274,7 @@ async function send(text) {
   } finally {
     const reasoning = thinking?.querySelector('.reasoning').textContent;
     history.push({ role: 'assistant', content, ...(reasoning ? { reasoning_content: reasoning } : {}) });
-    conversation = await Conversations.save({ id: conversation ?? undefined, messages: history, model: engine?.info.id })
-      .catch((e) => { say(`${e.code}: ${e.message}`, true); return conversation; });
-    document.body.dataset.conversation = conversation ?? '';
+    await keep();
     showConversations();
     reply.dataset.done = '1';
     controller = null;

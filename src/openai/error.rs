@@ -37,12 +37,14 @@ pub enum ErrorCode {
     Forbidden,
     /// An encrypted model file did not open with the key given.
     DecryptionFailed,
+    /// A save made from a copy the store no longer holds (another tab saved since).
+    Conflict,
     Internal,
 }
 
 impl ErrorCode {
     /// Every code; `index.d.ts`'s `ErrorCode` lists exactly these (tests/api_types.rs).
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         Self::QuotaExceeded,
         Self::Network,
         Self::Integrity,
@@ -61,6 +63,7 @@ impl ErrorCode {
         Self::Router,
         Self::Forbidden,
         Self::DecryptionFailed,
+        Self::Conflict,
         Self::Internal,
     ];
 
@@ -84,6 +87,7 @@ impl ErrorCode {
             Self::Router => "router",
             Self::Forbidden => "forbidden",
             Self::DecryptionFailed => "decryption_failed",
+            Self::Conflict => "conflict",
             Self::Internal => "internal",
         }
     }
@@ -98,6 +102,7 @@ impl ErrorCode {
         match self {
             Self::InvalidRequest | Self::UnsupportedFeature | Self::ContextOverflow => 400,
             Self::Aborted => 499,
+            Self::Conflict => 409,
             _ => 503,
         }
     }

@@ -1,7 +1,7 @@
 //! A few IndexedDB operations as promises, for the small stores of the web layer (the answer
-//! cache, conversations): open with object stores, get, get all, and one transaction of puts and
-//! deletes that resolves when it commits. The model store has its own (`store::indexed_db`),
-//! tuned for chunks.
+//! cache, conversations): open with object stores, get, get all, one transaction of puts and
+//! deletes that resolves when it commits, and a read-decide-write of one key in one readwrite
+//! transaction. The model store has its own (`store::indexed_db`), tuned for chunks.
 
 use js_sys::Array;
 use wasm_bindgen::prelude::*;
@@ -38,6 +38,30 @@ export function kv_write(db, stores, ops) {
     tx.onabort = () => reject(tx.error || new DOMException('transaction aborted', 'AbortError'));
   });
 }
+// Reads a key and writes what `decide` makes of it, in one readwrite transaction: `decide` runs
+// synchronously in the read's success handler, while the transaction is still active, so no
+// other write to the store can come in between. It returns the value to put, undefined to
+// delete, or null to leave the key alone; what it throws aborts the transaction and rejects.
+export function kv_update(db, store, key, decide) {
+  const tx = db.transaction(store, 'readwrite');
+  const objects = tx.objectStore(store);
+  let thrown;
+  const read = objects.get(key);
+  read.onsuccess = () => {
+    try {
+      const next = decide(read.result);
+      if (next === undefined) objects.delete(key);
+      else if (next !== null) objects.put(next, key);
+    } catch (e) {
+      thrown = e;
+      tx.abort();
+    }
+  };
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onabort = () => reject(thrown ?? tx.error ?? new DOMException('transaction aborted', 'AbortError'));
+  });
+}
 "#)]
 extern "C" {
     #[wasm_bindgen(catch)]
@@ -48,6 +72,20 @@ extern "C" {
     async fn kv_all(db: &JsValue, store: &str) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(catch)]
     async fn kv_write(db: &JsValue, stores: Array, ops: Array) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(catch)]
+    async fn kv_update(
+        db: &JsValue,
+        store: &str,
+        key: &str,
+        decide: &Closure<dyn FnMut(JsValue) -> Result<JsValue, JsValue>>,
+    ) -> Result<JsValue, JsValue>;
+}
+
+/// What [`KeyValueDb::update`] does with the key it read.
+pub enum Decision {
+    Put(JsValue),
+    Delete,
+    Keep,
 }
 
 /// One database of string-keyed object stores.
@@ -100,5 +138,26 @@ impl KeyValueDb {
         kv_write(&self.db, self.stores.clone(), ops)
             .await
             .map(|_| ())
+    }
+
+    /// Reads `key` and writes what `decide` makes of its value (undefined when there is none),
+    /// in one readwrite transaction, so no other write to the store comes in between. An error
+    /// from `decide` aborts the transaction (nothing is written) and is what this returns.
+    pub async fn update(
+        &self,
+        store: &str,
+        key: &str,
+        mut decide: impl FnMut(JsValue) -> Result<Decision, JsValue> + 'static,
+    ) -> Result<(), JsValue> {
+        let decide: Closure<dyn FnMut(JsValue) -> Result<JsValue, JsValue>> =
+            Closure::new(move |current| {
+                Ok(match decide(current)? {
+                    Decision::Put(value) => value,
+                    Decision::Delete => JsValue::UNDEFINED,
+                    Decision::Keep => JsValue::NULL,
+                })
+            });
+        // The closure lives until the transaction settles, which is after its one call.
+        kv_update(&self.db, store, key, &decide).await.map(|_| ())
     }
 }

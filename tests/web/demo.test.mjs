@@ -159,6 +159,38 @@ test('a conversation is kept in IndexedDB: a reload resumes it, it goes on, and 
   await server.stop();
 });
 
+test('two tabs go on with one conversation: the second to save keeps its turn as a new conversation', async () => {
+  const server = await startServer();
+  const context = await browser.newContext();
+  const url = `${server.origin}/?chunkSize=${CHUNK}&max_tokens=6&sw=0&model=${encodeURIComponent(`/models/${MODEL}`)}`;
+  const a = await context.newPage();
+  await a.goto(url);
+  await loadModel(a);
+  await chat(a, 'First question');
+  const id = await a.evaluate(() => document.body.dataset.conversation);
+  const b = await context.newPage();
+  await b.goto(`${url}&conversation=${id}`);
+  await b.waitForFunction((id) => document.body.dataset.conversation === id, id);
+  await loadModel(b);
+  // Both tabs show the conversation at one revision; a goes on first, then b.
+  await chat(a, 'From tab a');
+  await chat(b, 'From tab b');
+  const forked = await b.evaluate(() => document.body.dataset.conversation);
+  assert.notEqual(forked, id, 'b did not write over the conversation a saved');
+  assert.match(await b.textContent('#status'), /Another tab changed this conversation/);
+  const load = (cid) => b.evaluate((cid) => import('/pkg/index.js').then((m) => m.Conversations.load(cid)), cid);
+  const [kept, copy] = [await load(id), await load(forked)];
+  assert.deepEqual(kept.messages.filter((m) => m.role === 'user').map((m) => m.content), ['First question', 'From tab a']);
+  assert.deepEqual(copy.messages.filter((m) => m.role === 'user').map((m) => m.content), ['First question', 'From tab b']);
+  assert.equal(kept.revision, 2);
+  // b goes on in its copy, which it now holds at its latest revision.
+  await chat(b, 'Again from b');
+  assert.equal(await b.evaluate(() => document.body.dataset.conversation), forked);
+  assert.equal((await load(forked)).revision, 2);
+  await context.close();
+  await server.stop();
+});
+
 test('at 360x740 with touch there is no horizontal scroll and the chat works', async () => {
   const server = await startServer();
   const context = await browser.newContext({ viewport: { width: 360, height: 740 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 });

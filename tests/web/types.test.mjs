@@ -111,10 +111,11 @@ export async function app(): Promise<void> {
   const viaWorkerCheck: UpdateCheck = await WorkerEngine.checkForUpdate(new URL('https://hf.co/o/n/resolve/main/m.gguf'));
   const profile = await probeDevice({ fresh: true });
   const verdict = await assessDevice(profile, { fileBytes: 1, bytesPerToken: 1, stored: true }, 8);
-  const id: string = await Conversations.save({ messages: [{ role: 'user', content: 'hi' }] });
+  const { id, revision }: { id: string; revision: number } = await Conversations.save({ messages: [{ role: 'user', content: 'hi' }] });
+  await Conversations.save({ id, revision, messages: [] });
   await Conversations.list();
-  await Conversations.load(id);
-  await Conversations.delete(id);
+  const kept: number | undefined = (await Conversations.load(id))?.revision;
+  await Conversations.delete(id, kept);
   const config: RouterConfig = { mode: 'remote-first', cacheBytes: 0, localDeadlines: { stallMs: 1500 },
     providers: [{ name: 'deepseek', baseUrl: 'https://api.deepseek.com/v1', keys: [{ key: 'sk' }], models: { local: 'deepseek-chat' } }] };
   await configureRouter(config);

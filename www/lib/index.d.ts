@@ -6,7 +6,7 @@ export type ErrorCode =
   | 'context_overflow' | 'invalid_request' | 'unsupported_feature' | 'storage' | 'not_loaded'
   | 'backend_unavailable'
   | 'device_lost' | 'out_of_memory' | 'busy' | 'router' | 'forbidden' | 'decryption_failed'
-  | 'internal';
+  | 'conflict' | 'internal';
 
 export class CandlelightError extends Error {
   name: 'CandlelightError';
@@ -422,17 +422,22 @@ export interface Conversation {
   /** Milliseconds since the epoch. */
   created: number;
   updated: number;
+  /** 1 after the first save, one more after each. */
+  revision: number;
   model?: string;
 }
 /** Conversations kept in IndexedDB, so a reload resumes them. */
 export const Conversations: {
-  /** Saves (creates or replaces); resolves to the id, made up when missing. */
-  save(conversation: { id?: string; title?: string; messages: ChatMessage[]; model?: string }): Promise<string>;
+  /** Saves (creates or replaces); resolves to the id (made up when missing) and the new
+   *  revision. A conversation already stored is saved from the revision it was loaded or last
+   *  saved at; when another tab saved since, this fails with `conflict` (its `revision` is the
+   *  stored one) and writes nothing. The check and the write are one IndexedDB transaction. */
+  save(conversation: { id?: string; title?: string; messages: ChatMessage[]; model?: string; revision?: number }): Promise<{ id: string; revision: number }>;
   /** Most recently updated first. */
-  list(): Promise<Array<{ id: string; title: string; updated: number; messages: number }>>;
+  list(): Promise<Array<{ id: string; title: string; updated: number; revision: number; messages: number }>>;
   load(id: string): Promise<Conversation | null>;
-  /** False when there was none. */
-  delete(id: string): Promise<boolean>;
+  /** False when there was none. Given a revision, deletes only that one (`conflict` otherwise). */
+  delete(id: string, revision?: number): Promise<boolean>;
 };
 /** Asks the service worker to run a model itself on WebGPU, so the local route needs no open
  *  page; reloaded whenever the worker restarts. `ok: false` where the worker has no WebGPU. */
