@@ -284,7 +284,37 @@ test('offering again swaps the engine rather than answering twice, and unofferin
   assert.equal(out.calls, 1);
 });
 
-test('a page answering for a service worker that went away stops within seconds; a live one goes on', async () => {
+test('an engine still starting its answer is stopped when the router gives up on it, and the provider answers', async () => {
+  await configure(config({ mode: 'local-first', localDeadlines: fast }));
+  const out = await page.evaluate(async () => {
+    const { offerLocalEngine, unofferLocalEngine } = await import('/pkg/index.js');
+    // An engine that never gets to its answer's head (waiting for its turn, or generating a
+    // whole answer) until it is told to stop.
+    const stopped = [];
+    await offerLocalEngine({
+      info: { id: 'slow', size: 1 },
+      respond: (body, signal) => new Promise((_, reject) => signal.addEventListener('abort', () => {
+        stopped.push(Date.now());
+        reject(new DOMException('stopped', 'AbortError'));
+      })),
+    }, { capable: true });
+    const asked = Date.now();
+    const r = await fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'deepseek-chat', messages: [{ role: 'user', content: 'hi' }] }) });
+    const route = r.headers.get('x-candlelight-route');
+    await r.json();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await unofferLocalEngine();
+    return { route, stoppedAfter: stopped.map((t) => t - asked) };
+  });
+  assert.equal(out.route, 'p1', 'the local route went silent and the provider answered');
+  // The first-byte deadline is 800 ms; the engine hears of it once, soon after.
+  assert.equal(out.stoppedAfter.length, 1, JSON.stringify(out));
+  assert.ok(out.stoppedAfter[0] >= 700 && out.stoppedAfter[0] < 3000, JSON.stringify(out));
+  await configure(config());
+});
+
+test('a page answering for a service worker that went away stops within seconds, started or not; a live one goes on', async () => {
   const out = await page.evaluate(async () => {
     const { sendResponse, receiveResponse, HEARTBEAT_MS } = await import('/pkg/protocol.js');
     // An endless answer, as an engine generating into a port; it ends when aborted.
@@ -296,21 +326,31 @@ test('a page answering for a service worker that went away stops within seconds;
     }));
     const dead = new MessageChannel();
     const live = new MessageChannel();
+    // An engine still waiting for its turn: no head yet, and nobody left to read it.
+    const pending = new MessageChannel();
     const deadStop = new AbortController();
     const liveStop = new AbortController();
+    const pendingStop = new AbortController();
     const started = Date.now();
     sendResponse(dead.port1, answer(deadStop), deadStop);
     sendResponse(live.port1, answer(liveStop), liveStop);
+    sendResponse(pending.port1, new Promise((resolve) => pendingStop.signal.addEventListener('abort', () => resolve(answer(pendingStop)))), pendingStop);
     const received = await receiveResponse(live.port2);
     const reader = received.body.getReader();
     await new Promise((r) => deadStop.signal.addEventListener('abort', r));
     const stoppedAfter = Date.now() - started;
+    // Its watch started a moment after the dead one's: it stops within a beat of it.
+    const pendingStopped = pendingStop.signal.aborted || await new Promise((r) => {
+      pendingStop.signal.addEventListener('abort', () => r(true));
+      setTimeout(() => r(false), HEARTBEAT_MS);
+    });
     await new Promise((r) => setTimeout(r, 2 * HEARTBEAT_MS));
     const liveGoesOn = !liveStop.signal.aborted && !(await reader.read()).done;
     reader.cancel();
-    return { stoppedAfter, liveGoesOn, beat: HEARTBEAT_MS };
+    return { stoppedAfter, pendingStopped, liveGoesOn, beat: HEARTBEAT_MS };
   });
   assert.ok(out.stoppedAfter >= 5 * out.beat && out.stoppedAfter < 10 * out.beat, `stopped after ${out.stoppedAfter} ms`);
+  assert.ok(out.pendingStopped, 'an answer that had not started is stopped as well');
   assert.ok(out.liveGoesOn, 'the answer with a live reader was not stopped');
 });
 

@@ -62,9 +62,12 @@ export async function serve(port, message, handle) {
 export const HEARTBEAT_MS = 1000;
 const MISSED_BEATS = 5;
 
-/** Sends `response` over `port`: its head, its body as text pieces, then the end. An
- *  `{abort}` from the other side, or its heartbeat stopping, aborts `controller`. A body that
- *  breaks off just ends: the reader sees a stream without its `[DONE]`. */
+/** Sends `response` (a Response, or a promise of one) over `port`: its head, its body as text
+ *  pieces, then the end. An `{abort}` from the other side, or its heartbeat stopping, aborts
+ *  `controller`, from the start: while an engine waits for its turn, or generates a whole
+ *  answer, the other side may already have given up. A promise that rejects is sent as an
+ *  OpenAI-style error; a body that breaks off just ends: the reader sees a stream without its
+ *  `[DONE]`. */
 export async function sendResponse(port, response, controller) {
   let beat = Date.now();
   port.onmessage = ({ data }) => {
@@ -75,10 +78,17 @@ export async function sendResponse(port, response, controller) {
     if (Date.now() - beat > MISSED_BEATS * HEARTBEAT_MS) controller?.abort();
   }, HEARTBEAT_MS);
   try {
-    await sendBody(port, response);
+    await sendBody(port, await Promise.resolve(response).catch(failedResponse));
   } finally {
     clearInterval(watch);
   }
+}
+
+/** An engine's failure to answer at all, as the answer a provider would give. */
+function failedResponse(e) {
+  const err = toError(e);
+  const status = err.code === 'aborted' ? 499 : 503;
+  return new Response(JSON.stringify({ error: { message: err.message, type: 'server_error', code: err.code } }), { status, headers: { 'content-type': 'application/json' } });
 }
 
 async function sendBody(port, response) {

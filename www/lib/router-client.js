@@ -34,9 +34,10 @@ function listen() {
     // A restarted service worker has forgotten the offer: make it again.
     if (e.data?.type === Msg.engineWanted && offered) return request(await worker(), offerMessage());
     if (e.data?.type !== Msg.localAnswer || !e.ports[0]) return;
+    // Not awaited: the port listens for an abort and the heartbeat while the engine starts.
     const controller = new AbortController();
     const response = offered
-      ? await engineResponse(offered.engine, JSON.parse(e.data.body), controller.signal)
+      ? Promise.resolve().then(() => engineResponse(offered.engine, JSON.parse(e.data.body), controller.signal))
       : new Response(JSON.stringify({ error: { message: 'this page no longer offers an engine', type: 'server_error', code: 'no_route_available' } }), { status: 503, headers: { 'content-type': 'application/json' } });
     sendResponse(e.ports[0], response, controller);
   });

@@ -44,11 +44,12 @@ async function handle(data, { signal, emit }) {
   }
 }
 
-self.onmessage = async ({ data, ports: [port] }) => {
+self.onmessage = ({ data, ports: [port] }) => {
   if (data.op !== Op.respond) return serve(port, data, handle);
+  // Not awaited: an abort from the page reaches an answer still waiting for its turn.
   const controller = new AbortController();
   const response = engine
-    ? await engine.respond(data.body, controller.signal)
+    ? engine.respond(data.body, controller.signal)
     : errorResponse(new CandlelightError('not_loaded', 'no model is loaded'));
   sendResponse(port, response, controller);
 };
