@@ -4,8 +4,9 @@
 //
 //   node scripts/provider.mjs --port 0 --name p1 [--keys sk-a,sk-b] [--words 8]
 //
-// POST /__faults {"faults": ["429", "503busy", "hang", "stall:2", "cut:2", "malformed", "401", "400echo"]}
-// queues faults; each request takes the next one. GET /__log lists the requests seen.
+// POST /__faults {"faults": ["429", "503busy", "hang", "stall:2", "cut:2", "malformed", "errorevent:2",
+// "nodone", "401", "400echo", "none"]} queues faults; each request takes the next one ("none": a
+// plain answer). GET /__log lists the requests seen.
 import { createServer } from 'node:http';
 
 const arg = (name, fallback) => {
@@ -122,12 +123,18 @@ const server = createServer(async (req, res) => {
       send('{"choices": [{"delta": {"content": "w');
       return res.end();
     }
+    // An error event mid-stream, as DeepSeek sends when it gives up on an answer under load.
+    if (kind === 'errorevent' && i === Number(at)) {
+      send({ error: { message: 'Server busy, please try again later.', type: 'server_error' } });
+      return res.end();
+    }
     send(chunk(id, { content: pieces[i] }));
     await new Promise((r) => setTimeout(r, 5));
   }
   send(chunk(id, {}, 'stop'));
   if (body.stream_options?.include_usage) send({ ...chunk(id, {}), choices: [], usage });
-  res.end('data: [DONE]\n\n');
+  // Some servers end the stream after the last chunk without the [DONE] line.
+  res.end(kind === 'nodone' ? '' : 'data: [DONE]\n\n');
 });
 
 server.listen(Number(arg('port', 0)), '127.0.0.1', () => console.log(`provider ${name} on http://127.0.0.1:${server.address().port}`));
