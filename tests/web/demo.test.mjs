@@ -321,6 +321,9 @@ test('the demo\'s default model is the real SmolLM2-135M: asked about the sky, i
   // On the CPU: this browser's WebGPU is SwiftShader, a software emulator, where this Q4_1 file's
   // weights (widened to f32 on the GPU until a Q4_1 kernel lands) decode at ~0.25 tok/s.
   await page.goto(`${server.origin}/?sw=0&max_tokens=16&temperature=0&backend=cpu`);
+  // The catalog fills in once app.js's top-level fetch of catalog.json returns, which can be
+  // after the page's load event.
+  await page.waitForFunction(() => document.getElementById('catalog').options.length > 0);
   assert.match(await page.inputValue('#catalog'), /SmolLM2-135M-Instruct\.Q4_1\.gguf$/, 'the first choice');
   await loadModel(page);
   const reply = await chat(page, 'What color is the sky on a clear day?');
