@@ -38,7 +38,12 @@ async function chat(page, text, { tap = false } = {}) {
     await page.press('#prompt', 'Enter');
   }
   const reply = page.locator('.msg.assistant').nth(before);
-  await reply.and(page.locator('[data-done]')).waitFor({ timeout: 60_000 });
+  await reply.and(page.locator('[data-done]')).waitFor({ timeout: 60_000 }).catch(async (e) => {
+    // Say what the page showed: a timeout alone does not tell a stuck model from a lost answer.
+    const shown = await page.evaluate(() => ({ status: document.getElementById('status').textContent, stats: document.getElementById('stats')?.textContent,
+      replies: [...document.querySelectorAll('.msg.assistant')].map((el) => ({ ...el.dataset, text: el.querySelector('.text').textContent.slice(0, 200) })) }));
+    throw new Error(`${e.message}\npage: ${JSON.stringify(shown)}`);
+  });
   return reply.evaluate((el) => ({ ...el.dataset, text: el.querySelector('.text').textContent }));
 }
 
