@@ -126,7 +126,8 @@ impl Conversation {
         now: f64,
     ) -> Result<(), ConversationError> {
         check_revision(&self.id, self.revision, stored)?;
-        self.revision = stored.map_or(0, |s| s.revision) + 1;
+        // Saturating: a record another script wrote with the largest revision must not wrap to 0.
+        self.revision = stored.map_or(0, |s| s.revision).saturating_add(1);
         if self.created == 0.0 {
             self.created = stored.map_or(now, |s| s.created);
         }

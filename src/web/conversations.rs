@@ -134,6 +134,7 @@ pub async fn save_conversation(conversation: JsValue) -> Result<JsValue, JsValue
         revision: saved,
     })
 }
+
 /// Every kept conversation's id, title, last update and message count, most recent first.
 #[wasm_bindgen(js_name = listConversations)]
 pub async fn list_conversations() -> Result<JsValue, JsValue> {
